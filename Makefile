@@ -1,0 +1,47 @@
+# Conveyor's front door. `make run` and `make test` set the machine up by themselves.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.conveyor-installed
+
+export GRPC_ENABLE_FORK_SUPPORT = false
+export TF_CPP_MIN_LOG_LEVEL = 2
+
+.PHONY: setup data run test test-all bench lock clean
+
+## setup: host prerequisites (glibc >= 2.39), .venv from requirements.lock, the project (editable)
+setup: $(STAMP) data
+
+$(STAMP): requirements.lock setup.py scripts/setup_host.sh
+	bash scripts/setup_host.sh
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements.lock
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+## data: materialise the default spans from the installed tfx wheel (idempotent)
+data: $(STAMP)
+	$(PY) -m data.materialize
+
+## run: the whole pipeline on the bundled spans (extra flags: make run ARGS="--train-steps 500")
+run: setup
+	$(PY) local_runner.py $(ARGS)
+
+## test: the default test suite
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## bench: cold and no-change runs of the default pipeline, printed as a table
+bench: setup
+	$(PY) -m benchmarks.pipeline_bench $(ARGS)
+
+## lock: re-resolve requirements.in into requirements.lock in a throw-away venv
+lock:
+	bash scripts/setup_host.sh
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install -q --disable-pip-version-check -r requirements.in
+	.lock-venv/bin/pip freeze --exclude-editable | grep -v '^pkg[-_]resources==' > requirements.lock
+	rm -rf .lock-venv
+
+clean:
+	rm -rf outputs .pytest_cache

@@ -1,0 +1,21 @@
+"""Run Conveyor locally: LocalDagRunner, SQLite MLMD, Beam DirectRunner.
+
+    python local_runner.py [--spans-root DIR] [--home DIR] [--train-steps N] [--eval-steps N]
+                           [--span N | --all-spans] [--beam-mode in_memory|multi_processing]
+                           [--beam-workers N] [--verbose]
+
+Quiet by default: one line per component as it finishes, then a summary. Full TFX logs go to a
+file under <home>/logs (and to the console with --verbose).
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+from pipeline.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main(["run", *sys.argv[1:]]))

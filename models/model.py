@@ -1,0 +1,163 @@
+"""Keras 3 model for the big-tipper label, its TFX Trainer entry point, and serving signatures.
+
+The exported SavedModel carries the tf.Transform graph, so callers send raw features:
+  serving_default     serialized tf.Example (SERVING features) -> probability, predicted_class
+  transform_features  serialized tf.Example (TRAINING features) -> transformed features + label,
+                      used by the Evaluator to read the label computed in-graph.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import keras
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx import v1 as tfx
+from tfx_bsl.public import tfxio
+
+from models import features
+
+PROBABILITY_KEY = "probability"
+CLASS_KEY = "predicted_class"
+MODEL_INPUTS = tuple(features.transformed_name(k) for k in features.MODEL_FEATURES)
+
+
+@dataclass(frozen=True)
+class HParams:
+    """Model hyperparameters; the pipeline passes overrides through Trainer's custom_config."""
+
+    learning_rate: float = 0.003
+    batch_size: int = 128
+    hidden_units: tuple[int, ...] = (64, 32)
+    embedding_dim: int = 8
+    dropout: float = 0.1
+    epochs: int = 10  # train_steps are spread over this many epochs (one TensorBoard point each)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any] | None) -> "HParams":
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in (config or {}).items() if k in known}
+        if "hidden_units" in values:
+            values["hidden_units"] = tuple(values["hidden_units"])
+        return cls(**values)
+
+
+def _categorical_sizes(tf_transform_output: tft.TFTransformOutput) -> dict[str, int]:
+    """Transformed categorical feature -> number of distinct ids it can take."""
+    sizes = {}
+    for key in features.BUCKET_FEATURES:
+        sizes[key] = features.BUCKET_COUNT + 1
+    for key in features.VOCAB_FEATURES:
+        sizes[key] = tf_transform_output.vocabulary_size_by_name(key) + features.OOV_BUCKETS
+    sizes.update(features.CATEGORICAL_INT_FEATURES)
+    sizes.update(features.HASHED_FEATURES)
+    return {features.transformed_name(k): v for k, v in sizes.items()}
+
+
+def build_model(categorical_sizes: dict[str, int], hparams: HParams) -> keras.Model:
+    """A deep network: z-scored numerics plus an embedding per categorical feature."""
+    inputs: dict[str, keras.Input] = {}
+    parts = []
+    numeric = []
+    for key in features.DENSE_FLOAT_FEATURES:
+        name = features.transformed_name(key)
+        inputs[name] = keras.Input(shape=(), name=name, dtype="float32")
+        numeric.append(keras.layers.Reshape((1,))(inputs[name]))
+    parts.append(keras.layers.Concatenate()(numeric))
+    for name, size in sorted(categorical_sizes.items()):
+        inputs[name] = keras.Input(shape=(), name=name, dtype="int64")
+        embedded = keras.layers.Embedding(size, min(hparams.embedding_dim, size), name=f"{name}_embedding")(inputs[name])
+        parts.append(embedded)
+    x = keras.layers.Concatenate()(parts)
+    for units in hparams.hidden_units:
+        x = keras.layers.Dense(units, activation="relu")(x)
+        if hparams.dropout:
+            x = keras.layers.Dropout(hparams.dropout)(x)
+    output = keras.layers.Dense(1, activation="sigmoid", name=PROBABILITY_KEY)(x)
+    model = keras.Model(inputs=inputs, outputs=output)
+    model.compile(
+        optimizer=keras.optimizers.Adam(hparams.learning_rate),
+        loss="binary_crossentropy",
+        metrics=[keras.metrics.BinaryAccuracy(name="binary_accuracy"), keras.metrics.AUC(name="auc")],
+    )
+    return model
+
+
+class ServingModule(tf.Module):
+    """The exported object: model + transform graph + signatures."""
+
+    def __init__(self, model: keras.Model, tf_transform_output: tft.TFTransformOutput):
+        super().__init__()
+        self.model = model
+        self.tft_layer = tf_transform_output.transform_features_layer()
+        raw_spec = tf_transform_output.raw_feature_spec()
+        self._training_spec = raw_spec
+        self._serving_spec = {k: v for k, v in raw_spec.items() if k in features.SERVING_FEATURES}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_tf_examples(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+        parsed = tf.io.parse_example(serialized, self._serving_spec)
+        transformed = self.tft_layer(parsed)
+        model_inputs = {k: transformed[k] for k in MODEL_INPUTS}
+        probability = tf.reshape(self.model(model_inputs, training=False), [-1])
+        return {
+            PROBABILITY_KEY: probability,
+            CLASS_KEY: tf.cast(probability > 0.5, tf.int64),
+        }
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def transform_features(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+        parsed = tf.io.parse_example(serialized, self._training_spec)
+        return self.tft_layer(parsed)
+
+    def signatures(self) -> dict[str, Any]:
+        return {
+            "serving_default": self.serve_tf_examples.get_concrete_function(),
+            "transform_features": self.transform_features.get_concrete_function(),
+        }
+
+
+def export(model: keras.Model, tf_transform_output: tft.TFTransformOutput, path: str) -> None:
+    """Write the serving SavedModel to `path`."""
+    module = ServingModule(model, tf_transform_output)
+    tf.saved_model.save(module, path, signatures=module.signatures())
+
+
+def _dataset(
+    file_pattern: list[str],
+    data_accessor: tfx.components.DataAccessor,
+    tf_transform_output: tft.TFTransformOutput,
+    batch_size: int,
+) -> tf.data.Dataset:
+    return data_accessor.tf_dataset_factory(
+        file_pattern,
+        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=features.LABEL_KEY),
+        tf_transform_output.transformed_metadata.schema,
+    ).repeat()
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    """TFX Trainer entry point: train on the transformed window, log to TensorBoard, export."""
+    hparams = HParams.from_config(fn_args.custom_config)
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    train = _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, hparams.batch_size)
+    evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, hparams.batch_size)
+
+    keras.utils.set_random_seed(int((fn_args.custom_config or {}).get("seed", 0)))
+    model = build_model(_categorical_sizes(tf_transform_output), hparams)
+    epochs = max(1, min(hparams.epochs, fn_args.train_steps))
+    model.fit(
+        train,
+        steps_per_epoch=max(1, fn_args.train_steps // epochs),
+        epochs=epochs,
+        validation_data=evaluation,
+        validation_steps=max(1, fn_args.eval_steps),
+        callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch")],
+        verbose=0,
+    )
+    with open(os.path.join(fn_args.model_run_dir, "hparams.json"), "w") as handle:
+        json.dump(asdict(hparams), handle)
+    export(model, tf_transform_output, fn_args.serving_model_dir)

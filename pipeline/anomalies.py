@@ -1,0 +1,51 @@
+"""Reading ExampleValidator output and describing anomalies for people."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from tensorflow_metadata.proto.v0 import anomalies_pb2
+from tfx.types import artifact_utils
+from tfx.utils import io_utils
+
+ANOMALIES_FILE = "SchemaDiff.pb"
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    split: str
+    feature: str
+    kind: str  # e.g. ENUM_TYPE_UNEXPECTED_STRING_VALUES
+    description: str
+
+    def __str__(self) -> str:
+        return f"[{self.split}] {self.feature}: {self.kind}: {self.description}"
+
+
+def from_proto(split: str, proto: anomalies_pb2.Anomalies) -> list[Anomaly]:
+    found = []
+    for feature, info in sorted(proto.anomaly_info.items()):
+        kinds = sorted(
+            anomalies_pb2.AnomalyInfo.Type.Name(reason.type) for reason in info.reason
+        ) or ["UNKNOWN"]
+        found.append(Anomaly(split, feature, ",".join(kinds), info.description or info.short_description))
+    if proto.HasField("dataset_anomaly_info"):
+        info = proto.dataset_anomaly_info
+        kinds = sorted(anomalies_pb2.AnomalyInfo.Type.Name(r.type) for r in info.reason) or ["UNKNOWN"]
+        found.append(Anomaly(split, "<dataset>", ",".join(kinds), info.description))
+    return found
+
+
+def read(uri: str, split_names: str) -> list[Anomaly]:
+    """All anomalies in an ExampleAnomalies artifact directory, every split."""
+    found = []
+    for split in artifact_utils.decode_split_names(split_names):
+        path = os.path.join(uri, f"Split-{split}", ANOMALIES_FILE)
+        proto = anomalies_pb2.Anomalies()
+        proto.ParseFromString(io_utils.read_bytes_file(path))
+        found.extend(from_proto(split, proto))
+    return found
+
+
+def report(anomalies: list[Anomaly]) -> str:
+    return "\n".join(f"  - {a}" for a in anomalies)

@@ -1,0 +1,120 @@
+"""Every tunable of the pipeline, in one place.
+
+Defaults suit a laptop run on the bundled spans. Any field can be overridden by an environment
+variable named CONVEYOR_<FIELD> (e.g. CONVEYOR_TRAIN_STEPS=500) or by the runners' flags.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "CONVEYOR_"
+
+BEAM_MODES = ("in_memory", "multi_processing")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """Blessing rule for one TFMA metric on the overall slice."""
+
+    metric: str
+    lower_bound: float
+    # Largest drop against the baseline (last blessed model) still accepted; None = no change check.
+    max_drop: float | None = None
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    pipeline_name: str = "conveyor-taxi"
+    # Where runs write: pipeline_root/, metadata.sqlite, serving_model/, logs/.
+    home: Path = REPO_ROOT / "outputs"
+    spans_root: Path = REPO_ROOT / "data" / "spans"
+    schema_path: Path = REPO_ROOT / "schema" / "schema.pbtxt"
+    preprocessing_module: Path = REPO_ROOT / "models" / "preprocessing.py"
+    model_module: Path = REPO_ROOT / "models" / "model.py"
+
+    # Data: each run ingests one span (the newest, or `span` if set) and trains on a rolling
+    # window of the newest `window_spans` ingested spans.
+    span: int | None = None
+    window_spans: int = 2
+    train_buckets: int = 3  # hash split of each span: train:eval = 3:1
+    eval_buckets: int = 1
+
+    # Training.
+    train_steps: int = 2000
+    eval_steps: int = 50
+    hparams: Mapping[str, Any] = field(default_factory=dict)  # overrides of models.model.HParams
+    seed: int = 0
+
+    # Evaluation and blessing.
+    thresholds: tuple[Threshold, ...] = (
+        Threshold("binary_accuracy", lower_bound=0.7, max_drop=0.01),
+        Threshold("auc", lower_bound=0.7, max_drop=0.01),
+    )
+
+    # Beam: in_memory (tests, small data) or multi_processing with beam_workers processes
+    # (0 = one per core).
+    beam_mode: str = "in_memory"
+    beam_workers: int = 0
+
+    enable_cache: bool = True
+
+    def __post_init__(self) -> None:
+        if self.beam_mode not in BEAM_MODES:
+            raise ValueError(f"beam_mode must be one of {BEAM_MODES}, got {self.beam_mode!r}")
+        if self.window_spans < 1:
+            raise ValueError("window_spans must be >= 1")
+
+    @property
+    def pipeline_root(self) -> Path:
+        return self.home / "pipeline_root"
+
+    @property
+    def metadata_path(self) -> Path:
+        return self.home / "metadata.sqlite"
+
+    @property
+    def serving_root(self) -> Path:
+        return self.home / "serving_model"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    def beam_args(self) -> list[str]:
+        args = ["--runner=DirectRunner", f"--direct_running_mode={self.beam_mode}"]
+        workers = self.beam_workers or (os.cpu_count() or 1)
+        args.append(f"--direct_num_workers={workers if self.beam_mode == 'multi_processing' else 1}")
+        return args
+
+    def trainer_config(self) -> dict[str, Any]:
+        return {**self.hparams, "seed": self.seed}
+
+    def replace(self, **changes: Any) -> "PipelineConfig":
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _parse(kind: Any, text: str) -> Any:
+    if kind in ("Path", Path):
+        return Path(text)
+    if kind in ("int", int):
+        return int(text)
+    if kind in ("bool", bool):
+        return text.lower() in ("1", "true", "yes", "on")
+    if kind in ("int | None",):
+        return int(text) if text else None
+    return text
+
+
+def load(**overrides: Any) -> PipelineConfig:
+    """Defaults, then CONVEYOR_* environment variables, then explicit `overrides` (None = unset)."""
+    from_env = {}
+    for f in dataclasses.fields(PipelineConfig):
+        text = os.environ.get(ENV_PREFIX + f.name.upper())
+        if text is not None and f.type in ("Path", "int", "bool", "str", "int | None"):
+            from_env[f.name] = _parse(f.type, text)
+    return PipelineConfig().replace(**from_env).replace(**overrides)

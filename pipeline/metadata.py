@@ -1,0 +1,100 @@
+"""ML Metadata: the connection config, and reading back what a pipeline run recorded."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+PIPELINE_RUN_CONTEXT = "pipeline_run"
+NODE_CONTEXT = "node"
+EXAMPLES_TYPE = "Examples"
+
+
+def sqlite_config(path: Path) -> metadata_store_pb2.ConnectionConfig:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = str(path)
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    return config
+
+
+def open_store(config: metadata_store_pb2.ConnectionConfig) -> metadata_store.MetadataStore:
+    return metadata_store.MetadataStore(config)
+
+
+@dataclass
+class NodeExecution:
+    """One component's execution in a run, with its output artifacts by output key."""
+
+    node_id: str
+    execution: metadata_store_pb2.Execution
+    outputs: dict[str, list[metadata_store_pb2.Artifact]] = field(default_factory=dict)
+
+    @property
+    def state(self) -> str:
+        return metadata_store_pb2.Execution.State.Name(self.execution.last_known_state)
+
+    @property
+    def seconds(self) -> float:
+        return (self.execution.last_update_time_since_epoch - self.execution.create_time_since_epoch) / 1000
+
+
+def latest_run_id(store: metadata_store.MetadataStore, pipeline_name: str) -> str | None:
+    """The newest pipeline_run context of `pipeline_name`."""
+    runs = [
+        c
+        for c in store.get_contexts_by_type(PIPELINE_RUN_CONTEXT)
+        if _pipeline_of_run(store, c) == pipeline_name
+    ]
+    return max(runs, key=lambda c: c.id).name if runs else None
+
+
+def _pipeline_of_run(store: metadata_store.MetadataStore, run: metadata_store_pb2.Context) -> str | None:
+    parents = store.get_parent_contexts_by_context(run.id)
+    names = [p.name for p in parents if p.type_id == store.get_context_type("pipeline").id]
+    return names[0] if names else None
+
+
+def run_executions(store: metadata_store.MetadataStore, run_id: str) -> dict[str, NodeExecution]:
+    """node id -> its execution (with outputs) in pipeline run `run_id`."""
+    run = store.get_context_by_type_and_name(PIPELINE_RUN_CONTEXT, run_id)
+    if run is None:
+        return {}
+    executions = store.get_executions_by_context(run.id)
+    node_type_id = store.get_context_type(NODE_CONTEXT).id
+    found: dict[str, NodeExecution] = {}
+    for execution in sorted(executions, key=lambda e: e.id):
+        contexts = store.get_contexts_by_execution(execution.id)
+        node_names = [c.name for c in contexts if c.type_id == node_type_id]
+        if not node_names:
+            continue
+        node_id = node_names[0].split(".", 1)[-1]
+        found[node_id] = NodeExecution(node_id, execution)
+    events = store.get_events_by_execution_ids([n.execution.id for n in found.values()])
+    outputs = [e for e in events if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)]
+    artifacts = {a.id: a for a in store.get_artifacts_by_id({e.artifact_id for e in outputs})}
+    by_execution = {n.execution.id: n for n in found.values()}
+    for event in outputs:
+        key = event.path.steps[0].key if event.path.steps else ""
+        by_execution[event.execution_id].outputs.setdefault(key, []).append(artifacts[event.artifact_id])
+    return found
+
+
+def span_of(artifact: metadata_store_pb2.Artifact) -> int:
+    """The span of an Examples artifact (ExampleGen stores it as a custom property)."""
+    return artifact.custom_properties["span"].int_value
+
+
+def ingested_spans(store: metadata_store.MetadataStore, pipeline_name: str, node_id: str = "CsvExampleGen") -> set[int]:
+    """Spans that `node_id` has produced Examples for in this pipeline, across all runs."""
+    node = store.get_context_by_type_and_name(NODE_CONTEXT, f"{pipeline_name}.{node_id}")
+    if node is None:
+        return set()
+    type_id = store.get_artifact_type(EXAMPLES_TYPE).id
+    return {
+        span_of(a)
+        for a in store.get_artifacts_by_context(node.id)
+        if a.type_id == type_id and a.state == metadata_store_pb2.Artifact.LIVE
+    }

@@ -1,0 +1,135 @@
+"""create_pipeline(): the one wiring of Conveyor's TFX DAG, shared by every runner.
+
+  CsvExampleGen (newest span) -> StatisticsGen -> ExampleValidator (vs ImportSchemaGen)
+    -> DataGate (blocks a span with anomalies, else publishes it as validated examples)
+    -> span window (rolling range of validated spans)
+    -> Transform -> Trainer -> Evaluator (vs latest blessed model) -> Pusher (blessed only)
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from tfx import v1 as tfx
+from tfx.proto import range_config_pb2
+
+from pipeline import evaluation
+from pipeline.components.data_gate import DataGate
+from pipeline.configs import PipelineConfig
+
+SPAN_PATTERN = "span-{SPAN}/*.csv"
+
+
+def _example_gen(config: PipelineConfig) -> tfx.components.CsvExampleGen:
+    range_config = None
+    if config.span is not None:
+        range_config = range_config_pb2.RangeConfig(
+            static_range=range_config_pb2.StaticRange(
+                start_span_number=config.span, end_span_number=config.span
+            )
+        )
+    return tfx.components.CsvExampleGen(
+        input_base=str(config.spans_root),
+        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="all", pattern=SPAN_PATTERN)]),
+        output_config=tfx.proto.Output(
+            split_config=tfx.proto.SplitConfig(
+                splits=[
+                    tfx.proto.SplitConfig.Split(name="train", hash_buckets=config.train_buckets),
+                    tfx.proto.SplitConfig.Split(name="eval", hash_buckets=config.eval_buckets),
+                ]
+            )
+        ),
+        range_config=range_config,
+    )
+
+
+def create_components(config: PipelineConfig) -> list[Any]:
+    example_gen = _example_gen(config)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=str(config.schema_path))
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    )
+    data_gate = DataGate(
+        examples=example_gen.outputs["examples"], anomalies=example_validator.outputs["anomalies"]
+    )
+    schema = schema_gen.outputs["schema"]
+
+    # Every span that ever passed the gate in this pipeline (not only this run's), newest K kept.
+    span_window = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.SpanRangeStrategy,
+        config={
+            "range_config": range_config_pb2.RangeConfig(
+                rolling_range=range_config_pb2.RollingRange(num_spans=config.window_spans)
+            )
+        },
+        examples=tfx.dsl.Channel(
+            type=tfx.types.standard_artifacts.Examples,
+            producer_component_id=data_gate.id,
+            output_key="validated_examples",
+        ),
+    ).with_id("span_window")
+    # A plain Channel carries no run dependency: order the window after this run's gate.
+    span_window.add_upstream_node(data_gate)
+    examples = span_window.outputs["examples"]
+
+    transform = tfx.components.Transform(
+        examples=examples,
+        schema=schema,
+        module_file=str(config.preprocessing_module),
+    )
+    trainer = tfx.components.Trainer(
+        module_file=str(config.model_module),
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema,
+        train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
+        eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
+        custom_config=config.trainer_config(),
+    )
+    baseline_model = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model")
+    evaluator = tfx.components.Evaluator(
+        examples=examples,
+        model=trainer.outputs["model"],
+        baseline_model=baseline_model.outputs["model"],
+        eval_config=evaluation.eval_config(config),
+    )
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=str(config.serving_root))
+        ),
+    )
+    return [
+        example_gen,
+        statistics_gen,
+        schema_gen,
+        example_validator,
+        data_gate,
+        span_window,
+        transform,
+        trainer,
+        baseline_model,
+        evaluator,
+        pusher,
+    ]
+
+
+def create_pipeline(
+    config: PipelineConfig,
+    metadata_connection_config: Any | None = None,
+    beam_pipeline_args: list[str] | None = None,
+) -> tfx.dsl.Pipeline:
+    """The Conveyor pipeline for `config`; runners supply metadata and Beam settings."""
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=str(config.pipeline_root),
+        components=create_components(config),
+        enable_cache=config.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=beam_pipeline_args if beam_pipeline_args is not None else config.beam_args(),
+    )

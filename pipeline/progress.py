@@ -1,0 +1,106 @@
+"""Quiet runs: full logs to a file, one line per component on the console as it finishes."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator, TextIO
+
+# Messages TFX's LocalDagRunner and launcher log for each component (tfx 1.21).
+_RUNNING = "Component %s is running."
+_FINISHED = "Component %s is finished."
+_CACHED = "A cached execution %d is used."
+_NEW = "Going to run a new execution %d"
+_SKIPPED = "Skipping execution for %s"
+
+
+class ComponentProgress(logging.Handler):
+    """Turns the launcher's log records into `name  status  seconds` lines."""
+
+    def __init__(self, emit_line: Callable[[str], None]):
+        super().__init__(level=logging.INFO)
+        self._emit_line = emit_line
+        self._node: str | None = None
+        self._status = "ran"
+        self._started = 0.0
+        self.timings: list[tuple[str, str, float]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.msg
+        if message == _RUNNING:
+            self._node, self._status, self._started = str(record.args[0]), "resolved", time.monotonic()
+        elif message == _CACHED:
+            self._status = "cached"
+        elif message == _NEW:
+            self._status = "ran"
+        elif message == _SKIPPED:
+            self._status = "skipped"
+        elif message == _FINISHED and self._node is not None:
+            seconds = time.monotonic() - self._started
+            self.timings.append((self._node, self._status, seconds))
+            self._emit_line(f"  {self._node:<22} {self._status:<8} {seconds:7.1f} s")
+            self._node = None
+
+    def failed_component(self) -> str | None:
+        """The component that was running when the run stopped, if any."""
+        return self._node
+
+
+@contextlib.contextmanager
+def _console_to(log_file: Path) -> Iterator[TextIO]:
+    """Send file descriptors 1 and 2 (Python, C++ and subprocess output) to `log_file`;
+    yield a stream to the real console."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    console = os.fdopen(os.dup(1), "w", buffering=1)
+    log_fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    try:
+        yield console
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, log_fd):
+            os.close(fd)
+        console.close()
+
+
+@contextlib.contextmanager
+def quiet_logs(log_file: Path, verbose: bool) -> Iterator[ComponentProgress]:
+    """All logging to `log_file`; the console gets progress lines only (everything if verbose)."""
+    from absl import logging as absl_logging
+
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    saved_level, saved_handlers = root.level, list(root.handlers)
+    root.setLevel(logging.INFO)
+    absl_logging.set_verbosity(absl_logging.INFO)
+    file_handler = logging.FileHandler(log_file)
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    with contextlib.ExitStack() as stack:
+        if verbose:
+            console: TextIO = sys.stdout
+        else:
+            console = stack.enter_context(_console_to(log_file))
+            for handler in saved_handlers:
+                root.removeHandler(handler)
+        progress = ComponentProgress(lambda line: print(line, file=console, flush=True))
+        root.addHandler(file_handler)
+        root.addHandler(progress)
+        try:
+            yield progress
+        finally:
+            root.removeHandler(file_handler)
+            root.removeHandler(progress)
+            file_handler.close()
+            root.setLevel(saved_level)
+            for handler in saved_handlers:
+                if handler not in root.handlers:
+                    root.addHandler(handler)

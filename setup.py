@@ -1,0 +1,14 @@
+"""Conveyor: installs the project's packages (also what Beam workers get via --setup_file)."""
+from setuptools import find_packages, setup
+
+setup(
+    name="conveyor",
+    version="0.1.0",
+    description="A TFX pipeline for the Chicago-taxi big-tipper model, from raw spans to a served model.",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["pipeline", "pipeline.*", "models", "models.*", "data", "schema"]),
+    py_modules=["local_runner"],
+    package_data={"schema": ["schema.pbtxt"]},
+    install_requires=["tfx[kfp]==1.21.0", "tensorboard"],
+    entry_points={"console_scripts": ["conveyor=pipeline.cli:main"]},
+)

@@ -1,0 +1,40 @@
+"""Evaluator config: thresholds on the overall slice, and missing threshold metrics are caught."""
+import tensorflow_model_analysis as tfma
+
+from models import features
+from pipeline import evaluation
+from pipeline.configs import PipelineConfig, Threshold
+
+
+def test_thresholds_apply_to_the_overall_slice_with_value_and_change_rules():
+    config = evaluation.eval_config(PipelineConfig())
+    by_name = {m.class_name: m for m in config.metrics_specs[0].metrics}
+    accuracy = by_name["BinaryAccuracy"]
+    assert not accuracy.HasField("threshold")
+    (rule,) = accuracy.per_slice_thresholds
+    assert list(rule.slicing_specs) == [tfma.SlicingSpec()]
+    assert rule.threshold.value_threshold.lower_bound.value == 0.7
+    assert rule.threshold.change_threshold.absolute.value == -0.01
+    assert rule.threshold.change_threshold.direction == tfma.MetricDirection.HIGHER_IS_BETTER
+
+
+def test_metrics_and_slices_are_configured():
+    config = evaluation.eval_config(PipelineConfig())
+    assert {m.class_name for m in config.metrics_specs[0].metrics} == set(evaluation.METRICS)
+    assert [list(s.feature_keys) for s in config.slicing_specs] == [[]] + [[k] for k in features.SLICE_FEATURES]
+    assert config.model_specs[0].label_key == features.LABEL_KEY
+
+
+def test_threshold_metric_names_are_tfma_metric_names():
+    config = evaluation.eval_config(PipelineConfig())
+    assert evaluation.threshold_metric_names(config) == {"binary_accuracy", "auc"}
+
+
+def test_a_threshold_on_a_metric_the_evaluation_lacks_is_reported():
+    config = evaluation.eval_config(
+        PipelineConfig(thresholds=(Threshold("binary_accuracy", 0.5), Threshold("auc", 0.5)))
+    )
+    result = evaluation.Evaluation(
+        metrics={"overall": {"binary_accuracy": 0.8, "example_count": 10}}, baseline={}, blessed=False, failures=[]
+    )
+    assert evaluation.missing_threshold_metrics(config, result) == {"auc"}

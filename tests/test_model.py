@@ -1,0 +1,86 @@
+"""The model builds, trains a step, exports, and its serving signature answers raw tf.Examples."""
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from models import features, model
+from tests.tft_helpers import transform_rows
+
+
+def _example(row: dict[str, str], keys) -> bytes:
+    feats = {}
+    for key in keys:
+        text = row.get(key, "")
+        kind = features.RAW_TYPES[key]
+        if text == "":
+            continue
+        if kind == "INT":
+            feats[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(float(text))]))
+        elif kind == "FLOAT":
+            feats[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(text)]))
+        else:
+            feats[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[text.encode()]))
+    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
+
+
+@pytest.fixture(scope="module")
+def exported(shipped_rows, tmp_path_factory):
+    rows = shipped_rows[:256]
+    outputs, tft_output = transform_rows(rows, tmp_path_factory.mktemp("tft"))
+    hparams = model.HParams(batch_size=32)
+    keras_model = model.build_model(model._categorical_sizes(tft_output), hparams)
+    x = {k: np.array([o[k] for o in outputs]) for k in model.MODEL_INPUTS}
+    y = np.array([o[features.LABEL_KEY] for o in outputs], dtype="float32")
+    before = keras_model.get_weights()
+    keras_model.fit(x, y, batch_size=32, epochs=1, steps_per_epoch=1, verbose=0)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, keras_model.get_weights()))
+    path = str(tmp_path_factory.mktemp("model") / "serving")
+    model.export(keras_model, tft_output, path)
+    return rows, keras_model, outputs, tf.saved_model.load(path)
+
+
+def test_hparams_from_custom_config_ignores_unknown_keys():
+    hp = model.HParams.from_config({"learning_rate": 0.01, "hidden_units": [8], "seed": 3})
+    assert hp.learning_rate == 0.01 and hp.hidden_units == (8,)
+
+
+def test_serving_signature_answers_serialized_examples_with_probabilities(exported):
+    rows, _, _, loaded = exported
+    serve = loaded.signatures["serving_default"]
+    batch = tf.constant([_example(r, features.SERVING_FEATURES) for r in rows[:16]])
+    result = serve(examples=batch)
+    probability = result[model.PROBABILITY_KEY].numpy()
+    assert probability.shape == (16,)
+    assert np.all((probability >= 0) & (probability <= 1))
+    np.testing.assert_array_equal(result[model.CLASS_KEY].numpy(), (probability > 0.5).astype(int))
+
+
+def test_serving_matches_the_keras_model_on_transformed_features(exported):
+    rows, keras_model, outputs, loaded = exported
+    batch = tf.constant([_example(r, features.SERVING_FEATURES) for r in rows[:8]])
+    served = loaded.signatures["serving_default"](examples=batch)[model.PROBABILITY_KEY].numpy()
+    direct = keras_model({k: np.array([o[k] for o in outputs[:8]]) for k in model.MODEL_INPUTS}).numpy().reshape(-1)
+    np.testing.assert_allclose(served, direct, rtol=1e-5, atol=1e-6)
+
+
+def test_serving_works_without_optional_features(exported):
+    rows, _, _, loaded = exported
+    row = {k: v for k, v in rows[0].items() if k not in ("company", "dropoff_latitude", "dropoff_census_tract")}
+    result = loaded.signatures["serving_default"](examples=tf.constant([_example(row, features.SERVING_FEATURES)]))
+    assert 0 <= float(result[model.PROBABILITY_KEY][0]) <= 1
+
+
+def test_transform_signature_computes_the_label_in_graph(exported):
+    rows, _, outputs, loaded = exported
+    batch = tf.constant([_example(r, features.CSV_COLUMNS) for r in rows[:8]])
+    transformed = loaded.signatures["transform_features"](examples=batch)
+    assert list(transformed[features.LABEL_KEY].numpy()) == [o[features.LABEL_KEY] for o in outputs[:8]]
+
+
+def test_hparams_are_json_serialisable():
+    from dataclasses import asdict
+
+    assert json.loads(json.dumps(asdict(model.HParams())))["hidden_units"] == [64, 32]
