@@ -16,7 +16,7 @@ $(STAMP): requirements.lock setup.py scripts/setup_host.sh
 	bash scripts/setup_host.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements.lock
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
 ## data: materialise the default spans from the installed tfx wheel (idempotent)
@@ -40,7 +40,7 @@ lock:
 	bash scripts/setup_host.sh
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install -q --disable-pip-version-check -r requirements.in
-	.lock-venv/bin/pip freeze --exclude-editable | grep -v '^pkg[-_]resources==' > requirements.lock
+	.lock-venv/bin/pip freeze --all --exclude-editable | grep -v '^pip==' > requirements.lock
 	rm -rf .lock-venv
 
 clean:

@@ -37,8 +37,8 @@ class PipelineConfig:
     preprocessing_module: Path = REPO_ROOT / "models" / "preprocessing.py"
     model_module: Path = REPO_ROOT / "models" / "model.py"
 
-    # Data: each run ingests one span (the newest, or `span` if set) and trains on a rolling
-    # window of the newest `window_spans` ingested spans.
+    # Data: each run ingests one span N (the newest, or `span` if set) and trains on the validated
+    # spans numbered N - window_spans + 1 .. N (a span blocked by DataGate leaves a hole).
     span: int | None = None
     window_spans: int = 2
     train_buckets: int = 3  # hash split of each span: train:eval = 3:1

@@ -73,10 +73,8 @@ def _read_back(config: PipelineConfig, summary: RunSummary) -> None:
         examples = nodes["CsvExampleGen"].outputs.get("examples", [])
         if examples:
             summary.span = metadata.span_of(examples[0])
-    if "span_window" in nodes:
-        summary.window_spans = sorted(
-            metadata.span_of(a) for a in nodes["span_window"].outputs.get("examples", [])
-        )
+    if "Transform" in nodes:  # the window as Transform received it
+        summary.window_spans = sorted(metadata.span_of(a) for a in nodes["Transform"].inputs.get("examples", []))
     if "Evaluator" in nodes and nodes["Evaluator"].outputs.get("evaluation"):
         uri = nodes["Evaluator"].outputs["evaluation"][0].uri
         summary.evaluation = evaluation.load_evaluation(uri)

@@ -10,6 +10,8 @@ from ml_metadata.proto import metadata_store_pb2
 PIPELINE_RUN_CONTEXT = "pipeline_run"
 NODE_CONTEXT = "node"
 EXAMPLES_TYPE = "Examples"
+_INPUT_EVENTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
+_OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
 
 
 def sqlite_config(path: Path) -> metadata_store_pb2.ConnectionConfig:
@@ -26,10 +28,11 @@ def open_store(config: metadata_store_pb2.ConnectionConfig) -> metadata_store.Me
 
 @dataclass
 class NodeExecution:
-    """One component's execution in a run, with its output artifacts by output key."""
+    """One component's execution in a run, with its artifacts by input and output key."""
 
     node_id: str
     execution: metadata_store_pb2.Execution
+    inputs: dict[str, list[metadata_store_pb2.Artifact]] = field(default_factory=dict)
     outputs: dict[str, list[metadata_store_pb2.Artifact]] = field(default_factory=dict)
 
     @property
@@ -73,12 +76,14 @@ def run_executions(store: metadata_store.MetadataStore, run_id: str) -> dict[str
         node_id = node_names[0].split(".", 1)[-1]
         found[node_id] = NodeExecution(node_id, execution)
     events = store.get_events_by_execution_ids([n.execution.id for n in found.values()])
-    outputs = [e for e in events if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)]
-    artifacts = {a.id: a for a in store.get_artifacts_by_id({e.artifact_id for e in outputs})}
+    artifacts = {a.id: a for a in store.get_artifacts_by_id({e.artifact_id for e in events})}
     by_execution = {n.execution.id: n for n in found.values()}
-    for event in outputs:
-        key = event.path.steps[0].key if event.path.steps else ""
-        by_execution[event.execution_id].outputs.setdefault(key, []).append(artifacts[event.artifact_id])
+    for event in events:
+        node = by_execution[event.execution_id]
+        side = node.inputs if event.type in _INPUT_EVENTS else node.outputs if event.type in _OUTPUT_EVENTS else None
+        if side is not None:
+            key = event.path.steps[0].key if event.path.steps else ""
+            side.setdefault(key, []).append(artifacts[event.artifact_id])
     return found
 
 

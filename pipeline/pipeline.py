@@ -3,7 +3,7 @@
   CsvExampleGen (newest span) -> StatisticsGen -> ExampleValidator (vs ImportSchemaGen)
     -> DataGate (blocks a span with anomalies, else publishes it as validated examples)
     -> span window (rolling range of validated spans)
-    -> Transform -> Trainer -> Evaluator (vs latest blessed model) -> Pusher (blessed only)
+    -> Transform -> Trainer -> Evaluator (vs the previous blessed model) -> Pusher (blessed only)
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from tfx import v1 as tfx
 from tfx.proto import range_config_pb2
 
 from pipeline import evaluation
+from pipeline.components.baseline_model import baseline_resolver
 from pipeline.components.data_gate import DataGate
 from pipeline.configs import PipelineConfig
 
@@ -86,11 +87,7 @@ def create_components(config: PipelineConfig) -> list[Any]:
         eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
         custom_config=config.trainer_config(),
     )
-    baseline_model = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model")
+    baseline_model = baseline_resolver(trainer.outputs["model"])
     evaluator = tfx.components.Evaluator(
         examples=examples,
         model=trainer.outputs["model"],

@@ -1,0 +1,135 @@
+"""End to end with LocalDagRunner on a small slice of the real data, few training steps.
+
+One sequence of runs shared by the tests below:
+  1. span 1 (clean)       -> blessed and pushed; the pushed model answers tf.Examples
+  2. no change            -> every component cached, nothing new pushed
+  3. span 2 (corrupted)   -> stopped by DataGate before Transform/Trainer, anomalies named, nothing pushed
+  4. span 3 (clean)       -> trains on the window [1, 3]: the blocked span is never trained on
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data import spans_io
+from models import features, model
+from pipeline import cli, configs, local_run
+from tests.test_model import _example
+
+ROWS_PER_SPAN = 800
+
+
+def _versions(config: configs.PipelineConfig) -> list[str]:
+    root = config.serving_root
+    return sorted(p.name for p in root.iterdir()) if root.exists() else []
+
+
+@pytest.fixture(scope="module")
+def runs(shipped_rows, tmp_path_factory):
+    base = tmp_path_factory.mktemp("e2e")
+    # A window of 3 span numbers: run 4 (span 3) covers spans 1..3, of which 2 was blocked.
+    config = configs.load(
+        home=base / "home", spans_root=base / "spans", train_steps=100, eval_steps=5, window_spans=3
+    )
+    spans_io.write_span(config.spans_root, 1, shipped_rows[:ROWS_PER_SPAN])
+    results = {}
+
+    results["first"] = local_run.run(config.replace(span=1))
+    results["versions_after_first"] = _versions(config)
+    results["cached"] = local_run.run(config.replace(span=1))
+    results["versions_after_cached"] = _versions(config)
+
+    bad = [dict(r) for r in shipped_rows[ROWS_PER_SPAN : 2 * ROWS_PER_SPAN]]
+    for row in bad[:50]:
+        row["payment_type"] = "Bitcoin"
+        row["trip_start_hour"] = "31"
+    spans_io.write_span(config.spans_root, 2, bad)
+    spans_io.write_span(config.spans_root, 3, shipped_rows[2 * ROWS_PER_SPAN : 3 * ROWS_PER_SPAN])
+    results["pending_after_first"] = cli.spans_to_run(config, latest_only=False)
+
+    results["blocked"] = local_run.run(config.replace(span=2))
+    results["versions_after_blocked"] = _versions(config)
+    results["next"] = local_run.run(config.replace(span=3))
+    return config, results
+
+
+def test_first_run_is_blessed_and_pushed(runs):
+    config, results = runs
+    summary = results["first"]
+    assert summary.ok, summary.error
+    assert summary.span == 1 and summary.window_spans == [1]
+    assert summary.blessed, summary.evaluation.failures
+    assert summary.missing_metrics == set()
+    assert len(results["versions_after_first"]) == 1
+    assert summary.pushed_path == str(config.serving_root / results["versions_after_first"][0])
+
+
+def test_every_threshold_metric_appears_in_the_evaluation(runs):
+    from pipeline import evaluation
+
+    _, results = runs
+    overall = results["first"].evaluation.metrics["overall"]
+    assert evaluation.threshold_metric_names(evaluation.eval_config(configs.PipelineConfig())) <= set(overall)
+    assert overall["example_count"] > 0
+    assert {"payment_type=Cash", "payment_type=Credit Card"} <= set(results["first"].evaluation.metrics)
+
+
+def test_progress_reports_each_component_once(runs):
+    _, results = runs
+    names = [name for name, _, _ in results["first"].timings]
+    assert names.count("Trainer") == 1 and len(names) == len(set(names)) == 11
+    assert dict((n, s) for n, s, _ in results["first"].timings)["Trainer"] == "ran"
+
+
+def test_pushed_model_answers_through_its_signature(runs, shipped_rows):
+    _, results = runs
+    loaded = tf.saved_model.load(results["first"].pushed_path)
+    batch = tf.constant([_example(r, features.SERVING_FEATURES) for r in shipped_rows[:20]])
+    probability = loaded.signatures["serving_default"](examples=batch)[model.PROBABILITY_KEY].numpy()
+    assert probability.shape == (20,) and np.all((0 <= probability) & (probability <= 1))
+
+
+def test_second_run_without_change_is_fully_cached(runs):
+    _, results = runs
+    summary = results["cached"]
+    assert summary.ok, summary.error
+    statuses = {name: status for name, status, _ in summary.timings}
+    assert statuses.pop("span_window") == statuses.pop("baseline_model") == "resolved"
+    assert set(statuses.values()) == {"cached"}, statuses
+    assert results["versions_after_cached"] == results["versions_after_first"]
+
+
+def test_pending_spans_are_the_ones_never_ingested(runs):
+    _, results = runs
+    assert results["pending_after_first"] == [2, 3]
+
+
+def test_corrupted_span_stops_before_training_with_anomalies_named(runs):
+    _, results = runs
+    summary = results["blocked"]
+    assert not summary.ok
+    assert summary.failed_component == "DataGate"
+    assert "span 2 blocked before training" in summary.error
+    assert "payment_type: ENUM_TYPE_UNEXPECTED_STRING_VALUES" in summary.error
+    assert "trip_start_hour: INT_TYPE_BIG_INT" in summary.error
+    ran = {name for name, _, _ in summary.timings}
+    assert not ran & {"Transform", "Trainer", "Evaluator", "Pusher"}
+    assert summary.pushed_path is None
+    assert results["versions_after_blocked"] == results["versions_after_first"]
+
+
+def test_blocked_span_never_enters_a_later_training_window(runs):
+    _, results = runs
+    summary = results["next"]
+    assert summary.ok, summary.error
+    assert summary.span == 3
+    assert summary.window_spans == [1, 3]
+    assert summary.evaluation is not None and summary.evaluation.baseline  # compared with run 1's model
+
+
+def test_first_evaluation_has_no_baseline(runs):
+    _, results = runs
+    assert results["first"].evaluation.baseline == {}
