@@ -6,10 +6,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline import anomalies as anomalies_lib
-from pipeline import evaluation, metadata
+from typing import TYPE_CHECKING
+
+from pipeline import metadata
 from pipeline.configs import PipelineConfig
 from pipeline.progress import quiet_logs
+
+if TYPE_CHECKING:  # importing pipeline.evaluation loads TensorFlow: only inside a run's quiet logs
+    from pipeline.evaluation import Evaluation
 
 
 @dataclass
@@ -25,7 +29,7 @@ class RunSummary:
     failed_component: str | None = None
     span: int | None = None
     window_spans: list[int] = field(default_factory=list)
-    evaluation: evaluation.Evaluation | None = None
+    evaluation: Evaluation | None = None
     missing_metrics: set[str] = field(default_factory=set)
     pushed_path: str | None = None
 
@@ -37,15 +41,15 @@ class RunSummary:
 def run(config: PipelineConfig, verbose: bool = False) -> RunSummary:
     """Run one pipeline pass; never raises for a pipeline failure (see RunSummary.ok/error)."""
     os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
-    from tfx import v1 as tfx
-
-    from pipeline.pipeline import create_pipeline
-
     log_file = config.logs_dir / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     connection = metadata.sqlite_config(config.metadata_path)
     started = time.monotonic()
     error = failed = None
     with quiet_logs(log_file, verbose) as progress:
+        from tfx import v1 as tfx  # imported here so TensorFlow's start-up chatter goes to the log
+
+        from pipeline.pipeline import create_pipeline
+
         try:
             tfx.orchestration.LocalDagRunner().run(create_pipeline(config, connection))
         except Exception as exc:  # a failed component: reported in the summary
@@ -64,6 +68,8 @@ def run(config: PipelineConfig, verbose: bool = False) -> RunSummary:
 
 
 def _read_back(config: PipelineConfig, summary: RunSummary) -> None:
+    from pipeline import evaluation
+
     store = metadata.open_store(metadata.sqlite_config(config.metadata_path))
     summary.run_id = metadata.latest_run_id(store, config.pipeline_name)
     if summary.run_id is None:
@@ -87,6 +93,16 @@ def _read_back(config: PipelineConfig, summary: RunSummary) -> None:
             summary.pushed_path = pushed.custom_properties["pushed_destination"].string_value
 
 
+def _slice_order(name: str) -> tuple:
+    """overall first, then by feature, numbers in numeric order."""
+    from pipeline.evaluation import OVERALL
+
+    if name == OVERALL:
+        return (0, "", 0, "")
+    feature, _, value = name.partition("=")
+    return (1, feature, int(value) if value.lstrip("-").isdigit() else 0, value)
+
+
 SUMMARY_METRICS = ("example_count", "binary_accuracy", "auc", "precision", "recall")
 
 
@@ -96,7 +112,7 @@ def format_summary(summary: RunSummary) -> str:
         lines.append(f"span ingested: {summary.span}; training window: spans {summary.window_spans or '-'}")
     if summary.evaluation:
         lines.append(f"{'slice':<28}" + "".join(f"{m:>16}" for m in SUMMARY_METRICS))
-        for name, values in sorted(summary.evaluation.metrics.items(), key=lambda kv: (kv[0] != evaluation.OVERALL, kv[0])):
+        for name, values in sorted(summary.evaluation.metrics.items(), key=lambda kv: _slice_order(kv[0])):
             cells = "".join(
                 f"{values[m]:>16.0f}" if m == "example_count" and m in values
                 else f"{values[m]:>16.4f}" if m in values else f"{'-':>16}"

@@ -24,3 +24,23 @@ def shipped_spans(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def shipped_rows(shipped_spans: Path) -> list[dict[str, str]]:
     return spans_io.read_rows(spans_io.span_dir(shipped_spans, 1) / spans_io.SPAN_FILE)
+
+
+SMALL_SPAN_ROWS = 800
+
+
+@pytest.fixture(scope="session")
+def small_run(shipped_rows, tmp_path_factory):
+    """One clean pipeline run on a small span 1 (800 rows, 100 steps): blessed and pushed.
+
+    Shared read-only by tests that need real artifacts (MLMD, a pushed model, an evaluation).
+    Returns (config, summary).
+    """
+    from pipeline import configs, local_run
+
+    base = tmp_path_factory.mktemp("small_run")
+    config = configs.load(home=base / "home", spans_root=base / "spans", train_steps=100, eval_steps=5, span=1)
+    spans_io.write_span(config.spans_root, 1, shipped_rows[:SMALL_SPAN_ROWS])
+    summary = local_run.run(config)
+    assert summary.ok and summary.pushed_path, summary.error
+    return config, summary

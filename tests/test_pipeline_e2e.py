@@ -19,7 +19,7 @@ from models import features, model
 from pipeline import cli, configs, local_run
 from tests.test_model import _example
 
-ROWS_PER_SPAN = 800
+from tests.conftest import SMALL_SPAN_ROWS as ROWS_PER_SPAN
 
 
 def _versions(config: configs.PipelineConfig) -> list[str]:
