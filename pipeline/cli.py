@@ -25,38 +25,15 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
         help="ingest only the newest span, even if older spans were never ingested",
     )
     parser.add_argument("--window-spans", type=int, help="train on the newest K validated spans")
+    parser.add_argument("--drift-policy", choices=configs.DRIFT_POLICIES, help="drift over threshold: block the run or warn")
     parser.add_argument("--beam-mode", choices=configs.BEAM_MODES)
     parser.add_argument("--beam-workers", type=int, help="processes for multi_processing (0 = one per core)")
     parser.add_argument("--no-cache", action="store_true", help="re-run every component")
     parser.add_argument("--verbose", action="store_true", help="full TFX logs on the console")
 
 
-def spans_to_run(config: configs.PipelineConfig, latest_only: bool) -> list[int | None]:
-    """Spans to ingest, oldest first: each span on disk newer than the newest one ingested.
-
-    [None] (the newest span) when nothing is pending, so a re-run re-checks the newest span.
-    """
-    from data import spans_io
-    from pipeline import metadata
-
-    on_disk = spans_io.existing_spans(config.spans_root)
-    if not on_disk:
-        raise SystemExit(f"no spans under {config.spans_root} (expected span-N/{spans_io.SPAN_FILE})")
-    if config.span is not None:
-        return [config.span]
-    if latest_only or not config.metadata_path.exists():
-        ingested: set[int] = set()
-    else:
-        ingested = metadata.ingested_spans(metadata.open_store(metadata.sqlite_config(config.metadata_path)), config.pipeline_name)
-    newest = max(ingested, default=0)
-    pending = [s for s in on_disk if s > newest]
-    if latest_only or not pending:
-        return [None]
-    return pending
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline import local_run
+    from pipeline import local_run, spans
 
     config = configs.load(
         spans_root=args.spans_root,
@@ -68,9 +45,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         beam_mode=args.beam_mode,
         beam_workers=args.beam_workers,
         enable_cache=False if args.no_cache else None,
+        drift_policy=args.drift_policy,
     )
-    spans = spans_to_run(config, args.latest_only)
-    for span in spans:
+    for span in spans.spans_to_run(config, args.latest_only):
         label = f"span {span}" if span is not None else "newest span"
         print(f"conveyor: running {config.pipeline_name} on {label} (home: {config.home})", flush=True)
         summary = local_run.run(config.replace(span=span), verbose=args.verbose)

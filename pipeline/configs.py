@@ -15,6 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "CONVEYOR_"
 
 BEAM_MODES = ("in_memory", "multi_processing")
+DRIFT_POLICIES = ("block", "warn")
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,28 @@ class PipelineConfig:
     train_buckets: int = 3  # hash split of each span: train:eval = 3:1
     eval_buckets: int = 1
 
+    # Drift of each span against the previous validated span, and skew of serving statistics
+    # against it (pipeline/drift.py). Thresholds: L-infinity for string features, Jensen-Shannon
+    # divergence over the baseline's deciles for numeric ones. Real span-to-span values on the
+    # shipped data stay below 0.05 (L-inf) and 0.025 (JSD).
+    drift_thresholds: Mapping[str, float] = field(
+        default_factory=lambda: {
+            "payment_type": 0.15,
+            "company": 0.2,
+            "fare": 0.05,
+            "trip_miles": 0.05,
+            "trip_seconds": 0.05,
+            "trip_start_hour": 0.05,
+            "tips": 0.04,
+            "dropoff_latitude": 0.05,
+        }
+    )
+    completeness_drop: float = 0.2  # largest accepted drop in the fraction of examples with a value
+    drift_policy: str = "warn"  # "block": drift over threshold stops the run; "warn": report and go on
+    serving_statistics_path: Path | None = None  # TFDV statistics of served traffic, for skew
+
     # Training.
-    train_steps: int = 2000
+    train_steps: int = 500  # more overfits: eval accuracy 0.895 at 500, 0.889 at 1000, 0.886 at 2000 (make bench data)
     eval_steps: int = 50
     hparams: Mapping[str, Any] = field(default_factory=dict)  # overrides of models.model.HParams
     seed: int = 0
@@ -66,6 +87,8 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if self.beam_mode not in BEAM_MODES:
             raise ValueError(f"beam_mode must be one of {BEAM_MODES}, got {self.beam_mode!r}")
+        if self.drift_policy not in DRIFT_POLICIES:
+            raise ValueError(f"drift_policy must be one of {DRIFT_POLICIES}, got {self.drift_policy!r}")
         if self.window_spans < 1:
             raise ValueError("window_spans must be >= 1")
 
@@ -107,6 +130,10 @@ def _parse(kind: Any, text: str) -> Any:
         return text.lower() in ("1", "true", "yes", "on")
     if kind in ("int | None",):
         return int(text) if text else None
+    if kind in ("Path | None",):
+        return Path(text) if text else None
+    if kind in ("float", float):
+        return float(text)
     return text
 
 
@@ -115,6 +142,6 @@ def load(**overrides: Any) -> PipelineConfig:
     from_env = {}
     for f in dataclasses.fields(PipelineConfig):
         text = os.environ.get(ENV_PREFIX + f.name.upper())
-        if text is not None and f.type in ("Path", "int", "bool", "str", "int | None"):
+        if text is not None and f.type in ("Path", "int", "bool", "str", "float", "int | None", "Path | None"):
             from_env[f.name] = _parse(f.type, text)
     return PipelineConfig().replace(**from_env).replace(**overrides)

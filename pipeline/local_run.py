@@ -1,6 +1,7 @@
 """Run the pipeline locally (LocalDagRunner, SQLite MLMD, Beam DirectRunner) and summarise it."""
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ class RunSummary:
     failed_component: str | None = None
     span: int | None = None
     window_spans: list[int] = field(default_factory=list)
+    drift: dict | None = None  # DataGate's drift report (pipeline/drift.py to_json), if it ran
     evaluation: Evaluation | None = None
     missing_metrics: set[str] = field(default_factory=set)
     pushed_path: str | None = None
@@ -69,6 +71,7 @@ def run(config: PipelineConfig, verbose: bool = False) -> RunSummary:
 
 def _read_back(config: PipelineConfig, summary: RunSummary) -> None:
     from pipeline import evaluation
+    from pipeline.components.data_gate import REPORT_FILE
 
     store = metadata.open_store(metadata.sqlite_config(config.metadata_path))
     summary.run_id = metadata.latest_run_id(store, config.pipeline_name)
@@ -79,6 +82,11 @@ def _read_back(config: PipelineConfig, summary: RunSummary) -> None:
         examples = nodes["CsvExampleGen"].outputs.get("examples", [])
         if examples:
             summary.span = metadata.span_of(examples[0])
+    if "DataGate" in nodes and nodes["DataGate"].outputs.get("drift_report"):
+        report = nodes["DataGate"].outputs["drift_report"][0]
+        summary.drift = json.loads(Path(report.uri, REPORT_FILE).read_text())
+        if "baseline_span" in report.custom_properties:
+            summary.drift["baseline_span"] = report.custom_properties["baseline_span"].int_value
     if "Transform" in nodes:  # the window as Transform received it
         summary.window_spans = sorted(metadata.span_of(a) for a in nodes["Transform"].inputs.get("examples", []))
     if "Evaluator" in nodes and nodes["Evaluator"].outputs.get("evaluation"):
@@ -91,6 +99,23 @@ def _read_back(config: PipelineConfig, summary: RunSummary) -> None:
         pushed = nodes["Pusher"].outputs["pushed_model"][0]
         if pushed.custom_properties["pushed"].int_value == 1:
             summary.pushed_path = pushed.custom_properties["pushed_destination"].string_value
+
+
+def _format_drift(report: dict) -> str:
+    if "baseline_span" not in report and not report["scores"]:
+        return "drift: no earlier validated span to compare with"
+    worst = {}
+    for score in report["scores"]:
+        key = score["feature"]
+        if key not in worst or score["value"] / score["threshold"] > worst[key]["value"] / worst[key]["threshold"]:
+            worst[key] = score
+    flagged = [s for s in worst.values() if s["exceeded"]]
+    head = f"drift vs span {report.get('baseline_span', '-')}: "
+    if not flagged:
+        return head + "every feature within its threshold"
+    return head + f"OVER THRESHOLD (policy {report['policy']}): " + ", ".join(
+        f"{s['feature']} {s['measure']}={s['value']:.3f}>{s['threshold']}" for s in flagged
+    )
 
 
 def _slice_order(name: str) -> tuple:
@@ -110,6 +135,8 @@ def format_summary(summary: RunSummary) -> str:
     lines = [""]
     if summary.span is not None:
         lines.append(f"span ingested: {summary.span}; training window: spans {summary.window_spans or '-'}")
+    if summary.drift is not None:
+        lines.append(_format_drift(summary.drift))
     if summary.evaluation:
         lines.append(f"{'slice':<28}" + "".join(f"{m:>16}" for m in SUMMARY_METRICS))
         for name, values in sorted(summary.evaluation.metrics.items(), key=lambda kv: _slice_order(kv[0])):

@@ -1,12 +1,14 @@
 """create_pipeline(): the one wiring of Conveyor's TFX DAG, shared by every runner.
 
   CsvExampleGen (newest span) -> StatisticsGen -> ExampleValidator (vs ImportSchemaGen)
-    -> DataGate (blocks a span with anomalies, else publishes it as validated examples)
+    -> DataGate (blocks a span with anomalies or, by policy, drift vs the previous validated span;
+                 else publishes it as validated examples and statistics)
     -> span window (rolling range of validated spans)
     -> Transform -> Trainer -> Evaluator (vs the previous blessed model) -> Pusher (blessed only)
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from tfx import v1 as tfx
@@ -15,9 +17,11 @@ from tfx.proto import range_config_pb2
 from pipeline import evaluation
 from pipeline.components.baseline_model import baseline_resolver
 from pipeline.components.data_gate import DataGate
+from pipeline.components.span_resolvers import previous_span_resolver
 from pipeline.configs import PipelineConfig
 
 SPAN_PATTERN = "span-{SPAN}/*.csv"
+DATA_GATE_ID = "DataGate"
 
 
 def _example_gen(config: PipelineConfig) -> tfx.components.CsvExampleGen:
@@ -50,10 +54,28 @@ def create_components(config: PipelineConfig) -> list[Any]:
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
-    data_gate = DataGate(
-        examples=example_gen.outputs["examples"], anomalies=example_validator.outputs["anomalies"]
-    )
     schema = schema_gen.outputs["schema"]
+    # Drift baseline: the validated statistics of the newest span older than this one.
+    previous_statistics = previous_span_resolver(
+        "previous_statistics",
+        candidates=tfx.dsl.Channel(
+            type=tfx.types.standard_artifacts.ExampleStatistics,
+            producer_component_id=DATA_GATE_ID,
+            output_key="validated_statistics",
+        ),
+        current=example_gen.outputs["examples"],
+    )
+    data_gate = DataGate(
+        examples=example_gen.outputs["examples"],
+        statistics=statistics_gen.outputs["statistics"],
+        anomalies=example_validator.outputs["anomalies"],
+        schema=schema,
+        previous_statistics=previous_statistics.outputs["candidates"],
+        drift_thresholds=json.dumps(dict(config.drift_thresholds), sort_keys=True),
+        completeness_drop=config.completeness_drop,
+        drift_policy=config.drift_policy,
+        serving_statistics_path=str(config.serving_statistics_path or ""),
+    ).with_id(DATA_GATE_ID)
 
     # Every span that ever passed the gate in this pipeline (not only this run's), newest K kept.
     span_window = tfx.dsl.Resolver(
@@ -65,7 +87,7 @@ def create_components(config: PipelineConfig) -> list[Any]:
         },
         examples=tfx.dsl.Channel(
             type=tfx.types.standard_artifacts.Examples,
-            producer_component_id=data_gate.id,
+            producer_component_id=DATA_GATE_ID,
             output_key="validated_examples",
         ),
     ).with_id("span_window")
@@ -106,6 +128,7 @@ def create_components(config: PipelineConfig) -> list[Any]:
         statistics_gen,
         schema_gen,
         example_validator,
+        previous_statistics,
         data_gate,
         span_window,
         transform,

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from data import spans_io
 from models import features, model
-from pipeline import cli, configs, local_run
+from pipeline import configs, local_run, spans
 from tests.test_model import _example
 
 from tests.conftest import SMALL_SPAN_ROWS as ROWS_PER_SPAN
@@ -48,7 +48,7 @@ def runs(shipped_rows, tmp_path_factory):
         row["trip_start_hour"] = "31"
     spans_io.write_span(config.spans_root, 2, bad)
     spans_io.write_span(config.spans_root, 3, shipped_rows[2 * ROWS_PER_SPAN : 3 * ROWS_PER_SPAN])
-    results["pending_after_first"] = cli.spans_to_run(config, latest_only=False)
+    results["pending_after_first"] = spans.spans_to_run(config, latest_only=False)
 
     results["blocked"] = local_run.run(config.replace(span=2))
     results["versions_after_blocked"] = _versions(config)
@@ -61,6 +61,7 @@ def test_first_run_is_blessed_and_pushed(runs):
     summary = results["first"]
     assert summary.ok, summary.error
     assert summary.span == 1 and summary.window_spans == [1]
+    assert summary.drift == {"policy": "warn", "exceeded": [], "scores": []}  # nothing to compare with yet
     assert summary.blessed, summary.evaluation.failures
     assert summary.missing_metrics == set()
     assert len(results["versions_after_first"]) == 1
@@ -80,7 +81,7 @@ def test_every_threshold_metric_appears_in_the_evaluation(runs):
 def test_progress_reports_each_component_once(runs):
     _, results = runs
     names = [name for name, _, _ in results["first"].timings]
-    assert names.count("Trainer") == 1 and len(names) == len(set(names)) == 11
+    assert names.count("Trainer") == 1 and len(names) == len(set(names)) == 12
     assert dict((n, s) for n, s, _ in results["first"].timings)["Trainer"] == "ran"
 
 
@@ -97,7 +98,8 @@ def test_second_run_without_change_is_fully_cached(runs):
     summary = results["cached"]
     assert summary.ok, summary.error
     statuses = {name: status for name, status, _ in summary.timings}
-    assert statuses.pop("span_window") == statuses.pop("baseline_model") == "resolved"
+    for resolver in ("span_window", "baseline_model", "previous_statistics"):
+        assert statuses.pop(resolver) == "resolved"
     assert set(statuses.values()) == {"cached"}, statuses
     assert results["versions_after_cached"] == results["versions_after_first"]
 
@@ -128,6 +130,8 @@ def test_blocked_span_never_enters_a_later_training_window(runs):
     assert summary.span == 3
     assert summary.window_spans == [1, 3]
     assert summary.evaluation is not None and summary.evaluation.baseline  # compared with run 1's model
+    assert summary.drift["baseline_span"] == 1  # drift baseline skips the blocked span too
+    assert {s["feature"] for s in summary.drift["scores"]} == set(configs.PipelineConfig().drift_thresholds)
 
 
 def test_first_evaluation_has_no_baseline(runs):

@@ -1,0 +1,131 @@
+"""Seeded span generator calibrated on the real taxi data, with injectable problems.
+
+    python -m data.generator --span 3 --rows 2000 [--problem fare_drift] [--seed 0]
+
+A normal span is a bootstrap resample of the shipped spans (real joint distribution) with small
+multiplicative noise on money, distance and duration. Problems are applied on top:
+
+  fare_drift             fares, tips and trip_miles x1.8 (covariate drift, label kept)
+  new_payment_type       20 % of trips paid by an unknown type (schema anomaly)
+  vanished_payment_type  no "Credit Card" trips left: they become "Cash" (categorical drift)
+  label_shift            credit-card tips cut to 5 % of the fare (far fewer big tippers)
+  missing_spike          60 % of trips lose company and dropoff fields (completeness drift)
+  dropped_column         the fare column is missing (schema breakage)
+  wrong_types            trip_seconds written as text (schema breakage)
+"""
+from __future__ import annotations
+
+import argparse
+import random
+from pathlib import Path
+from typing import Callable
+
+from data import materialize, spans_io
+from models import features
+
+Row = dict[str, str]
+NOISY_FLOATS = ("fare", "trip_miles", "tips")
+OPTIONAL_BLANKED = ("company", "dropoff_latitude", "dropoff_longitude", "dropoff_community_area", "dropoff_census_tract")
+
+
+def _scale(row: Row, key: str, factor: float) -> None:
+    if row.get(key, "") != "":
+        row[key] = repr(round(float(row[key]) * factor, 2))
+
+
+def _fare_drift(rows: list[Row], rng: random.Random) -> None:
+    for row in rows:
+        for key in ("fare", "tips", "trip_miles"):
+            _scale(row, key, 1.8)
+
+
+def _new_payment_type(rows: list[Row], rng: random.Random) -> None:
+    for row in rng.sample(rows, k=len(rows) // 5):
+        row["payment_type"] = "Crypto"
+
+
+def _vanished_payment_type(rows: list[Row], rng: random.Random) -> None:
+    for row in rows:
+        if row["payment_type"] == "Credit Card":
+            row["payment_type"] = "Cash"
+
+
+def _label_shift(rows: list[Row], rng: random.Random) -> None:
+    for row in rows:
+        if row["payment_type"] == "Credit Card" and row["fare"]:
+            row["tips"] = repr(round(float(row["fare"]) * 0.05, 2))
+
+
+def _missing_spike(rows: list[Row], rng: random.Random) -> None:
+    for row in rng.sample(rows, k=int(len(rows) * 0.6)):
+        for key in OPTIONAL_BLANKED:
+            row[key] = ""
+
+
+def _dropped_column(rows: list[Row], rng: random.Random) -> None:
+    for row in rows:
+        del row["fare"]
+
+
+def _wrong_types(rows: list[Row], rng: random.Random) -> None:
+    for row in rows:
+        if row["trip_seconds"]:
+            row["trip_seconds"] = f"{row['trip_seconds']} sec"
+
+
+PROBLEMS: dict[str, Callable[[list[Row], random.Random], None]] = {
+    "fare_drift": _fare_drift,
+    "new_payment_type": _new_payment_type,
+    "vanished_payment_type": _vanished_payment_type,
+    "label_shift": _label_shift,
+    "missing_spike": _missing_spike,
+    "dropped_column": _dropped_column,
+    "wrong_types": _wrong_types,
+}
+# Problems whose output cannot be written in the canonical format (the point is to break it).
+RAW_PROBLEMS = ("dropped_column", "wrong_types")
+
+
+def generate(reference: list[Row], rows: int, seed: int, problem: str | None = None) -> list[Row]:
+    """`rows` trips resampled from `reference`, with `problem` (a key of PROBLEMS) applied."""
+    if problem is not None and problem not in PROBLEMS:
+        raise ValueError(f"unknown problem {problem!r}; choose from {sorted(PROBLEMS)}")
+    rng = random.Random(seed)
+    out = []
+    for source in rng.choices(reference, k=rows):
+        row = dict(source)
+        for key in NOISY_FLOATS:
+            _scale(row, key, rng.uniform(0.97, 1.03))
+        out.append(row)
+    if problem:
+        PROBLEMS[problem](out, rng)
+    return out
+
+
+def write_generated_span(
+    spans_root: Path, span: int, reference: list[Row], rows: int, seed: int, problem: str | None = None
+) -> Path:
+    generated = generate(reference, rows, seed, problem)
+    columns = tuple(c for c in features.CSV_COLUMNS if c in generated[0])
+    return spans_io.write_span(spans_root, span, generated, columns=columns, canonical=problem not in RAW_PROBLEMS)
+
+
+def shipped_reference() -> list[Row]:
+    """All trips of the spans shipped in the tfx wheel (the calibration data)."""
+    return [row for rel in materialize.SHIPPED_SPANS.values() for row in spans_io.read_rows(materialize.shipped_csv(rel))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--spans-root", type=Path, default=materialize.DEFAULT_SPANS_ROOT)
+    parser.add_argument("--span", type=int, required=True)
+    parser.add_argument("--rows", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--problem", choices=sorted(PROBLEMS))
+    args = parser.parse_args()
+    path = write_generated_span(args.spans_root, args.span, shipped_reference(), args.rows, args.seed, args.problem)
+    print(f"wrote {path} ({args.rows} trips, problem: {args.problem or 'none'})")
+
+
+if __name__ == "__main__":
+    main()
