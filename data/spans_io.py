@@ -65,9 +65,17 @@ def write_span(
 
     With canonical=False values are written as given (used to produce deliberately broken spans).
     """
-    target = span_dir(spans_root, span) / SPAN_FILE
+    return write_csv(span_dir(spans_root, span) / SPAN_FILE, rows, columns, canonical)
+
+
+def write_csv(
+    target: Path, rows: Iterable[Mapping[str, object]], columns: tuple[str, ...], canonical: bool = True
+) -> Path:
+    """Write `rows` to `target` atomically in the canonical format (columns outside the feature
+    contract are written as text)."""
+    target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".csv")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".partial")  # never matches *.csv
     try:
         with os.fdopen(fd, "w", newline="") as out:
             writer = csv.writer(out)

@@ -1,6 +1,11 @@
 """`conveyor`: the command-line front door.
 
-    conveyor run [options]     run the pipeline locally (see local_runner.py)
+    conveyor run [options]              run the pipeline locally (see local_runner.py)
+    conveyor ct tick                    one continuous-training decision (for cron / KFP recurring runs)
+    conveyor ct watch [--interval S]    tick in a loop
+    conveyor ct run --reason TEXT       retrain on demand
+    conveyor ct status [--last N]       the last decisions and why
+    conveyor ct demo [--home DIR]       the scripted CT scenario on generated spans
 """
 from __future__ import annotations
 
@@ -48,13 +53,38 @@ def cmd_run(args: argparse.Namespace) -> int:
         drift_policy=args.drift_policy,
     )
     for span in spans.spans_to_run(config, args.latest_only):
-        label = f"span {span}" if span is not None else "newest span"
-        print(f"conveyor: running {config.pipeline_name} on {label} (home: {config.home})", flush=True)
+        print(f"conveyor: running {config.pipeline_name} on span {span} (home: {config.home})", flush=True)
         summary = local_run.run(config.replace(span=span), verbose=args.verbose)
         print(local_run.format_summary(summary), flush=True)
         if not summary.ok or summary.missing_metrics:
             return 1
     return 0
+
+
+def cmd_ct(args: argparse.Namespace) -> int:
+    from ct import controller, decisions
+
+    config = configs.load(home=args.home, spans_root=args.spans_root, drift_policy=args.drift_policy)
+    if args.ct_command == "status":
+        for decision in decisions.history(config)[-args.last:]:
+            print(controller.format_decision(decision))
+        return 0
+    if args.ct_command == "watch":
+        controller.watch(config, args.interval, args.max_ticks)
+        return 0
+    if args.ct_command == "demo":
+        from ct import scenario
+
+        home = args.home or configs.REPO_ROOT / "outputs" / "ct-demo"
+        import shutil
+
+        shutil.rmtree(home, ignore_errors=True)
+        demo = configs.load(home=home, spans_root=home / "spans", train_steps=100, eval_steps=5)
+        scenario.run(demo, on_step=lambda step: print(f"\n[{step.name}]\n" + controller.format_decision(step.decision), flush=True))
+        return 0
+    decision = controller.tick(config, reason=args.reason if args.ct_command == "run" else None)
+    print(controller.format_decision(decision))
+    return 0 if decision.outcome in (None, decisions.OK) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +95,28 @@ def main(argv: list[str] | None = None) -> int:
     run_parser = commands.add_parser("run", help="run the pipeline locally")
     _add_run_args(run_parser)
     run_parser.set_defaults(func=cmd_run)
+
+    ct_parser = commands.add_parser("ct", help="continuous training controller")
+    ct_commands = ct_parser.add_subparsers(dest="ct_command", required=True)
+    for name, help_text in (
+        ("tick", "evaluate every trigger once; launch at most one run"),
+        ("watch", "tick in a loop"),
+        ("run", "retrain on demand"),
+        ("status", "show the last decisions"),
+        ("demo", "run the scripted scenario in a scratch home"),
+    ):
+        sub = ct_commands.add_parser(name, help=help_text)
+        sub.add_argument("--home", type=Path)
+        sub.add_argument("--spans-root", type=Path)
+        sub.add_argument("--drift-policy", choices=configs.DRIFT_POLICIES)
+        sub.set_defaults(func=cmd_ct, reason=None)
+        if name == "run":
+            sub.add_argument("--reason", required=True, help="why, recorded in the decision log")
+        if name == "watch":
+            sub.add_argument("--interval", type=float, default=300.0, help="seconds between ticks")
+            sub.add_argument("--max-ticks", type=int)
+        if name == "status":
+            sub.add_argument("--last", type=int, default=20)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -84,6 +84,20 @@ class PipelineConfig:
 
     enable_cache: bool = True
 
+    # Continuous training (ct/): when the controller retrains besides new spans and on demand.
+    ct_schedule_hours: float = 24.0  # retrain at least this often
+    ct_min_feedback: int = 200  # labelled feedback rows needed before live accuracy counts
+    ct_min_live_accuracy: float = 0.75  # live binary accuracy below this fires "performance"
+    ct_max_accuracy_drop: float = 0.05  # ... as does live accuracy this far below the offline one
+
+    @property
+    def ct_dir(self) -> Path:
+        return self.home / "ct"
+
+    @property
+    def feedback_dir(self) -> Path:
+        return self.home / "feedback"
+
     def __post_init__(self) -> None:
         if self.beam_mode not in BEAM_MODES:
             raise ValueError(f"beam_mode must be one of {BEAM_MODES}, got {self.beam_mode!r}")

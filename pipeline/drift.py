@@ -50,6 +50,12 @@ def _feature_map(stats: statistics_pb2.DatasetFeatureStatisticsList) -> dict[str
     return {f.path.step[0]: f for f in stats.datasets[0].features}
 
 
+def _has_quantiles(feature: statistics_pb2.FeatureNameStatistics | None) -> bool:
+    return feature is not None and any(
+        h.type == statistics_pb2.Histogram.QUANTILES and h.buckets for h in feature.num_stats.histograms
+    )
+
+
 def _quantile_cdf(feature: statistics_pb2.FeatureNameStatistics):
     """F(x) = fraction of values <= x, from TFDV's quantile histogram (linear within buckets)."""
     histogram = next(h for h in feature.num_stats.histograms if h.type == statistics_pb2.Histogram.QUANTILES)
@@ -117,8 +123,8 @@ def _compare_pair(
                 scores.append(Score(info.path.step[0], comparison, L_INFINITY, m.value, m.threshold))
     base, new = _feature_map(baseline), _feature_map(other)
     for name, threshold in thresholds.items():
-        if name in strings or name not in base or name not in new:
-            continue
+        if name in strings or not (_has_quantiles(base.get(name)) and _has_quantiles(new.get(name))):
+            continue  # no values on one side: the completeness score covers it
         scores.append(Score(name, comparison, JENSEN_SHANNON, round(_decile_jsd(base[name], new[name]), 6), threshold))
     return scores
 

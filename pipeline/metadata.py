@@ -94,12 +94,43 @@ def span_of(artifact: metadata_store_pb2.Artifact) -> int:
 
 def ingested_spans(store: metadata_store.MetadataStore, pipeline_name: str, node_id: str = "CsvExampleGen") -> set[int]:
     """Spans that `node_id` has produced Examples for in this pipeline, across all runs."""
+    return {span_of(a) for a in _node_artifacts(store, pipeline_name, node_id, EXAMPLES_TYPE)}
+
+
+def _producer_outputs(store: metadata_store.MetadataStore, artifact_id: int) -> dict[str, list[metadata_store_pb2.Artifact]]:
+    """Outputs, by key, of the execution that produced artifact `artifact_id`."""
+    produced = [e for e in store.get_events_by_artifact_ids([artifact_id]) if e.type in _OUTPUT_EVENTS]
+    if not produced:
+        return {}
+    events = [e for e in store.get_events_by_execution_ids([produced[0].execution_id]) if e.type in _OUTPUT_EVENTS]
+    artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+    out: dict[str, list[metadata_store_pb2.Artifact]] = {}
+    for event in events:
+        out.setdefault(event.path.steps[0].key, []).append(artifacts[event.artifact_id])
+    return out
+
+
+def _node_artifacts(store: metadata_store.MetadataStore, pipeline_name: str, node_id: str, type_name: str) -> list[metadata_store_pb2.Artifact]:
     node = store.get_context_by_type_and_name(NODE_CONTEXT, f"{pipeline_name}.{node_id}")
-    if node is None:
-        return set()
-    type_id = store.get_artifact_type(EXAMPLES_TYPE).id
-    return {
-        span_of(a)
-        for a in store.get_artifacts_by_context(node.id)
-        if a.type_id == type_id and a.state == metadata_store_pb2.Artifact.LIVE
-    }
+    artifact_type = store.get_artifact_type(type_name) if node is not None else None
+    if node is None or artifact_type is None:
+        return []
+    return [a for a in store.get_artifacts_by_context(node.id) if a.type_id == artifact_type.id and a.state == metadata_store_pb2.Artifact.LIVE]
+
+
+def latest_blessed_evaluation_uri(store: metadata_store.MetadataStore, pipeline_name: str) -> str | None:
+    """Evaluator output that blessed the newest blessed model of the pipeline."""
+    blessed = [
+        a for a in _node_artifacts(store, pipeline_name, "Evaluator", "ModelBlessing")
+        if a.custom_properties["blessed"].int_value == 1
+    ]
+    if not blessed:
+        return None
+    evaluation = _producer_outputs(store, max(blessed, key=lambda a: a.id).id).get("evaluation", [])
+    return evaluation[0].uri if evaluation else None
+
+
+def newest_validated_statistics_uri(store: metadata_store.MetadataStore, pipeline_name: str) -> str | None:
+    """Statistics of the newest span that passed DataGate."""
+    stats = _node_artifacts(store, pipeline_name, "DataGate", "ExampleStatistics")
+    return max(stats, key=lambda a: (span_of(a), a.id)).uri if stats else None

@@ -80,6 +80,7 @@ def quiet_logs(log_file: Path, verbose: bool) -> Iterator[ComponentProgress]:
     log_file.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
     saved_level, saved_handlers = root.level, list(root.handlers)
+    saved_verbosity = absl_logging.get_verbosity()
     root.setLevel(logging.INFO)
     absl_logging.set_verbosity(absl_logging.INFO)
     file_handler = logging.FileHandler(log_file)
@@ -97,10 +98,11 @@ def quiet_logs(log_file: Path, verbose: bool) -> Iterator[ComponentProgress]:
         try:
             yield progress
         finally:
-            root.removeHandler(file_handler)
-            root.removeHandler(progress)
             file_handler.close()
-            root.setLevel(saved_level)
+            # Back to exactly the handlers we found: libraries (Beam) add their own during a run.
+            for handler in list(root.handlers):
+                root.removeHandler(handler)
             for handler in saved_handlers:
-                if handler not in root.handlers:
-                    root.addHandler(handler)
+                root.addHandler(handler)
+            root.setLevel(saved_level)
+            absl_logging.set_verbosity(saved_verbosity)

@@ -19,12 +19,20 @@ def pending(config: PipelineConfig) -> list[int]:
     return [s for s in spans_io.existing_spans(config.spans_root) if s > newest]
 
 
-def spans_to_run(config: PipelineConfig, latest_only: bool) -> list[int | None]:
-    """Spans a `conveyor run` ingests, oldest first: `config.span` if set, else every pending span;
-    [None] (the newest span) when nothing is pending or with `latest_only`."""
-    if not spans_io.existing_spans(config.spans_root):
+def newest(config: PipelineConfig) -> int:
+    """The newest span on disk. Runners always name the span they ingest: a run pinned to span N
+    and one left to find the newest span differ in ExampleGen's properties, so they would not
+    share a cache."""
+    on_disk = spans_io.existing_spans(config.spans_root)
+    if not on_disk:
         raise SystemExit(f"no spans under {config.spans_root} (expected span-N/{spans_io.SPAN_FILE})")
+    return on_disk[-1]
+
+
+def spans_to_run(config: PipelineConfig, latest_only: bool) -> list[int]:
+    """Spans a `conveyor run` ingests, oldest first: `config.span` if set, else every pending span,
+    else (or with `latest_only`) the newest span."""
     if config.span is not None:
         return [config.span]
     todo = [] if latest_only else pending(config)
-    return todo or [None]
+    return todo or [newest(config)]

@@ -7,23 +7,12 @@ import pytest
 import tensorflow as tf
 
 from models import features, model
+from models.examples import to_example
 from tests.tft_helpers import transform_rows
 
 
 def _example(row: dict[str, str], keys) -> bytes:
-    feats = {}
-    for key in keys:
-        text = row.get(key, "")
-        kind = features.RAW_TYPES[key]
-        if text == "":
-            continue
-        if kind == "INT":
-            feats[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(float(text))]))
-        elif kind == "FLOAT":
-            feats[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(text)]))
-        else:
-            feats[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[text.encode()]))
-    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
+    return to_example(row, keys).SerializeToString()
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +73,11 @@ def test_hparams_are_json_serialisable():
     from dataclasses import asdict
 
     assert json.loads(json.dumps(asdict(model.HParams())))["hidden_units"] == [64, 32]
+
+
+def test_to_example_names_the_feature_with_a_wrong_type():
+    with pytest.raises(ValueError, match="'trip_start_hour' must be int"):
+        to_example({"trip_start_hour": "noon"})
+    with pytest.raises(ValueError, match="'fare' must be float"):
+        to_example({"fare": "abc"})
+    assert set(to_example({"fare": "1.5", "company": ""}).features.feature) == {"fare"}
