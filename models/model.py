@@ -156,6 +156,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         validation_data=evaluation,
         validation_steps=max(1, fn_args.eval_steps),
         callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch")],
+        shuffle=False,  # the dataset factory already shuffles
         verbose=0,
     )
     with open(os.path.join(fn_args.model_run_dir, "hparams.json"), "w") as handle:
