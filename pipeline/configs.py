@@ -28,9 +28,22 @@ class Threshold:
 
 
 @dataclass(frozen=True)
+class DistanceThresholds:
+    """Largest accepted distance between two distributions of a serving feature (TFDV comparators).
+
+    Categorical (string) features use the L-infinity distance of their value frequencies, numeric
+    features the Jensen-Shannon divergence of their histograms.
+    """
+
+    categorical_linf: float
+    numeric_jsd: float
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     pipeline_name: str = "conveyor-taxi"
-    # Where runs write: pipeline_root/, metadata.sqlite, serving_model/, logs/.
+    # Where runs write: pipeline_root/, metadata.sqlite, serving_model/, logs/; the server and
+    # monitoring add request_log/, labels/ (delivered by whoever learns the outcomes), monitoring/.
     home: Path = REPO_ROOT / "outputs"
     spans_root: Path = REPO_ROOT / "data" / "spans"
     schema_path: Path = REPO_ROOT / "schema" / "schema.pbtxt"
@@ -63,6 +76,24 @@ class PipelineConfig:
 
     enable_cache: bool = True
 
+    # Infra check before Pusher: how many eval examples the candidate must answer through the
+    # serving code.
+    infra_check_examples: int = 32
+
+    # Serving (serving/): the REST server, its limits and how often it looks for a new version.
+    model_name: str = "taxi"
+    serving_host: str = "127.0.0.1"
+    serving_port: int = 8501
+    max_request_bytes: int = 1_000_000
+    max_batch_instances: int = 256
+    poll_seconds: float = 2.0
+
+    # Monitoring (monitoring/): window length, and the bounds of training/serving skew and of
+    # drift between consecutive windows.
+    monitor_window_hours: float = 24.0
+    skew_thresholds: DistanceThresholds = DistanceThresholds(categorical_linf=0.1, numeric_jsd=0.1)
+    drift_thresholds: DistanceThresholds = DistanceThresholds(categorical_linf=0.1, numeric_jsd=0.1)
+
     def __post_init__(self) -> None:
         if self.beam_mode not in BEAM_MODES:
             raise ValueError(f"beam_mode must be one of {BEAM_MODES}, got {self.beam_mode!r}")
@@ -85,6 +116,18 @@ class PipelineConfig:
     def logs_dir(self) -> Path:
         return self.home / "logs"
 
+    @property
+    def request_log_root(self) -> Path:
+        return self.home / "request_log"
+
+    @property
+    def labels_root(self) -> Path:
+        return self.home / "labels"
+
+    @property
+    def monitoring_root(self) -> Path:
+        return self.home / "monitoring"
+
     def beam_args(self) -> list[str]:
         args = ["--runner=DirectRunner", f"--direct_running_mode={self.beam_mode}"]
         workers = self.beam_workers or (os.cpu_count() or 1)
@@ -103,6 +146,8 @@ def _parse(kind: Any, text: str) -> Any:
         return Path(text)
     if kind in ("int", int):
         return int(text)
+    if kind in ("float", float):
+        return float(text)
     if kind in ("bool", bool):
         return text.lower() in ("1", "true", "yes", "on")
     if kind in ("int | None",):
@@ -115,6 +160,6 @@ def load(**overrides: Any) -> PipelineConfig:
     from_env = {}
     for f in dataclasses.fields(PipelineConfig):
         text = os.environ.get(ENV_PREFIX + f.name.upper())
-        if text is not None and f.type in ("Path", "int", "bool", "str", "int | None"):
+        if text is not None and f.type in ("Path", "int", "float", "bool", "str", "int | None"):
             from_env[f.name] = _parse(f.type, text)
     return PipelineConfig().replace(**from_env).replace(**overrides)
