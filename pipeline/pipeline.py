@@ -3,7 +3,9 @@
   CsvExampleGen (newest span) -> StatisticsGen -> ExampleValidator (vs ImportSchemaGen)
     -> DataGate (blocks a span with anomalies, else publishes it as validated examples)
     -> span window (rolling range of validated spans)
-    -> Transform -> Trainer -> Evaluator (vs the previous blessed model) -> Pusher (blessed only)
+    -> Transform -> Trainer -> Evaluator (vs the previous blessed model)
+    -> InfraCheck (the candidate answers real eval examples through the serving code)
+    -> Pusher (blessed by both only)
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from tfx.proto import range_config_pb2
 from pipeline import evaluation
 from pipeline.components.baseline_model import baseline_resolver
 from pipeline.components.data_gate import DataGate
+from pipeline.components.infra_check import InfraCheck
 from pipeline.configs import PipelineConfig
 
 SPAN_PATTERN = "span-{SPAN}/*.csv"
@@ -94,9 +97,16 @@ def create_components(config: PipelineConfig) -> list[Any]:
         baseline_model=baseline_model.outputs["model"],
         eval_config=evaluation.eval_config(config),
     )
+    infra_check = InfraCheck(
+        model=trainer.outputs["model"],
+        examples=data_gate.outputs["validated_examples"],
+        schema=schema,
+        sample_size=config.infra_check_examples,
+    )
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
+        infra_blessing=infra_check.outputs["infra_blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=str(config.serving_root))
         ),
@@ -112,6 +122,7 @@ def create_components(config: PipelineConfig) -> list[Any]:
         trainer,
         baseline_model,
         evaluator,
+        infra_check,
         pusher,
     ]
 
