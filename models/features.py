@@ -87,3 +87,8 @@ SLICE_FEATURES: Final = ("payment_type", "trip_start_hour")
 def transformed_name(key: str) -> str:
     """Name of the transformed feature produced from raw feature `key`."""
     return f"{key}_xf"
+
+
+def is_big_tipper(tips: float, fare: float) -> bool:
+    """The label, for Python callers (preprocessing_fn computes the same in-graph)."""
+    return tips > BIG_TIPPER_FRACTION * fare
