@@ -1,7 +1,8 @@
 """TFDV over logged predictions: statistics, schema anomalies (SERVING), skew and drift distances.
 
 Distances use TFDV's comparators, set on a copy of the schema for every serving feature:
-L-infinity for string features, Jensen-Shannon divergence for numeric ones, with the bounds of
+L-infinity for string features, Jensen-Shannon divergence of the quantile histograms for numeric
+ones, with the bounds of
 pipeline/configs.py (DistanceThresholds). TFDV reports every compared feature's distance in the
 anomalies' drift_skew_info; a feature is flagged when its distance exceeds its threshold.
 """
@@ -89,6 +90,9 @@ def _with_comparators(schema: schema_pb2.Schema, field: str, thresholds: Distanc
             comparator.infinity_norm.threshold = thresholds.categorical_linf
         else:
             comparator.jensen_shannon_divergence.threshold = thresholds.numeric_jsd
+            # Equal-depth buckets: equal-width ones put nearly all of a long-tailed feature (miles,
+            # fares) in one bucket whose width depends on the sample's maximum.
+            comparator.jensen_shannon_divergence.source.type = schema_pb2.HistogramSelection.QUANTILES
     return copy
 
 

@@ -12,7 +12,7 @@ import binascii
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError
@@ -88,6 +88,18 @@ def parse_instance(item: Any, rules: FeatureRules, index: int = 0) -> Instance:
         feats[name] = _typed(name, value, index)
     _check_required(feats, rules, index)
     return Instance(to_example(feats), feats)
+
+
+def from_row(row: Mapping[str, str]) -> FeatureDict:
+    """The serving features of a span CSV row, typed by the contract (empty cells are missing)."""
+    feats: FeatureDict = {}
+    for name in features.SERVING_FEATURES:
+        text = row.get(name, "")
+        if text == "":
+            continue
+        kind = features.RAW_TYPES[name]
+        feats[name] = int(float(text)) if kind == "INT" else float(text) if kind == "FLOAT" else text
+    return feats
 
 
 def to_example(feats: FeatureDict) -> bytes:

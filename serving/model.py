@@ -43,7 +43,7 @@ class LoadedModel:
         try:
             outputs = self.saved_model.signatures[SIGNATURE](examples=batch)
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as exc:
-            raise RejectedInput(f"model {self.version} rejected the input: {_first_line(exc)}") from exc
+            raise RejectedInput(f"model {self.version} rejected the input: {_reason(exc)}") from exc
         try:
             probability = outputs[PROBABILITY_KEY].numpy().reshape(-1).tolist()
             predicted = outputs[CLASS_KEY].numpy().reshape(-1).tolist()
@@ -78,6 +78,11 @@ def _tensor_info(spec: Any) -> dict[str, Any]:
     return {"dtype": types_pb2.DataType.Name(spec.dtype.as_datatype_enum), "tensor_shape": {"dim": dims}, "name": spec.name or ""}
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+_TF_NOISE = ("Graph execution error", "Detected at node", "<stack traces", "[[", "File ")
+
+
+def _reason(exc: Exception) -> str:
+    """The line of a TensorFlow error that says what was wrong (not where the graph ran it)."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    useful = [line for line in lines if line and not line.startswith(_TF_NOISE)]
+    return useful[0] if useful else type(exc).__name__

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -83,3 +84,12 @@ def write_rollback(serving_root: Path, version: str) -> Rollback:
         Path(tmp).unlink(missing_ok=True)
         raise
     return rollback
+
+
+def republish(serving_root: Path, version: str, new_version: str) -> Path:
+    """Copy pushed `version` as `new_version`, saved_model.pb last as Pusher does (a push without
+    a pipeline run: benchmarks and tests use it to make the server swap)."""
+    src, dst = Path(serving_root) / version, Path(serving_root) / new_version
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(READY_FILE))
+    shutil.copy2(src / READY_FILE, dst / READY_FILE)
+    return dst
