@@ -31,7 +31,14 @@ CONCURRENCY = (1, 8)
 SWAPS = 3
 
 
+def _span_1_rows() -> list[dict[str, str]]:
+    materialize.materialize()  # idempotent: the default spans from the installed tfx wheel
+    return spans_io.read_rows(spans_io.span_dir(materialize.DEFAULT_SPANS_ROOT, 1) / spans_io.SPAN_FILE)
+
+
 def _scratch_home(source: configs.PipelineConfig, scratch: Path) -> configs.PipelineConfig:
+    if source.home.resolve() == scratch.resolve():
+        raise SystemExit(f"bench-serving: --home must not be the scratch home {scratch}, which is wiped")
     shutil.rmtree(scratch, ignore_errors=True)
     config = source.replace(home=scratch, poll_seconds=0.5)
     version = versions.serving_version(source.serving_root)
@@ -39,7 +46,7 @@ def _scratch_home(source: configs.PipelineConfig, scratch: Path) -> configs.Pipe
         shutil.copytree(source.serving_root / version, config.serving_root / version)
         return config
     print(f"bench-serving: nothing pushed under {source.serving_root}; training a small model first", flush=True)
-    rows = spans_io.read_rows(spans_io.span_dir(materialize.DEFAULT_SPANS_ROOT, 1) / spans_io.SPAN_FILE)
+    rows = _span_1_rows()
     config = config.replace(spans_root=scratch / "spans", train_steps=100, eval_steps=5, span=1)
     spans_io.write_span(config.spans_root, 1, rows[:800])
     summary = local_run.run(config)
@@ -84,7 +91,7 @@ def main() -> None:
 
     source = configs.load(home=args.home)
     config = _scratch_home(source, configs.REPO_ROOT / "outputs" / "bench-serving")
-    rows = spans_io.read_rows(spans_io.span_dir(materialize.DEFAULT_SPANS_ROOT, 1) / spans_io.SPAN_FILE)[:200]
+    rows = _span_1_rows()[:200]
     instances = [from_row(r) for r in rows]
     examples = [tf.constant([to_example(i)]) for i in instances]
 

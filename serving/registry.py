@@ -10,7 +10,6 @@ pipeline's context, with an INPUT event on the PushedModel they returned to.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ml_metadata.proto import metadata_store_pb2
 
@@ -18,7 +17,7 @@ from pipeline import metadata
 from pipeline.configs import PipelineConfig
 from serving import versions
 
-PUSHER, TRAINER, TRANSFORM, EVALUATOR = "Pusher", "Trainer", "Transform", "Evaluator"
+PUSHER = "Pusher"
 ROLLBACK_TYPE = "conveyor.Rollback"
 ROLLED_BACK_TO = "rolled_back_to"
 

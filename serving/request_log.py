@@ -59,7 +59,7 @@ class RequestLog:
     def _open(self, path: Path):
         if self._path == path:
             return self._file
-        self.close_locked()
+        self._close_locked()
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(path, "ab")
         if handle.tell() > 0:  # a previous writer may have died mid-line
@@ -70,14 +70,14 @@ class RequestLog:
         self._file, self._path = handle, path
         return handle
 
-    def close_locked(self) -> None:
+    def _close_locked(self) -> None:
         if self._file is not None:
             self._file.close()
         self._file = self._path = None
 
     def close(self) -> None:
         with self._lock:
-            self.close_locked()
+            self._close_locked()
 
 
 def record(

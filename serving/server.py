@@ -16,6 +16,7 @@ import json
 import logging
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -191,7 +192,10 @@ def build(
     requests = request_log.RequestLog(log_root or config.request_log_root) if log_requests else None
     app = create_app(config, model_host, requests)
     bind_host = host or config.serving_host
-    sock = socket.socket(socket.AF_INET6 if ":" in bind_host else socket.AF_INET, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted connections only for TCP-typed sockets
+    # (without it every keep-alive response waits ~40 ms for the client's delayed ACK).
+    family = socket.AF_INET6 if ":" in bind_host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((bind_host, config.serving_port if port is None else port))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
@@ -207,11 +211,12 @@ class BackgroundServer:
 
     def __enter__(self) -> str:
         self._thread.start()
-        waited = threading.Event()
-        for _ in range(int(self.timeout / 0.05)):
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
             if self.server.uvicorn_server.started:
                 return self.server.url
-            waited.wait(0.05)
+            time.sleep(0.05)
+        self.server.stop()
         raise TimeoutError(f"server did not start within {self.timeout} s")
 
     def __exit__(self, *exc: object) -> None:
