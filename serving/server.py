@@ -198,6 +198,7 @@ def build(
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((bind_host, config.serving_port if port is None else port))
+    sock.listen(2048)  # connections queue from now on, before uvicorn starts accepting
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
     return Server(config, model_host, server, sock, stop_watch)
 
