@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.conveyor-installed
 export GRPC_ENABLE_FORK_SUPPORT = false
 export TF_CPP_MIN_LOG_LEVEL = 2
 
-.PHONY: setup data run test test-all bench lock clean
+.PHONY: setup data run test test-all bench bench-serving serve monitor lock clean
 
 ## setup: host prerequisites (glibc >= 2.39), .venv from requirements.lock, the project (editable)
 setup: $(STAMP) data
@@ -34,6 +34,18 @@ test: setup
 ## bench: cold and no-change runs of the default pipeline, printed as a table
 bench: setup
 	$(PY) -m benchmarks.pipeline_bench $(ARGS)
+
+## bench-serving: server latency/throughput vs the in-process SavedModel call, and hot swaps under load
+bench-serving: setup
+	$(PY) -m benchmarks.serving_bench $(ARGS)
+
+## serve: the model server on the models `make run` pushed (127.0.0.1:8501)
+serve: setup
+	$(PY) -m pipeline.cli serve $(ARGS)
+
+## monitor: the monitoring job over the last day of the request log
+monitor: setup
+	$(PY) -m pipeline.cli monitor $(ARGS)
 
 ## lock: re-resolve requirements.in into requirements.lock in a throw-away venv
 lock:

@@ -40,8 +40,7 @@ def live_accuracy(rows: list[dict[str, str]]) -> float | None:
     """Binary accuracy of the served probabilities against the arrived labels (float32, as in-graph)."""
     if not rows:
         return None
-    f32 = np.float32
-    labels = [f32(r[features.TIPS_KEY]) > f32(r[features.FARE_KEY]) * f32(features.BIG_TIPPER_FRACTION) for r in rows]
+    labels = [features.is_big_tipper(float(r[features.TIPS_KEY]), float(r[features.FARE_KEY])) for r in rows]
     predicted = [float(r["probability"]) > 0.5 for r in rows]
     return float(np.mean([p == y for p, y in zip(predicted, labels)]))
 

@@ -6,7 +6,6 @@ from typing import Any
 
 from ct import feedback
 from ct.decisions import Decision
-from models.features import SERVING_FEATURES
 from pipeline import metadata, spans
 from pipeline.configs import PipelineConfig
 
@@ -41,15 +40,14 @@ def drift(config: PipelineConfig) -> dict[str, Any]:
     import tensorflow_data_validation as tfdv
     from tfx.utils import io_utils
 
-    from pipeline import drift as drift_lib
+    from monitoring import statistics as monitoring_statistics
     from pipeline.components.data_gate import STATS_SPLIT
 
     current = tfdv.generate_statistics_from_csv(str(feedback.incoming_dir(config) / "*.csv"))
     previous = tfdv.load_stats_binary(io_utils.get_only_uri_in_dir(os.path.join(baseline, f"Split-{STATS_SPLIT}")))
     schema = tfdv.load_schema_text(str(config.schema_path))
-    # Served traffic carries no label source (tips arrive later): compare serving features only.
-    thresholds = {k: v for k, v in config.drift_thresholds.items() if k in SERVING_FEATURES}
-    scores = drift_lib.compare(current, schema, thresholds, config.completeness_drop, previous=previous)
+    # Served traffic carries no label source (tips arrive later): the serving features only.
+    scores = monitoring_statistics.drift(previous, current, schema, config)
     exceeded = [s for s in scores if s.exceeded]
     return {
         "checked": True,

@@ -87,3 +87,12 @@ SLICE_FEATURES: Final = ("payment_type", "trip_start_hour")
 def transformed_name(key: str) -> str:
     """Name of the transformed feature produced from raw feature `key`."""
     return f"{key}_xf"
+
+
+def is_big_tipper(tips: float, fare: float) -> bool:
+    """The label, for Python callers. Compared in float32 like preprocessing_fn (tf.Examples hold
+    float32), so a tip of exactly 20 % gets the same label in and out of the graph."""
+    import numpy as np
+
+    f32 = np.float32
+    return bool(f32(tips) > f32(fare) * f32(BIG_TIPPER_FRACTION))

@@ -6,6 +6,10 @@
     conveyor ct run --reason TEXT       retrain on demand
     conveyor ct status [--last N]       the last decisions and why
     conveyor ct demo [--home DIR]       the scripted CT scenario on generated spans
+    conveyor serve [options]            serve the pushed models over TF Serving's REST API (serving/)
+    conveyor models                     list pushed versions, marking the one serving now
+    conveyor rollback [--to V]          serve an earlier blessed version, without retraining
+    conveyor monitor [options]          statistics, skew, drift and live metrics of the request log
 """
 from __future__ import annotations
 
@@ -85,6 +89,112 @@ def cmd_ct(args: argparse.Namespace) -> int:
     decision = controller.tick(config, reason=args.reason if args.ct_command == "run" else None)
     print(controller.format_decision(decision))
     return 0 if decision.outcome in (None, decisions.OK) else 1
+def cmd_serve(args: argparse.Namespace) -> int:
+    from serving import server
+
+    config = configs.load(home=args.home)
+    built = server.build(config, host=args.host, port=args.port, log_requests=not args.no_request_log)
+    try:
+        current = built.host.current().version
+    except LookupError:
+        current = f"none yet (waiting for a push under {config.serving_root})"
+    print(f"conveyor: serving model {config.model_name!r} version {current} at {built.url}/v1/models/{config.model_name}", flush=True)
+    built.run()
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from serving import registry
+    from serving.versions import read_rollback, serving_version
+
+    config = configs.load(home=args.home)
+    entries = registry.list_versions(config)
+    if not entries:
+        print(f"no pushed versions under {config.serving_root}")
+        return 0
+    serving = serving_version(config.serving_root)
+    print(format_models(entries, serving, _overall_metrics(entries)))
+    rollback = read_rollback(config.serving_root)
+    if rollback is not None:
+        state = "in force" if rollback.version == serving else "superseded by a newer push"
+        print(f"rollback to {rollback.version} ({state}; newest version at the time: {rollback.newest_at_rollback})")
+    return 0
+
+
+def _overall_metrics(entries) -> dict[str, dict[str, float]]:
+    """version -> the Evaluator's overall metrics (TFMA is imported only if some version has them)."""
+    with_eval = [e for e in entries if e.evaluation_uri]
+    if not with_eval:
+        return {}
+    import logging
+
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # TFMA's deprecation notices
+    from pipeline import evaluation
+
+    return {e.version: evaluation.load_evaluation(e.evaluation_uri).metrics.get(evaluation.OVERALL, {}) for e in with_eval}
+
+
+def format_models(entries, serving: str | None, metrics: dict[str, dict[str, float]]) -> str:
+    import datetime
+
+    def flag(value: bool | None) -> str:
+        return "-" if value is None else "yes" if value else "NO"
+
+    header = f"  {'version':<12}{'pushed at (UTC)':<21}{'spans':<10}{'blessed':<9}{'infra':<7}{'accuracy':>9}{'auc':>8}  run"
+    lines = [header]
+    for e in entries:
+        when = datetime.datetime.fromtimestamp(e.pushed_at, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        m = metrics.get(e.version, {})
+        acc = f"{m['binary_accuracy']:.4f}" if "binary_accuracy" in m else "-"
+        auc = f"{m['auc']:.4f}" if "auc" in m else "-"
+        spans = ",".join(map(str, e.window_spans)) or "-"
+        mark = "*" if e.version == serving else " "
+        missing = "" if e.ready else "  (missing on disk)"
+        lines.append(
+            f"{mark} {e.version:<12}{when:<21}{spans:<10}{flag(e.blessed):<9}{flag(e.infra_blessed):<7}{acc:>9}{auc:>8}  {e.run_id or '-'}{missing}"
+        )
+    lines.append("* = serving now")
+    return "\n".join(lines)
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from serving import registry
+
+    config = configs.load(home=args.home)
+    try:
+        result = registry.rollback(config, args.to)
+    except (LookupError, ValueError, FileNotFoundError) as exc:
+        print(f"conveyor rollback: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"rolled back: {result.from_version or 'nothing'} -> {result.to_version} "
+        f"(MLMD execution {result.execution_id}); a running server switches within {config.poll_seconds:g} s; "
+        "the next pushed version supersedes this rollback"
+    )
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from monitoring import job
+
+    config = configs.load(home=args.home)
+    result = job.run(
+        config,
+        end=args.end,
+        hours=args.hours,
+        log_root=args.request_log,
+        labels_root=args.labels,
+        out_dir=args.out,
+    )
+    print(job.format_result(result))
+    return 0 if result.ok else 3
+
+
+def _iso_time(text: str):
+    import datetime
+
+    when = datetime.datetime.fromisoformat(text)
+    return when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,6 +227,31 @@ def main(argv: list[str] | None = None) -> int:
             sub.add_argument("--max-ticks", type=int)
         if name == "status":
             sub.add_argument("--last", type=int, default=20)
+
+    serve = commands.add_parser("serve", help="serve the pushed models (TF Serving REST API)")
+    serve.add_argument("--home", type=Path, help="output root holding serving_model/ (default outputs/)")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8501; 0 = any free port)")
+    serve.add_argument("--no-request-log", action="store_true", help="do not log predictions")
+    serve.set_defaults(func=cmd_serve)
+
+    models = commands.add_parser("models", help="list pushed versions, marking the one serving now")
+    models.add_argument("--home", type=Path)
+    models.set_defaults(func=cmd_models)
+
+    rollback = commands.add_parser("rollback", help="serve an earlier blessed version")
+    rollback.add_argument("--home", type=Path)
+    rollback.add_argument("--to", help="version to serve (default: the one before the serving version)")
+    rollback.set_defaults(func=cmd_rollback)
+
+    monitor = commands.add_parser("monitor", help="monitor the request log: statistics, skew, drift, live metrics")
+    monitor.add_argument("--home", type=Path)
+    monitor.add_argument("--end", type=_iso_time, help="end of the window, ISO time (default now; UTC if no zone)")
+    monitor.add_argument("--hours", type=float, help="window length (default monitor_window_hours)")
+    monitor.add_argument("--request-log", type=Path, help="request log root (default HOME/request_log)")
+    monitor.add_argument("--labels", type=Path, help="labels folder (default HOME/labels)")
+    monitor.add_argument("--out", type=Path, help="where result.json and report.html go (default HOME/monitoring/<window>)")
+    monitor.set_defaults(func=cmd_monitor)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -31,7 +31,8 @@ class Threshold:
 @dataclass(frozen=True)
 class PipelineConfig:
     pipeline_name: str = "conveyor-taxi"
-    # Where runs write: pipeline_root/, metadata.sqlite, serving_model/, logs/.
+    # Where runs write: pipeline_root/, metadata.sqlite, serving_model/, logs/; the server and
+    # monitoring add request_log/, labels/ (delivered by whoever learns the outcomes), monitoring/.
     home: Path = REPO_ROOT / "outputs"
     spans_root: Path = REPO_ROOT / "data" / "spans"
     schema_path: Path = REPO_ROOT / "schema" / "schema.pbtxt"
@@ -98,6 +99,22 @@ class PipelineConfig:
     def feedback_dir(self) -> Path:
         return self.home / "feedback"
 
+    # Infra check before Pusher: how many eval examples the candidate must answer through the
+    # serving code.
+    infra_check_examples: int = 32
+
+    # Serving (serving/): the REST server, its limits and how often it looks for a new version.
+    model_name: str = "taxi"
+    serving_host: str = "127.0.0.1"
+    serving_port: int = 8501
+    max_request_bytes: int = 1_000_000
+    max_batch_instances: int = 256
+    poll_seconds: float = 2.0
+
+    # Monitoring (monitoring/): window length. Skew against training and drift between windows
+    # use pipeline/drift.py with drift_thresholds and completeness_drop, like DataGate.
+    monitor_window_hours: float = 24.0
+
     def __post_init__(self) -> None:
         if self.beam_mode not in BEAM_MODES:
             raise ValueError(f"beam_mode must be one of {BEAM_MODES}, got {self.beam_mode!r}")
@@ -122,6 +139,18 @@ class PipelineConfig:
     def logs_dir(self) -> Path:
         return self.home / "logs"
 
+    @property
+    def request_log_root(self) -> Path:
+        return self.home / "request_log"
+
+    @property
+    def labels_root(self) -> Path:
+        return self.home / "labels"
+
+    @property
+    def monitoring_root(self) -> Path:
+        return self.home / "monitoring"
+
     def beam_args(self) -> list[str]:
         args = ["--runner=DirectRunner", f"--direct_running_mode={self.beam_mode}"]
         workers = self.beam_workers or (os.cpu_count() or 1)
@@ -140,6 +169,8 @@ def _parse(kind: Any, text: str) -> Any:
         return Path(text)
     if kind in ("int", int):
         return int(text)
+    if kind in ("float", float):
+        return float(text)
     if kind in ("bool", bool):
         return text.lower() in ("1", "true", "yes", "on")
     if kind in ("int | None",):

@@ -34,6 +34,8 @@ class RunSummary:
     evaluation: Evaluation | None = None
     missing_metrics: set[str] = field(default_factory=set)
     pushed_path: str | None = None
+    infra_failure: str | None = None  # why InfraCheck refused the candidate (None: passed or did not run)
+    infra_checked: int = 0  # examples the candidate answered through the serving code
 
     @property
     def blessed(self) -> bool:
@@ -95,6 +97,13 @@ def _read_back(config: PipelineConfig, summary: RunSummary) -> None:
         summary.missing_metrics = evaluation.missing_threshold_metrics(
             evaluation.eval_config(config), summary.evaluation
         )
+    if "InfraCheck" in nodes and nodes["InfraCheck"].outputs.get("infra_blessing"):
+        from pipeline.components import infra_check
+
+        props = nodes["InfraCheck"].outputs["infra_blessing"][0].custom_properties
+        summary.infra_checked = props[infra_check.CHECKED_KEY].int_value
+        if props[infra_check.BLESSED_KEY].int_value != 1:
+            summary.infra_failure = props[infra_check.FAILURE_KEY].string_value or "no reason recorded"
     if "Pusher" in nodes and nodes["Pusher"].outputs.get("pushed_model"):
         pushed = nodes["Pusher"].outputs["pushed_model"][0]
         if pushed.custom_properties["pushed"].int_value == 1:
@@ -158,6 +167,10 @@ def format_summary(summary: RunSummary) -> str:
             lines.extend(f"  - {reason}" for reason in summary.evaluation.failures)
         if summary.missing_metrics:
             lines.append(f"ERROR: threshold metrics missing from the evaluation: {sorted(summary.missing_metrics)}")
+    if summary.infra_failure:
+        lines.append(f"infra check: FAILED, not pushed: {summary.infra_failure}")
+    elif summary.infra_checked:
+        lines.append(f"infra check: passed ({summary.infra_checked} eval examples answered through the serving code)")
     lines.append(f"pushed: {summary.pushed_path}" if summary.pushed_path else "pushed: nothing")
     if summary.error:
         where = f" in {summary.failed_component}" if summary.failed_component else ""

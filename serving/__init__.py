@@ -1,0 +1,1 @@
+"""Serving the pushed models: REST server, version choice and hot swap, request log."""

@@ -1,0 +1,88 @@
+"""One loaded SavedModel version and how it answers a batch of instances."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from models.model import CLASS_KEY, PROBABILITY_KEY
+from serving.instances import Instance
+
+SIGNATURE = "serving_default"
+
+
+class PredictionError(RuntimeError):
+    """The model answered something that is not a prediction (the model's fault)."""
+
+
+class RejectedInput(PredictionError):
+    """The model refused the instances (the request's fault)."""
+
+
+@dataclass
+class LoadedModel:
+    version: str
+    path: Path
+    saved_model: Any  # the object tf.saved_model.load returned (kept alive for the signature)
+
+    @classmethod
+    def load(cls, path: Path, version: str | None = None) -> "LoadedModel":
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(str(path))
+        if SIGNATURE not in loaded.signatures:
+            raise PredictionError(f"{path} has no {SIGNATURE!r} signature (has: {sorted(loaded.signatures)})")
+        return cls(version or Path(path).name, Path(path), loaded)
+
+    def predict(self, instances: list[Instance]) -> list[dict[str, float | int]]:
+        """One {probability, predicted_class} per instance, in order."""
+        import tensorflow as tf
+
+        batch = tf.constant([i.serialized for i in instances])
+        try:
+            outputs = self.saved_model.signatures[SIGNATURE](examples=batch)
+        except (tf.errors.InvalidArgumentError, ValueError, TypeError) as exc:
+            raise RejectedInput(f"model {self.version} rejected the input: {_reason(exc)}") from exc
+        try:
+            probability = outputs[PROBABILITY_KEY].numpy().reshape(-1).tolist()
+            predicted = outputs[CLASS_KEY].numpy().reshape(-1).tolist()
+        except KeyError as exc:
+            raise PredictionError(f"model {self.version} does not output {exc}") from exc
+        if len(probability) != len(instances) or len(predicted) != len(instances):
+            raise PredictionError(f"model {self.version} answered {len(probability)} predictions for {len(instances)} instances")
+        bad = [p for p in probability if not (math.isfinite(p) and 0.0 <= p <= 1.0)]
+        if bad:
+            raise PredictionError(f"model {self.version} answered probabilities outside [0, 1]: {bad[:3]}")
+        return [{PROBABILITY_KEY: p, CLASS_KEY: int(c)} for p, c in zip(probability, predicted)]
+
+    def signature_metadata(self) -> dict[str, Any]:
+        """serving_default's inputs and outputs in TF Serving's metadata shape."""
+        function = self.saved_model.signatures[SIGNATURE]
+        inputs = function.structured_input_signature[1]
+        return {
+            "signature_def": {
+                SIGNATURE: {
+                    "inputs": {name: _tensor_info(spec) for name, spec in inputs.items()},
+                    "outputs": {name: _tensor_info(spec) for name, spec in function.structured_outputs.items()},
+                    "method_name": "tensorflow/serving/predict",
+                }
+            }
+        }
+
+
+def _tensor_info(spec: Any) -> dict[str, Any]:
+    dims = [{"size": str(-1 if d is None else d)} for d in spec.shape.as_list()]
+    from tensorflow.core.framework import types_pb2
+
+    return {"dtype": types_pb2.DataType.Name(spec.dtype.as_datatype_enum), "tensor_shape": {"dim": dims}, "name": spec.name or ""}
+
+
+_TF_NOISE = ("Graph execution error", "Detected at node", "<stack traces", "[[", "File ")
+
+
+def _reason(exc: Exception) -> str:
+    """The line of a TensorFlow error that says what was wrong (not where the graph ran it)."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    useful = [line for line in lines if line and not line.startswith(_TF_NOISE)]
+    return useful[0] if useful else type(exc).__name__

@@ -1,0 +1,68 @@
+"""InfraCheck: a candidate is pushed only if it answers real eval examples through the serving code."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from data import spans_io
+from pipeline import configs, local_run, metadata
+from pipeline.components import infra_check
+from serving import registry
+from tests.conftest import SMALL_SPAN_ROWS
+
+BAD_MODEL_MODULE = Path(__file__).parent / "assets" / "model_requires_tips.py"
+
+
+def _nodes(config):
+    store = metadata.open_store(metadata.sqlite_config(config.metadata_path))
+    return metadata.run_executions(store, metadata.latest_run_id(store, config.pipeline_name))
+
+
+@pytest.fixture(scope="module")
+def refused_run(shipped_rows, tmp_path_factory):
+    """A clean span whose model's serving signature wrongly requires `tips`."""
+    base = tmp_path_factory.mktemp("infra")
+    config = configs.load(
+        home=base / "home", spans_root=base / "spans", train_steps=100, eval_steps=5, span=1,
+        model_module=BAD_MODEL_MODULE,
+    )
+    spans_io.write_span(config.spans_root, 1, shipped_rows[:SMALL_SPAN_ROWS])
+    return config, local_run.run(config)
+
+
+def test_a_model_that_cannot_serve_is_blessed_by_the_evaluator_but_never_pushed(refused_run):
+    config, summary = refused_run
+    assert summary.ok, summary.error
+    assert summary.blessed  # the Evaluator saw complete examples and was satisfied
+    assert summary.infra_failure and "tips" in summary.infra_failure
+    assert summary.pushed_path is None
+    assert not config.serving_root.exists() or not any(config.serving_root.iterdir())
+    assert "infra check: FAILED, not pushed:" in local_run.format_summary(summary)
+    assert registry.list_versions(config) == []
+
+
+def test_the_pushed_model_passed_the_infra_check_on_real_examples(small_run):
+    config, summary = small_run
+    assert summary.infra_failure is None
+    assert summary.infra_checked == config.infra_check_examples
+    nodes = _nodes(config)
+    [blessing] = nodes["Pusher"].inputs["infra_blessing"]
+    assert blessing.custom_properties[infra_check.BLESSED_KEY].int_value == 1
+    assert "infra check: passed" in local_run.format_summary(summary)
+
+
+def test_check_model_directly(small_run, refused_run):
+    config, summary = small_run
+    nodes = _nodes(config)
+    examples = nodes["DataGate"].outputs["validated_examples"][0].uri
+    samples = infra_check.sample_examples(examples, "eval", 8)
+    assert len(samples) == 8
+    good = infra_check.check_model(Path(summary.pushed_path), samples, config.schema_path)
+    assert good == infra_check.InfraResult(True, 8)
+    bad_config, _ = refused_run
+    bad_model = _nodes(bad_config)["Trainer"].outputs["model"][0].uri
+    bad = infra_check.check_model(Path(bad_model) / "Format-Serving", samples, config.schema_path)
+    assert not bad.ok and "request with JSON features failed" in bad.failure and "tips" in bad.failure
+    missing = infra_check.check_model(Path(bad_model), samples, config.schema_path)  # not a SavedModel dir
+    assert not missing.ok and "does not load" in missing.failure
