@@ -3,7 +3,7 @@
   CsvExampleGen (newest span) -> StatisticsGen -> ExampleValidator (vs ImportSchemaGen)
     -> DataGate (blocks a span with anomalies or, by policy, drift vs the previous validated span;
                  else publishes it as validated examples and statistics)
-    -> span window (rolling range of validated spans)
+    -> span window (validated spans N-K+1..N, one artifact per span)
     -> Transform -> Trainer -> Evaluator (vs the previous blessed model)
     -> InfraCheck (the candidate answers real eval examples through the serving code)
     -> Pusher (blessed by both only)
@@ -20,7 +20,7 @@ from pipeline import evaluation
 from pipeline.components.baseline_model import baseline_resolver
 from pipeline.components.data_gate import DataGate
 from pipeline.components.infra_check import InfraCheck
-from pipeline.components.span_resolvers import previous_span_resolver
+from pipeline.components.span_resolvers import previous_span_resolver, span_window_resolver
 from pipeline.configs import PipelineConfig
 
 SPAN_PATTERN = "span-{SPAN}/*.csv"
@@ -81,22 +81,18 @@ def create_components(config: PipelineConfig) -> list[Any]:
     ).with_id(DATA_GATE_ID)
 
     # Every span that ever passed the gate in this pipeline (not only this run's), newest K kept.
-    span_window = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.SpanRangeStrategy,
-        config={
-            "range_config": range_config_pb2.RangeConfig(
-                rolling_range=range_config_pb2.RollingRange(num_spans=config.window_spans)
-            )
-        },
-        examples=tfx.dsl.Channel(
+    span_window = span_window_resolver(
+        config.window_spans,
+        candidates=tfx.dsl.Channel(
             type=tfx.types.standard_artifacts.Examples,
             producer_component_id=DATA_GATE_ID,
             output_key="validated_examples",
         ),
-    ).with_id("span_window")
+        current=example_gen.outputs["examples"],
+    )
     # A plain Channel carries no run dependency: order the window after this run's gate.
     span_window.add_upstream_node(data_gate)
-    examples = span_window.outputs["examples"]
+    examples = span_window.outputs["candidates"]
 
     transform = tfx.components.Transform(
         examples=examples,

@@ -28,6 +28,36 @@ class PreviousSpanStrategy(tfx.dsl.experimental.ResolverStrategy):
         return {CANDIDATES: [best] if best else [], CURRENT: input_dict[CURRENT]}
 
 
+class SpanWindowStrategy(tfx.dsl.experimental.ResolverStrategy):
+    """The newest candidate of each span in [current - window_spans + 1, current].
+
+    Unlike SpanRangeStrategy it counts back from this run's span (not from the newest candidate
+    present), and keeps one artifact per span: a span validated twice (after a cache miss) is
+    trained on once.
+    """
+
+    def __init__(self, window_spans: int):
+        self._window = window_spans
+
+    def resolve_artifacts(self, store: Any, input_dict: dict[str, list[types.Artifact]]) -> dict[str, list[types.Artifact]]:
+        current = max((_span(a) for a in input_dict[CURRENT]), default=None)
+        newest: dict[int, types.Artifact] = {}
+        for artifact in input_dict[CANDIDATES]:
+            span = _span(artifact)
+            if current is not None and current - self._window < span <= current:
+                if span not in newest or artifact.id > newest[span].id:
+                    newest[span] = artifact
+        return {CANDIDATES: [newest[s] for s in sorted(newest)], CURRENT: input_dict[CURRENT]}
+
+
+def span_window_resolver(window_spans: int, candidates: types.BaseChannel, current: types.BaseChannel) -> tfx.dsl.Resolver:
+    return tfx.dsl.Resolver(
+        strategy_class=SpanWindowStrategy,
+        config={"window_spans": window_spans},
+        **{CANDIDATES: candidates, CURRENT: current},
+    ).with_id("span_window")
+
+
 def previous_span_resolver(node_id: str, candidates: types.BaseChannel, current: types.BaseChannel) -> tfx.dsl.Resolver:
     return tfx.dsl.Resolver(
         strategy_class=PreviousSpanStrategy, **{CANDIDATES: candidates, CURRENT: current}
