@@ -1,6 +1,8 @@
 """`conveyor`: the command-line front door.
 
     conveyor run [options]     run the pipeline locally (see local_runner.py)
+    conveyor tensorboard       TensorBoard on 127.0.0.1 for the newest trained model's logs
+    conveyor notebooks         JupyterLab on 127.0.0.1 for notebooks/, reading the same home
 """
 from __future__ import annotations
 
@@ -80,6 +82,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tensorboard(args: argparse.Namespace) -> int:
+    from pipeline import viewers
+
+    config = configs.load(home=args.home)
+    logdir, trainer = viewers.trainer_logdir(config)
+    print(f"conveyor: Trainer execution {trainer.execution.id} ({trainer.state}), logs: {logdir}", flush=True)
+    viewers.serve_tensorboard(logdir, args.port)
+    return 0
+
+
+def cmd_notebooks(args: argparse.Namespace) -> int:
+    from pipeline import viewers
+
+    config = configs.load(home=args.home)
+    argv, env = viewers.jupyter_command(config, args.port)
+    print(f"conveyor: JupyterLab on {viewers.NOTEBOOKS_DIR}, reading runs in {env['CONVEYOR_HOME']}", flush=True)
+    os.execve(argv[0], argv, env)
+    return 1  # not reached: execve replaces this process
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
@@ -88,6 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     run_parser = commands.add_parser("run", help="run the pipeline locally")
     _add_run_args(run_parser)
     run_parser.set_defaults(func=cmd_run)
+    for name, func, port, what in (
+        ("tensorboard", cmd_tensorboard, 6006, "TensorBoard on 127.0.0.1 for the newest Trainer's logs"),
+        ("notebooks", cmd_notebooks, 8888, "JupyterLab on 127.0.0.1 for notebooks/"),
+    ):
+        viewer = commands.add_parser(name, help=what)
+        viewer.add_argument("--home", type=Path, help="Conveyor home whose runs to read (default: outputs/)")
+        viewer.add_argument("--port", type=int, default=port, help=f"port on 127.0.0.1 (default {port}; 0 = any free port)")
+        viewer.set_defaults(func=func)
     args = parser.parse_args(argv)
     return args.func(args)
 

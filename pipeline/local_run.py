@@ -1,6 +1,7 @@
 """Run the pipeline locally (LocalDagRunner, SQLite MLMD, Beam DirectRunner) and summarise it."""
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ class RunSummary:
     evaluation: Evaluation | None = None
     missing_metrics: set[str] = field(default_factory=set)
     pushed_path: str | None = None
+    report_file: Path | None = None  # the HTML run report (None if writing it failed: see the log)
 
     @property
     def blessed(self) -> bool:
@@ -64,7 +66,19 @@ def run(config: PipelineConfig, verbose: bool = False) -> RunSummary:
             failed_component=failed,
         )
         _read_back(config, summary)
+        summary.report_file = _write_report(config, summary)
     return summary
+
+
+def _write_report(config: PipelineConfig, summary: RunSummary) -> Path | None:
+    """The run report next to the log; a failure to write it is logged, never raised."""
+    from pipeline import report
+
+    try:
+        return report.write(config, summary)
+    except Exception:  # the run's own outcome stands; the summary says the report is missing
+        logging.exception("could not write the run report")
+        return None
 
 
 def _read_back(config: PipelineConfig, summary: RunSummary) -> None:
@@ -74,45 +88,32 @@ def _read_back(config: PipelineConfig, summary: RunSummary) -> None:
     summary.run_id = metadata.latest_run_id(store, config.pipeline_name)
     if summary.run_id is None:
         return
-    nodes = metadata.run_executions(store, summary.run_id)
-    if "CsvExampleGen" in nodes:
-        examples = nodes["CsvExampleGen"].outputs.get("examples", [])
-        if examples:
-            summary.span = metadata.span_of(examples[0])
-    if "Transform" in nodes:  # the window as Transform received it
-        summary.window_spans = sorted(metadata.span_of(a) for a in nodes["Transform"].inputs.get("examples", []))
-    if "Evaluator" in nodes and nodes["Evaluator"].outputs.get("evaluation"):
-        uri = nodes["Evaluator"].outputs["evaluation"][0].uri
-        summary.evaluation = evaluation.load_evaluation(uri)
+    run = metadata.load_run(store, summary.run_id)
+    summary.span = run.span
+    summary.window_spans = run.window_spans
+    evaluation_output = run.output("Evaluator", "evaluation")
+    if evaluation_output is not None:
+        summary.evaluation = evaluation.load_evaluation(evaluation_output.uri)
         summary.missing_metrics = evaluation.missing_threshold_metrics(
             evaluation.eval_config(config), summary.evaluation
         )
-    if "Pusher" in nodes and nodes["Pusher"].outputs.get("pushed_model"):
-        pushed = nodes["Pusher"].outputs["pushed_model"][0]
-        if pushed.custom_properties["pushed"].int_value == 1:
-            summary.pushed_path = pushed.custom_properties["pushed_destination"].string_value
-
-
-def _slice_order(name: str) -> tuple:
-    """overall first, then by feature, numbers in numeric order."""
-    from pipeline.evaluation import OVERALL
-
-    if name == OVERALL:
-        return (0, "", 0, "")
-    feature, _, value = name.partition("=")
-    return (1, feature, int(value) if value.lstrip("-").isdigit() else 0, value)
+    pushed = run.output("Pusher", "pushed_model")
+    if pushed is not None and pushed.custom_properties["pushed"].int_value == 1:
+        summary.pushed_path = pushed.custom_properties["pushed_destination"].string_value
 
 
 SUMMARY_METRICS = ("example_count", "binary_accuracy", "auc", "precision", "recall")
 
 
 def format_summary(summary: RunSummary) -> str:
+    from pipeline.evaluation import slice_order
+
     lines = [""]
     if summary.span is not None:
         lines.append(f"span ingested: {summary.span}; training window: spans {summary.window_spans or '-'}")
     if summary.evaluation:
         lines.append(f"{'slice':<28}" + "".join(f"{m:>16}" for m in SUMMARY_METRICS))
-        for name, values in sorted(summary.evaluation.metrics.items(), key=lambda kv: _slice_order(kv[0])):
+        for name, values in sorted(summary.evaluation.metrics.items(), key=lambda kv: slice_order(kv[0])):
             cells = "".join(
                 f"{values[m]:>16.0f}" if m == "example_count" and m in values
                 else f"{values[m]:>16.4f}" if m in values else f"{'-':>16}"
@@ -135,5 +136,6 @@ def format_summary(summary: RunSummary) -> str:
     if summary.error:
         where = f" in {summary.failed_component}" if summary.failed_component else ""
         lines.append(f"FAILED{where}: {summary.error}")
+    lines.append(f"report: {summary.report_file}" if summary.report_file else "report: not written (see the log)")
     lines.append(f"total: {summary.seconds:.1f} s   run: {summary.run_id}   log: {summary.log_file}")
     return "\n".join(lines)

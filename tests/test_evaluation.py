@@ -35,6 +35,6 @@ def test_a_threshold_on_a_metric_the_evaluation_lacks_is_reported():
         PipelineConfig(thresholds=(Threshold("binary_accuracy", 0.5), Threshold("auc", 0.5)))
     )
     result = evaluation.Evaluation(
-        metrics={"overall": {"binary_accuracy": 0.8, "example_count": 10}}, baseline={}, blessed=False, failures=[]
+        metrics={"overall": {"binary_accuracy": 0.8, "example_count": 10}}, blessed=False, failures=[]
     )
     assert evaluation.missing_threshold_metrics(config, result) == {"auc"}
