@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.conveyor-installed
 export GRPC_ENABLE_FORK_SUPPORT = false
 export TF_CPP_MIN_LOG_LEVEL = 2
 
-.PHONY: setup data run test test-all bench bench-serving serve monitor lock clean
+.PHONY: setup data run test bench bench-serving serve monitor tensorboard notebooks lock clean
 
 ## setup: host prerequisites (glibc >= 2.39), .venv from requirements.lock, the project (editable)
 setup: $(STAMP) data
@@ -27,9 +27,19 @@ data: $(STAMP)
 run: setup
 	$(PY) local_runner.py $(ARGS)
 
-## test: the default test suite
+## test: the default test suite; also installs Debian's chromium (the run report is checked in it)
+test: export CONVEYOR_APT_PACKAGES := $(CONVEYOR_APT_PACKAGES) chromium
 test: setup
+	bash scripts/setup_host.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## tensorboard: TensorBoard on 127.0.0.1:6006 for the newest trained model (ARGS="--port 0 --home DIR")
+tensorboard: setup
+	$(PY) -m pipeline.cli tensorboard $(ARGS)
+
+## notebooks: JupyterLab on 127.0.0.1:8888 for notebooks/, reading outputs/ (ARGS="--home DIR")
+notebooks: setup
+	$(PY) -m pipeline.cli notebooks $(ARGS)
 
 ## bench: cold and no-change runs of the default pipeline, printed as a table
 bench: setup

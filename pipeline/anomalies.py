@@ -36,14 +36,22 @@ def from_proto(split: str, proto: anomalies_pb2.Anomalies) -> list[Anomaly]:
     return found
 
 
+def load_file(path: str) -> anomalies_pb2.Anomalies:
+    proto = anomalies_pb2.Anomalies()
+    proto.ParseFromString(io_utils.read_bytes_file(path))
+    return proto
+
+
+def load(uri: str, split: str) -> anomalies_pb2.Anomalies:
+    """The TFDV Anomalies of one split of an ExampleAnomalies artifact directory."""
+    return load_file(os.path.join(uri, f"Split-{split}", ANOMALIES_FILE))
+
+
 def read(uri: str, split_names: str) -> list[Anomaly]:
     """All anomalies in an ExampleAnomalies artifact directory, every split."""
     found = []
     for split in artifact_utils.decode_split_names(split_names):
-        path = os.path.join(uri, f"Split-{split}", ANOMALIES_FILE)
-        proto = anomalies_pb2.Anomalies()
-        proto.ParseFromString(io_utils.read_bytes_file(path))
-        found.extend(from_proto(split, proto))
+        found.extend(from_proto(split, load(uri, split)))
     return found
 
 

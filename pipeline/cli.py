@@ -10,6 +10,8 @@
     conveyor models                     list pushed versions, marking the one serving now
     conveyor rollback [--to V]          serve an earlier blessed version, without retraining
     conveyor monitor [options]          statistics, skew, drift and live metrics of the request log
+    conveyor tensorboard                TensorBoard on 127.0.0.1 for the newest trained model's logs
+    conveyor notebooks                  JupyterLab on 127.0.0.1 for notebooks/, reading the same home
 """
 from __future__ import annotations
 
@@ -195,6 +197,24 @@ def _iso_time(text: str):
 
     when = datetime.datetime.fromisoformat(text)
     return when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)
+def cmd_tensorboard(args: argparse.Namespace) -> int:
+    from pipeline import viewers
+
+    config = configs.load(home=args.home)
+    logdir, trainer = viewers.trainer_logdir(config)
+    print(f"conveyor: Trainer execution {trainer.execution.id} ({trainer.state}), logs: {logdir}", flush=True)
+    viewers.serve_tensorboard(logdir, args.port)
+    return 0
+
+
+def cmd_notebooks(args: argparse.Namespace) -> int:
+    from pipeline import viewers
+
+    config = configs.load(home=args.home)
+    argv, env = viewers.jupyter_command(config, args.port)
+    print(f"conveyor: JupyterLab on {viewers.NOTEBOOKS_DIR}, reading runs in {env['CONVEYOR_HOME']}", flush=True)
+    os.execve(argv[0], argv, env)
+    return 1  # not reached: execve replaces this process
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,6 +272,14 @@ def main(argv: list[str] | None = None) -> int:
     monitor.add_argument("--labels", type=Path, help="labels folder (default HOME/labels)")
     monitor.add_argument("--out", type=Path, help="where result.json and report.html go (default HOME/monitoring/<window>)")
     monitor.set_defaults(func=cmd_monitor)
+    for name, func, port, what in (
+        ("tensorboard", cmd_tensorboard, 6006, "TensorBoard on 127.0.0.1 for the newest Trainer's logs"),
+        ("notebooks", cmd_notebooks, 8888, "JupyterLab on 127.0.0.1 for notebooks/"),
+    ):
+        viewer = commands.add_parser(name, help=what)
+        viewer.add_argument("--home", type=Path, help="Conveyor home whose runs to read (default: outputs/)")
+        viewer.add_argument("--port", type=int, default=port, help=f"port on 127.0.0.1 (default {port}; 0 = any free port)")
+        viewer.set_defaults(func=func)
     args = parser.parse_args(argv)
     return args.func(args)
 

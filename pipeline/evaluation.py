@@ -5,7 +5,7 @@ produce; `missing_threshold_metrics` turns that into an explicit failure.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import tensorflow_model_analysis as tfma
 from google.protobuf import text_format
@@ -15,6 +15,7 @@ from models.model import PROBABILITY_KEY
 from pipeline.configs import PipelineConfig
 
 METRICS = ("ExampleCount", "BinaryAccuracy", "AUC", "Precision", "Recall")
+COMPARED_METRICS = ("binary_accuracy", "auc", "precision", "recall")  # shown against the baseline
 OVERALL = "overall"
 
 
@@ -72,15 +73,29 @@ class Evaluation:
     """What one Evaluator run produced, per slice, for the candidate model."""
 
     metrics: dict[str, dict[str, float]]  # slice name -> metric -> value
-    baseline: dict[str, float]  # overall metrics of the baseline model ({} on the first run)
     blessed: bool
     failures: list[str]  # human-readable reasons the candidate was not blessed
+    # The baseline model's metrics, slice name -> metric -> value ({} when there was no baseline).
+    baseline_by_slice: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def baseline(self) -> dict[str, float]:
+        """Overall metrics of the baseline model ({} on the first run)."""
+        return self.baseline_by_slice.get(OVERALL, {})
 
 
 def slice_name(slice_key: tuple) -> str:
     if not slice_key:
         return OVERALL
     return ", ".join(f"{k}={v}" for k, v in slice_key)
+
+
+def slice_order(name: str) -> tuple:
+    """Sort key for slice names: overall first, then by feature, numbers in numeric order."""
+    if name == OVERALL:
+        return (0, "", 0, "")
+    feature, _, value = name.partition("=")
+    return (1, feature, int(value) if value.lstrip("-").isdigit() else 0, value)
 
 
 def load_evaluation(output_uri: str) -> Evaluation:
@@ -112,23 +127,49 @@ def load_evaluation(output_uri: str) -> Evaluation:
         failures.append("a configured threshold had no metric to check (missing_thresholds)")
     for missing in validation.missing_slices:
         failures.append(f"slice missing from the evaluation: {text_format.MessageToString(missing, as_one_line=True)}")
-    baseline = _baseline_metrics(output_uri)
-    return Evaluation(metrics=metrics, baseline=baseline, blessed=validation.validation_ok, failures=failures)
+    return Evaluation(
+        metrics=metrics,
+        blessed=validation.validation_ok,
+        failures=failures,
+        baseline_by_slice=_baseline_metrics(output_uri),
+    )
 
 
-def _baseline_metrics(output_uri: str) -> dict[str, float]:
-    """Overall metrics of the baseline model, when the Evaluator compared against one."""
+def _baseline_metrics(output_uri: str) -> dict[str, dict[str, float]]:
+    """The baseline model's metrics per slice, when the Evaluator compared against one."""
     results = tfma.load_metrics(output_uri, output_file_format="tfrecord")
-    baseline: dict[str, float] = {}
+    baseline: dict[str, dict[str, float]] = {}
     for per_slice in results:
-        if per_slice.slice_key.ListFields():
-            continue
+        name = slice_name(tfma.slicer.deserialize_slice_key(per_slice.slice_key))
         for kv in per_slice.metric_keys_and_values:
-            if kv.key.is_diff or not kv.key.model_name:
+            if kv.key.is_diff or kv.key.model_name != tfma.BASELINE_KEY:
                 continue
-            if kv.key.model_name == tfma.BASELINE_KEY and kv.value.HasField("double_value"):
-                baseline[kv.key.name] = kv.value.double_value.value
+            if kv.value.HasField("double_value"):
+                baseline.setdefault(name, {})[kv.key.name] = kv.value.double_value.value
     return baseline
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    """One metric on one slice: the candidate model against the baseline (None: no value)."""
+
+    slice: str
+    metric: str
+    candidate: float | None
+    baseline: float | None
+    diff: float | None  # candidate - baseline
+
+
+def compare_with_baseline(result: Evaluation, metrics: tuple[str, ...] = COMPARED_METRICS) -> list[MetricComparison]:
+    """Each slice (overall first) and metric, candidate next to baseline; baseline None without one."""
+    found = []
+    for name in sorted(result.metrics, key=slice_order):
+        values, base = result.metrics[name], result.baseline_by_slice.get(name, {})
+        for metric in metrics:
+            candidate, baseline = values.get(metric), base.get(metric)
+            diff = candidate - baseline if candidate is not None and baseline is not None else None
+            found.append(MetricComparison(name, metric, candidate, baseline, diff))
+    return found
 
 
 def missing_threshold_metrics(config: tfma.EvalConfig, evaluation: Evaluation) -> set[str]:

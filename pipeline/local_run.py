@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ class RunSummary:
     pushed_path: str | None = None
     infra_failure: str | None = None  # why InfraCheck refused the candidate (None: passed or did not run)
     infra_checked: int = 0  # examples the candidate answered through the serving code
+    report_file: Path | None = None  # the HTML run report (None if writing it failed: see the log)
 
     @property
     def blessed(self) -> bool:
@@ -68,7 +70,19 @@ def run(config: PipelineConfig, verbose: bool = False) -> RunSummary:
             failed_component=failed,
         )
         _read_back(config, summary)
+        summary.report_file = _write_report(config, summary)
     return summary
+
+
+def _write_report(config: PipelineConfig, summary: RunSummary) -> Path | None:
+    """The run report next to the log; a failure to write it is logged, never raised."""
+    from pipeline import report
+
+    try:
+        return report.write(config, summary)
+    except Exception:  # the run's own outcome stands; the summary says the report is missing
+        logging.exception("could not write the run report")
+        return None
 
 
 def _read_back(config: PipelineConfig, summary: RunSummary) -> None:
@@ -79,35 +93,31 @@ def _read_back(config: PipelineConfig, summary: RunSummary) -> None:
     summary.run_id = metadata.latest_run_id(store, config.pipeline_name)
     if summary.run_id is None:
         return
-    nodes = metadata.run_executions(store, summary.run_id)
-    if "CsvExampleGen" in nodes:
-        examples = nodes["CsvExampleGen"].outputs.get("examples", [])
-        if examples:
-            summary.span = metadata.span_of(examples[0])
-    if "DataGate" in nodes and nodes["DataGate"].outputs.get("drift_report"):
-        report = nodes["DataGate"].outputs["drift_report"][0]
+    run = metadata.load_run(store, summary.run_id)
+    summary.span = run.span
+    summary.window_spans = run.window_spans
+    report = run.output("DataGate", "drift_report")
+    if report is not None:
         summary.drift = json.loads(Path(report.uri, REPORT_FILE).read_text())
         if "baseline_span" in report.custom_properties:
             summary.drift["baseline_span"] = report.custom_properties["baseline_span"].int_value
-    if "Transform" in nodes:  # the window as Transform received it
-        summary.window_spans = sorted(metadata.span_of(a) for a in nodes["Transform"].inputs.get("examples", []))
-    if "Evaluator" in nodes and nodes["Evaluator"].outputs.get("evaluation"):
-        uri = nodes["Evaluator"].outputs["evaluation"][0].uri
-        summary.evaluation = evaluation.load_evaluation(uri)
+    evaluation_output = run.output("Evaluator", "evaluation")
+    if evaluation_output is not None:
+        summary.evaluation = evaluation.load_evaluation(evaluation_output.uri)
         summary.missing_metrics = evaluation.missing_threshold_metrics(
             evaluation.eval_config(config), summary.evaluation
         )
-    if "InfraCheck" in nodes and nodes["InfraCheck"].outputs.get("infra_blessing"):
+    infra = run.output("InfraCheck", "infra_blessing")
+    if infra is not None:
         from pipeline.components import infra_check
 
-        props = nodes["InfraCheck"].outputs["infra_blessing"][0].custom_properties
+        props = infra.custom_properties
         summary.infra_checked = props[infra_check.CHECKED_KEY].int_value
         if props[infra_check.BLESSED_KEY].int_value != 1:
             summary.infra_failure = props[infra_check.FAILURE_KEY].string_value or "no reason recorded"
-    if "Pusher" in nodes and nodes["Pusher"].outputs.get("pushed_model"):
-        pushed = nodes["Pusher"].outputs["pushed_model"][0]
-        if pushed.custom_properties["pushed"].int_value == 1:
-            summary.pushed_path = pushed.custom_properties["pushed_destination"].string_value
+    pushed = run.output("Pusher", "pushed_model")
+    if pushed is not None and pushed.custom_properties["pushed"].int_value == 1:
+        summary.pushed_path = pushed.custom_properties["pushed_destination"].string_value
 
 
 def _format_drift(report: dict) -> str:
@@ -127,20 +137,12 @@ def _format_drift(report: dict) -> str:
     )
 
 
-def _slice_order(name: str) -> tuple:
-    """overall first, then by feature, numbers in numeric order."""
-    from pipeline.evaluation import OVERALL
-
-    if name == OVERALL:
-        return (0, "", 0, "")
-    feature, _, value = name.partition("=")
-    return (1, feature, int(value) if value.lstrip("-").isdigit() else 0, value)
-
-
 SUMMARY_METRICS = ("example_count", "binary_accuracy", "auc", "precision", "recall")
 
 
 def format_summary(summary: RunSummary) -> str:
+    from pipeline.evaluation import slice_order
+
     lines = [""]
     if summary.span is not None:
         lines.append(f"span ingested: {summary.span}; training window: spans {summary.window_spans or '-'}")
@@ -148,7 +150,7 @@ def format_summary(summary: RunSummary) -> str:
         lines.append(_format_drift(summary.drift))
     if summary.evaluation:
         lines.append(f"{'slice':<28}" + "".join(f"{m:>16}" for m in SUMMARY_METRICS))
-        for name, values in sorted(summary.evaluation.metrics.items(), key=lambda kv: _slice_order(kv[0])):
+        for name, values in sorted(summary.evaluation.metrics.items(), key=lambda kv: slice_order(kv[0])):
             cells = "".join(
                 f"{values[m]:>16.0f}" if m == "example_count" and m in values
                 else f"{values[m]:>16.4f}" if m in values else f"{'-':>16}"
@@ -175,5 +177,6 @@ def format_summary(summary: RunSummary) -> str:
     if summary.error:
         where = f" in {summary.failed_component}" if summary.failed_component else ""
         lines.append(f"FAILED{where}: {summary.error}")
+    lines.append(f"report: {summary.report_file}" if summary.report_file else "report: not written (see the log)")
     lines.append(f"total: {summary.seconds:.1f} s   run: {summary.run_id}   log: {summary.log_file}")
     return "\n".join(lines)

@@ -7,6 +7,8 @@ from pathlib import Path
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from pipeline.configs import PipelineConfig
+
 PIPELINE_CONTEXT = "pipeline"
 PIPELINE_RUN_CONTEXT = "pipeline_run"
 NODE_CONTEXT = "node"
@@ -27,6 +29,16 @@ def open_store(config: metadata_store_pb2.ConnectionConfig) -> metadata_store.Me
     return metadata_store.MetadataStore(config)
 
 
+def open_metadata(config: PipelineConfig) -> metadata_store.MetadataStore:
+    """The MLMD store of `config.home`, for reading; a clear error if no run was ever recorded there."""
+    if not config.metadata_path.exists():
+        raise FileNotFoundError(
+            f"no pipeline runs recorded under {config.home} ({config.metadata_path} does not exist): "
+            "run `make run` first, or point CONVEYOR_HOME (or --home) at a Conveyor home"
+        )
+    return open_store(sqlite_config(config.metadata_path))
+
+
 @dataclass
 class NodeExecution:
     """One component's execution in a run, with its artifacts by input and output key."""
@@ -45,14 +57,20 @@ class NodeExecution:
         return (self.execution.last_update_time_since_epoch - self.execution.create_time_since_epoch) / 1000
 
 
-def latest_run_id(store: metadata_store.MetadataStore, pipeline_name: str) -> str | None:
-    """The newest pipeline_run context of `pipeline_name`."""
+def run_ids(store: metadata_store.MetadataStore, pipeline_name: str) -> list[str]:
+    """The pipeline_run contexts of `pipeline_name`, oldest first."""
     runs = [
         c
         for c in store.get_contexts_by_type(PIPELINE_RUN_CONTEXT)
         if _pipeline_of_run(store, c) == pipeline_name
     ]
-    return max(runs, key=lambda c: c.id).name if runs else None
+    return [c.name for c in sorted(runs, key=lambda c: c.id)]
+
+
+def latest_run_id(store: metadata_store.MetadataStore, pipeline_name: str) -> str | None:
+    """The newest pipeline_run context of `pipeline_name`."""
+    ids = run_ids(store, pipeline_name)
+    return ids[-1] if ids else None
 
 
 def _pipeline_of_run(store: metadata_store.MetadataStore, run: metadata_store_pb2.Context) -> str | None:
@@ -186,19 +204,6 @@ def ingested_spans(store: metadata_store.MetadataStore, pipeline_name: str, node
     return {span_of(a) for a in _node_artifacts(store, pipeline_name, node_id, EXAMPLES_TYPE)}
 
 
-def _producer_outputs(store: metadata_store.MetadataStore, artifact_id: int) -> dict[str, list[metadata_store_pb2.Artifact]]:
-    """Outputs, by key, of the execution that produced artifact `artifact_id`."""
-    produced = [e for e in store.get_events_by_artifact_ids([artifact_id]) if e.type in _OUTPUT_EVENTS]
-    if not produced:
-        return {}
-    events = [e for e in store.get_events_by_execution_ids([produced[0].execution_id]) if e.type in _OUTPUT_EVENTS]
-    artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
-    out: dict[str, list[metadata_store_pb2.Artifact]] = {}
-    for event in events:
-        out.setdefault(event.path.steps[0].key, []).append(artifacts[event.artifact_id])
-    return out
-
-
 def _node_artifacts(store: metadata_store.MetadataStore, pipeline_name: str, node_id: str, type_name: str) -> list[metadata_store_pb2.Artifact]:
     node = store.get_context_by_type_and_name(NODE_CONTEXT, f"{pipeline_name}.{node_id}")
     artifact_type = store.get_artifact_type(type_name) if node is not None else None
@@ -215,7 +220,8 @@ def latest_blessed_evaluation_uri(store: metadata_store.MetadataStore, pipeline_
     ]
     if not blessed:
         return None
-    evaluation = _producer_outputs(store, max(blessed, key=lambda a: a.id).id).get("evaluation", [])
+    evaluator = producer(store, max(blessed, key=lambda a: a.id).id)
+    evaluation = evaluator.outputs.get("evaluation", []) if evaluator else []
     return evaluation[0].uri if evaluation else None
 
 
@@ -223,3 +229,61 @@ def newest_validated_statistics_uri(store: metadata_store.MetadataStore, pipelin
     """Statistics of the newest span that passed DataGate."""
     stats = _node_artifacts(store, pipeline_name, "DataGate", "ExampleStatistics")
     return max(stats, key=lambda a: (span_of(a), a.id)).uri if stats else None
+
+
+@dataclass
+class Run:
+    """One pipeline run as MLMD recorded it: node id -> execution, inputs and outputs."""
+
+    run_id: str
+    nodes: dict[str, NodeExecution]
+
+    def inputs(self, node_id: str, key: str) -> list[metadata_store_pb2.Artifact]:
+        node = self.nodes.get(node_id)
+        return node.inputs.get(key, []) if node else []
+
+    def output(self, node_id: str, key: str) -> metadata_store_pb2.Artifact | None:
+        """The first artifact `node_id` output under `key` in this run, if it got that far."""
+        node = self.nodes.get(node_id)
+        found = node.outputs.get(key, []) if node else []
+        return found[0] if found else None
+
+    @property
+    def span(self) -> int | None:
+        """The span this run ingested."""
+        examples = self.output("CsvExampleGen", "examples")
+        return span_of(examples) if examples is not None else None
+
+    @property
+    def window_spans(self) -> list[int]:
+        """The training window, as Transform received it."""
+        return sorted(span_of(a) for a in self.inputs("Transform", "examples"))
+
+
+def load_run(store: metadata_store.MetadataStore, run_id: str) -> Run:
+    return Run(run_id, run_executions(store, run_id))
+
+
+def latest_run(store: metadata_store.MetadataStore, pipeline_name: str) -> Run | None:
+    run_id = latest_run_id(store, pipeline_name)
+    return load_run(store, run_id) if run_id is not None else None
+
+
+def latest_execution_with(
+    store: metadata_store.MetadataStore, pipeline_name: str, node_id: str, output_key: str
+) -> NodeExecution | None:
+    """The newest execution of `node_id` (in any run) that has an output `output_key`."""
+    for node in reversed(node_executions(store, pipeline_name, node_id)):
+        if node.outputs.get(output_key):
+            return node
+    return None
+
+
+def statistics_by_span(store: metadata_store.MetadataStore, pipeline_name: str) -> dict[int, metadata_store_pb2.Artifact]:
+    """span -> the newest StatisticsGen output computed on it (its span is that of its input examples)."""
+    found = {}
+    for node in node_executions(store, pipeline_name, "StatisticsGen"):
+        examples, statistics = node.inputs.get("examples"), node.outputs.get("statistics")
+        if examples and statistics:
+            found[span_of(examples[0])] = statistics[0]
+    return found

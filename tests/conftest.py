@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -43,4 +44,26 @@ def small_run(shipped_rows, tmp_path_factory):
     spans_io.write_span(config.spans_root, 1, shipped_rows[:SMALL_SPAN_ROWS])
     summary = local_run.run(config)
     assert summary.ok and summary.pushed_path, summary.error
+    return config, summary
+
+
+@pytest.fixture(scope="session")
+def blocked_run(small_run, shipped_rows, tmp_path_factory):
+    """A copy of small_run's home plus one more run, on a span 2 that DataGate blocks (unknown
+    payment types): no Transform or Trainer, so it is cheap. Afterwards the latest run has
+    anomalies, spans 1 and 2 have statistics, and the latest evaluation is small_run's.
+    Returns (config, summary of the blocked run)."""
+    from pipeline import local_run
+
+    small_config, _ = small_run
+    base = tmp_path_factory.mktemp("blocked_run")
+    config = small_config.replace(home=base / "home", spans_root=base / "spans", span=2)
+    shutil.copytree(small_config.home, config.home)
+    shutil.copytree(small_config.spans_root, config.spans_root)
+    rows = [dict(r) for r in shipped_rows[SMALL_SPAN_ROWS : 2 * SMALL_SPAN_ROWS]]
+    for row in rows[:40]:
+        row["payment_type"] = "Bitcoin"
+    spans_io.write_span(config.spans_root, 2, rows)
+    summary = local_run.run(config)
+    assert not summary.ok and summary.failed_component == "DataGate", summary.error
     return config, summary

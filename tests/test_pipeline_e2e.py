@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from data import spans_io
 from models import features, model
-from pipeline import configs, local_run, spans
+from pipeline import analysis, configs, local_run, metadata, spans
 from tests.test_model import _example
 
 from tests.conftest import SMALL_SPAN_ROWS as ROWS_PER_SPAN
@@ -132,8 +132,26 @@ def test_blocked_span_never_enters_a_later_training_window(runs):
     assert summary.evaluation is not None and summary.evaluation.baseline  # compared with run 1's model
     assert summary.drift["baseline_span"] == 1  # drift baseline skips the blocked span too
     assert {s["feature"] for s in summary.drift["scores"]} == set(configs.PipelineConfig().drift_thresholds)
+    store = metadata.open_store(metadata.sqlite_config(runs[0].metadata_path))
+    read_back = analysis.drift_scores(store, metadata.load_run(store, summary.run_id))  # report, notebook
+    assert [(d.feature, d.measure, d.value) for d in read_back] == [
+        (s["feature"], s["measure"], s["value"]) for s in summary.drift["scores"]
+    ]
+    assert {d.source for d in read_back} == {"drift vs span 1"}
 
 
 def test_first_evaluation_has_no_baseline(runs):
     _, results = runs
     assert results["first"].evaluation.baseline == {}
+
+
+def test_a_later_evaluation_and_its_report_compare_every_slice_with_the_baseline(runs):
+    _, results = runs
+    summary = results["next"]
+    result = summary.evaluation
+    assert set(result.baseline_by_slice) == set(result.metrics)  # TFMA evaluated the baseline on every slice
+    page = summary.report_file.read_text(encoding="utf-8")
+    assert "Compared with the baseline: the last blessed model." in page
+    assert "accuracy baseline" in page and f"{result.baseline['binary_accuracy']:.4f}" in page
+    blocked_page = results["blocked"].report_file.read_text(encoding="utf-8")
+    assert "FAILED in DataGate" in blocked_page and "ENUM_TYPE_UNEXPECTED_STRING_VALUES" in blocked_page
