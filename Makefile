@@ -27,13 +27,18 @@ data: $(STAMP)
 run: setup
 	$(PY) local_runner.py $(ARGS)
 
+# Debian packages the tests use: a throwaway MariaDB for ML Metadata on MySQL (tests/mariadb.py).
+TEST_APT_PACKAGES := mariadb-server
+
 ## test: the default test suite
 test: setup
+	CONVEYOR_APT_PACKAGES="$(TEST_APT_PACKAGES)" bash scripts/setup_host.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## bench: cold and no-change runs of the default pipeline, printed as a table
+## bench: cold and no-change runs of the default pipeline; Beam in_memory vs multi_processing
 bench: setup
 	$(PY) -m benchmarks.pipeline_bench $(ARGS)
+	$(PY) -m benchmarks.beam_bench $(BEAM_BENCH_ARGS)
 
 ## lock: re-resolve requirements.in into requirements.lock in a throw-away venv
 lock:

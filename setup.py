@@ -7,7 +7,7 @@ setup(
     description="A TFX pipeline for the Chicago-taxi big-tipper model, from raw spans to a served model.",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["pipeline", "pipeline.*", "models", "models.*", "data", "schema"]),
-    py_modules=["local_runner"],
+    py_modules=["local_runner", "kubeflow_runner"],
     package_data={"schema": ["schema.pbtxt"]},
     install_requires=["tfx[kfp]==1.21.0", "tensorboard"],
     entry_points={"console_scripts": ["conveyor=pipeline.cli:main"]},

@@ -1,4 +1,4 @@
-"""Run the pipeline locally (LocalDagRunner, SQLite MLMD, Beam DirectRunner) and summarise it."""
+"""Run the pipeline locally (LocalDagRunner; MLMD on SQLite or MySQL; Beam as configured) and summarise it."""
 from __future__ import annotations
 
 import os
@@ -42,7 +42,7 @@ def run(config: PipelineConfig, verbose: bool = False) -> RunSummary:
     """Run one pipeline pass; never raises for a pipeline failure (see RunSummary.ok/error)."""
     os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     log_file = config.logs_dir / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-    connection = metadata.sqlite_config(config.metadata_path)
+    connection = metadata.connection_config(config)
     started = time.monotonic()
     error = failed = None
     with quiet_logs(log_file, verbose) as progress:
@@ -70,7 +70,7 @@ def run(config: PipelineConfig, verbose: bool = False) -> RunSummary:
 def _read_back(config: PipelineConfig, summary: RunSummary) -> None:
     from pipeline import evaluation
 
-    store = metadata.open_store(metadata.sqlite_config(config.metadata_path))
+    store = metadata.open_store(metadata.connection_config(config))
     summary.run_id = metadata.latest_run_id(store, config.pipeline_name)
     if summary.run_id is None:
         return
@@ -80,7 +80,7 @@ def _read_back(config: PipelineConfig, summary: RunSummary) -> None:
         if examples:
             summary.span = metadata.span_of(examples[0])
     if "Transform" in nodes:  # the window as Transform received it
-        summary.window_spans = sorted(metadata.span_of(a) for a in nodes["Transform"].inputs.get("examples", []))
+        summary.window_spans = metadata.window_spans(nodes["Transform"].inputs.get("examples", []))
     if "Evaluator" in nodes and nodes["Evaluator"].outputs.get("evaluation"):
         uri = nodes["Evaluator"].outputs["evaluation"][0].uri
         summary.evaluation = evaluation.load_evaluation(uri)
