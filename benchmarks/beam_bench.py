@@ -43,7 +43,8 @@ def _table(label: str, results: dict[str, RunSummary]) -> str:
     lines = [f"{label:<22}{MODES[0]:>14}{MODES[1]:>18}{'ratio':>8}"]
     for name in seconds[MODES[0]]:
         a, b = seconds[MODES[0]][name], seconds[MODES[1]].get(name, float("nan"))
-        lines.append(f"  {name:<20}{a:>12.1f} s{b:>16.1f} s{a / b if b else float('nan'):>8.2f}")
+        ratio = f"{a / b:>8.2f}" if min(a, b) >= 1 else f"{'-':>8}"  # sub-second steps: noise
+        lines.append(f"  {name:<20}{a:>12.1f} s{b:>16.1f} s{ratio}")
     a, b = (results[m].seconds for m in MODES)
     lines.append(f"  {'total':<20}{a:>12.1f} s{b:>16.1f} s{a / b:>8.2f}")
     return "\n".join(lines)

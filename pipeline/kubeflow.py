@@ -12,10 +12,11 @@ cluster needs (`cluster_config`):
     schema and setup.py are the copies inside the image (IMAGE_APP_DIR).
 
 No RuntimeParameter is used: KubeflowV2DagRunner (TFX 1.21) declares a RuntimeParameter as a
-root input without its default and leaves the runtime config empty, so a run submitted without
-every value fails; this is the RuntimeParameter trouble on KFP v2 reported since TFX 1.16
-(tensorflow/tfx#7733). Every value is fixed at compile time from flags and CONVEYOR_* variables
-instead; compiling takes seconds. tests/test_kubeflow_spec.py checks the compiler still behaves so.
+root input without its default and leaves the runtime config empty, so the default is lost and a
+run started without passing every value has none (RuntimeParameters on KFP v2 are reported broken
+since TFX 1.16, tensorflow/tfx#7733). Every value is fixed at compile time from flags and
+CONVEYOR_* variables instead; compiling takes seconds. tests/test_kubeflow_spec.py checks the
+compiler still drops the defaults.
 
 On KFP and Vertex the orchestrator keeps ML Metadata itself (the cluster's MLMD, or Vertex ML
 Metadata); the compiled spec carries no metadata connection and no credential.

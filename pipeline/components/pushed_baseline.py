@@ -44,10 +44,13 @@ def PreviousPushedModel(
 
 
 def has_model(artifact: types.Artifact) -> bool:
+    """Whether a Model artifact holds a serving SavedModel (PreviousPushedModel's may be empty)."""
     return fileio.exists(os.path.join(path_utils.serving_model_dir(artifact.uri), pushed_models.SAVED_MODEL_FILE))
 
 
 class OptionalBaselineExecutor(evaluator_executor.Executor):
+    """The Evaluator's executor, given no baseline when the baseline artifact holds no model."""
+
     def Do(self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]], exec_properties: dict[str, Any]) -> None:
         key = standard_component_specs.BASELINE_MODEL_KEY
         if input_dict.get(key) and not has_model(input_dict[key][0]):
