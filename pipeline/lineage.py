@@ -6,6 +6,8 @@ From the push back to the data: Pusher <- Evaluator (metrics, blessing, baseline
 (steps, hyperparameters, code) <- Transform (graph, code) <- the training window's spans, each
 through DataGate <- ExampleValidator (anomalies) <- StatisticsGen <- CsvExampleGen (files), and the
 schema. Works on any MLMD the pipeline wrote (SQLite or MySQL), for both history sources.
+Modules that load TensorFlow are imported inside the functions, so the command can keep their
+start-up logs off the console.
 """
 from __future__ import annotations
 
