@@ -54,9 +54,9 @@ def cluster_config(config: PipelineConfig) -> PipelineConfig:
         remote_schema=config.remote_schema or f"{IMAGE_APP_DIR}/schema/schema.pbtxt",
         beam_setup_file=config.beam_setup_file or f"{IMAGE_APP_DIR}/setup.py",
     )
-    for name in ("remote_serving_root", "remote_spans_root"):
-        if "://" not in getattr(cluster, name):
-            raise ValueError(f"{name} must be a URI the cluster can read, got {getattr(cluster, name)!r}")
+    for flag, value in (("--serving-root", cluster.remote_serving_root), ("--data-root", cluster.remote_spans_root)):
+        if "://" not in value:
+            raise ValueError(f"{flag} must be a URI the cluster can read, got {value!r}")
     return cluster
 
 

@@ -181,10 +181,13 @@ def test_the_compiler_still_drops_runtime_parameter_defaults(tmp_path):
     assert "parameterValues" not in job["runtimeConfig"]
 
 
-def test_a_local_pipeline_root_is_refused_with_a_clear_message(capsys, tmp_path):
+def test_local_paths_for_cluster_locations_are_refused_by_flag(capsys, tmp_path):
     code = cli.main(["kubeflow", "--target", "kfp", "--image", IMAGE, "--pipeline-root", str(tmp_path)])
     assert code == 2
     assert "--pipeline-root must be a URI the cluster can read" in capsys.readouterr().err
+    code = cli.main(["kubeflow", "--target", "kfp", "--image", IMAGE, "--pipeline-root", ROOT, "--data-root", "data"])
+    assert code == 2
+    assert "--data-root must be a URI the cluster can read, got 'data'" in capsys.readouterr().err
 
 
 def test_a_missing_image_is_refused_with_a_clear_message(capsys, tmp_path):
