@@ -27,8 +27,9 @@ data: $(STAMP)
 run: setup
 	$(PY) local_runner.py $(ARGS)
 
-## test: the default test suite; also installs Debian's chromium (the run report is checked in it)
-test: export CONVEYOR_APT_PACKAGES := $(CONVEYOR_APT_PACKAGES) chromium
+## test: the default test suite; also installs the Debian packages the tests use: chromium (the run
+## report is checked in it) and mariadb-server (a throwaway MariaDB for ML Metadata on MySQL)
+test: export CONVEYOR_APT_PACKAGES := $(CONVEYOR_APT_PACKAGES) chromium mariadb-server
 test: setup
 	bash scripts/setup_host.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -41,9 +42,10 @@ tensorboard: setup
 notebooks: setup
 	$(PY) -m pipeline.cli notebooks $(ARGS)
 
-## bench: cold and no-change runs of the default pipeline, printed as a table
+## bench: cold and no-change runs of the default pipeline; Beam in_memory vs multi_processing
 bench: setup
 	$(PY) -m benchmarks.pipeline_bench $(ARGS)
+	$(PY) -m benchmarks.beam_bench $(BEAM_BENCH_ARGS)
 
 ## bench-serving: server latency/throughput vs the in-process SavedModel call, and hot swaps under load
 bench-serving: setup

@@ -1,11 +1,20 @@
-"""Compile Conveyor for Kubeflow Pipelines v2 / Vertex AI: not built yet.
+"""Compile Conveyor for Kubeflow Pipelines v2 or Vertex AI (and optionally submit it).
 
-The production path (KubeflowV2DagRunner over the same create_pipeline(), MySQL MLMD, Beam on
-Dataflow) is tracked as its own issue. One known obstacle, recorded here so it is not rediscovered:
-KubeflowV2DagRunner only compiles LatestArtifactStrategy and LatestBlessedModelStrategy resolvers,
-so the span window (SpanRangeStrategy) needs another form on KFP v2.
+    python kubeflow_runner.py --target kfp|vertex --image IMAGE --pipeline-root gs://... [options]
+
+The same create_pipeline() as local_runner.py, compiled by KubeflowV2DagRunner into a pipeline
+spec (YAML) with every value fixed from flags and CONVEYOR_* variables: see pipeline/kubeflow.py
+for the choices a cluster needs, `--help` for the flags, README.md for the workflow.
 """
+from __future__ import annotations
+
+import os
 import sys
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+from pipeline.cli import main  # noqa: E402
+
 if __name__ == "__main__":
-    sys.exit("kubeflow_runner.py: the Kubeflow v2 / Vertex runner is not built yet; use local_runner.py")
+    sys.exit(main(["kubeflow", *sys.argv[1:]]))

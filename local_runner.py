@@ -1,8 +1,8 @@
-"""Run Conveyor locally: LocalDagRunner, SQLite MLMD, Beam DirectRunner.
+"""Run Conveyor locally: LocalDagRunner; MLMD on SQLite (or MySQL, CONVEYOR_MYSQL_*); Beam as configured.
 
     python local_runner.py [--spans-root DIR] [--home DIR] [--train-steps N] [--eval-steps N]
-                           [--span N | --all-spans] [--beam-mode in_memory|multi_processing]
-                           [--beam-workers N] [--verbose]
+                           [--span N | --latest-only] [--beam-mode MODE] [--beam-workers N] [--verbose]
+                           (--help lists the Beam settings for dataflow / flink / spark)
 
 Quiet by default: one line per component as it finishes, then a summary. Full TFX logs go to a
 file under <home>/logs (and to the console with --verbose).

@@ -27,7 +27,7 @@ def new_data(config: PipelineConfig, quarantined: set[int]) -> dict[str, Any]:
 
 
 def _store(config: PipelineConfig):
-    return metadata.open_store(metadata.sqlite_config(config.metadata_path)) if config.metadata_path.exists() else None
+    return metadata.open_store(metadata.connection_config(config)) if metadata.store_exists(config) else None
 
 
 def drift(config: PipelineConfig) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -14,7 +15,21 @@ from typing import Any, Mapping
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "CONVEYOR_"
 
-BEAM_MODES = ("in_memory", "multi_processing")
+# Where Beam runs: DirectRunner on this machine (in_memory, or multi_processing with beam_workers
+# processes), Dataflow, or a Flink / Spark cluster through its Beam job server (PortableRunner).
+BEAM_MODES = ("in_memory", "multi_processing", "dataflow", "flink", "spark")
+LOCAL_BEAM_MODES = ("in_memory", "multi_processing")
+# Where the pipeline finds artifacts of earlier runs (the span window and the baseline model):
+#   "mlmd"   TFX resolvers querying ML Metadata (LocalDagRunner: the default);
+#   "stores" components reading the validated-span index under the pipeline root and the pushed
+#            models under the serving root, for orchestrators that compile no custom resolver
+#            (KubeflowV2DagRunner: Kubeflow Pipelines v2 and Vertex AI).
+HISTORY_SOURCES = ("mlmd", "stores")
+# How Transform and Trainer find the model code:
+#   "module_file" TFX packages models/*.py into a wheel per run (its name carries a content hash);
+#   "installed"   module paths of the installed `conveyor` package (the container image), with a
+#                 fingerprint of the code in custom_config so a code change invalidates the cache.
+USER_CODE_FORMS = ("module_file", "installed")
 DRIFT_POLICIES = ("block", "warn")
 
 
@@ -78,10 +93,35 @@ class PipelineConfig:
         Threshold("auc", lower_bound=0.7, max_drop=0.01),
     )
 
-    # Beam: in_memory (tests, small data) or multi_processing with beam_workers processes
-    # (0 = one per core).
+    # Beam (see BEAM_MODES), passed to every Beam-powered component. beam_workers: processes for
+    # multi_processing (0 = one per core). Remote runners get --setup_file so workers install
+    # this project (beam_setup_file; None = this checkout's setup.py).
     beam_mode: str = "in_memory"
     beam_workers: int = 0
+    gcp_project: str | None = None  # Dataflow, and Vertex AI for kubeflow_runner --submit
+    gcp_region: str | None = None
+    beam_temp_location: str | None = None  # Dataflow's temp_location (gs://...)
+    beam_job_endpoint: str | None = None  # flink / spark: the Beam job server, host:port
+    beam_environment_type: str = "DOCKER"  # flink / spark: how workers run the Python SDK harness
+    beam_environment_config: str | None = None  # e.g. the SDK harness image for DOCKER
+    beam_setup_file: str | None = None
+    beam_extra_args: tuple[str, ...] = ()  # anything else, e.g. ("--max_num_workers=10",)
+
+    # ML Metadata: SQLite at metadata_path unless mysql_host is set. The MySQL password is read
+    # only from the environment (CONVEYOR_MYSQL_PASSWORD) when connecting, never stored here.
+    mysql_host: str | None = None
+    mysql_port: int = 3306
+    mysql_database: str = "conveyor_mlmd"
+    mysql_user: str = "conveyor"
+
+    history: str = "mlmd"  # see HISTORY_SOURCES
+    user_code: str = "module_file"  # see USER_CODE_FORMS
+
+    # Production locations (URIs such as gs://bucket/conveyor/...); None = the local paths above.
+    remote_pipeline_root: str | None = None
+    remote_serving_root: str | None = None
+    remote_spans_root: str | None = None
+    remote_schema: str | None = None
 
     enable_cache: bool = True
 
@@ -116,12 +156,25 @@ class PipelineConfig:
     monitor_window_hours: float = 24.0
 
     def __post_init__(self) -> None:
-        if self.beam_mode not in BEAM_MODES:
-            raise ValueError(f"beam_mode must be one of {BEAM_MODES}, got {self.beam_mode!r}")
-        if self.drift_policy not in DRIFT_POLICIES:
-            raise ValueError(f"drift_policy must be one of {DRIFT_POLICIES}, got {self.drift_policy!r}")
+        for name, allowed in (
+            ("beam_mode", BEAM_MODES),
+            ("history", HISTORY_SOURCES),
+            ("user_code", USER_CODE_FORMS),
+            ("drift_policy", DRIFT_POLICIES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.window_spans < 1:
             raise ValueError("window_spans must be >= 1")
+        required = {
+            "dataflow": ("gcp_project", "gcp_region", "beam_temp_location"),
+            "flink": ("beam_job_endpoint",),
+            "spark": ("beam_job_endpoint",),
+        }.get(self.beam_mode, ())
+        missing = [name for name in required if not getattr(self, name)]
+        if missing:
+            flags = ", ".join(f"--{n.replace('_', '-')} (or {ENV_PREFIX}{n.upper()})" for n in missing)
+            raise ValueError(f"beam_mode={self.beam_mode} needs {flags}")
 
     @property
     def pipeline_root(self) -> Path:
@@ -151,11 +204,54 @@ class PipelineConfig:
     def monitoring_root(self) -> Path:
         return self.home / "monitoring"
 
+    @property
+    def pipeline_root_uri(self) -> str:
+        return self.remote_pipeline_root or str(self.pipeline_root)
+
+    @property
+    def serving_root_uri(self) -> str:
+        return self.remote_serving_root or str(self.serving_root)
+
+    @property
+    def spans_root_uri(self) -> str:
+        return self.remote_spans_root or str(self.spans_root)
+
+    @property
+    def schema_uri(self) -> str:
+        return self.remote_schema or str(self.schema_path)
+
+    @property
+    def validated_spans_uri(self) -> str:
+        """The index of spans that passed DataGate, read by the "stores" span window."""
+        return self.pipeline_root_uri.rstrip("/") + "/validated_spans"
+
     def beam_args(self) -> list[str]:
-        args = ["--runner=DirectRunner", f"--direct_running_mode={self.beam_mode}"]
-        workers = self.beam_workers or (os.cpu_count() or 1)
-        args.append(f"--direct_num_workers={workers if self.beam_mode == 'multi_processing' else 1}")
-        return args
+        """Beam pipeline args for every Beam-powered component."""
+        if self.beam_mode in LOCAL_BEAM_MODES:
+            workers = self.beam_workers or (os.cpu_count() or 1)
+            args = [
+                "--runner=DirectRunner",
+                f"--direct_running_mode={self.beam_mode}",
+                f"--direct_num_workers={workers if self.beam_mode == 'multi_processing' else 1}",
+            ]
+        elif self.beam_mode == "dataflow":
+            args = [
+                "--runner=DataflowRunner",
+                f"--project={self.gcp_project}",
+                f"--region={self.gcp_region}",
+                f"--temp_location={self.beam_temp_location}",
+            ]
+        else:  # flink, spark: submitted to the cluster's Beam job server
+            args = [
+                "--runner=PortableRunner",
+                f"--job_endpoint={self.beam_job_endpoint}",
+                f"--environment_type={self.beam_environment_type}",
+            ]
+            if self.beam_environment_config:
+                args.append(f"--environment_config={self.beam_environment_config}")
+        if self.beam_mode not in LOCAL_BEAM_MODES:
+            args.append(f"--setup_file={self.beam_setup_file or REPO_ROOT / 'setup.py'}")
+        return args + list(self.beam_extra_args)
 
     def trainer_config(self) -> dict[str, Any]:
         return {**self.hparams, "seed": self.seed}
@@ -164,22 +260,17 @@ class PipelineConfig:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-def _parse(kind: Any, text: str) -> Any:
-    if kind in ("Path", Path):
-        return Path(text)
-    if kind in ("int", int):
-        return int(text)
-    if kind in ("float", float):
-        return float(text)
-    if kind in ("bool", bool):
-        return text.lower() in ("1", "true", "yes", "on")
-    if kind in ("int | None",):
-        return int(text) if text else None
-    if kind in ("Path | None",):
-        return Path(text) if text else None
-    if kind in ("float", float):
-        return float(text)
-    return text
+_PARSERS = {
+    "Path": Path,
+    "int": int,
+    "float": float,
+    "bool": lambda text: text.lower() in ("1", "true", "yes", "on"),
+    "str": str,
+    "int | None": lambda text: int(text) if text else None,
+    "Path | None": lambda text: Path(text) if text else None,
+    "str | None": lambda text: text or None,
+    "tuple[str, ...]": lambda text: tuple(shlex.split(text)),
+}
 
 
 def load(**overrides: Any) -> PipelineConfig:
@@ -187,6 +278,6 @@ def load(**overrides: Any) -> PipelineConfig:
     from_env = {}
     for f in dataclasses.fields(PipelineConfig):
         text = os.environ.get(ENV_PREFIX + f.name.upper())
-        if text is not None and f.type in ("Path", "int", "bool", "str", "float", "int | None", "Path | None"):
-            from_env[f.name] = _parse(f.type, text)
+        if text is not None and f.type in _PARSERS:
+            from_env[f.name] = _PARSERS[f.type](text)
     return PipelineConfig().replace(**from_env).replace(**overrides)

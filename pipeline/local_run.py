@@ -1,4 +1,4 @@
-"""Run the pipeline locally (LocalDagRunner, SQLite MLMD, Beam DirectRunner) and summarise it."""
+"""Run the pipeline locally (LocalDagRunner; MLMD on SQLite or MySQL; Beam as configured) and summarise it."""
 from __future__ import annotations
 
 import json
@@ -48,7 +48,7 @@ def run(config: PipelineConfig, verbose: bool = False) -> RunSummary:
     """Run one pipeline pass; never raises for a pipeline failure (see RunSummary.ok/error)."""
     os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     log_file = config.logs_dir / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-    connection = metadata.sqlite_config(config.metadata_path)
+    connection = metadata.connection_config(config)
     started = time.monotonic()
     error = failed = None
     with quiet_logs(log_file, verbose) as progress:
@@ -89,7 +89,7 @@ def _read_back(config: PipelineConfig, summary: RunSummary) -> None:
     from pipeline import evaluation
     from pipeline.components.data_gate import REPORT_FILE
 
-    store = metadata.open_store(metadata.sqlite_config(config.metadata_path))
+    store = metadata.open_store(metadata.connection_config(config))
     summary.run_id = metadata.latest_run_id(store, config.pipeline_name)
     if summary.run_id is None:
         return

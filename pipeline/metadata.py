@@ -1,8 +1,11 @@
-"""ML Metadata: the connection config, and reading back what a pipeline run recorded."""
+"""ML Metadata: the connection config, and reading back what pipeline runs recorded."""
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
@@ -13,6 +16,12 @@ PIPELINE_CONTEXT = "pipeline"
 PIPELINE_RUN_CONTEXT = "pipeline_run"
 NODE_CONTEXT = "node"
 EXAMPLES_TYPE = "Examples"
+PUSHED_MODEL_TYPE = "PushedModel"
+# The MySQL password is only ever read from the environment, at connection time.
+MYSQL_PASSWORD_ENV = "CONVEYOR_MYSQL_PASSWORD"
+# Set on the one Examples artifact of a "stores" span window (pipeline/components/span_window.py).
+WINDOW_SPANS_PROPERTY = "window_spans"  # "1,3"
+WINDOW_SOURCES_PROPERTY = "window_sources"  # JSON list of the validated artifacts' URIs
 _INPUT_EVENTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
 _OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
 
@@ -25,18 +34,49 @@ def sqlite_config(path: Path) -> metadata_store_pb2.ConnectionConfig:
     return config
 
 
+def mysql_config(host: str, port: int, database: str, user: str, password: str) -> metadata_store_pb2.ConnectionConfig:
+    config = metadata_store_pb2.ConnectionConfig()
+    config.mysql.host = host
+    config.mysql.port = port
+    config.mysql.database = database
+    config.mysql.user = user
+    config.mysql.password = password
+    return config
+
+
+def connection_config(config: PipelineConfig) -> metadata_store_pb2.ConnectionConfig:
+    """MySQL when config.mysql_host is set (password from $CONVEYOR_MYSQL_PASSWORD), else SQLite."""
+    if config.mysql_host:
+        password = os.environ.get(MYSQL_PASSWORD_ENV, "")
+        return mysql_config(config.mysql_host, config.mysql_port, config.mysql_database, config.mysql_user, password)
+    return sqlite_config(config.metadata_path)
+
+
+def describe(connection: metadata_store_pb2.ConnectionConfig) -> str:
+    """Where a connection points, without the password."""
+    if connection.HasField("mysql"):
+        mysql = connection.mysql
+        return f"mysql://{mysql.user}@{mysql.host}:{mysql.port}/{mysql.database}"
+    return f"sqlite:{connection.sqlite.filename_uri}"
+
+
+def store_exists(config: PipelineConfig) -> bool:
+    """False only for a SQLite store not created yet (a MySQL server is assumed to exist)."""
+    return bool(config.mysql_host) or config.metadata_path.exists()
+
+
 def open_store(config: metadata_store_pb2.ConnectionConfig) -> metadata_store.MetadataStore:
     return metadata_store.MetadataStore(config)
 
 
 def open_metadata(config: PipelineConfig) -> metadata_store.MetadataStore:
-    """The MLMD store of `config.home`, for reading; a clear error if no run was ever recorded there."""
-    if not config.metadata_path.exists():
+    """The MLMD store of `config`, for reading; a clear error if no run was ever recorded there."""
+    if not store_exists(config):
         raise FileNotFoundError(
             f"no pipeline runs recorded under {config.home} ({config.metadata_path} does not exist): "
             "run `make run` first, or point CONVEYOR_HOME (or --home) at a Conveyor home"
         )
-    return open_store(sqlite_config(config.metadata_path))
+    return open_store(connection_config(config))
 
 
 @dataclass
@@ -128,7 +168,7 @@ def producer(store: metadata_store.MetadataStore, artifact_id: int) -> NodeExecu
     events = [e for e in store.get_events_by_artifact_ids([artifact_id]) if e.type in _OUTPUT_EVENTS]
     if not events:
         return None
-    [execution] = store.get_executions_by_id([events[0].execution_id])
+    [execution] = store.get_executions_by_id([min(e.execution_id for e in events)])
     node_type_id = store.get_context_type(NODE_CONTEXT).id
     names = [c.name for c in store.get_contexts_by_execution(execution.id) if c.type_id == node_type_id]
     node = NodeExecution(names[0].split(".", 1)[-1] if names else "", execution)
@@ -194,6 +234,47 @@ def _type_or_none(getter, name: str):
         return None
 
 
+def exec_property(node: NodeExecution, name: str) -> Any:
+    """An execution property as TFX recorded it (JSON-encoded protos and dicts decoded)."""
+    if name not in node.execution.custom_properties:
+        return None
+    value = node.execution.custom_properties[name]
+    kind = value.WhichOneof("value")
+    if kind != "string_value":
+        return getattr(value, kind)
+    try:
+        return json.loads(value.string_value)
+    except ValueError:
+        return value.string_value
+
+
+def custom_property(artifact: metadata_store_pb2.Artifact, name: str) -> Any:
+    if name not in artifact.custom_properties:
+        return None
+    value = artifact.custom_properties[name]
+    return getattr(value, value.WhichOneof("value"))
+
+
+def pushed_model(store: metadata_store.MetadataStore, destination: str) -> metadata_store_pb2.Artifact | None:
+    """The PushedModel artifact of the push to `destination` (<serving root>/<version>)."""
+    for artifact in store.get_artifacts_by_type(PUSHED_MODEL_TYPE):
+        if custom_property(artifact, "pushed") == 1 and custom_property(artifact, "pushed_destination") == destination:
+            return artifact
+    return None
+
+
+def window_spans(examples: list[metadata_store_pb2.Artifact]) -> list[int]:
+    """Span numbers in a training window: K validated artifacts ("mlmd") or one assembled ("stores")."""
+    spans = []
+    for artifact in examples:
+        listed = custom_property(artifact, WINDOW_SPANS_PROPERTY)
+        if listed:
+            spans.extend(int(span) for span in listed.split(","))
+        else:
+            spans.append(span_of(artifact))
+    return sorted(spans)
+
+
 def span_of(artifact: metadata_store_pb2.Artifact) -> int:
     """The span of an Examples artifact (ExampleGen stores it as a custom property)."""
     return artifact.custom_properties["span"].int_value
@@ -257,7 +338,7 @@ class Run:
     @property
     def window_spans(self) -> list[int]:
         """The training window, as Transform received it."""
-        return sorted(span_of(a) for a in self.inputs("Transform", "examples"))
+        return window_spans(self.inputs("Transform", "examples"))
 
 
 def load_run(store: metadata_store.MetadataStore, run_id: str) -> Run:

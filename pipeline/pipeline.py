@@ -7,6 +7,12 @@
     -> Transform -> Trainer -> Evaluator (vs the previous blessed model)
     -> InfraCheck (the candidate answers real eval examples through the serving code)
     -> Pusher (blessed by both only)
+
+`config.history` picks how the pipeline reaches earlier runs: TFX resolvers over MLMD ("mlmd",
+local) or components over the validated-span index and the serving root ("stores", Kubeflow v2 /
+Vertex, whose compiler has no custom resolvers). Same node ids and edges for the span window and
+the baseline; with "stores" DataGate has no previous-span drift baseline yet (no
+previous_statistics node): it checks schema anomalies and serving skew only.
 """
 from __future__ import annotations
 
@@ -16,10 +22,12 @@ from typing import Any
 from tfx import v1 as tfx
 from tfx.proto import range_config_pb2
 
-from pipeline import evaluation
+from pipeline import evaluation, user_code
 from pipeline.components.baseline_model import baseline_resolver
 from pipeline.components.data_gate import DataGate
 from pipeline.components.infra_check import InfraCheck
+from pipeline.components.pushed_baseline import OptionalBaselineEvaluator, PreviousPushedModel
+from pipeline.components.span_window import SpanWindow
 from pipeline.components.span_resolvers import previous_span_resolver, span_window_resolver
 from pipeline.configs import PipelineConfig
 
@@ -36,7 +44,7 @@ def _example_gen(config: PipelineConfig) -> tfx.components.CsvExampleGen:
             )
         )
     return tfx.components.CsvExampleGen(
-        input_base=str(config.spans_root),
+        input_base=config.spans_root_uri,
         input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="all", pattern=SPAN_PATTERN)]),
         output_config=tfx.proto.Output(
             split_config=tfx.proto.SplitConfig(
@@ -50,38 +58,16 @@ def _example_gen(config: PipelineConfig) -> tfx.components.CsvExampleGen:
     )
 
 
-def create_components(config: PipelineConfig) -> list[Any]:
-    example_gen = _example_gen(config)
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=str(config.schema_path))
-    example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
-    )
-    schema = schema_gen.outputs["schema"]
-    # Drift baseline: the validated statistics of the newest span older than this one.
-    previous_statistics = previous_span_resolver(
-        "previous_statistics",
-        candidates=tfx.dsl.Channel(
-            type=tfx.types.standard_artifacts.ExampleStatistics,
-            producer_component_id=DATA_GATE_ID,
-            output_key="validated_statistics",
-        ),
-        current=example_gen.outputs["examples"],
-    )
-    data_gate = DataGate(
-        examples=example_gen.outputs["examples"],
-        statistics=statistics_gen.outputs["statistics"],
-        anomalies=example_validator.outputs["anomalies"],
-        schema=schema,
-        previous_statistics=previous_statistics.outputs["candidates"],
-        drift_thresholds=json.dumps(dict(config.drift_thresholds), sort_keys=True),
-        completeness_drop=config.completeness_drop,
-        drift_policy=config.drift_policy,
-        serving_statistics_path=str(config.serving_statistics_path or ""),
-    ).with_id(DATA_GATE_ID)
-
-    # Every span that ever passed the gate in this pipeline (not only this run's), newest K kept.
-    span_window = span_window_resolver(
+def _span_window(config: PipelineConfig, data_gate: Any, example_gen: Any) -> tuple[Any, Any]:
+    """The node giving the training window (validated spans N-K+1..N, any run) and its channel."""
+    if config.history == "stores":
+        window = SpanWindow(
+            validated_examples=data_gate.outputs["validated_examples"],
+            index_uri=config.validated_spans_uri,
+            window_spans=config.window_spans,
+        ).with_id("span_window")
+        return window, window.outputs["examples"]
+    window = span_window_resolver(
         config.window_spans,
         candidates=tfx.dsl.Channel(
             type=tfx.types.standard_artifacts.Examples,
@@ -91,30 +77,67 @@ def create_components(config: PipelineConfig) -> list[Any]:
         current=example_gen.outputs["examples"],
     )
     # A plain Channel carries no run dependency: order the window after this run's gate.
-    span_window.add_upstream_node(data_gate)
-    examples = span_window.outputs["candidates"]
+    window.add_upstream_node(data_gate)
+    return window, window.outputs["candidates"]
 
-    transform = tfx.components.Transform(
-        examples=examples,
-        schema=schema,
-        module_file=str(config.preprocessing_module),
+
+def create_components(config: PipelineConfig) -> list[Any]:
+    example_gen = _example_gen(config)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_uri)
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
+    schema = schema_gen.outputs["schema"]
+    # Drift baseline: the validated statistics of the newest span older than this one.
+    previous_statistics = None
+    if config.history == "mlmd":
+        previous_statistics = previous_span_resolver(
+            "previous_statistics",
+            candidates=tfx.dsl.Channel(
+                type=tfx.types.standard_artifacts.ExampleStatistics,
+                producer_component_id=DATA_GATE_ID,
+                output_key="validated_statistics",
+            ),
+            current=example_gen.outputs["examples"],
+        )
+    data_gate = DataGate(
+        examples=example_gen.outputs["examples"],
+        statistics=statistics_gen.outputs["statistics"],
+        anomalies=example_validator.outputs["anomalies"],
+        schema=schema,
+        previous_statistics=previous_statistics.outputs["candidates"] if previous_statistics else None,
+        drift_thresholds=json.dumps(dict(config.drift_thresholds), sort_keys=True),
+        completeness_drop=config.completeness_drop,
+        drift_policy=config.drift_policy,
+        serving_statistics_path=str(config.serving_statistics_path or ""),
+    ).with_id(DATA_GATE_ID)
+
+    span_window, examples = _span_window(config, data_gate, example_gen)
+
+    transform = tfx.components.Transform(examples=examples, schema=schema, **user_code.transform_args(config))
     trainer = tfx.components.Trainer(
-        module_file=str(config.model_module),
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema,
         train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
         eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
-        custom_config=config.trainer_config(),
+        **user_code.trainer_args(config),
     )
-    baseline_model = baseline_resolver(trainer.outputs["model"])
-    evaluator = tfx.components.Evaluator(
+    if config.history == "mlmd":
+        baseline_model = baseline_resolver(trainer.outputs["model"])
+        evaluator_class = tfx.components.Evaluator
+    else:
+        baseline_model = PreviousPushedModel(
+            candidate=trainer.outputs["model"], serving_root=config.serving_root_uri
+        ).with_id("baseline_model")
+        evaluator_class = OptionalBaselineEvaluator
+    evaluator = evaluator_class(
         examples=examples,
         model=trainer.outputs["model"],
         baseline_model=baseline_model.outputs["model"],
         eval_config=evaluation.eval_config(config),
-    )
+    ).with_id("Evaluator")
     infra_check = InfraCheck(
         model=trainer.outputs["model"],
         examples=data_gate.outputs["validated_examples"],
@@ -126,7 +149,7 @@ def create_components(config: PipelineConfig) -> list[Any]:
         model_blessing=evaluator.outputs["blessing"],
         infra_blessing=infra_check.outputs["infra_blessing"],
         push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=str(config.serving_root))
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_root_uri)
         ),
     )
     return [
@@ -134,7 +157,7 @@ def create_components(config: PipelineConfig) -> list[Any]:
         statistics_gen,
         schema_gen,
         example_validator,
-        previous_statistics,
+        *([previous_statistics] if previous_statistics else []),
         data_gate,
         span_window,
         transform,
@@ -154,7 +177,7 @@ def create_pipeline(
     """The Conveyor pipeline for `config`; runners supply metadata and Beam settings."""
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
-        pipeline_root=str(config.pipeline_root),
+        pipeline_root=config.pipeline_root_uri,
         components=create_components(config),
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,20 @@ _FINISHED = "Component %s is finished."
 _CACHED = "A cached execution %d is used."
 _NEW = "Going to run a new execution %d"
 _SKIPPED = "Skipping execution for %s"
+
+
+# `password: "..."` (proto text) or `"password": "..."` (JSON).
+_PASSWORD = re.compile(r'(password"?\s*[:=]\s*)"(?:[^"\\]|\\.)*"')
+
+
+class RedactPasswords(logging.Filter):
+    """Blanks passwords in log records: TFX logs the MLMD connection config, MySQL password included."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "password" in message:
+            record.msg, record.args = _PASSWORD.sub(r'\1"<redacted>"', message), None
+        return True
 
 
 class ComponentProgress(logging.Handler):
@@ -85,6 +100,7 @@ def quiet_logs(log_file: Path, verbose: bool) -> Iterator[ComponentProgress]:
     absl_logging.set_verbosity(absl_logging.INFO)
     file_handler = logging.FileHandler(log_file)
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    redact = RedactPasswords()
     with contextlib.ExitStack() as stack:
         if verbose:
             console: TextIO = sys.stdout
@@ -95,9 +111,13 @@ def quiet_logs(log_file: Path, verbose: bool) -> Iterator[ComponentProgress]:
         progress = ComponentProgress(lambda line: print(line, file=console, flush=True))
         root.addHandler(file_handler)
         root.addHandler(progress)
+        for handler in root.handlers:  # the first handler a record reaches redacts it for all
+            handler.addFilter(redact)
         try:
             yield progress
         finally:
+            for handler in root.handlers:
+                handler.removeFilter(redact)
             file_handler.close()
             # Back to exactly the handlers we found: libraries (Beam) add their own during a run.
             for handler in list(root.handlers):

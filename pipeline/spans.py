@@ -8,9 +8,9 @@ from pipeline.configs import PipelineConfig
 
 def ingested(config: PipelineConfig) -> set[int]:
     """Spans CsvExampleGen has ingested for this pipeline (empty before the first run)."""
-    if not config.metadata_path.exists():
+    if not metadata.store_exists(config):
         return set()
-    return metadata.ingested_spans(metadata.open_store(metadata.sqlite_config(config.metadata_path)), config.pipeline_name)
+    return metadata.ingested_spans(metadata.open_store(metadata.connection_config(config)), config.pipeline_name)
 
 
 def pending(config: PipelineConfig) -> list[int]:

@@ -48,9 +48,9 @@ def _blessed(artifacts: list[metadata_store_pb2.Artifact], key: str) -> bool | N
 def list_versions(config: PipelineConfig) -> list[ModelVersion]:
     """Every version on disk or pushed according to MLMD, oldest first."""
     found = {v: ModelVersion(v, ready=True) for v in versions.ready_versions(config.serving_root)}
-    if not config.metadata_path.exists():
+    if not metadata.store_exists(config):
         return list(found.values())
-    store = metadata.open_store(metadata.sqlite_config(config.metadata_path))
+    store = metadata.open_store(metadata.connection_config(config))
     for push in metadata.node_executions(store, config.pipeline_name, PUSHER):
         pushed = push.outputs.get("pushed_model", [])
         if not pushed or pushed[0].custom_properties["pushed"].int_value != 1:
@@ -119,7 +119,7 @@ def rollback(config: PipelineConfig, to: str | None = None) -> RollbackResult:
     if not entry.ready:
         raise FileNotFoundError(f"version {target} is no longer under {config.serving_root}")
     current = versions.serving_version(config.serving_root)
-    store = metadata.open_store(metadata.sqlite_config(config.metadata_path))
+    store = metadata.open_store(metadata.connection_config(config))
     context = metadata.pipeline_context(store, config.pipeline_name)
     versions.write_rollback(config.serving_root, target)
     execution_id = metadata.record_execution(
@@ -134,8 +134,8 @@ def rollback(config: PipelineConfig, to: str | None = None) -> RollbackResult:
 
 def rollbacks(config: PipelineConfig) -> list[metadata_store_pb2.Execution]:
     """Recorded rollbacks of this pipeline, oldest first."""
-    if not config.metadata_path.exists():
+    if not metadata.store_exists(config):
         return []
-    store = metadata.open_store(metadata.sqlite_config(config.metadata_path))
+    store = metadata.open_store(metadata.connection_config(config))
     context = metadata.pipeline_context(store, config.pipeline_name)
     return metadata.executions_of_type(store, ROLLBACK_TYPE, context) if context else []

@@ -1,0 +1,237 @@
+"""Which model is serving, and what made it: the chain ML Metadata recorded behind a pushed version.
+
+    conveyor lineage [--version V] [--home DIR]
+
+From the push back to the data: Pusher <- Evaluator (metrics, blessing, baseline) <- Trainer
+(steps, hyperparameters, code) <- Transform (graph, code) <- the training window's spans, each
+through DataGate <- ExampleValidator (anomalies) <- StatisticsGen <- CsvExampleGen (files), and the
+schema. Works on any MLMD the pipeline wrote (SQLite or MySQL), for both history sources.
+Modules that load TensorFlow are imported inside the functions, so the command can keep their
+start-up logs off the console.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from pipeline import metadata, pushed_models
+from pipeline.configs import PipelineConfig
+
+
+class LineageError(LookupError):
+    """The requested version has no recorded lineage."""
+
+
+@dataclass
+class SpanLineage:
+    span: int
+    version: int
+    data_pattern: str  # what CsvExampleGen read
+    data_files: list[str]  # files matching it now
+    input_fingerprint: str  # files, bytes and checksums when it was read
+    examples_uri: str
+    statistics_uri: str
+    anomalies_uri: str
+    anomalies: list[str]
+    validated_uri: str  # DataGate's output: the span passed the gate
+
+
+@dataclass
+class ModelLineage:
+    version: str
+    serving_now: bool
+    pushed_path: str
+    pushed_at: datetime.datetime
+    run_id: str | None
+    spans: list[SpanLineage]
+    schema_uri: str
+    schema_file: str
+    transform_graph_uri: str
+    transform_code: str
+    model_uri: str
+    train_steps: int
+    eval_steps: int
+    custom_config: dict[str, Any]  # hyperparameter overrides, seed (and code_version when installed)
+    trainer_code: str
+    evaluation_uri: str
+    metrics: dict[str, float]  # overall slice
+    blessed: bool
+    baseline: str | None
+    baseline_metrics: dict[str, float] = field(default_factory=dict)
+
+
+def _producer(store: metadata_store.MetadataStore, artifact: metadata_store_pb2.Artifact, expected: str) -> metadata.NodeExecution:
+    node = metadata.producer(store, artifact.id)
+    if node is None or node.node_id != expected:
+        found = node.node_id if node else "nothing"
+        raise LineageError(f"{artifact.uri}: expected to be produced by {expected}, found {found}")
+    return node
+
+
+def _single(node: metadata.NodeExecution, side: str, key: str) -> metadata_store_pb2.Artifact:
+    artifacts = getattr(node, side).get(key, [])
+    if not artifacts:
+        raise LineageError(f"{node.node_id} execution {node.execution.id} recorded no {side[:-1]} {key!r}")
+    return artifacts[0]
+
+
+def _code(node: metadata.NodeExecution, fn_property: str) -> str:
+    """How an execution named its code: the wheel TFX built for a module_file, or the installed function."""
+    from pipeline import user_code
+
+    module_path = metadata.exec_property(node, "module_path")
+    if module_path:
+        module, _, wheel = str(module_path).partition("@")
+        return f"{module} from {os.path.basename(wheel)}" if wheel else module
+    config = metadata.exec_property(node, "custom_config") or {}
+    return f"{metadata.exec_property(node, fn_property)} (installed, code {config.get(user_code.CODE_VERSION_KEY, '?')})"
+
+
+def _span_lineage(store: metadata_store.MetadataStore, validated: metadata_store_pb2.Artifact) -> SpanLineage:
+    from pipeline import anomalies as anomalies_lib
+    from pipeline.pipeline import SPAN_PATTERN
+    from tfx.dsl.io import fileio
+
+    gate = _producer(store, validated, "DataGate")
+    examples = _single(gate, "inputs", "examples")
+    anomalies = _single(gate, "inputs", "anomalies")
+    example_gen = _producer(store, examples, "CsvExampleGen")
+    validator = _producer(store, anomalies, "ExampleValidator")
+    statistics = _single(validator, "inputs", "statistics")
+    span = metadata.span_of(examples)
+    pattern = os.path.join(str(metadata.exec_property(example_gen, "input_base")), SPAN_PATTERN.replace("{SPAN}", str(span)))
+    found = anomalies_lib.read(anomalies.uri, anomalies.properties["split_names"].string_value)
+    return SpanLineage(
+        span=span,
+        version=int(metadata.custom_property(examples, "version") or 0),
+        data_pattern=pattern,
+        data_files=sorted(fileio.glob(pattern)),
+        input_fingerprint=str(metadata.custom_property(examples, "input_fingerprint") or ""),
+        examples_uri=examples.uri,
+        statistics_uri=statistics.uri,
+        anomalies_uri=anomalies.uri,
+        anomalies=[str(a) for a in found],
+        validated_uri=validated.uri,
+    )
+
+
+def _baseline(model: metadata_store_pb2.Artifact) -> str:
+    """A baseline model artifact, and the pushed version it copies in a "stores" pipeline."""
+    from pipeline.components.pushed_baseline import PUSHED_DESTINATION_PROPERTY
+
+    copied = metadata.custom_property(model, PUSHED_DESTINATION_PROPERTY)
+    return f"{model.uri} (copy of {copied})" if copied else model.uri
+
+
+def _validated_spans(store: metadata_store.MetadataStore, window: list[metadata_store_pb2.Artifact]) -> list[metadata_store_pb2.Artifact]:
+    """DataGate's artifacts behind a training window (a "stores" window lists them by URI)."""
+    validated = []
+    for artifact in window:
+        sources = metadata.custom_property(artifact, metadata.WINDOW_SOURCES_PROPERTY)
+        if not sources:
+            validated.append(artifact)
+            continue
+        for uri in json.loads(sources):
+            matches = [a for a in store.get_artifacts_by_uri(uri) if (n := metadata.producer(store, a.id)) and n.node_id == "DataGate"]
+            if not matches:
+                raise LineageError(f"window source {uri} is not a DataGate output in ML Metadata")
+            validated.append(matches[0])
+    return sorted(validated, key=metadata.span_of)
+
+
+def trace(store: metadata_store.MetadataStore, serving_root: str, version: str) -> ModelLineage:
+    """The lineage of pushed model `version` under `serving_root`."""
+    from pipeline import evaluation
+
+    destination = os.path.join(serving_root, version)
+    pushed = metadata.pushed_model(store, destination)
+    if pushed is None:
+        raise LineageError(f"no push to {destination} is recorded in ML Metadata")
+    pusher = _producer(store, pushed, "Pusher")
+    model = _single(pusher, "inputs", "model")
+    blessing = _single(pusher, "inputs", "model_blessing")
+    evaluator = _producer(store, blessing, "Evaluator")
+    trainer = _producer(store, model, "Trainer")
+    transform_graph = _single(trainer, "inputs", "transform_graph")
+    transform = _producer(store, transform_graph, "Transform")
+    schema = _single(trainer, "inputs", "schema")
+    schema_gen = _producer(store, schema, "ImportSchemaGen")
+    result = evaluation.load_evaluation(_single(evaluator, "outputs", "evaluation").uri)
+    # The Evaluator compared with a baseline only if it got a model ("stores" may pass an empty one).
+    baseline = evaluator.inputs.get("baseline_model", []) if result.baseline else []
+    return ModelLineage(
+        version=version,
+        serving_now=pushed_models.serving_version(serving_root) == version,
+        pushed_path=destination,
+        pushed_at=datetime.datetime.fromtimestamp(int(version), datetime.timezone.utc),
+        run_id=metadata.run_of(store, pusher.execution.id),
+        spans=[_span_lineage(store, a) for a in _validated_spans(store, transform.inputs.get("examples", []))],
+        schema_uri=schema.uri,
+        schema_file=str(metadata.exec_property(schema_gen, "schema_file")),
+        transform_graph_uri=transform_graph.uri,
+        transform_code=_code(transform, "preprocessing_fn"),
+        model_uri=model.uri,
+        train_steps=int(metadata.exec_property(trainer, "train_args")["num_steps"]),
+        eval_steps=int(metadata.exec_property(trainer, "eval_args")["num_steps"]),
+        custom_config=dict(metadata.exec_property(trainer, "custom_config") or {}),
+        trainer_code=_code(trainer, "run_fn"),
+        evaluation_uri=_single(evaluator, "outputs", "evaluation").uri,
+        metrics=result.metrics.get(evaluation.OVERALL, {}),
+        blessed=metadata.custom_property(blessing, "blessed") == 1,
+        baseline=_baseline(baseline[0]) if baseline else None,
+        baseline_metrics=result.baseline,
+    )
+
+
+def for_config(config: PipelineConfig, version: str | None = None) -> ModelLineage:
+    """Lineage of `version` (default: the version serving now) of the pipeline in `config`."""
+    version = version or pushed_models.serving_version(config.serving_root_uri)
+    if version is None:
+        raise LineageError(f"no pushed model under {config.serving_root_uri}")
+    store = metadata.open_store(metadata.connection_config(config))
+    return trace(store, config.serving_root_uri, version)
+
+
+def _metrics_line(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if k != "example_count")
+
+
+def format_lineage(lineage: ModelLineage) -> str:
+    serving = " (serving now)" if lineage.serving_now else ""
+    lines = [
+        f"model version {lineage.version}{serving}",
+        f"  pushed     {lineage.pushed_at:%Y-%m-%d %H:%M:%S} UTC to {lineage.pushed_path} (run {lineage.run_id})",
+        f"data: training window spans {[s.span for s in lineage.spans]}",
+    ]
+    for span in lineage.spans:
+        lines += [
+            f"  span {span.span} (version {span.version})",
+            f"    files      {span.data_pattern}: {', '.join(span.data_files) or 'none there now'}",
+            f"    read as    {span.input_fingerprint}",
+            f"    examples   {span.examples_uri}",
+            f"    statistics {span.statistics_uri}",
+            f"    anomalies  {len(span.anomalies)} ({span.anomalies_uri})",
+            *(f"      - {a}" for a in span.anomalies),
+            f"    data gate  passed -> {span.validated_uri}",
+        ]
+    lines += [
+        f"schema:     {lineage.schema_uri} (imported from {lineage.schema_file})",
+        f"transform:  graph {lineage.transform_graph_uri}",
+        f"            code  {lineage.transform_code}",
+        f"trainer:    model {lineage.model_uri}",
+        f"            steps train {lineage.train_steps}, eval {lineage.eval_steps}",
+        f"            custom_config {json.dumps(lineage.custom_config, sort_keys=True)}",
+        f"            code  {lineage.trainer_code}",
+        f"evaluation: {lineage.evaluation_uri}",
+        f"            overall {_metrics_line(lineage.metrics)} ({lineage.metrics.get('example_count', 0):.0f} examples)",
+        f"            baseline {lineage.baseline or 'none'}"
+        + (f": {_metrics_line(lineage.baseline_metrics)}" if lineage.baseline_metrics else ""),
+        f"            blessed {'yes' if lineage.blessed else 'NO'}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,39 @@
+"""How Transform and Trainer reach the model code (see configs.USER_CODE_FORMS).
+
+Locally TFX packages `models/*.py` into a wheel per run. In the container image Conveyor is
+installed, so the components name functions by module path instead; a fingerprint of the code is
+then put into their custom_config, so changed code changes their execution properties and is never
+served from the cache of an older version.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from pipeline.configs import PipelineConfig
+
+PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
+RUN_FN = "models.model.run_fn"
+CODE_VERSION_KEY = "code_version"
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+def fingerprint(root: Path = MODELS_DIR) -> str:
+    """sha256 (first 16 hex digits) over the names and contents of the model package's .py files."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def transform_args(config: PipelineConfig) -> dict[str, Any]:
+    if config.user_code == "module_file":
+        return {"module_file": str(config.preprocessing_module)}
+    return {"preprocessing_fn": PREPROCESSING_FN, "custom_config": {CODE_VERSION_KEY: fingerprint()}}
+
+
+def trainer_args(config: PipelineConfig) -> dict[str, Any]:
+    if config.user_code == "module_file":
+        return {"module_file": str(config.model_module), "custom_config": config.trainer_config()}
+    return {"run_fn": RUN_FN, "custom_config": {**config.trainer_config(), CODE_VERSION_KEY: fingerprint()}}

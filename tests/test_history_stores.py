@@ -1,0 +1,128 @@
+"""history="stores": the span window and the baseline without MLMD resolvers (what Kubeflow v2 runs).
+
+Unit tests of the validated-span index and the serving root, then the pipeline itself in that form
+under LocalDagRunner on small spans: span 1, span 1 unchanged, span 2.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from tfx.types import standard_artifacts
+
+from data import spans_io
+from pipeline import configs, lineage, local_run, metadata, pushed_models
+from pipeline.components import span_window
+from tests.conftest import SMALL_SPAN_ROWS
+
+
+def _validated(tmp_path, span: int, version: int = 0, splits=("train", "eval")) -> standard_artifacts.Examples:
+    artifact = standard_artifacts.Examples()
+    artifact.uri = str(tmp_path / f"validated-{span}-{version}")
+    artifact.split_names = json.dumps(list(splits))
+    artifact.set_int_custom_property("span", span)
+    artifact.set_int_custom_property("version", version)
+    for split in splits:
+        os.makedirs(os.path.join(artifact.uri, f"Split-{split}"))
+        with open(os.path.join(artifact.uri, f"Split-{split}", "data_tfrecord-00000-of-00001.gz"), "w") as handle:
+            handle.write(f"{span}/{version}/{split}")
+    return artifact
+
+
+def test_the_index_keeps_the_newest_version_of_each_span(tmp_path):
+    index = str(tmp_path / "index")
+    span_window.record(index, _validated(tmp_path, 1, version=2))
+    span_window.record(index, _validated(tmp_path, 1, version=1))  # an older version arrives late
+    assert span_window.read_entry(index, 1)["version"] == 2
+    span_window.record(index, _validated(tmp_path, 1, version=3))
+    assert span_window.read_entry(index, 1)["uri"].endswith("validated-1-3")
+    assert span_window.read_entry(index, 2) is None
+
+
+def test_a_window_is_one_artifact_with_every_span_s_files_and_a_hole_for_a_missing_span(tmp_path):
+    index = str(tmp_path / "index")
+    for span in (1, 3):  # span 2 never passed the gate
+        span_window.record(index, _validated(tmp_path, span))
+    output = standard_artifacts.Examples()
+    output.uri = str(tmp_path / "window")
+    entries = [e for e in (span_window.read_entry(index, s) for s in (1, 2, 3)) if e]
+    span_window.assemble(entries, output)
+    train = sorted(os.listdir(tmp_path / "window" / "Split-train"))
+    assert train == ["span-1-data_tfrecord-00000-of-00001.gz", "span-3-data_tfrecord-00000-of-00001.gz"]
+    assert (tmp_path / "window" / "Split-eval" / train[1]).read_text() == "3/0/eval"
+    assert metadata.custom_property(output.mlmd_artifact, metadata.WINDOW_SPANS_PROPERTY) == "1,3"
+    assert output.get_int_custom_property("span") == 3
+    assert json.loads(output.get_string_custom_property(metadata.WINDOW_SOURCES_PROPERTY)) == [e["uri"] for e in entries]
+    assert metadata.window_spans([output.mlmd_artifact]) == [1, 3]
+
+
+def test_spans_with_different_splits_cannot_share_a_window(tmp_path):
+    index = str(tmp_path / "index")
+    span_window.record(index, _validated(tmp_path, 1))
+    span_window.record(index, _validated(tmp_path, 2, splits=("train",)))
+    output = standard_artifacts.Examples()
+    output.uri = str(tmp_path / "window")
+    with pytest.raises(ValueError, match="span 2 has splits .* a window needs the same splits"):
+        span_window.assemble([span_window.read_entry(index, 1), span_window.read_entry(index, 2)], output)
+
+
+def test_pushed_versions_are_complete_pushes_in_time_order(tmp_path):
+    for version, complete in (("1700000100", True), ("1700000020", True), ("1700000200", False)):
+        os.makedirs(tmp_path / version)
+        if complete:
+            (tmp_path / version / pushed_models.SAVED_MODEL_FILE).write_bytes(b"")
+    (tmp_path / "notes").mkdir()
+    assert pushed_models.versions(str(tmp_path)) == ["1700000020", "1700000100"]
+    assert pushed_models.serving_version(str(tmp_path)) == "1700000100"
+    assert pushed_models.latest_version(str(tmp_path / "missing")) is None
+
+
+@pytest.fixture(scope="module")
+def stores_runs(shipped_rows, tmp_path_factory):
+    base = tmp_path_factory.mktemp("stores")
+    config = configs.load(
+        home=base / "home",
+        spans_root=base / "spans",
+        train_steps=100,
+        eval_steps=5,
+        history="stores",
+        user_code="installed",
+    )
+    spans_io.write_span(config.spans_root, 1, shipped_rows[:SMALL_SPAN_ROWS])
+    spans_io.write_span(config.spans_root, 2, shipped_rows[SMALL_SPAN_ROWS : 2 * SMALL_SPAN_ROWS])
+    results = {"first": local_run.run(config.replace(span=1))}
+    results["versions_after_first"] = pushed_models.versions(config.serving_root_uri)
+    results["unchanged"] = local_run.run(config.replace(span=1))
+    results["versions_after_unchanged"] = pushed_models.versions(config.serving_root_uri)
+    results["second"] = local_run.run(config.replace(span=2))
+    return config, results
+
+
+def test_first_stores_run_is_blessed_without_a_baseline_and_pushed(stores_runs):
+    _, results = stores_runs
+    first = results["first"]
+    assert first.ok, first.error
+    assert first.window_spans == [1] and first.blessed and first.evaluation.baseline == {}
+    assert len(results["versions_after_first"]) == 1
+
+
+def test_an_unchanged_stores_rerun_is_fully_cached_and_pushes_nothing(stores_runs):
+    _, results = stores_runs
+    unchanged = results["unchanged"]
+    assert unchanged.ok, unchanged.error
+    assert {status for _, status, _ in unchanged.timings} == {"cached"}
+    assert results["versions_after_unchanged"] == results["versions_after_first"]
+
+
+def test_the_next_span_trains_on_the_window_and_is_compared_with_the_pushed_model(stores_runs):
+    config, results = stores_runs
+    second = results["second"]
+    assert second.ok, second.error
+    assert second.span == 2 and second.window_spans == [1, 2]
+    assert second.evaluation.baseline  # compared with span 1's pushed model
+    found = lineage.for_config(config)
+    assert found.version == pushed_models.serving_version(config.serving_root_uri) != results["versions_after_first"][0]
+    assert [s.span for s in found.spans] == [1, 2]  # through the window's sources, back to each gate
+    assert found.baseline.endswith(f"(copy of {config.serving_root_uri}/{results['versions_after_first'][0]})")
+    assert "installed, code" in found.trainer_code

@@ -1,0 +1,198 @@
+"""The Kubeflow v2 / Vertex spec: compiled by `kubeflow_runner.py` from the same create_pipeline()."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from pipeline import cli, configs, kubeflow, metadata, user_code
+
+IMAGE = "europe-docker.pkg.dev/proj/conveyor/conveyor:3f2c1ab"
+ROOT = "gs://conveyor-bucket/prod"
+BEAM = [
+    "--beam-mode=dataflow",
+    "--gcp-project=proj",
+    "--gcp-region=europe-west1",
+    "--beam-temp-location=gs://conveyor-bucket/tmp",
+    "--beam-extra-arg=--max_num_workers=8",
+]
+SECRET = "never-in-the-spec-7f3a"
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """`python kubeflow_runner.py --target vertex ...` with Dataflow Beam args, MySQL settings in the env."""
+    output = tmp_path_factory.mktemp("kubeflow") / "conveyor.yaml"
+    env = {"CONVEYOR_MYSQL_HOST": "db.internal", metadata.MYSQL_PASSWORD_ENV: SECRET, "CONVEYOR_TRAIN_STEPS": "300"}
+    command = [sys.executable, "kubeflow_runner.py", "--target", "vertex", "--image", IMAGE, "--pipeline-root", ROOT]
+    done = subprocess.run(
+        [*command, "--output", str(output), *BEAM],
+        cwd=configs.REPO_ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"wrote {output} (vertex, image {IMAGE})" in done.stdout
+    config = kubeflow.cluster_config(
+        configs.load(
+            remote_pipeline_root=ROOT,
+            train_steps=300,
+            beam_mode="dataflow",
+            gcp_project="proj",
+            gcp_region="europe-west1",
+            beam_temp_location="gs://conveyor-bucket/tmp",
+            beam_extra_args=("--max_num_workers=8",),
+        )
+    )
+    return config, output, yaml.safe_load(output.read_text())
+
+
+def _local_dag(config: configs.PipelineConfig) -> dict[str, set[str]]:
+    from pipeline.pipeline import create_pipeline
+
+    pipeline = create_pipeline(config)
+    return {node.id: {up.id for up in node.upstream_nodes} for node in pipeline.components}
+
+
+def _compiled_dag(spec: dict) -> dict[str, set[str]]:
+    return {name: set(task.get("dependentTasks", [])) for name, task in spec["root"]["dag"]["tasks"].items()}
+
+
+def _executor(spec: dict, task: str) -> dict:
+    label = spec["components"][spec["root"]["dag"]["tasks"][task]["componentRef"]["name"]]["executorLabel"]
+    return spec["deploymentSpec"]["executors"][label]
+
+
+def test_the_spec_parses_with_kfps_own_types(compiled):
+    import kfp.components
+
+    _, output, spec = compiled
+    parsed = json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
+    assert parsed.schema_version == "2.1.0" and parsed.pipeline_info.name == "conveyor-taxi"
+    assert kfp.components.load_component_from_file(str(output)).name == "conveyor-taxi"
+
+
+def test_tasks_and_dependencies_equal_the_local_pipeline_with_the_same_history_source(compiled):
+    config, _, spec = compiled
+    assert config.history == "stores"
+    assert _compiled_dag(spec) == _local_dag(config)
+
+
+def test_the_stores_substitution_keeps_the_dag_of_the_local_default(compiled):
+    """Same node ids, same edges as the default (MLMD resolvers): only what runs inside two nodes differs."""
+    config, _, spec = compiled
+    assert _compiled_dag(spec) == _local_dag(configs.PipelineConfig())
+    assert {"span_window", "baseline_model", "DataGate"} <= set(_compiled_dag(spec))
+
+
+def test_every_beam_powered_component_carries_the_configured_beam_args(compiled):
+    config, _, spec = compiled
+    expected = config.beam_args()
+    assert "--runner=DataflowRunner" in expected and "--setup_file=/conveyor/setup.py" in expected
+    for task in ("CsvExampleGen", "StatisticsGen", "ExampleValidator", "Transform", "Evaluator"):
+        container = _executor(spec, task)["container"]
+        assert container["args"][-len(expected):] == expected, task
+    driver = _executor(spec, "CsvExampleGen")["container"]["lifecycle"]["preCacheCheck"]
+    assert driver["args"][-len(expected):] == expected
+
+
+def test_every_task_runs_the_configured_image_with_conveyor_code_by_module_path(compiled):
+    _, _, spec = compiled
+    for task in spec["root"]["dag"]["tasks"]:
+        assert _executor(spec, task)["container"]["image"] == IMAGE, task
+    params = spec["root"]["dag"]["tasks"]["Trainer"]["inputs"]["parameters"]
+    assert params["run_fn"]["runtimeValue"]["constant"] == user_code.RUN_FN
+    assert "module_file" not in params and "module_path" not in params
+    transform = spec["root"]["dag"]["tasks"]["Transform"]["inputs"]["parameters"]
+    assert transform["preprocessing_fn"]["runtimeValue"]["constant"] == user_code.PREPROCESSING_FN
+
+
+def test_values_come_from_flags_and_environment_as_uris(compiled):
+    _, _, spec = compiled
+    tasks = spec["root"]["dag"]["tasks"]
+
+    def constant(task: str, name: str) -> str:
+        return tasks[task]["inputs"]["parameters"][name]["runtimeValue"]["constant"]
+
+    assert constant("CsvExampleGen", "input_base") == f"{ROOT}/spans"
+    assert constant("ImportSchemaGen", "schema_file") == f"{kubeflow.IMAGE_APP_DIR}/schema/schema.pbtxt"
+    assert f"{ROOT}/serving_model" in constant("Pusher", "push_destination")
+    assert constant("baseline_model", "serving_root") == f"{ROOT}/serving_model"
+    assert constant("span_window", "index_uri") == f"{ROOT}/validated_spans"
+    assert '"num_steps": 300' in constant("Trainer", "train_args")  # CONVEYOR_TRAIN_STEPS
+
+
+def test_no_build_machine_path_and_no_credential_leaks_into_the_spec(compiled):
+    _, output, _ = compiled
+    text = output.read_text()
+    for local in {str(configs.REPO_ROOT), sys.prefix, tempfile.gettempdir(), str(Path.home())}:
+        # A local path, not a segment of a URI such as gs://bucket/tmp.
+        assert not re.search(r"(?<![\w.-])" + re.escape(local), text), local
+    assert SECRET not in text
+    assert "db.internal" not in text  # MLMD on a cluster is the orchestrator's, not ours
+
+
+def test_a_code_change_changes_the_compiled_code_version(compiled, tmp_path):
+    _, _, spec = compiled
+    params = spec["root"]["dag"]["tasks"]["Trainer"]["inputs"]["parameters"]
+    assert f'"code_version": "{user_code.fingerprint()}"' in params["custom_config"]["runtimeValue"]["constant"]
+    copy = tmp_path / "models"
+    shutil.copytree(user_code.MODELS_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert user_code.fingerprint(copy) == user_code.fingerprint()
+    with open(copy / "model.py", "a") as handle:
+        handle.write("\n# a change\n")
+    assert user_code.fingerprint(copy) != user_code.fingerprint()
+
+
+def test_no_runtime_parameter_is_compiled_in(compiled):
+    _, _, spec = compiled
+    assert not spec["root"].get("inputDefinitions", {}).get("parameters")
+
+
+def test_the_compiler_still_drops_runtime_parameter_defaults(tmp_path):
+    """Why pipeline/kubeflow.py compiles values in (tensorflow/tfx#7733): if this fails, TFX fixed it."""
+    from tfx import v1 as tfx
+    from tfx.orchestration import data_types
+
+    schema_file = data_types.RuntimeParameter(name="schema_file", ptype=str, default="/conveyor/schema/schema.pbtxt")
+    pipeline = tfx.dsl.Pipeline(
+        pipeline_name="runtime-parameter",
+        pipeline_root="gs://bucket/root",
+        components=[tfx.components.ImportSchemaGen(schema_file=schema_file)],
+    )
+    runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=IMAGE, use_pipeline_spec_2_1=True),
+        output_dir=str(tmp_path),
+    )
+    job = runner.run(pipeline, write_out=False)
+    declared = job["pipelineSpec"]["root"]["inputDefinitions"]["parameters"]["schema_file"]
+    assert "defaultValue" not in declared
+    assert "parameterValues" not in job["runtimeConfig"]
+
+
+def test_local_paths_for_cluster_locations_are_refused_by_flag(capsys, tmp_path):
+    code = cli.main(["kubeflow", "--target", "kfp", "--image", IMAGE, "--pipeline-root", str(tmp_path)])
+    assert code == 2
+    assert "--pipeline-root must be a URI the cluster can read" in capsys.readouterr().err
+    code = cli.main(["kubeflow", "--target", "kfp", "--image", IMAGE, "--pipeline-root", ROOT, "--data-root", "data"])
+    assert code == 2
+    assert "--data-root must be a URI the cluster can read, got 'data'" in capsys.readouterr().err
+
+
+def test_a_missing_image_is_refused_with_a_clear_message(capsys, tmp_path):
+    code = cli.main(
+        ["kubeflow", "--target", "kfp", "--image", "", "--pipeline-root", ROOT, "--output", str(tmp_path / "x.yaml")]
+    )
+    assert code == 2
+    assert "--image is required" in capsys.readouterr().err
