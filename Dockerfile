@@ -19,5 +19,8 @@ COPY pipeline/ pipeline/
 COPY models/ models/
 COPY data/ data/
 COPY schema/ schema/
+COPY serving/ serving/
+COPY monitoring/ monitoring/
+COPY ct/ ct/
 RUN python -m pip install --no-cache-dir --no-deps . \
  && cd / && python -c "import pipeline.pipeline, models.model, data.spans_io"

@@ -86,6 +86,7 @@ def write_csv(
                 )
             out.flush()
             os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; spans are ordinary data files
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
