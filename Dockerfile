@@ -14,13 +14,15 @@ WORKDIR /conveyor
 COPY requirements.lock ./
 RUN python -m pip install --no-cache-dir --no-deps -r requirements.lock
 
-COPY setup.py local_runner.py kubeflow_runner.py ./
-COPY pipeline/ pipeline/
+COPY setup.py pyproject.toml local_runner.py kubeflow_runner.py ./
 COPY models/ models/
 COPY data/ data/
 COPY schema/ schema/
+COPY pipeline/ pipeline/
+COPY metadata/ metadata/
 COPY serving/ serving/
 COPY monitoring/ monitoring/
 COPY ct/ ct/
-RUN python -m pip install --no-cache-dir --no-deps . \
- && cd / && python -c "import pipeline.pipeline, models.model, data.spans_io"
+COPY conveyor/ conveyor/
+RUN python -m pip install --no-cache-dir --no-deps --no-build-isolation . \
+ && cd / && python -c "import pipeline.pipeline, models.model, data.spans_io, conveyor.cli"

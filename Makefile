@@ -12,11 +12,11 @@ export TF_CPP_MIN_LOG_LEVEL = 2
 ## setup: host prerequisites (glibc >= 2.39), .venv from requirements.lock, the project (editable)
 setup: $(STAMP) data
 
-$(STAMP): requirements.lock setup.py scripts/setup_host.sh
+$(STAMP): requirements.lock setup.py pyproject.toml scripts/setup_host.sh
 	bash scripts/setup_host.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements.lock
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 ## data: materialise the default spans from the installed tfx wheel (idempotent)
@@ -36,11 +36,11 @@ test: setup
 
 ## tensorboard: TensorBoard on 127.0.0.1:6006 for the newest trained model (ARGS="--port 0 --home DIR")
 tensorboard: setup
-	$(PY) -m pipeline.cli tensorboard $(ARGS)
+	$(PY) -m conveyor.cli tensorboard $(ARGS)
 
 ## notebooks: JupyterLab on 127.0.0.1:8888 for notebooks/, reading outputs/ (ARGS="--home DIR")
 notebooks: setup
-	$(PY) -m pipeline.cli notebooks $(ARGS)
+	$(PY) -m conveyor.cli notebooks $(ARGS)
 
 ## bench: cold and no-change runs of the default pipeline; Beam in_memory vs multi_processing
 bench: setup
@@ -53,11 +53,11 @@ bench-serving: setup
 
 ## serve: the model server on the models `make run` pushed (127.0.0.1:8501)
 serve: setup
-	$(PY) -m pipeline.cli serve $(ARGS)
+	$(PY) -m conveyor.cli serve $(ARGS)
 
 ## monitor: the monitoring job over the last day of the request log
 monitor: setup
-	$(PY) -m pipeline.cli monitor $(ARGS)
+	$(PY) -m conveyor.cli monitor $(ARGS)
 
 ## lock: re-resolve requirements.in into requirements.lock in a throw-away venv
 lock:

@@ -3,7 +3,7 @@
     python kubeflow_runner.py --target kfp|vertex --image IMAGE --pipeline-root gs://... [options]
 
 The same create_pipeline() as local_runner.py, compiled by KubeflowV2DagRunner into a pipeline
-spec (YAML) with every value fixed from flags and CONVEYOR_* variables: see pipeline/kubeflow.py
+spec (YAML) with every value fixed from flags and CONVEYOR_* variables: see conveyor/kubeflow.py
 for the choices a cluster needs, `--help` for the flags, README.md for the workflow.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
-from pipeline.cli import main  # noqa: E402
+from conveyor.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(["kubeflow", *sys.argv[1:]]))

@@ -17,8 +17,9 @@ import shutil
 from pathlib import Path
 
 from data import materialize, spans_io
-from pipeline import configs, local_run
-from pipeline.local_run import RunSummary
+from conveyor import local_run
+from pipeline import configs
+from conveyor.run_summary import RunSummary
 
 MODES = ("in_memory", "multi_processing")
 

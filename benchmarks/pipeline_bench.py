@@ -13,7 +13,8 @@ import shutil
 from pathlib import Path
 
 from data import materialize
-from pipeline import configs, local_run
+from conveyor import local_run, run_summary
+from pipeline import configs
 
 RUNS = (("span 1 cold", 1), ("span 2", 2), ("no change", 2))
 
@@ -46,7 +47,7 @@ def main() -> None:
         print(f"{name:<22}" + "".join(cells))
     print(f"{'total (incl. MLMD)':<22}" + "".join(f"{s.seconds:>11.1f} s       " for s in summaries))
     print(f"\ntrain_steps={config.train_steps}, beam={config.beam_mode}; final evaluation (window {summaries[1].window_spans}):")
-    print(local_run.format_summary(summaries[1]))
+    print(run_summary.format_summary(summaries[1]))
 
 
 if __name__ == "__main__":

@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Callable
 
 from data import materialize, spans_io
-from pipeline import configs, local_run
-from serving import server, versions
-from serving.instances import from_row, to_example
+from conveyor import local_run
+from pipeline import configs
+from serving import server
+from pipeline import versions
+from models.instances import from_row, to_example
 
 CONCURRENCY = (1, 8)
 SWAPS = 3

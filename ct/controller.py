@@ -6,40 +6,22 @@ drift, schedule. One tick launches at most one run:
   - new_data       the oldest pending span
   - performance / drift with labelled feedback: the feedback becomes the next span
   - otherwise      the newest span again (cached if nothing changed; the decision says so)
-A file lock makes concurrent ticks safe: a tick that finds a run in progress records "busy".
+The home's writer lock (pipeline/home_lock.py) makes concurrent ticks and runs safe: a tick that
+finds another writer records "busy", naming it. Runs start through a Launch the front door passes.
 """
 from __future__ import annotations
 
-import fcntl
 import time
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Iterator
 
 from ct import decisions, feedback, signals
 from ct.decisions import BLOCKED, BUSY, CRASHED, OK, Decision
+from ct.launcher import Launch
 from data import spans_io
-from pipeline import spans
+from metadata import spans
+from pipeline import home_lock
 from pipeline.configs import PipelineConfig
 
-LOCK_FILE = "run.lock"
 MAX_ATTEMPTS = 2
-
-
-@contextmanager
-def run_lock(config: PipelineConfig) -> Iterator[bool]:
-    """Yields True while holding the pipeline's run lock, False if another process holds it."""
-    config.ct_dir.mkdir(parents=True, exist_ok=True)
-    with open(config.ct_dir / LOCK_FILE, "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _quarantined(history: list[Decision]) -> set[int]:
@@ -151,42 +133,46 @@ def _span_for(config: PipelineConfig, decision: Decision) -> int:
     return spans.newest(config)
 
 
-def tick(config: PipelineConfig, now: float | None = None, reason: str | None = None) -> Decision:
-    """Evaluate the triggers, launch at most one run, record the decision."""
-    from pipeline import local_run
-
+def tick(config: PipelineConfig, launch: Launch, now: float | None = None, reason: str | None = None) -> Decision:
+    """Evaluate the triggers, launch at most one run (through `launch`), record the decision."""
     now = time.time() if now is None else now
-    with run_lock(config) as held:
-        if not held:
-            decision = Decision(time=now, fired=False, triggers=[], reason="a run is in progress: skipped", outcome=BUSY)
+    try:
+        with home_lock.hold(config.home, "conveyor ct tick"):
+            decision = evaluate(config, now, reason)
+            if decision.fired:
+                decision.span = _span_for(config, decision)
+                _launch(config, launch, decision)
             decisions.record(config, decision)
             return decision
-        decision = evaluate(config, now, reason)
-        if decision.fired:
-            decision.span = _span_for(config, decision)
-            summary = local_run.run(config.replace(span=decision.span))
-            decision.run_id = summary.run_id
-            decision.span = summary.span if summary.span is not None else decision.span
-            if summary.ok:
-                decision.outcome = OK
-                decision.detail = f"blessed: {summary.blessed}; pushed: {summary.pushed_path or 'nothing'}"
-                if all(status in ("cached", "resolved") for _, status, _ in summary.timings):
-                    decision.detail += "; fully cached: nothing changed since the last run"
-                if summary.drift and summary.drift["exceeded"]:
-                    decision.detail += f"; drift over threshold (policy warn): {', '.join(summary.drift['exceeded'])}"
-            else:
-                blocked = (summary.error or "").startswith("DataValidationError")
-                decision.outcome = BLOCKED if blocked else CRASHED
-                decision.detail = summary.error
+    except home_lock.HomeBusy as busy:
+        decision = Decision(time=now, fired=False, triggers=[], reason=f"skipped: {busy}", outcome=BUSY)
         decisions.record(config, decision)
         return decision
 
 
-def watch(config: PipelineConfig, interval_seconds: float, max_ticks: int | None = None) -> None:
+def _launch(config: PipelineConfig, launch: Launch, decision: Decision) -> None:
+    """Run `decision.span` and record the outcome on the decision."""
+    outcome = launch(config.replace(span=decision.span))
+    decision.run_id = outcome.run_id
+    decision.span = outcome.span if outcome.span is not None else decision.span
+    if outcome.ok:
+        decision.outcome = OK
+        decision.detail = f"blessed: {outcome.blessed}; pushed: {outcome.pushed_path or 'nothing'}"
+        if all(status in ("cached", "resolved") for _, status, _ in outcome.timings):
+            decision.detail += "; fully cached: nothing changed since the last run"
+        if outcome.drift and outcome.drift["exceeded"]:
+            decision.detail += f"; drift over threshold (policy warn): {', '.join(outcome.drift['exceeded'])}"
+    else:
+        blocked = (outcome.error or "").startswith("DataValidationError")
+        decision.outcome = BLOCKED if blocked else CRASHED
+        decision.detail = outcome.error
+
+
+def watch(config: PipelineConfig, launch: Launch, interval_seconds: float, max_ticks: int | None = None) -> None:
     """Tick forever (or max_ticks times), printing each decision."""
     ticks = 0
     while max_ticks is None or ticks < max_ticks:
-        print(format_decision(tick(config)), flush=True)
+        print(format_decision(tick(config, launch)), flush=True)
         ticks += 1
         if max_ticks is None or ticks < max_ticks:
             time.sleep(interval_seconds)

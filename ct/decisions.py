@@ -14,7 +14,7 @@ from typing import Any
 
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import metadata
+from metadata import connection
 from pipeline.configs import PipelineConfig
 
 EXECUTION_TYPE = "conveyor.CTDecision"
@@ -61,7 +61,7 @@ def record(config: PipelineConfig, decision: Decision) -> None:
 
 
 def _record_in_mlmd(config: PipelineConfig, decision: Decision) -> None:
-    store = metadata.open_store(metadata.connection_config(config))
+    store = connection.open_store(connection.connection_config(config))
     string, integer = metadata_store_pb2.STRING, metadata_store_pb2.INT
     execution_type = metadata_store_pb2.ExecutionType(name=EXECUTION_TYPE)
     for name, kind in (("triggers", string), ("reason", string), ("signals", string), ("run_id", string),
@@ -87,6 +87,6 @@ def _record_in_mlmd(config: PipelineConfig, decision: Decision) -> None:
 
 
 def recorded_in_mlmd(config: PipelineConfig) -> list[metadata_store_pb2.Execution]:
-    store = metadata.open_store(metadata.connection_config(config))
+    store = connection.open_store(connection.connection_config(config))
     context = store.get_context_by_type_and_name(CONTEXT_TYPE, config.pipeline_name)
     return sorted(store.get_executions_by_context(context.id), key=lambda e: e.id) if context else []

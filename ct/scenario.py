@@ -13,6 +13,7 @@ from typing import Callable
 
 from ct import controller, feedback
 from ct.decisions import Decision
+from ct.launcher import Launch
 from data import generator, spans_io
 from models import features
 from pipeline.configs import PipelineConfig
@@ -42,14 +43,20 @@ def _served_feedback(config: PipelineConfig, rows: list[dict], labelled: bool, m
     ]
 
 
-def run(config: PipelineConfig, rows_per_span: int = 400, seed: int = 0, on_step: Callable[[Step], None] | None = None) -> list[Step]:
+def run(
+    config: PipelineConfig,
+    launch: Launch,
+    rows_per_span: int = 400,
+    seed: int = 0,
+    on_step: Callable[[Step], None] | None = None,
+) -> list[Step]:
     reference = generator.shipped_reference()
     clock = [time.time()]
     steps: list[Step] = []
 
     def tick(name: str, advance_hours: float = 1.0, reason: str | None = None) -> Decision:
         clock[0] += advance_hours * HOUR
-        step = Step(name, controller.tick(config, now=clock[0], reason=reason))
+        step = Step(name, controller.tick(config, launch, now=clock[0], reason=reason))
         steps.append(step)
         if on_step:
             on_step(step)

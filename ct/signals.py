@@ -6,7 +6,7 @@ from typing import Any
 
 from ct import feedback
 from ct.decisions import Decision
-from pipeline import metadata, spans
+from metadata import connection, runs, spans
 from pipeline.configs import PipelineConfig
 
 HOUR = 3600.0
@@ -27,14 +27,14 @@ def new_data(config: PipelineConfig, quarantined: set[int]) -> dict[str, Any]:
 
 
 def _store(config: PipelineConfig):
-    return metadata.open_store(metadata.connection_config(config)) if metadata.store_exists(config) else None
+    return connection.open_store(connection.connection_config(config)) if connection.store_exists(config) else None
 
 
 def drift(config: PipelineConfig) -> dict[str, Any]:
     """Drift of the incoming feedback's features against the newest validated (trained) span."""
     files = feedback.incoming(config)
     store = _store(config)
-    baseline = metadata.newest_validated_statistics_uri(store, config.pipeline_name) if store else None
+    baseline = runs.newest_validated_statistics_uri(store, config.pipeline_name) if store else None
     if not files or baseline is None:
         return {"checked": False, "why": "no feedback" if not files else "no trained span yet", "exceeded": []}
     import tensorflow_data_validation as tfdv
@@ -64,7 +64,7 @@ def performance(config: PipelineConfig) -> dict[str, Any]:
     live = feedback.live_accuracy(rows)
     store = _store(config)
     offline = None
-    uri = metadata.latest_blessed_evaluation_uri(store, config.pipeline_name) if store else None
+    uri = runs.latest_blessed_evaluation_uri(store, config.pipeline_name) if store else None
     if uri:
         from pipeline.evaluation import OVERALL, load_evaluation
 

@@ -3,7 +3,7 @@
 For the window [end - hours, end) and the one before it:
   - TFDV statistics of the logged features, validated against the schema's SERVING environment;
   - skew: distances to the training statistics of the model that answered most of the window's
-    predictions (its Transform's pre_transform_stats, found through MLMD lineage, serving.registry);
+    predictions (its Transform's pre_transform_stats, found through MLMD lineage, metadata.registry);
   - drift: distances to the previous window;
   - live metrics per model version from the labels that have arrived (monitoring/labels.py).
 Writes result.json (fields in the README; read by the CT controller), report.html and the
@@ -24,7 +24,9 @@ from monitoring import labels as labels_lib
 from monitoring import statistics
 from pipeline import drift
 from pipeline.configs import PipelineConfig
-from serving import registry, request_log, versions
+from serving import request_log
+from metadata import registry
+from pipeline import versions
 
 RESULT_FORMAT = 1
 RESULT_FILE, REPORT_FILE, STATS_FILE = "result.json", "report.html", "serving_statistics.pb"

@@ -94,8 +94,8 @@ class PipelineConfig:
     )
 
     # Beam (see BEAM_MODES), passed to every Beam-powered component. beam_workers: processes for
-    # multi_processing (0 = one per core). Remote runners get --setup_file so workers install
-    # this project (beam_setup_file; None = this checkout's setup.py).
+    # multi_processing (0 = one per core). Every runner gets --setup_file (beam_setup_file; None =
+    # this checkout's setup.py): remote workers install this project from it.
     beam_mode: str = "in_memory"
     beam_workers: int = 0
     gcp_project: str | None = None  # Dataflow, and Vertex AI for kubeflow_runner --submit
@@ -249,8 +249,10 @@ class PipelineConfig:
             ]
             if self.beam_environment_config:
                 args.append(f"--environment_config={self.beam_environment_config}")
-        if self.beam_mode not in LOCAL_BEAM_MODES:
-            args.append(f"--setup_file={self.beam_setup_file or REPO_ROOT / 'setup.py'}")
+        # Every mode names setup.py: remote workers install Conveyor from it, and TFX builds a
+        # throwaway sdist of itself per Beam component (~52 MB in /tmp, never removed) whenever no
+        # dependency flag is given. The DirectRunner's workers share this venv and ignore it.
+        args.append(f"--setup_file={self.beam_setup_file or REPO_ROOT / 'setup.py'}")
         return args + list(self.beam_extra_args)
 
     def trainer_config(self) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The model currently served, and the atomic swap to a new version.
 
-`refresh()` asks serving.versions which version should serve; when it changed, the new version is
+`refresh()` asks pipeline.versions which version should serve; when it changed, the new version is
 loaded completely (1-2 s) *outside* the lock and then swapped in by replacing one reference under
 the lock. A request takes the reference once at its start, so requests in flight finish on the
 model they started with and none waits for a load. A version that fails to load is reported and
@@ -13,8 +13,8 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from serving import versions
-from serving.model import LoadedModel
+from pipeline import versions
+from models.saved_model import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class ModelHost:
         return model
 
     def refresh(self) -> bool:
-        """Serve the version serving.versions names now; True if a swap happened."""
+        """Serve the version pipeline.versions names now; True if a swap happened."""
         with self._refresh_lock:
             try:
                 wanted = versions.serving_version(self.serving_root)

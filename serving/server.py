@@ -4,7 +4,7 @@
     GET  /v1/models/{name}[/versions/{v}]/metadata   signature of serving_default
     POST /v1/models/{name}[/versions/{v}]:predict    {"instances": [...]} -> {"predictions": [...]}
 
-Instances are raw JSON features or {"b64": serialized tf.Example} (serving/instances.py). Each
+Instances are raw JSON features or {"b64": serialized tf.Example} (models/instances.py). Each
 answer carries `X-Model-Version` and `X-Request-Id` headers, and every prediction is appended
 to the request log before the response is sent. Errors are `{"error": "<reason>"}` with a 4xx
 for anything the client can fix: 400 malformed JSON or instances, 404 unknown model/version,
@@ -30,8 +30,8 @@ from starlette.concurrency import run_in_threadpool
 from pipeline.configs import PipelineConfig
 from serving import request_log
 from serving.host import ModelHost, NoModelError
-from serving.instances import FeatureRules, InstanceError, parse_instances
-from serving.model import SIGNATURE, LoadedModel, PredictionError, RejectedInput
+from models.instances import FeatureRules, InstanceError, parse_instances
+from models.saved_model import SIGNATURE, LoadedModel, PredictionError, RejectedInput
 
 log = logging.getLogger(__name__)
 REQUEST_ID_HEADER = "X-Request-Id"

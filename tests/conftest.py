@@ -37,7 +37,8 @@ def small_run(shipped_rows, tmp_path_factory):
     Shared read-only by tests that need real artifacts (MLMD, a pushed model, an evaluation).
     Returns (config, summary).
     """
-    from pipeline import configs, local_run
+    from conveyor import local_run
+    from pipeline import configs
 
     base = tmp_path_factory.mktemp("small_run")
     config = configs.load(home=base / "home", spans_root=base / "spans", train_steps=100, eval_steps=5, span=1)
@@ -53,7 +54,7 @@ def blocked_run(small_run, shipped_rows, tmp_path_factory):
     payment types): no Transform or Trainer, so it is cheap. Afterwards the latest run has
     anomalies, spans 1 and 2 have statistics, and the latest evaluation is small_run's.
     Returns (config, summary of the blocked run)."""
-    from pipeline import local_run
+    from conveyor import local_run
 
     small_config, _ = small_run
     base = tmp_path_factory.mktemp("blocked_run")

@@ -1,4 +1,4 @@
-"""Reading runs back for people: MLMD look-ups and TFDV summaries (pipeline/metadata.py, analysis.py)."""
+"""Reading runs back for people: MLMD look-ups and TFDV summaries (metadata/runs.py, analysis.py)."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 import tensorflow_data_validation as tfdv
 
-from pipeline import analysis, configs, metadata
+from conveyor import analysis
+from metadata import connection, runs
+from pipeline import configs
 
 
 @pytest.fixture(scope="module")
@@ -40,26 +42,26 @@ def test_compare_statistics_puts_two_datasets_side_by_side(tiny_statistics):
 
 def test_statistics_by_span_follows_statisticsgen_inputs(blocked_run):
     config, summary = blocked_run
-    store = metadata.open_metadata(config)
-    runs = [metadata.load_run(store, run_id) for run_id in metadata.run_ids(store, config.pipeline_name)]
-    assert [run.span for run in runs] == [1, 2] and runs[-1].run_id == summary.run_id
-    by_span = metadata.statistics_by_span(store, config.pipeline_name)
+    store = connection.open_metadata(config)
+    loaded = [runs.load_run(store, run_id) for run_id in runs.run_ids(store, config.pipeline_name)]
+    assert [run.span for run in loaded] == [1, 2] and loaded[-1].run_id == summary.run_id
+    by_span = runs.statistics_by_span(store, config.pipeline_name)
     assert {span: a.id for span, a in by_span.items()} == {
-        run.span: run.output("StatisticsGen", "statistics").id for run in runs
+        run.span: run.output("StatisticsGen", "statistics").id for run in loaded
     }
 
 
 def test_latest_execution_with_an_output_skips_runs_that_stopped_early(blocked_run, small_run):
     config, _ = blocked_run
-    store = metadata.open_metadata(config)
-    evaluator = metadata.latest_execution_with(store, config.pipeline_name, "Evaluator", "evaluation")
-    first_run = metadata.load_run(store, metadata.run_ids(store, config.pipeline_name)[0])
+    store = connection.open_metadata(config)
+    evaluator = runs.latest_execution_with(store, config.pipeline_name, "Evaluator", "evaluation")
+    first_run = runs.load_run(store, runs.run_ids(store, config.pipeline_name)[0])
     assert evaluator is not None
     assert evaluator.outputs["evaluation"][0].id == first_run.output("Evaluator", "evaluation").id
-    assert metadata.latest_run(store, config.pipeline_name).output("Evaluator", "evaluation") is None
+    assert runs.latest_run(store, config.pipeline_name).output("Evaluator", "evaluation") is None
 
 
 def test_a_home_without_runs_is_named_in_the_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no pipeline runs recorded under"):
-        metadata.open_metadata(configs.load(home=tmp_path / "empty"))
+        connection.open_metadata(configs.load(home=tmp_path / "empty"))
     assert not (tmp_path / "empty").exists()  # reading never creates a store

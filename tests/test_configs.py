@@ -3,20 +3,24 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import configs, metadata
+from metadata import connection
+from pipeline import configs
 from pipeline.configs import PipelineConfig
 
 
-def test_local_beam_modes_run_direct_runner():
+def test_local_beam_modes_run_direct_runner_and_name_setup_py():
+    setup_file = f"--setup_file={configs.REPO_ROOT / 'setup.py'}"  # so TFX builds no throwaway sdist
     assert PipelineConfig().beam_args() == [
         "--runner=DirectRunner",
         "--direct_running_mode=in_memory",
         "--direct_num_workers=1",
+        setup_file,
     ]
     assert PipelineConfig(beam_mode="multi_processing", beam_workers=3).beam_args() == [
         "--runner=DirectRunner",
         "--direct_running_mode=multi_processing",
         "--direct_num_workers=3",
+        setup_file,
     ]
 
 
@@ -95,22 +99,22 @@ def test_locations_default_to_home_and_take_uris_unchanged(tmp_path):
 
 
 def test_mlmd_is_sqlite_by_default_and_mysql_from_the_environment(monkeypatch, tmp_path):
-    assert metadata.connection_config(PipelineConfig(home=tmp_path)).sqlite.filename_uri == str(
+    assert connection.connection_config(PipelineConfig(home=tmp_path)).sqlite.filename_uri == str(
         tmp_path / "metadata.sqlite"
     )
     monkeypatch.setenv("CONVEYOR_MYSQL_HOST", "db.internal")
     monkeypatch.setenv("CONVEYOR_MYSQL_PORT", "3307")
     monkeypatch.setenv("CONVEYOR_MYSQL_DATABASE", "mlmd")
     monkeypatch.setenv("CONVEYOR_MYSQL_USER", "pipeline")
-    monkeypatch.setenv(metadata.MYSQL_PASSWORD_ENV, "s3cret")
+    monkeypatch.setenv(connection.MYSQL_PASSWORD_ENV, "s3cret")
     config = configs.load()
-    connection = metadata.connection_config(config)
-    assert (connection.mysql.host, connection.mysql.port, connection.mysql.database, connection.mysql.user) == (
+    mlmd = connection.connection_config(config)
+    assert (mlmd.mysql.host, mlmd.mysql.port, mlmd.mysql.database, mlmd.mysql.user) == (
         "db.internal",
         3307,
         "mlmd",
         "pipeline",
     )
-    assert connection.mysql.password == "s3cret"
+    assert mlmd.mysql.password == "s3cret"
     assert "s3cret" not in repr(config)  # the password is never part of the config
-    assert metadata.describe(connection) == "mysql://pipeline@db.internal:3307/mlmd"
+    assert connection.describe(mlmd) == "mysql://pipeline@db.internal:3307/mlmd"

@@ -1,17 +1,21 @@
 """The continuous-training controller, driven through every trigger by the scripted scenario."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
+from conveyor import local_run
 from ct import controller, decisions, scenario
-from pipeline import configs, metadata
+from metadata import connection, runs
+from pipeline import configs, home_lock
 
 
 @pytest.fixture(scope="module")
 def steps(tmp_path_factory):
     home = tmp_path_factory.mktemp("ct") / "home"
     config = configs.load(home=home, spans_root=home / "spans", train_steps=50, eval_steps=5)
-    return config, {s.name: s.decision for s in scenario.run(config, rows_per_span=400)}
+    return config, {s.name: s.decision for s in scenario.run(config, local_run.run, rows_per_span=400)}
 
 
 def _step(steps, name):
@@ -50,7 +54,7 @@ def test_schema_broken_span_is_blocked_before_training(steps):
     assert broken.triggers == ["new_data"] and broken.span == 3
     assert broken.outcome == decisions.BLOCKED
     assert "fare: SCHEMA_MISSING_COLUMN" in broken.detail
-    nodes = metadata.run_executions(metadata.open_store(metadata.sqlite_config(config.metadata_path)), broken.run_id)
+    nodes = runs.run_executions(connection.open_store(connection.sqlite_config(config.metadata_path)), broken.run_id)
     assert "DataGate" in nodes and not {"Transform", "Trainer", "Pusher"} & set(nodes)
 
 
@@ -101,10 +105,10 @@ def test_every_decision_is_logged_and_recorded_in_mlmd(steps):
 
 def test_a_tick_during_a_run_does_not_launch_another(steps):
     config, _ = steps
-    with controller.run_lock(config) as held:
-        assert held
-        busy = controller.tick(config)
+    with home_lock.hold(config.home, "conveyor run"):
+        busy = controller.tick(config, local_run.run)
     assert not busy.fired and busy.outcome == decisions.BUSY
+    assert "conveyor run started at" in busy.reason and f"by pid {os.getpid()}" in busy.reason
     assert decisions.history(config)[-1].outcome == decisions.BUSY
 
 

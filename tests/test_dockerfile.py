@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import re
 
-from pipeline import configs, kubeflow
+from conveyor import kubeflow
+from pipeline import configs
 
 DOCKERFILE = (configs.REPO_ROOT / "Dockerfile").read_text()
 LOCK = dict(

@@ -12,7 +12,9 @@ import pytest
 from tfx.types import standard_artifacts
 
 from data import spans_io
-from pipeline import configs, lineage, local_run, metadata, pushed_models
+from conveyor import local_run
+from metadata import lineage, runs
+from pipeline import configs, versions
 from pipeline.components import span_window
 from tests.conftest import SMALL_SPAN_ROWS
 
@@ -51,10 +53,10 @@ def test_a_window_is_one_artifact_with_every_span_s_files_and_a_hole_for_a_missi
     train = sorted(os.listdir(tmp_path / "window" / "Split-train"))
     assert train == ["span-1-data_tfrecord-00000-of-00001.gz", "span-3-data_tfrecord-00000-of-00001.gz"]
     assert (tmp_path / "window" / "Split-eval" / train[1]).read_text() == "3/0/eval"
-    assert metadata.custom_property(output.mlmd_artifact, metadata.WINDOW_SPANS_PROPERTY) == "1,3"
+    assert runs.custom_property(output.mlmd_artifact, span_window.WINDOW_SPANS_PROPERTY) == "1,3"
     assert output.get_int_custom_property("span") == 3
-    assert json.loads(output.get_string_custom_property(metadata.WINDOW_SOURCES_PROPERTY)) == [e["uri"] for e in entries]
-    assert metadata.window_spans([output.mlmd_artifact]) == [1, 3]
+    assert json.loads(output.get_string_custom_property(span_window.WINDOW_SOURCES_PROPERTY)) == [e["uri"] for e in entries]
+    assert runs.window_spans([output.mlmd_artifact]) == [1, 3]
 
 
 def test_spans_with_different_splits_cannot_share_a_window(tmp_path):
@@ -71,11 +73,11 @@ def test_pushed_versions_are_complete_pushes_in_time_order(tmp_path):
     for version, complete in (("1700000100", True), ("1700000020", True), ("1700000200", False)):
         os.makedirs(tmp_path / version)
         if complete:
-            (tmp_path / version / pushed_models.SAVED_MODEL_FILE).write_bytes(b"")
+            (tmp_path / version / versions.READY_FILE).write_bytes(b"")
     (tmp_path / "notes").mkdir()
-    assert pushed_models.versions(str(tmp_path)) == ["1700000020", "1700000100"]
-    assert pushed_models.serving_version(str(tmp_path)) == "1700000100"
-    assert pushed_models.latest_version(str(tmp_path / "missing")) is None
+    assert versions.ready_versions(str(tmp_path)) == ["1700000020", "1700000100"]
+    assert versions.serving_version(str(tmp_path)) == "1700000100"
+    assert versions.latest_version(str(tmp_path / "missing")) is None
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +94,9 @@ def stores_runs(shipped_rows, tmp_path_factory):
     spans_io.write_span(config.spans_root, 1, shipped_rows[:SMALL_SPAN_ROWS])
     spans_io.write_span(config.spans_root, 2, shipped_rows[SMALL_SPAN_ROWS : 2 * SMALL_SPAN_ROWS])
     results = {"first": local_run.run(config.replace(span=1))}
-    results["versions_after_first"] = pushed_models.versions(config.serving_root_uri)
+    results["versions_after_first"] = versions.ready_versions(config.serving_root_uri)
     results["unchanged"] = local_run.run(config.replace(span=1))
-    results["versions_after_unchanged"] = pushed_models.versions(config.serving_root_uri)
+    results["versions_after_unchanged"] = versions.ready_versions(config.serving_root_uri)
     results["second"] = local_run.run(config.replace(span=2))
     return config, results
 
@@ -122,7 +124,7 @@ def test_the_next_span_trains_on_the_window_and_is_compared_with_the_pushed_mode
     assert second.span == 2 and second.window_spans == [1, 2]
     assert second.evaluation.baseline  # compared with span 1's pushed model
     found = lineage.for_config(config)
-    assert found.version == pushed_models.serving_version(config.serving_root_uri) != results["versions_after_first"][0]
+    assert found.version == versions.serving_version(config.serving_root_uri) != results["versions_after_first"][0]
     assert [s.span for s in found.spans] == [1, 2]  # through the window's sources, back to each gate
     assert found.baseline.endswith(f"(copy of {config.serving_root_uri}/{results['versions_after_first'][0]})")
     assert "installed, code" in found.trainer_code

@@ -6,17 +6,19 @@ from pathlib import Path
 import pytest
 
 from data import spans_io
-from pipeline import configs, local_run, metadata
+from conveyor import local_run, run_summary
+from metadata import connection, runs
+from pipeline import configs
 from pipeline.components import infra_check
-from serving import registry
+from metadata import registry
 from tests.conftest import SMALL_SPAN_ROWS
 
 BAD_MODEL_MODULE = Path(__file__).parent / "assets" / "model_requires_tips.py"
 
 
 def _nodes(config):
-    store = metadata.open_store(metadata.sqlite_config(config.metadata_path))
-    return metadata.run_executions(store, metadata.latest_run_id(store, config.pipeline_name))
+    store = connection.open_store(connection.sqlite_config(config.metadata_path))
+    return runs.run_executions(store, runs.latest_run_id(store, config.pipeline_name))
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +40,7 @@ def test_a_model_that_cannot_serve_is_blessed_by_the_evaluator_but_never_pushed(
     assert summary.infra_failure and "tips" in summary.infra_failure
     assert summary.pushed_path is None
     assert not config.serving_root.exists() or not any(config.serving_root.iterdir())
-    assert "infra check: FAILED, not pushed:" in local_run.format_summary(summary)
+    assert "infra check: FAILED, not pushed:" in run_summary.format_summary(summary)
     assert registry.list_versions(config) == []
 
 
@@ -49,7 +51,7 @@ def test_the_pushed_model_passed_the_infra_check_on_real_examples(small_run):
     nodes = _nodes(config)
     [blessing] = nodes["Pusher"].inputs["infra_blessing"]
     assert blessing.custom_properties[infra_check.BLESSED_KEY].int_value == 1
-    assert "infra check: passed" in local_run.format_summary(summary)
+    assert "infra check: passed" in run_summary.format_summary(summary)
 
 
 def test_check_model_directly(small_run, refused_run):

@@ -14,7 +14,9 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from pipeline import cli, configs, kubeflow, metadata, user_code
+from conveyor import cli, kubeflow
+from metadata import connection
+from pipeline import configs, user_code
 
 IMAGE = "europe-docker.pkg.dev/proj/conveyor/conveyor:3f2c1ab"
 ROOT = "gs://conveyor-bucket/prod"
@@ -32,7 +34,7 @@ SECRET = "never-in-the-spec-7f3a"
 def compiled(tmp_path_factory):
     """`python kubeflow_runner.py --target vertex ...` with Dataflow Beam args, MySQL settings in the env."""
     output = tmp_path_factory.mktemp("kubeflow") / "conveyor.yaml"
-    env = {"CONVEYOR_MYSQL_HOST": "db.internal", metadata.MYSQL_PASSWORD_ENV: SECRET, "CONVEYOR_TRAIN_STEPS": "300"}
+    env = {"CONVEYOR_MYSQL_HOST": "db.internal", connection.MYSQL_PASSWORD_ENV: SECRET, "CONVEYOR_TRAIN_STEPS": "300"}
     command = [sys.executable, "kubeflow_runner.py", "--target", "vertex", "--image", IMAGE, "--pipeline-root", ROOT]
     done = subprocess.run(
         [*command, "--output", str(output), *BEAM],
@@ -167,7 +169,7 @@ def test_no_runtime_parameter_is_compiled_in(compiled):
 
 
 def test_the_compiler_still_drops_runtime_parameter_defaults(tmp_path):
-    """Why pipeline/kubeflow.py compiles values in (tensorflow/tfx#7733): if this fails, TFX fixed it."""
+    """Why conveyor/kubeflow.py compiles values in (tensorflow/tfx#7733): if this fails, TFX fixed it."""
     from tfx import v1 as tfx
     from tfx.orchestration import data_types
 

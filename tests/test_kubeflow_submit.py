@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import configs, kubeflow
+from conveyor import kubeflow
+from pipeline import configs
 
 ROOT = "gs://conveyor-bucket/prod"
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import cli, lineage, pushed_models, user_code
+from conveyor import cli
+from metadata import lineage
+from pipeline import versions, user_code
 
 
 @pytest.fixture(scope="module")
@@ -14,7 +16,7 @@ def traced(small_run):
 
 def test_the_default_version_is_the_one_serving_now(traced):
     config, summary, found = traced
-    assert found.serving_now and found.version == pushed_models.serving_version(config.serving_root_uri)
+    assert found.serving_now and found.version == versions.serving_version(config.serving_root_uri)
     assert found.pushed_path == summary.pushed_path
     assert found.run_id == summary.run_id
 

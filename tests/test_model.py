@@ -1,7 +1,6 @@
 """The model builds, trains a step, exports, and its serving signature answers raw tf.Examples."""
 import json
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf

@@ -13,10 +13,12 @@ import pytest
 
 from models import features
 from monitoring import job, labels, statistics
-from pipeline import cli, configs, drift
-from serving import request_log, versions
-from serving.instances import FeatureRules, from_row, parse_instance
-from serving.model import LoadedModel
+from conveyor import cli
+from pipeline import configs, drift
+from serving import request_log
+from pipeline import versions
+from models.instances import FeatureRules, from_row, parse_instance
+from models.saved_model import LoadedModel
 from tests.serving_helpers import copy_home
 
 END = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import pytest
 
 from data import spans_io
-from pipeline import cli, configs, lineage, local_run, metadata
+from conveyor import cli, local_run
+from metadata import connection, lineage
+from pipeline import configs
 from tests.conftest import SMALL_SPAN_ROWS
 from tests.mariadb import mariadb  # noqa: F401 (the fixture)
 
@@ -22,7 +24,7 @@ def mysql_runs(mariadb, shipped_rows, tmp_path_factory):  # noqa: F811
         "CONVEYOR_MYSQL_PORT": str(mariadb.port),
         "CONVEYOR_MYSQL_DATABASE": mariadb.database,
         "CONVEYOR_MYSQL_USER": mariadb.user,
-        metadata.MYSQL_PASSWORD_ENV: mariadb.password,
+        connection.MYSQL_PASSWORD_ENV: mariadb.password,
     }
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():

@@ -8,7 +8,7 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from pipeline import metadata
+from metadata import connection, runs
 from pipeline.configs import REPO_ROOT
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -52,8 +52,8 @@ def test_data_validation_notebook_shows_the_latest_span(blocked_run, monkeypatch
 def test_model_analysis_notebook_shows_the_latest_evaluation(blocked_run, small_run, monkeypatch):
     config, _ = blocked_run  # its latest run stopped at DataGate: the evaluation is small_run's
     _, first = small_run
-    store = metadata.open_metadata(config)
-    evaluated = metadata.load_run(store, first.run_id)
+    store = connection.open_metadata(config)
+    evaluated = runs.load_run(store, first.run_id)
     text = execute("model_analysis.ipynb", config.home, monkeypatch)
     assert f"evaluation: ModelEvaluation #{evaluated.output('Evaluator', 'evaluation').id}" in text
     assert f"candidate: Model #{evaluated.output('Trainer', 'model').id}" in text

@@ -8,7 +8,6 @@ One sequence of runs shared by the tests below:
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +15,9 @@ import tensorflow as tf
 
 from data import spans_io
 from models import features, model
-from pipeline import analysis, configs, local_run, metadata, spans
+from conveyor import analysis, local_run
+from metadata import connection, runs, spans
+from pipeline import configs
 from tests.test_model import _example
 
 from tests.conftest import SMALL_SPAN_ROWS as ROWS_PER_SPAN
@@ -28,7 +29,7 @@ def _versions(config: configs.PipelineConfig) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def runs(shipped_rows, tmp_path_factory):
+def e2e(shipped_rows, tmp_path_factory):
     base = tmp_path_factory.mktemp("e2e")
     # A window of 3 span numbers: run 4 (span 3) covers spans 1..3, of which 2 was blocked.
     config = configs.load(
@@ -56,8 +57,8 @@ def runs(shipped_rows, tmp_path_factory):
     return config, results
 
 
-def test_first_run_is_blessed_and_pushed(runs):
-    config, results = runs
+def test_first_run_is_blessed_and_pushed(e2e):
+    config, results = e2e
     summary = results["first"]
     assert summary.ok, summary.error
     assert summary.span == 1 and summary.window_spans == [1]
@@ -68,33 +69,33 @@ def test_first_run_is_blessed_and_pushed(runs):
     assert summary.pushed_path == str(config.serving_root / results["versions_after_first"][0])
 
 
-def test_every_threshold_metric_appears_in_the_evaluation(runs):
+def test_every_threshold_metric_appears_in_the_evaluation(e2e):
     from pipeline import evaluation
 
-    _, results = runs
+    _, results = e2e
     overall = results["first"].evaluation.metrics["overall"]
     assert evaluation.threshold_metric_names(evaluation.eval_config(configs.PipelineConfig())) <= set(overall)
     assert overall["example_count"] > 0
     assert {"payment_type=Cash", "payment_type=Credit Card"} <= set(results["first"].evaluation.metrics)
 
 
-def test_progress_reports_each_component_once(runs):
-    _, results = runs
+def test_progress_reports_each_component_once(e2e):
+    _, results = e2e
     names = [name for name, _, _ in results["first"].timings]
     assert names.count("Trainer") == 1 and len(names) == len(set(names)) == 13
     assert dict((n, s) for n, s, _ in results["first"].timings)["Trainer"] == "ran"
 
 
-def test_pushed_model_answers_through_its_signature(runs, shipped_rows):
-    _, results = runs
+def test_pushed_model_answers_through_its_signature(e2e, shipped_rows):
+    _, results = e2e
     loaded = tf.saved_model.load(results["first"].pushed_path)
     batch = tf.constant([_example(r, features.SERVING_FEATURES) for r in shipped_rows[:20]])
     probability = loaded.signatures["serving_default"](examples=batch)[model.PROBABILITY_KEY].numpy()
     assert probability.shape == (20,) and np.all((0 <= probability) & (probability <= 1))
 
 
-def test_second_run_without_change_is_fully_cached(runs):
-    _, results = runs
+def test_second_run_without_change_is_fully_cached(e2e):
+    _, results = e2e
     summary = results["cached"]
     assert summary.ok, summary.error
     statuses = {name: status for name, status, _ in summary.timings}
@@ -104,13 +105,13 @@ def test_second_run_without_change_is_fully_cached(runs):
     assert results["versions_after_cached"] == results["versions_after_first"]
 
 
-def test_pending_spans_are_the_ones_never_ingested(runs):
-    _, results = runs
+def test_pending_spans_are_the_ones_never_ingested(e2e):
+    _, results = e2e
     assert results["pending_after_first"] == [2, 3]
 
 
-def test_corrupted_span_stops_before_training_with_anomalies_named(runs):
-    _, results = runs
+def test_corrupted_span_stops_before_training_with_anomalies_named(e2e):
+    _, results = e2e
     summary = results["blocked"]
     assert not summary.ok
     assert summary.failed_component == "DataGate"
@@ -123,8 +124,8 @@ def test_corrupted_span_stops_before_training_with_anomalies_named(runs):
     assert results["versions_after_blocked"] == results["versions_after_first"]
 
 
-def test_blocked_span_never_enters_a_later_training_window(runs):
-    _, results = runs
+def test_blocked_span_never_enters_a_later_training_window(e2e):
+    _, results = e2e
     summary = results["next"]
     assert summary.ok, summary.error
     assert summary.span == 3
@@ -132,21 +133,21 @@ def test_blocked_span_never_enters_a_later_training_window(runs):
     assert summary.evaluation is not None and summary.evaluation.baseline  # compared with run 1's model
     assert summary.drift["baseline_span"] == 1  # drift baseline skips the blocked span too
     assert {s["feature"] for s in summary.drift["scores"]} == set(configs.PipelineConfig().drift_thresholds)
-    store = metadata.open_store(metadata.sqlite_config(runs[0].metadata_path))
-    read_back = analysis.drift_scores(store, metadata.load_run(store, summary.run_id))  # report, notebook
+    store = connection.open_store(connection.sqlite_config(e2e[0].metadata_path))
+    read_back = analysis.drift_scores(store, runs.load_run(store, summary.run_id))  # report, notebook
     assert [(d.feature, d.measure, d.value) for d in read_back] == [
         (s["feature"], s["measure"], s["value"]) for s in summary.drift["scores"]
     ]
     assert {d.source for d in read_back} == {"drift vs span 1"}
 
 
-def test_first_evaluation_has_no_baseline(runs):
-    _, results = runs
+def test_first_evaluation_has_no_baseline(e2e):
+    _, results = e2e
     assert results["first"].evaluation.baseline == {}
 
 
-def test_a_later_evaluation_and_its_report_compare_every_slice_with_the_baseline(runs):
-    _, results = runs
+def test_a_later_evaluation_and_its_report_compare_every_slice_with_the_baseline(e2e):
+    _, results = e2e
     summary = results["next"]
     result = summary.evaluation
     assert set(result.baseline_by_slice) == set(result.metrics)  # TFMA evaluated the baseline on every slice

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pipeline import analysis, local_run, metadata, report
+from conveyor import analysis, report, run_summary
+from metadata import connection, runs
 from pipeline.evaluation import slice_order
 
 CHROMIUM_FLAGS = [
@@ -98,7 +99,7 @@ def test_every_run_writes_its_report_next_to_its_log(small_run):
     _, summary = small_run
     assert summary.report_file == summary.log_file.with_suffix(".html")
     assert summary.report_file.is_file()
-    assert f"report: {summary.report_file}" in local_run.format_summary(summary)
+    assert f"report: {summary.report_file}" in run_summary.format_summary(summary)
 
 
 def test_report_shows_the_key_figures_in_chromium(small_run, tmp_path):
@@ -122,8 +123,8 @@ def test_report_shows_the_key_figures_in_chromium(small_run, tmp_path):
     assert [row[0] for row in slices] == sorted(summary.evaluation.metrics, key=slice_order)
     assert slices[0][:3] == ["overall", f"{overall['example_count']:.0f}", f"{overall['binary_accuracy']:.4f}"]
 
-    store = metadata.open_metadata(config)
-    run = metadata.load_run(store, summary.run_id)
+    store = connection.open_metadata(config)
+    run = runs.load_run(store, summary.run_id)
     lineage = page.body_rows("lineage")
     assert [row[0] for row in lineage] == list(run.nodes)
     trainer_row = next(row for row in lineage if row[0] == "Trainer")

@@ -17,10 +17,12 @@ import pytest
 import tensorflow as tf
 
 from data import spans_io
-from models import features
-from pipeline import cli, metadata
-from serving import registry, request_log, server, versions
-from serving.instances import from_row, to_example
+from conveyor import cli
+from metadata import connection
+from serving import request_log, server
+from metadata import registry
+from pipeline import versions
+from models.instances import from_row, to_example
 from tests.serving_helpers import copy_home
 
 MODEL = "taxi"
@@ -190,7 +192,7 @@ def test_rollback_changes_what_is_served_and_a_newer_push_supersedes_it(running,
         newest = versions.republish(config.serving_root, original, str(int(original) + 200)).name
         wait_for(lambda: served() == newest, what="a newer push superseding the rollback")
 
-    store = metadata.open_store(metadata.sqlite_config(config.metadata_path))
+    store = connection.open_store(connection.sqlite_config(config.metadata_path))
     [execution] = registry.rollbacks(config)
     assert execution.properties["from_version"].string_value == newer
     assert execution.properties["to_version"].string_value == original
@@ -240,7 +242,7 @@ def test_serving_version_rule(tmp_path):
 def test_conveyor_serve_command_serves_the_pushed_model(home, shipped_rows):
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "serve", "--home", str(home.home), "--port", "0"],
+        [sys.executable, "-m", "conveyor.cli", "serve", "--home", str(home.home), "--port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
     )
     try:

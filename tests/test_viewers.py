@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import configs, metadata, viewers
+from conveyor import viewers
+from metadata import connection, runs
+from pipeline import configs
 from pipeline.configs import REPO_ROOT
 
 
@@ -23,7 +25,7 @@ class Server:
 
     def __init__(self, *args: str, env: dict[str, str] | None = None):
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", *args],
+            [sys.executable, "-m", "conveyor.cli", *args],
             cwd=REPO_ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -76,7 +78,7 @@ def get_json(url: str, connect_within: float = 30) -> object:
 
 def test_tensorboard_logdir_is_the_trainers_model_run_artifact(small_run):
     config, summary = small_run
-    run = metadata.load_run(metadata.open_metadata(config), summary.run_id)
+    run = runs.load_run(connection.open_metadata(config), summary.run_id)
     logdir, trainer = viewers.trainer_logdir(config)
     assert logdir == run.output("Trainer", "model_run").uri
     assert trainer.execution.id == run.nodes["Trainer"].execution.id

@@ -2,7 +2,7 @@
 
 TFX's InfraValidator needs TF Serving binaries or docker and is not supported by the Kubeflow V2
 runner, so this component does the same job with the code the server runs (serving/): it loads the
-candidate SavedModel with serving.model.LoadedModel and asks it about real examples of this run's
+candidate SavedModel with models.saved_model.LoadedModel and asks it about real examples of this run's
 eval split, sent both as raw JSON features and as base64 tf.Examples, exactly as a client would.
 The model passes when every request is accepted, every probability is in [0, 1], and both forms
 agree. The InfraBlessing output carries `blessed` 1/0 (what TFX's Pusher reads) and, on failure,
@@ -52,8 +52,8 @@ def check_model(model_dir: Path, samples: List[bytes], schema_path: Path) -> Inf
     import tensorflow as tf
 
     from models import features
-    from serving.instances import FeatureRules, InstanceError, from_example, parse_instances
-    from serving.model import LoadedModel, PredictionError
+    from models.instances import FeatureRules, InstanceError, from_example, parse_instances
+    from models.saved_model import LoadedModel, PredictionError
 
     if not samples:
         return InfraResult(False, 0, "no sample examples to send")

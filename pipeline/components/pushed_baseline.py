@@ -21,7 +21,7 @@ from tfx.dsl.io import fileio
 from tfx.types import standard_component_specs
 from tfx.utils import io_utils, path_utils
 
-from pipeline import pushed_models
+from pipeline import versions
 
 PUSHED_VERSION_PROPERTY = "pushed_version"
 PUSHED_DESTINATION_PROPERTY = "pushed_destination"
@@ -34,7 +34,7 @@ def PreviousPushedModel(
     serving_root: tfx.dsl.components.Parameter[str],
 ) -> None:
     del candidate  # an input for ordering and the cache key only (see the module docstring)
-    version = pushed_models.latest_version(serving_root)
+    version = versions.latest_version(serving_root)
     if version is None:
         return
     source = os.path.join(serving_root, version)
@@ -45,7 +45,7 @@ def PreviousPushedModel(
 
 def has_model(artifact: types.Artifact) -> bool:
     """Whether a Model artifact holds a serving SavedModel (PreviousPushedModel's may be empty)."""
-    return fileio.exists(os.path.join(path_utils.serving_model_dir(artifact.uri), pushed_models.SAVED_MODEL_FILE))
+    return fileio.exists(os.path.join(path_utils.serving_model_dir(artifact.uri), versions.READY_FILE))
 
 
 class OptionalBaselineExecutor(evaluator_executor.Executor):

@@ -17,8 +17,11 @@ from tfx import v1 as tfx
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
-from pipeline import metadata
 from pipeline.components.data_gate import SPAN_KEYS
+
+# Set on the one Examples artifact of a window: its spans ("1,3") and the validated artifacts' URIs (JSON).
+WINDOW_SPANS_PROPERTY = "window_spans"
+WINDOW_SOURCES_PROPERTY = "window_sources"
 
 
 def _entry_path(index_uri: str, span: int) -> str:
@@ -70,8 +73,8 @@ def assemble(entries: list[dict[str, Any]], output: tfx.types.standard_artifacts
     output.split_names = newest["split_names"]
     output.set_int_custom_property("span", newest["span"])
     output.set_int_custom_property("version", newest["version"])
-    output.set_string_custom_property(metadata.WINDOW_SPANS_PROPERTY, ",".join(str(e["span"]) for e in entries))
-    output.set_string_custom_property(metadata.WINDOW_SOURCES_PROPERTY, json.dumps([e["uri"] for e in entries]))
+    output.set_string_custom_property(WINDOW_SPANS_PROPERTY, ",".join(str(e["span"]) for e in entries))
+    output.set_string_custom_property(WINDOW_SOURCES_PROPERTY, json.dumps([e["uri"] for e in entries]))
 
 
 @tfx.dsl.components.component

@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 from data import spans_io
-from pipeline import metadata
+from metadata import connection, runs
 from pipeline.configs import PipelineConfig
 
 
 def ingested(config: PipelineConfig) -> set[int]:
     """Spans CsvExampleGen has ingested for this pipeline (empty before the first run)."""
-    if not metadata.store_exists(config):
+    if not connection.store_exists(config):
         return set()
-    return metadata.ingested_spans(metadata.open_store(metadata.connection_config(config)), config.pipeline_name)
+    return runs.ingested_spans(connection.open_store(connection.connection_config(config)), config.pipeline_name)
 
 
 def pending(config: PipelineConfig) -> list[int]:

@@ -5,18 +5,18 @@ import os
 import sys
 import threading
 
-from pipeline import metadata
+from metadata import connection, runs
 from pipeline.configs import REPO_ROOT, PipelineConfig
 
 HOST = "127.0.0.1"
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 
 
-def trainer_logdir(config: PipelineConfig) -> tuple[str, metadata.NodeExecution]:
+def trainer_logdir(config: PipelineConfig) -> tuple[str, runs.NodeExecution]:
     """The TensorBoard logs of the newest trained model: the Trainer's `model_run` output,
     found through MLMD (a cached Trainer execution points at the model it reused)."""
-    store = metadata.open_metadata(config)
-    trainer = metadata.latest_execution_with(store, config.pipeline_name, "Trainer", "model_run")
+    store = connection.open_metadata(config)
+    trainer = runs.latest_execution_with(store, config.pipeline_name, "Trainer", "model_run")
     if trainer is None:
         raise LookupError(f"no Trainer has run yet in {config.home}: nothing to show in TensorBoard")
     return trainer.outputs["model_run"][0].uri, trainer

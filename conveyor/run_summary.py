@@ -1,18 +1,13 @@
-"""Run the pipeline locally (LocalDagRunner; MLMD on SQLite or MySQL; Beam as configured) and summarise it."""
+"""What a run did, read back from ML Metadata by the run's own id, and its console summary."""
 from __future__ import annotations
 
 import json
-import logging
-import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
-from pipeline import metadata
+from metadata import connection, runs
 from pipeline.configs import PipelineConfig
-from pipeline.progress import quiet_logs
 
 if TYPE_CHECKING:  # importing pipeline.evaluation loads TensorFlow: only inside a run's quiet logs
     from pipeline.evaluation import Evaluation
@@ -44,56 +39,15 @@ class RunSummary:
         return bool(self.evaluation and self.evaluation.blessed)
 
 
-def run(config: PipelineConfig, verbose: bool = False) -> RunSummary:
-    """Run one pipeline pass; never raises for a pipeline failure (see RunSummary.ok/error)."""
-    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
-    log_file = config.logs_dir / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-    connection = metadata.connection_config(config)
-    started = time.monotonic()
-    error = failed = None
-    with quiet_logs(log_file, verbose) as progress:
-        from tfx import v1 as tfx  # imported here so TensorFlow's start-up chatter goes to the log
-
-        from pipeline.pipeline import create_pipeline
-
-        try:
-            tfx.orchestration.LocalDagRunner().run(create_pipeline(config, connection))
-        except Exception as exc:  # a failed component: reported in the summary
-            error, failed = f"{type(exc).__name__}: {exc}", progress.failed_component()
-        summary = RunSummary(
-            run_id=None,
-            ok=error is None,
-            seconds=time.monotonic() - started,
-            log_file=log_file,
-            timings=progress.timings,
-            error=error,
-            failed_component=failed,
-        )
-        _read_back(config, summary)
-        summary.report_file = _write_report(config, summary)
-    return summary
-
-
-def _write_report(config: PipelineConfig, summary: RunSummary) -> Path | None:
-    """The run report next to the log; a failure to write it is logged, never raised."""
-    from pipeline import report
-
-    try:
-        return report.write(config, summary)
-    except Exception:  # the run's own outcome stands; the summary says the report is missing
-        logging.exception("could not write the run report")
-        return None
-
-
-def _read_back(config: PipelineConfig, summary: RunSummary) -> None:
+def read_back(config: PipelineConfig, summary: RunSummary) -> None:
+    """Fill `summary` from MLMD: what run `summary.run_id` recorded (nothing if it never started)."""
     from pipeline import evaluation
     from pipeline.components.data_gate import REPORT_FILE
 
-    store = metadata.open_store(metadata.connection_config(config))
-    summary.run_id = metadata.latest_run_id(store, config.pipeline_name)
     if summary.run_id is None:
         return
-    run = metadata.load_run(store, summary.run_id)
+    store = connection.open_store(connection.connection_config(config))
+    run = runs.load_run(store, summary.run_id)
     summary.span = run.span
     summary.window_spans = run.window_spans
     report = run.output("DataGate", "drift_report")

@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Iterable
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import analysis, anomalies, evaluation, metadata
+from conveyor import analysis
+from metadata import connection, runs
+from pipeline import anomalies, evaluation
 from pipeline.configs import PipelineConfig, Threshold
 
 if TYPE_CHECKING:
-    from pipeline.local_run import RunSummary
+    from conveyor.run_summary import RunSummary
 
 METRIC_LABELS = {"binary_accuracy": "accuracy", "auc": "AUC", "precision": "precision", "recall": "recall"}
 
@@ -67,8 +69,8 @@ def write(config: PipelineConfig, summary: RunSummary) -> Path:
 
 
 def collect(config: PipelineConfig, summary: RunSummary) -> ReportData:
-    store = metadata.open_metadata(config)
-    run = metadata.load_run(store, summary.run_id) if summary.run_id else metadata.Run("", {})
+    store = connection.open_metadata(config)
+    run = runs.load_run(store, summary.run_id) if summary.run_id else runs.Run("", {})
     examples: dict[str, int] = {}
     statistics: dict[str, list[analysis.FeatureSummary]] = {}
     stats_artifact = run.output("StatisticsGen", "statistics")
@@ -93,7 +95,7 @@ def collect(config: PipelineConfig, summary: RunSummary) -> ReportData:
     )
 
 
-def _lineage(store: metadata_store.MetadataStore, run: metadata.Run) -> list[LineageRow]:
+def _lineage(store: metadata_store.MetadataStore, run: runs.Run) -> list[LineageRow]:
     type_names = {t.id: t.name for t in store.get_artifact_types()}
 
     def refs(by_key: dict[str, list[metadata_store_pb2.Artifact]]) -> list[ArtifactRef]:

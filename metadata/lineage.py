@@ -20,7 +20,8 @@ from typing import Any
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import metadata, pushed_models
+from metadata import connection, runs
+from pipeline import versions
 from pipeline.configs import PipelineConfig
 
 
@@ -66,31 +67,31 @@ class ModelLineage:
     baseline_metrics: dict[str, float] = field(default_factory=dict)
 
 
-def _producer(store: metadata_store.MetadataStore, artifact: metadata_store_pb2.Artifact, expected: str) -> metadata.NodeExecution:
-    node = metadata.producer(store, artifact.id)
+def _producer(store: metadata_store.MetadataStore, artifact: metadata_store_pb2.Artifact, expected: str) -> runs.NodeExecution:
+    node = runs.producer(store, artifact.id)
     if node is None or node.node_id != expected:
         found = node.node_id if node else "nothing"
         raise LineageError(f"{artifact.uri}: expected to be produced by {expected}, found {found}")
     return node
 
 
-def _single(node: metadata.NodeExecution, side: str, key: str) -> metadata_store_pb2.Artifact:
+def _single(node: runs.NodeExecution, side: str, key: str) -> metadata_store_pb2.Artifact:
     artifacts = getattr(node, side).get(key, [])
     if not artifacts:
         raise LineageError(f"{node.node_id} execution {node.execution.id} recorded no {side[:-1]} {key!r}")
     return artifacts[0]
 
 
-def _code(node: metadata.NodeExecution, fn_property: str) -> str:
+def _code(node: runs.NodeExecution, fn_property: str) -> str:
     """How an execution named its code: the wheel TFX built for a module_file, or the installed function."""
     from pipeline import user_code
 
-    module_path = metadata.exec_property(node, "module_path")
+    module_path = runs.exec_property(node, "module_path")
     if module_path:
         module, _, wheel = str(module_path).partition("@")
         return f"{module} from {os.path.basename(wheel)}" if wheel else module
-    config = metadata.exec_property(node, "custom_config") or {}
-    return f"{metadata.exec_property(node, fn_property)} (installed, code {config.get(user_code.CODE_VERSION_KEY, '?')})"
+    config = runs.exec_property(node, "custom_config") or {}
+    return f"{runs.exec_property(node, fn_property)} (installed, code {config.get(user_code.CODE_VERSION_KEY, '?')})"
 
 
 def _span_lineage(store: metadata_store.MetadataStore, validated: metadata_store_pb2.Artifact) -> SpanLineage:
@@ -104,15 +105,15 @@ def _span_lineage(store: metadata_store.MetadataStore, validated: metadata_store
     example_gen = _producer(store, examples, "CsvExampleGen")
     validator = _producer(store, anomalies, "ExampleValidator")
     statistics = _single(validator, "inputs", "statistics")
-    span = metadata.span_of(examples)
-    pattern = os.path.join(str(metadata.exec_property(example_gen, "input_base")), SPAN_PATTERN.replace("{SPAN}", str(span)))
+    span = runs.span_of(examples)
+    pattern = os.path.join(str(runs.exec_property(example_gen, "input_base")), SPAN_PATTERN.replace("{SPAN}", str(span)))
     found = anomalies_lib.read(anomalies.uri, anomalies.properties["split_names"].string_value)
     return SpanLineage(
         span=span,
-        version=int(metadata.custom_property(examples, "version") or 0),
+        version=int(runs.custom_property(examples, "version") or 0),
         data_pattern=pattern,
         data_files=sorted(fileio.glob(pattern)),
-        input_fingerprint=str(metadata.custom_property(examples, "input_fingerprint") or ""),
+        input_fingerprint=str(runs.custom_property(examples, "input_fingerprint") or ""),
         examples_uri=examples.uri,
         statistics_uri=statistics.uri,
         anomalies_uri=anomalies.uri,
@@ -125,24 +126,26 @@ def _baseline(model: metadata_store_pb2.Artifact) -> str:
     """A baseline model artifact, and the pushed version it copies in a "stores" pipeline."""
     from pipeline.components.pushed_baseline import PUSHED_DESTINATION_PROPERTY
 
-    copied = metadata.custom_property(model, PUSHED_DESTINATION_PROPERTY)
+    copied = runs.custom_property(model, PUSHED_DESTINATION_PROPERTY)
     return f"{model.uri} (copy of {copied})" if copied else model.uri
 
 
 def _validated_spans(store: metadata_store.MetadataStore, window: list[metadata_store_pb2.Artifact]) -> list[metadata_store_pb2.Artifact]:
     """DataGate's artifacts behind a training window (a "stores" window lists them by URI)."""
+    from pipeline.components.span_window import WINDOW_SOURCES_PROPERTY
+
     validated = []
     for artifact in window:
-        sources = metadata.custom_property(artifact, metadata.WINDOW_SOURCES_PROPERTY)
+        sources = runs.custom_property(artifact, WINDOW_SOURCES_PROPERTY)
         if not sources:
             validated.append(artifact)
             continue
         for uri in json.loads(sources):
-            matches = [a for a in store.get_artifacts_by_uri(uri) if (n := metadata.producer(store, a.id)) and n.node_id == "DataGate"]
+            matches = [a for a in store.get_artifacts_by_uri(uri) if (n := runs.producer(store, a.id)) and n.node_id == "DataGate"]
             if not matches:
                 raise LineageError(f"window source {uri} is not a DataGate output in ML Metadata")
             validated.append(matches[0])
-    return sorted(validated, key=metadata.span_of)
+    return sorted(validated, key=runs.span_of)
 
 
 def trace(store: metadata_store.MetadataStore, serving_root: str, version: str) -> ModelLineage:
@@ -150,7 +153,7 @@ def trace(store: metadata_store.MetadataStore, serving_root: str, version: str) 
     from pipeline import evaluation
 
     destination = os.path.join(serving_root, version)
-    pushed = metadata.pushed_model(store, destination)
+    pushed = runs.pushed_model(store, destination)
     if pushed is None:
         raise LineageError(f"no push to {destination} is recorded in ML Metadata")
     pusher = _producer(store, pushed, "Pusher")
@@ -167,23 +170,23 @@ def trace(store: metadata_store.MetadataStore, serving_root: str, version: str) 
     baseline = evaluator.inputs.get("baseline_model", []) if result.baseline else []
     return ModelLineage(
         version=version,
-        serving_now=pushed_models.serving_version(serving_root) == version,
+        serving_now=versions.serving_version(serving_root) == version,
         pushed_path=destination,
         pushed_at=datetime.datetime.fromtimestamp(int(version), datetime.timezone.utc),
-        run_id=metadata.run_of(store, pusher.execution.id),
+        run_id=runs.run_of(store, pusher.execution.id),
         spans=[_span_lineage(store, a) for a in _validated_spans(store, transform.inputs.get("examples", []))],
         schema_uri=schema.uri,
-        schema_file=str(metadata.exec_property(schema_gen, "schema_file")),
+        schema_file=str(runs.exec_property(schema_gen, "schema_file")),
         transform_graph_uri=transform_graph.uri,
         transform_code=_code(transform, "preprocessing_fn"),
         model_uri=model.uri,
-        train_steps=int(metadata.exec_property(trainer, "train_args")["num_steps"]),
-        eval_steps=int(metadata.exec_property(trainer, "eval_args")["num_steps"]),
-        custom_config=dict(metadata.exec_property(trainer, "custom_config") or {}),
+        train_steps=int(runs.exec_property(trainer, "train_args")["num_steps"]),
+        eval_steps=int(runs.exec_property(trainer, "eval_args")["num_steps"]),
+        custom_config=dict(runs.exec_property(trainer, "custom_config") or {}),
         trainer_code=_code(trainer, "run_fn"),
         evaluation_uri=_single(evaluator, "outputs", "evaluation").uri,
         metrics=result.metrics.get(evaluation.OVERALL, {}),
-        blessed=metadata.custom_property(blessing, "blessed") == 1,
+        blessed=runs.custom_property(blessing, "blessed") == 1,
         baseline=_baseline(baseline[0]) if baseline else None,
         baseline_metrics=result.baseline,
     )
@@ -191,10 +194,10 @@ def trace(store: metadata_store.MetadataStore, serving_root: str, version: str) 
 
 def for_config(config: PipelineConfig, version: str | None = None) -> ModelLineage:
     """Lineage of `version` (default: the version serving now) of the pipeline in `config`."""
-    version = version or pushed_models.serving_version(config.serving_root_uri)
+    version = version or versions.serving_version(config.serving_root_uri)
     if version is None:
         raise LineageError(f"no pushed model under {config.serving_root_uri}")
-    store = metadata.open_store(metadata.connection_config(config))
+    store = connection.open_store(connection.connection_config(config))
     return trace(store, config.serving_root_uri, version)
 
 

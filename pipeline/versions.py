@@ -1,7 +1,9 @@
-"""Which pushed version serves: the one decision shared by the server, `conveyor models` and rollback.
+"""The serving root: which pushed versions exist and which one serves. The one decision shared by
+the pipeline (the Evaluator's baseline), the server, `conveyor models`, lineage and rollback.
 
 Pusher writes each blessed model to `<serving_root>/<version>/` (version = Unix seconds) and copies
-`saved_model.pb` last, so a version is *ready* once that file exists.
+`saved_model.pb` last, so a version is *ready* once that file exists. Reading works on local paths
+and on object storage (gs://, through TFX's fileio); the rollback pointer is written locally.
 
 Rule: the newest ready version serves, unless a rollback is in force. `conveyor rollback` writes
 `<serving_root>/ROLLBACK.json` atomically (temp file + rename) naming the version to serve and
@@ -35,27 +37,38 @@ class Rollback:
         return self.version in ready and not any(int(v) > int(self.newest_at_rollback) for v in ready)
 
 
-def ready_versions(serving_root: Path) -> list[str]:
+def ready_versions(serving_root: str | Path) -> list[str]:
     """Pushed versions whose copy is complete, oldest first."""
-    root = Path(serving_root)
-    if not root.is_dir():
+    from tfx.dsl.io import fileio
+
+    root = str(serving_root)
+    if not fileio.isdir(root):
         return []
-    found = [p.name for p in root.iterdir() if p.name.isdigit() and (p / READY_FILE).exists()]
-    return sorted(found, key=int)
+    names = [name.rstrip("/") for name in fileio.listdir(root)]
+    return sorted((n for n in names if n.isdigit() and fileio.exists(os.path.join(root, n, READY_FILE))), key=int)
 
 
-def read_rollback(serving_root: Path) -> Rollback | None:
-    path = Path(serving_root) / POINTER_FILE
-    try:
-        data = json.loads(path.read_text())
-        return Rollback(str(data["version"]), str(data["newest_at_rollback"]), float(data["time"]))
-    except FileNotFoundError:
+def latest_version(serving_root: str | Path) -> str | None:
+    """The newest ready version (what serves when no rollback is in force)."""
+    ready = ready_versions(serving_root)
+    return ready[-1] if ready else None
+
+
+def read_rollback(serving_root: str | Path) -> Rollback | None:
+    from tfx.dsl.io import fileio
+
+    path = os.path.join(str(serving_root), POINTER_FILE)
+    if not fileio.exists(path):
         return None
+    try:
+        with fileio.open(path, "r") as handle:
+            data = json.loads(handle.read())
+        return Rollback(str(data["version"]), str(data["newest_at_rollback"]), float(data["time"]))
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{path} is not a valid rollback pointer: {exc}") from exc
 
 
-def serving_version(serving_root: Path) -> str | None:
+def serving_version(serving_root: str | Path) -> str | None:
     """The version that serves now (see the module docstring), None if nothing is pushed."""
     ready = ready_versions(serving_root)
     if not ready:

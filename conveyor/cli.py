@@ -82,7 +82,9 @@ def _load(**overrides) -> configs.PipelineConfig:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline import local_run, metadata, spans
+    from conveyor import local_run, run_summary
+    from metadata import connection, spans
+    from pipeline import home_lock
 
     config = _load(
         spans_root=args.spans_root,
@@ -95,17 +97,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         drift_policy=args.drift_policy,
         **_beam_overrides(args),
     )
-    where = metadata.describe(metadata.connection_config(config))
-    for span in spans.spans_to_run(config, args.latest_only):
-        print(f"conveyor: running {config.pipeline_name} on span {span} (home: {config.home}, metadata: {where})", flush=True)
-        summary = local_run.run(config.replace(span=span), verbose=args.verbose)
-        print(local_run.format_summary(summary), flush=True)
-        if not summary.ok or summary.missing_metrics:
-            return 1
+    where = connection.describe(connection.connection_config(config))
+    with home_lock.hold(config.home, "conveyor run"):
+        for span in spans.spans_to_run(config, args.latest_only):
+            print(f"conveyor: running {config.pipeline_name} on span {span} (home: {config.home}, metadata: {where})", flush=True)
+            summary = local_run.run(config.replace(span=span), verbose=args.verbose)
+            print(run_summary.format_summary(summary), flush=True)
+            if not summary.ok or summary.missing_metrics:
+                return 1
     return 0
 
 
 def cmd_ct(args: argparse.Namespace) -> int:
+    from conveyor import local_run
     from ct import controller, decisions
 
     config = configs.load(home=args.home, spans_root=args.spans_root, drift_policy=args.drift_policy)
@@ -114,7 +118,7 @@ def cmd_ct(args: argparse.Namespace) -> int:
             print(controller.format_decision(decision))
         return 0
     if args.ct_command == "watch":
-        controller.watch(config, args.interval, args.max_ticks)
+        controller.watch(config, local_run.run, args.interval, args.max_ticks)
         return 0
     if args.ct_command == "demo":
         from ct import scenario
@@ -124,10 +128,14 @@ def cmd_ct(args: argparse.Namespace) -> int:
 
         shutil.rmtree(home, ignore_errors=True)
         demo = configs.load(home=home, spans_root=home / "spans", train_steps=100, eval_steps=5)
-        scenario.run(demo, on_step=lambda step: print(f"\n[{step.name}]\n" + controller.format_decision(step.decision), flush=True))
+        scenario.run(demo, local_run.run, on_step=lambda step: print(f"\n[{step.name}]\n" + controller.format_decision(step.decision), flush=True))
         return 0
-    decision = controller.tick(config, reason=args.reason if args.ct_command == "run" else None)
+    decision = controller.tick(config, local_run.run, reason=args.reason if args.ct_command == "run" else None)
     print(controller.format_decision(decision))
+    if decision.outcome == decisions.BUSY:
+        from pipeline.home_lock import BUSY_EXIT_CODE
+
+        return BUSY_EXIT_CODE
     return 0 if decision.outcome in (None, decisions.OK) else 1
 def cmd_serve(args: argparse.Namespace) -> int:
     from serving import server
@@ -144,8 +152,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from serving import registry
-    from serving.versions import read_rollback, serving_version
+    from metadata import registry
+    from pipeline.versions import read_rollback, serving_version
 
     config = configs.load(home=args.home)
     entries = registry.list_versions(config)
@@ -198,11 +206,14 @@ def format_models(entries, serving: str | None, metrics: dict[str, dict[str, flo
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from serving import registry
+    from serving import rollback
+
+    from pipeline import home_lock
 
     config = configs.load(home=args.home)
     try:
-        result = registry.rollback(config, args.to)
+        with home_lock.hold(config.home, "conveyor rollback"):
+            result = rollback.rollback(config, args.to)
     except (LookupError, ValueError, FileNotFoundError) as exc:
         print(f"conveyor rollback: {exc}", file=sys.stderr)
         return 2
@@ -236,7 +247,7 @@ def _iso_time(text: str):
     when = datetime.datetime.fromisoformat(text)
     return when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)
 def cmd_tensorboard(args: argparse.Namespace) -> int:
-    from pipeline import viewers
+    from conveyor import viewers
 
     config = configs.load(home=args.home)
     logdir, trainer = viewers.trainer_logdir(config)
@@ -246,7 +257,7 @@ def cmd_tensorboard(args: argparse.Namespace) -> int:
 
 
 def cmd_notebooks(args: argparse.Namespace) -> int:
-    from pipeline import viewers
+    from conveyor import viewers
 
     config = configs.load(home=args.home)
     argv, env = viewers.jupyter_command(config, args.port)
@@ -256,8 +267,8 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
-    from pipeline import lineage
-    from pipeline.progress import quiet_logs
+    from metadata import lineage
+    from conveyor.progress import quiet_logs
 
     config = _load(home=args.home)
     error = None
@@ -274,7 +285,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 
 def _add_kubeflow_args(parser: argparse.ArgumentParser) -> None:
-    from pipeline import kubeflow
+    from conveyor import kubeflow
 
     parser.add_argument("--target", choices=kubeflow.TARGETS, required=True, help="Kubeflow Pipelines or Vertex AI")
     parser.add_argument("--image", default=os.environ.get("CONVEYOR_IMAGE"), help="container image (see Dockerfile)")
@@ -297,7 +308,7 @@ def _add_kubeflow_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_kubeflow(args: argparse.Namespace) -> int:
-    from pipeline import kubeflow
+    from conveyor import kubeflow
 
     try:
         config = kubeflow.cluster_config(
@@ -406,7 +417,13 @@ def main(argv: list[str] | None = None) -> int:
     _add_kubeflow_args(kubeflow_parser)
     kubeflow_parser.set_defaults(func=cmd_kubeflow)
     args = parser.parse_args(argv)
-    return args.func(args)
+    from pipeline.home_lock import BUSY_EXIT_CODE, HomeBusy
+
+    try:
+        return args.func(args)
+    except HomeBusy as exc:  # another process writes this home: try again later
+        print(f"conveyor {args.command}: {exc}", file=sys.stderr)
+        return BUSY_EXIT_CODE
 
 
 if __name__ == "__main__":

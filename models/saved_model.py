@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from models.model import CLASS_KEY, PROBABILITY_KEY
-from serving.instances import Instance
+from models.instances import Instance
 
 SIGNATURE = "serving_default"
 

@@ -1,6 +1,6 @@
 """What notebooks/ and the run report read: artifacts found through ML Metadata, loaded with TFDV.
 
-Nothing here knows a path inside the pipeline root: artifacts come from MLMD (pipeline/metadata.py),
+Nothing here knows a path inside the pipeline root: artifacts come from MLMD (metadata/runs.py),
 so the same code reads any Conveyor home (the default `outputs/`, or CONVEYOR_HOME).
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from tfx.components.statistics_gen import stats_artifact_utils
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
-from pipeline import anomalies, metadata
+from metadata import runs
 
 SCHEMA_FILE = "schema.pbtxt"  # ImportSchemaGen's output file
 
@@ -135,7 +135,7 @@ class DriftScore:
         return self.value > self.threshold
 
 
-def drift_scores(store: metadata_store.MetadataStore, run: metadata.Run) -> list[DriftScore]:
+def drift_scores(store: metadata_store.MetadataStore, run: runs.Run) -> list[DriftScore]:
     """DataGate's drift and skew scores in `run` ([] when DataGate wrote no report, or had
     nothing to compare with)."""
     from pipeline.components.data_gate import REPORT_FILE

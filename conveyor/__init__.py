@@ -1,0 +1,1 @@
+"""The front door: the `conveyor` command, local runs and their report, viewers, Kubeflow compile/submit."""

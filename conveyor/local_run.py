@@ -1,0 +1,78 @@
+"""Run the pipeline locally (LocalDagRunner; MLMD on SQLite or MySQL; Beam as configured) and summarise it."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from conveyor.progress import quiet_logs
+from conveyor.run_summary import RunSummary, read_back
+from metadata import connection, runs
+from pipeline.configs import PipelineConfig
+
+
+def run(config: PipelineConfig, verbose: bool = False) -> RunSummary:
+    """Run one pipeline pass; never raises for a pipeline failure (see RunSummary.ok/error).
+
+    The caller holds the home's writer lock (pipeline/home_lock.py), so the one pipeline_run that
+    appears in ML Metadata while this runs is this run: the summary and the report read that one.
+    """
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+    log_file = config.logs_dir / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    started = time.monotonic()
+    error = failed = None
+    with quiet_logs(log_file, verbose) as progress:
+        before: set[str] = set()
+        try:
+            from tfx import v1 as tfx  # imported here so TensorFlow's start-up chatter goes to the log
+
+            from pipeline.pipeline import create_pipeline
+
+            mlmd = connection.connection_config(config)
+            before = _run_ids(config, mlmd)
+            tfx.orchestration.LocalDagRunner().run(create_pipeline(config, mlmd))
+        except Exception as exc:  # a failed component or set-up: reported in the summary, traceback in the log
+            logging.exception("the run failed")
+            error, failed = f"{type(exc).__name__}: {exc}", progress.failed_component()
+        summary = RunSummary(
+            run_id=None,
+            ok=error is None,
+            seconds=time.monotonic() - started,
+            log_file=log_file,
+            timings=progress.timings,
+            error=error,
+            failed_component=failed,
+        )
+        try:
+            summary.run_id = _new_run_id(config, before)
+            read_back(config, summary)
+        except Exception as exc:  # reading back must not hide the run's own outcome
+            logging.exception("could not read the run back from ML Metadata")
+            summary.ok = False
+            summary.error = summary.error or f"reading the run back failed: {type(exc).__name__}: {exc}"
+        summary.report_file = _write_report(config, summary)
+    return summary
+
+
+def _run_ids(config: PipelineConfig, mlmd) -> set[str]:
+    if not connection.store_exists(config):
+        return set()
+    return set(runs.run_ids(connection.open_store(mlmd), config.pipeline_name))
+
+
+def _new_run_id(config: PipelineConfig, before: set[str]) -> str | None:
+    """The pipeline_run this run created (None: it failed before its first component)."""
+    new = [r for r in runs.run_ids(connection.open_store(connection.connection_config(config)), config.pipeline_name) if r not in before]
+    return new[-1] if new else None
+
+
+def _write_report(config: PipelineConfig, summary: RunSummary) -> Path | None:
+    """The run report next to the log; a failure to write it is logged, never raised."""
+    from conveyor import report
+
+    try:
+        return report.write(config, summary)
+    except Exception:  # the run's own outcome stands; the summary says the report is missing
+        logging.exception("could not write the run report")
+        return None

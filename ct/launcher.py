@@ -1,0 +1,28 @@
+"""How the controller starts a run: an interface the front door implements (local runs, clusters).
+
+CT decides; it never imports the front door. `conveyor ct` passes a Launch (for a local home,
+conveyor.local_run.run), and the controller reads the outcome through RunOutcome.
+"""
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+from pipeline.configs import PipelineConfig
+
+
+class RunOutcome(Protocol):
+    """What the controller needs to know about a launched run."""
+
+    run_id: str | None
+    ok: bool
+    span: int | None
+    error: str | None
+    pushed_path: str | None
+    drift: dict | None
+    timings: list[tuple[str, str, float]]
+
+    @property
+    def blessed(self) -> bool: ...
+
+
+Launch = Callable[[PipelineConfig], RunOutcome]
