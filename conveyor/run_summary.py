@@ -129,8 +129,13 @@ def format_summary(summary: RunSummary) -> str:
         lines.append(f"infra check: passed ({summary.infra_checked} eval examples answered through the serving code)")
     lines.append(f"pushed: {summary.pushed_path}" if summary.pushed_path else "pushed: nothing")
     if summary.error:
-        where = f" in {summary.failed_component}" if summary.failed_component else ""
-        lines.append(f"FAILED{where}: {summary.error}")
+        where = f" in {summary.failed_component}" if summary.failed_component else " before its first component"
+        if summary.run_id is not None and not summary.failed_component:
+            where = ""
+        reason, *details = summary.error.splitlines()
+        lines.append(f"FAILED{where}: {reason}")
+        lines.extend(f"  {line}" for line in details)
+        lines.append(f"  (traceback in {summary.log_file})")
     lines.append(f"report: {summary.report_file}" if summary.report_file else "report: not written (see the log)")
     lines.append(f"total: {summary.seconds:.1f} s   run: {summary.run_id}   log: {summary.log_file}")
     return "\n".join(lines)
