@@ -156,8 +156,9 @@ class Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
-            if not isinstance(exc.__context__, _Refused):
-                raise
+            if not isinstance(exc.__context__, _Refused):  # a bug of ours: answered, not fatal
+                throttled("callback", logging.ERROR, f"unexpected error parsing a request: {exc.__context__!r}")
+                self.refuse(500, "internal error")
         except httptools.HttpParserUpgrade:
             self.refuse(400, "protocol upgrades are not supported")
         except httptools.HttpParserError as exc:

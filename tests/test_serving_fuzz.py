@@ -49,7 +49,7 @@ def test_thousands_of_mutated_requests_never_get_a_5xx(small_run, tmp_path, ship
     rng = random.Random(0)
     paths = ["/v1/models/taxi:predict"] * 8 + ["/v1/models/taxi/versions/1:predict", "/v1/models/taxi", "/x", "/v1/models/"]
     codes: dict[int, int] = {}
-    with Serve(config.home) as server:
+    with Serve(config.home, env={"CONVEYOR_HEADER_TIMEOUT_SECONDS": "1"}) as server:
         host, port = server.url.removeprefix("http://").split(":")
         with server.client() as client:
             for i in range(CASES):
