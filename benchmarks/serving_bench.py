@@ -8,7 +8,8 @@ first runs a small pipeline (800 rows, 100 steps). Then, on the same 200 single-
 from span 1:
   - the floor: the SavedModel's serving_default called in this process on the same inputs;
   - `conveyor serve --workers W` for each W of --workers (and, with --before REF, the server of
-    git revision REF), each a real process on a free loopback port, measured by
+    git revision REF, run from a temporary worktree; dependencies it needs that this venv lacks go
+    on PYTHONPATH, e.g. REF 9196231 needs fastapi and uvicorn), each a real process on a free loopback port, measured by
     benchmarks/load_client.py in its own process: concurrency 1 and 8, p50/p99 and req/s;
   - a GET /v1/models/taxi probe while two clients send 256-instance batches (batch parsing must
     not stall the event loop);
@@ -90,12 +91,15 @@ class Served:
 
 
 def _start(label: str, home: Path, argv: list[str], env: dict[str, str], cwd: Path | None = None) -> Served:
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=cwd)
+    errors = home / "serve.err"
+    home.mkdir(parents=True, exist_ok=True)
+    with open(errors, "w") as stderr:
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, cwd=cwd)
     served = Served(label, home, process)
     line = process.stdout.readline()
     if " at http://" not in line:
         served.stop()
-        raise SystemExit(f"bench-serving: {label} did not start: {line!r}")
+        raise SystemExit(f"bench-serving: {label} did not start: {line!r}\n{errors.read_text()[-2000:]}")
     served.url = line.split(" at ")[1].split("/v1/")[0]
     threading.Thread(target=process.stdout.read, daemon=True).start()  # drain
     return served
@@ -249,7 +253,8 @@ def main() -> None:
             servers.append(_start(
                 f"before ({args.before}), 1 process", home,
                 [sys.executable, "-m", "conveyor.cli", "serve", "--home", str(home), "--port", "0"],
-                {**env, "PYTHONPATH": str(before_dir)}, cwd=before_dir,
+                {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(before_dir), os.environ.get("PYTHONPATH")]))},
+                cwd=before_dir,
             ))
         for count in (int(w) for w in args.workers.split(",")):
             home = _home_with(model, SCRATCH / "servers" / f"workers-{count}")

@@ -158,6 +158,10 @@ class PipelineConfig:
     body_timeout_seconds: float = 30.0  # from the headers to the body's last byte
     max_extra_versions: int = 2  # versions kept loaded besides the serving one (/versions/{v} requests)
     load_retry_max_seconds: float = 300.0  # a failed load is retried after 2 x poll_seconds, doubling to this
+    # TensorFlow thread pools of each worker (0 = TensorFlow's default, one thread per core each;
+    # inter-op -1 = run a model's ops in the calling thread), as TF Serving's flags of those names.
+    tensorflow_intra_op_parallelism: int = 0
+    tensorflow_inter_op_parallelism: int = 0
     request_log_retention_hours: float = 168.0  # hour partitions older than this are deleted
     request_log_max_bytes: int = 10_000_000_000  # then the oldest while the log is larger
 

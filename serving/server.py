@@ -95,6 +95,7 @@ class App:
         self.parse_pool = ThreadPoolExecutor(1, thread_name_prefix="parse")
         self.draining = False
         self._signatures: dict[str, dict] = {}
+        self._pending: list[Job] = []  # small requests parsed in this turn of the loop
 
     # serving.http.Application
     def handle(self, request: Request) -> Response | asyncio.Future:
@@ -111,8 +112,8 @@ class App:
         return self._error(status, message, request_id)
 
     def observe(self, request: Request | None, response: Response, seconds: float) -> None:
-        route = getattr(request, "route", OTHER) if request is not None else OTHER
-        metrics.requests(route, str(response.status), getattr(response, "version", "")).inc()
+        route = request.route if request is not None else OTHER
+        metrics.requests(route, str(response.status), response.version).inc()
         if request is not None:
             metrics.latency(route).observe(seconds)
 
@@ -128,8 +129,8 @@ class App:
         if path in ("/livez", "/readyz", "/metrics"):
             request.route = METRICS if path == "/metrics" else HEALTH
             _allow(request, "GET")
-            if path == "/metrics":
-                return self.loop.run_in_executor(None, self._metrics)
+            if path == "/metrics":  # reads every worker's file: off the loop
+                return self.loop.run_in_executor(None, self._metrics, request_id)
             return self._live(request_id) if path == "/livez" else self._ready(request_id)
         if not path.startswith("/v1/models/"):
             raise ApiError(404, f"no route {path!r} (this server answers /v1/models/{self.model_name}..., /livez, /readyz, /metrics)")
@@ -166,7 +167,7 @@ class App:
     def _predict(self, request: Request, request_id: str, version: str | None) -> Response | asyncio.Future:
         if len(request.body) > INLINE_PARSE_BYTES:
             return self.loop.create_task(self._predict_parsed_off_loop(request, request_id, version))
-        return self._submit(self._parse(request.body), request_id, version, "x-request-id" in request.headers)
+        return self._submit(self._parse(request.body), request_id, version, "x-request-id" in request.headers, inline=True)
 
     async def _predict_parsed_off_loop(self, request: Request, request_id: str, version: str | None) -> Response:
         try:
@@ -188,7 +189,9 @@ class App:
         except InstanceError as exc:
             raise ApiError(413 if exc.too_large else 400, str(exc)) from None
 
-    def _submit(self, instances: list[Instance], request_id: str, version: str | None, client_id: bool):
+    def _submit(self, instances: list[Instance], request_id: str, version: str | None, client_id: bool,
+                inline: bool = False):
+        """Queue a parsed request: answered at the end of this loop turn (`inline`) or by the predict thread."""
         model = None
         if version is not None:
             found = self._version(version)
@@ -196,12 +199,22 @@ class App:
                 return self.loop.create_task(self._after_load(found, instances, request_id, version, client_id))
             model = found
         elif self.host.serving is None:
-            raise ApiError(503, str(self._no_model()), retry_after=self.config.poll_seconds)
+            raise ApiError(503, self.host.no_model_reason(), retry_after=self.config.poll_seconds)
         if client_id and not self.ids.reserve(request_id):
             raise ApiError(409, f"{REQUEST_ID_HEADER} {request_id!r} was already answered: labels are joined on it, use a new one")
         future = self.loop.create_future()
-        self.batcher.submit(Job(instances, model, request_id, future, client_id))
+        job = Job(instances, model, request_id, future, client_id)
+        if inline:
+            self._pending.append(job)
+            if len(self._pending) == 1:
+                self.loop.call_soon(self._answer_pending)
+        else:
+            self.batcher.submit(job)
         return future
+
+    def _answer_pending(self) -> None:
+        jobs, self._pending = self._pending, []
+        self.batcher.answer_now(jobs)
 
     async def _after_load(self, load: Future, instances, request_id: str, version: str, client_id: bool) -> Response:
         try:
@@ -227,8 +240,8 @@ class App:
         except VersionUnavailable as exc:
             raise ApiError(503, str(exc), retry_after=exc.retry_after) from None
 
-    def _deliver(self, jobs: list[Job]) -> None:
-        """Batcher thread: the responses of a batch, handed to the event loop in one wake-up."""
+    def _deliver(self, jobs: list[Job], inline: bool) -> None:
+        """The responses of a batch: resolved now (loop thread) or handed to the loop in one wake-up."""
         answers = []
         for job in jobs:
             if job.error is not None:
@@ -241,7 +254,10 @@ class App:
                     headers=((VERSION_HEADER, job.version), (REQUEST_ID_HEADER, job.request_id)), version=job.version,
                 )
             answers.append((job.future, response))
-        self.loop.call_soon_threadsafe(_resolve, answers)
+        if inline:
+            _resolve(answers)
+        else:
+            self.loop.call_soon_threadsafe(_resolve, answers)
 
     # status, metadata, health
     def _status(self, request_id: str, version: str | None) -> Response:
@@ -251,7 +267,7 @@ class App:
             if not found:
                 raise ApiError(404, f"version {version} is not a pushed version of {self.model_name!r}")
         if not found:
-            raise ApiError(503, str(self._no_model()), retry_after=self.config.poll_seconds)
+            raise ApiError(503, self.host.no_model_reason(), retry_after=self.config.poll_seconds)
         body = {"model_version_status": [
             {"version": s.version, "state": s.state,
              "status": {"error_code": "UNKNOWN" if s.state == END else "OK", "error_message": s.error}}
@@ -294,21 +310,14 @@ class App:
             raise ApiError(503, "shutting down")
         model = self.host.serving
         if model is None:
-            raise ApiError(503, str(self._no_model()), retry_after=self.config.poll_seconds)
+            raise ApiError(503, self.host.no_model_reason(), retry_after=self.config.poll_seconds)
         if not self.batcher.log_healthy():
             raise ApiError(503, self.batcher.log_error or "the request log cannot be written", retry_after=5.0)
         return self._json(200, {"status": "ready", "version": model.version}, request_id, model.version)
 
-    def _metrics(self) -> Response:
+    def _metrics(self, request_id: str) -> Response:
         body, content_type = metrics.exposition()
-        return Response(200, body, content_type=content_type)
-
-    def _no_model(self) -> NoModelError:
-        try:
-            self.host.current()
-        except NoModelError as exc:
-            return exc
-        return NoModelError("no model")
+        return Response(200, body, content_type=content_type, headers=((REQUEST_ID_HEADER, request_id),))
 
     # responses
     def _json(self, status: int, body: Any, request_id: str, version: str | None = None) -> Response:

@@ -36,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     from serving.server import Server
 
     config = configs.load()
+    if config.tensorflow_intra_op_parallelism or config.tensorflow_inter_op_parallelism:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(config.tensorflow_intra_op_parallelism)
+        tf.config.threading.set_inter_op_parallelism_threads(config.tensorflow_inter_op_parallelism)
     sock = socket.socket(fileno=args.fd)
     supervisor = os.getppid()
 
