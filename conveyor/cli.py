@@ -174,9 +174,6 @@ def _overall_metrics(entries) -> dict[str, dict[str, float]]:
     with_eval = [e for e in entries if e.evaluation_uri]
     if not with_eval:
         return {}
-    import logging
-
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # TFMA's deprecation notices
     from pipeline import evaluation
 
     return {e.version: evaluation.load_evaluation(e.evaluation_uri).metrics.get(evaluation.OVERALL, {}) for e in with_eval}
@@ -268,17 +265,12 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
 
 def cmd_lineage(args: argparse.Namespace) -> int:
     from metadata import lineage
-    from conveyor.progress import quiet_logs
 
     config = _load(home=args.home)
-    error = None
-    with quiet_logs(config.logs_dir / "lineage.log", args.verbose):  # TensorFlow and MLMD chatter
-        try:
-            found = lineage.for_config(config, args.version)
-        except lineage.LineageError as exc:
-            error = exc
-    if error:
-        print(f"conveyor lineage: {error}", file=sys.stderr)
+    try:
+        found = lineage.for_config(config, args.version)
+    except lineage.LineageError as exc:
+        print(f"conveyor lineage: {exc}", file=sys.stderr)
         return 1
     print(lineage.format_lineage(found))
     return 0
@@ -417,6 +409,22 @@ def main(argv: list[str] | None = None) -> int:
     _add_kubeflow_args(kubeflow_parser)
     kubeflow_parser.set_defaults(func=cmd_kubeflow)
     args = parser.parse_args(argv)
+    if args.command == "notebooks" or getattr(args, "verbose", False):  # JupyterLab prints its own URL
+        return _dispatch(args)
+    from conveyor.progress import quiet_command
+
+    with quiet_command(_logs_dir(args) / f"{args.command}.log"):
+        return _dispatch(args)
+
+
+def _logs_dir(args: argparse.Namespace) -> Path:
+    try:
+        return configs.load(home=getattr(args, "home", None)).logs_dir
+    except ValueError:  # a bad CONVEYOR_* setting: the command itself reports it
+        return configs.PipelineConfig().logs_dir
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     from pipeline.home_lock import BUSY_EXIT_CODE, HomeBusy
 
     try:

@@ -25,7 +25,7 @@ def test_the_base_is_the_official_tfx_image_of_the_locked_tfx_version():
 def test_the_image_installs_exactly_the_lock_then_conveyor_without_resolving():
     installs = [line for line in _instructions("RUN") if "pip install" in line]
     assert "--no-deps -r requirements.lock" in installs[0]
-    assert installs[1].startswith("python -m pip install --no-cache-dir --no-deps .")
+    assert installs[1].startswith("python -m pip install --no-cache-dir --no-deps --no-build-isolation .")
 
 
 def test_the_python_the_image_requires_is_the_one_setup_py_requires():
