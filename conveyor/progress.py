@@ -76,10 +76,11 @@ def _console_to(log_file: Path) -> Iterator[tuple[TextIO, TextIO]]:
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
     saved_streams = sys.stdout, sys.stderr
-    owned = not _TERMINALS
-    terminal = (
-        (os.fdopen(os.dup(1), "w", buffering=1), os.fdopen(os.dup(2), "w", buffering=1)) if owned else _TERMINALS[-1]
-    )
+    if _TERMINALS:
+        terminal, owned = _TERMINALS[-1], []
+    else:
+        (out, own_out), (err, own_err) = _terminal_stream(sys.stdout, 1), _terminal_stream(sys.stderr, 2)
+        terminal, owned = (out, err), [s for s, own in ((out, own_out), (err, own_err)) if own]
     log_fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
@@ -96,9 +97,18 @@ def _console_to(log_file: Path) -> Iterator[tuple[TextIO, TextIO]]:
         for fd in (*saved, log_fd):
             os.close(fd)
         sys.stdout, sys.stderr = saved_streams
-        if owned:
-            for stream in terminal:
-                stream.close()
+        for stream in owned:
+            stream.close()
+
+
+def _terminal_stream(stream: TextIO, fd: int) -> tuple[TextIO, bool]:
+    """A stream to where `stream` writes now: a duplicate of `fd` if it writes there (the descriptor
+    is about to point at the log), else `stream` itself (e.g. an in-memory capture). Owned: close it."""
+    try:
+        on_fd = stream.fileno() == fd
+    except (AttributeError, OSError, ValueError):  # no descriptor behind it
+        on_fd = False
+    return (os.fdopen(os.dup(fd), "w", buffering=1), True) if on_fd else (stream, False)
 
 
 @contextlib.contextmanager

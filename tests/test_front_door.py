@@ -94,7 +94,8 @@ def test_a_second_writer_is_refused_with_who_holds_the_home(first_run):
 
 
 def test_a_local_run_leaves_nothing_in_the_temp_folder(first_run):
-    assert first_run["tmp_leftovers"] == []
+    assert first_run["tmp_leftovers"] == []  # no sdist, no wheel, no Beam staging folder outside the home
+    assert list((first_run["home"] / "tmp").iterdir()) == []  # and its own scratch folder is gone
 
 
 def test_models_lists_the_pushed_version_quietly(first_run):
