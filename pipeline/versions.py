@@ -110,12 +110,6 @@ def staged_path(serving_root: str | Path, version: str) -> str:
     return os.path.join(str(serving_root), STAGING_DIR, version)
 
 
-def latest_version(serving_root: str | Path) -> str | None:
-    """The newest ready version (what serves when no rollback is in force)."""
-    ready = ready_versions(serving_root)
-    return ready[-1] if ready else None
-
-
 def read_rollback(serving_root: str | Path) -> Rollback | None:
     from tfx.dsl.io import fileio
 

@@ -140,6 +140,7 @@ def _finish_and_check(config, url, row, first: str) -> str:
     return new
 
 
+@pytest.mark.timeout(3600)  # four runs of the installed command, one of them cold
 def test_kills_at_a_boundary_mid_push_and_before_publish_leave_serving_intact_and_no_duplicate(crash_home, shipped_rows):
     config, url, first = crash_home
     row = shipped_rows[0]
@@ -177,6 +178,7 @@ def test_kills_at_a_boundary_mid_push_and_before_publish_leave_serving_intact_an
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 @pytest.mark.parametrize("component", COMPONENTS)
 def test_a_kill_after_each_component_leaves_serving_intact_and_the_rerun_pushes_once(crash_home, shipped_rows, component):
     config, url, first = crash_home

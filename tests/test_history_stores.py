@@ -77,7 +77,7 @@ def test_pushed_versions_are_published_pushes_in_time_order(tmp_path):
     (tmp_path / "notes").mkdir()
     assert versions.ready_versions(str(tmp_path)) == ["1700000020", "1700000100"]
     assert versions.serving_version(str(tmp_path)) == "1700000100"
-    assert versions.latest_version(str(tmp_path / "missing")) is None
+    assert versions.serving_version(str(tmp_path / "missing")) is None
 
 
 @pytest.fixture(scope="module")

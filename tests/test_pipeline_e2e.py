@@ -152,7 +152,7 @@ def test_a_later_evaluation_and_its_report_compare_every_slice_with_the_baseline
     result = summary.evaluation
     assert set(result.baseline_by_slice) == set(result.metrics)  # TFMA evaluated the baseline on every slice
     page = summary.report_file.read_text(encoding="utf-8")
-    assert "Compared with the baseline: the last blessed model." in page
+    assert "Compared with the baseline: the model serving when this one was evaluated." in page
     assert "accuracy baseline" in page and f"{result.baseline['binary_accuracy']:.4f}" in page
     blocked_page = results["blocked"].report_file.read_text(encoding="utf-8")
     assert "FAILED in DataGate" in blocked_page and "ENUM_TYPE_UNEXPECTED_STRING_VALUES" in blocked_page

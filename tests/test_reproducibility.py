@@ -52,6 +52,7 @@ def _evaluation(config: configs.PipelineConfig) -> evaluation.Evaluation:
     return evaluation.load_evaluation(run.output("Evaluator", "evaluation").uri)
 
 
+@pytest.mark.timeout(2400)  # a cold run in the second home
 def test_a_retrain_in_another_home_gives_the_same_predictions_metrics_and_verdict(small_run, second_home):
     first, _ = small_run
     examples = _eval_examples(first)
