@@ -91,7 +91,7 @@ class PipelineConfig:
 
     # Evaluation and blessing (docs/pipeline.md, "Blessing", has the measurements behind them).
     thresholds: tuple[Threshold, ...] = (
-        Threshold("binary_accuracy", lower_bound=0.7, max_drop=0.01, slice_max_drop=0.05),
+        Threshold("binary_accuracy", lower_bound=0.7, max_drop=0.015, slice_max_drop=0.08),
         Threshold("auc", lower_bound=0.7, max_drop=0.01, slice_max_drop=0.05),
     )
     min_slice_examples: int = 100  # a feature slice with fewer eval examples is not gated

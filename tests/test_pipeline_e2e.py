@@ -17,15 +17,16 @@ from data import spans_io
 from models import features, model
 from conveyor import analysis, local_run
 from metadata import connection, runs, spans
-from pipeline import configs
+from pipeline import configs, versions
 from tests.test_model import _example
 
 from tests.conftest import SMALL_SPAN_ROWS as ROWS_PER_SPAN
 
 
 def _versions(config: configs.PipelineConfig) -> list[str]:
+    """Everything in the serving root but the staging area (empty between pushes)."""
     root = config.serving_root
-    return sorted(p.name for p in root.iterdir()) if root.exists() else []
+    return sorted(p.name for p in root.iterdir() if p.name != versions.STAGING_DIR) if root.exists() else []
 
 
 @pytest.fixture(scope="module")
