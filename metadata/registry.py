@@ -15,7 +15,8 @@ steps). Each version has a state:
   incomplete  a version folder that was never published (a torn copy, an older Pusher's or a
               hand-made copy): never served
   missing     MLMD records the push, the folder is gone
-`clean` removes what can never become servable: incomplete folders and unrecorded staged copies.
+`clean` removes what can never serve: incomplete folders, and staged copies that are unrecorded or
+older than the newest published version (a later push superseded them).
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ class ModelVersion:
     window_spans: list[int] = field(default_factory=list)
     evaluation_uri: str | None = None
     training_statistics_uri: str | None = None
+    superseded: bool = False  # staged, and a newer version is published
 
     @property
     def pushed_at(self) -> int:
@@ -58,17 +60,20 @@ class ModelVersion:
 
     @property
     def cleanable(self) -> bool:
-        """Can never become servable: an incomplete folder or a staged copy MLMD has no push for."""
-        return self.state == INCOMPLETE or (self.state == STAGED and self.pushed_model is None)
+        """Can never serve: an incomplete folder, or a staged copy that MLMD has no push for or
+        that a newer published version superseded."""
+        return self.state == INCOMPLETE or (self.state == STAGED and (self.pushed_model is None or self.superseded))
 
     def problem(self) -> str:
         """What is wrong with this version, in words ('' for a published, recorded one)."""
         if self.state == PUBLISHED:
             return "" if self.pushed_model is not None else "published without a push record in ML Metadata (a copy)"
+        if self.state == STAGED and self.pushed_model is None:
+            return "staged by a push that was never recorded (interrupted): never served; conveyor models --clean removes it"
         if self.state == STAGED:
             return (
-                "staged, not published yet: a re-run of its span publishes it" if self.pushed_model is not None
-                else "staged by a push that was never recorded (interrupted): never served; conveyor models --clean removes it"
+                "staged, superseded by a newer published version: never served; conveyor models --clean removes it"
+                if self.superseded else "staged, not published yet: a re-run of its span publishes it"
             )
         if self.state == INCOMPLETE:
             return "incomplete or unrecorded folder: never served; conveyor models --clean removes it"
@@ -84,7 +89,10 @@ def list_versions(config: PipelineConfig) -> list[ModelVersion]:
     root = config.serving_root_uri
     found = {v: ModelVersion(v, STAGED) for v in versions.staged_versions(root)}
     found.update({v: ModelVersion(v, INCOMPLETE) for v in versions.incomplete_versions(root)})
-    found.update({v: ModelVersion(v, PUBLISHED) for v in versions.ready_versions(root)})
+    published = versions.ready_versions(root)
+    found.update({v: ModelVersion(v, PUBLISHED) for v in published})
+    for entry in found.values():
+        entry.superseded = entry.state == STAGED and bool(published) and int(published[-1]) > int(entry.version)
     if not connection.store_exists(config):
         return sorted(found.values(), key=lambda v: int(v.version))
     store = connection.open_store(connection.connection_config(config))
