@@ -57,7 +57,8 @@ def _evaluation(config: configs.PipelineConfig) -> evaluation.Evaluation:
 def test_a_retrain_in_another_home_gives_the_same_predictions_metrics_and_verdict(small_run, second_home):
     first, _ = small_run
     examples = _eval_examples(first)
-    assert examples == _eval_examples(second_home) and len(examples) > 100  # the same eval split
+    parsed = [tf.train.Example.FromString(e) for e in _eval_examples(second_home)]
+    assert [tf.train.Example.FromString(e) for e in examples] == parsed and len(examples) > 100  # the same eval split
     ours, theirs = _predictions(first, examples), _predictions(second_home, examples)
     np.testing.assert_array_equal(ours, theirs)  # bit for bit: seeded shuffles, deterministic ops, float64 analyzers
     a, b = _evaluation(first), _evaluation(second_home)
