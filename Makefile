@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.conveyor-installed
 export GRPC_ENABLE_FORK_SUPPORT = false
 export TF_CPP_MIN_LOG_LEVEL = 2
 
-.PHONY: setup data run test bench bench-serving serve monitor tensorboard notebooks lock clean
+.PHONY: setup data run test test-slow bench bench-serving serve monitor tensorboard notebooks lock clean
 
 ## setup: host prerequisites (glibc >= 2.39), .venv from requirements.lock, the project (editable)
 setup: $(STAMP) data
@@ -33,6 +33,11 @@ test: export CONVEYOR_APT_PACKAGES := $(CONVEYOR_APT_PACKAGES) chromium mariadb-
 test: setup
 	bash scripts/setup_host.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## test-slow: the long sweeps the default suite leaves out (pytest -m slow), e.g. nightly:
+## kill -9 of a real run after every component
+test-slow: setup
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 ## tensorboard: TensorBoard on 127.0.0.1:6006 for the newest trained model (ARGS="--port 0 --home DIR")
 tensorboard: setup

@@ -38,6 +38,18 @@ class RunSummary:
     def blessed(self) -> bool:
         return bool(self.evaluation and self.evaluation.blessed)
 
+    @property
+    def refusals(self) -> list[str]:
+        """Why the candidate was not pushed, one sentence each ([] when pushed or not evaluated)."""
+        reasons = []
+        if self.evaluation is not None and not self.evaluation.blessed:
+            reasons += [f"not blessed: {reason}" for reason in self.evaluation.failures] or ["not blessed (no reason recorded)"]
+        if self.missing_metrics:
+            reasons.append(f"threshold metrics missing from the evaluation: {sorted(self.missing_metrics)}")
+        if self.infra_failure:
+            reasons.append(f"infra check failed: {self.infra_failure}")
+        return reasons
+
 
 def read_back(config: PipelineConfig, summary: RunSummary) -> None:
     """Fill `summary` from MLMD: what run `summary.run_id` recorded (nothing if it never started)."""
@@ -113,14 +125,17 @@ def format_summary(summary: RunSummary) -> str:
             lines.append(f"{name:<28}{cells}")
         if summary.evaluation.baseline:
             base = ", ".join(f"{k}={v:.4f}" for k, v in sorted(summary.evaluation.baseline.items()) if k in SUMMARY_METRICS)
-            lines.append(f"baseline (last blessed model), overall: {base}")
+            lines.append(f"baseline (the model serving when it was evaluated), overall: {base}")
         else:
-            lines.append("baseline: none (first blessed model candidate)")
+            lines.append("baseline: none (nothing was serving)")
         if summary.evaluation.blessed:
-            lines.append("blessed: yes (every threshold met)")
+            lines.append("blessed: yes (every gated threshold met)")
         else:
             lines.append("blessed: NO")
             lines.extend(f"  - {reason}" for reason in summary.evaluation.failures)
+        if summary.evaluation.not_gated:
+            lines.append("not gated (blessing rule, docs/pipeline.md):")
+            lines.extend(f"  - {note}" for note in summary.evaluation.not_gated)
         if summary.missing_metrics:
             lines.append(f"ERROR: threshold metrics missing from the evaluation: {sorted(summary.missing_metrics)}")
     if summary.infra_failure:

@@ -131,22 +131,34 @@ def _dataset(
     data_accessor: tfx.components.DataAccessor,
     tf_transform_output: tft.TFTransformOutput,
     batch_size: int,
+    seed: int,
 ) -> tf.data.Dataset:
+    """Shuffled batches, repeated: the same order for the same seed and files. (The factory lists the
+    files of one split folder sorted, then shuffles them and the records with `seed`; unseeded, the
+    shuffle differs on every run.)"""
     return data_accessor.tf_dataset_factory(
         file_pattern,
-        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=features.LABEL_KEY),
+        tfxio.TensorFlowDatasetOptions(
+            batch_size=batch_size, label_key=features.LABEL_KEY, shuffle_seed=seed, sloppy_ordering=False
+        ),
         tf_transform_output.transformed_metadata.schema,
     ).repeat()
+
+
+def make_deterministic(seed: int) -> None:
+    """Seed Python, NumPy, TensorFlow and Keras, and make TensorFlow's ops deterministic."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point: train on the transformed window, log to TensorBoard, export."""
     hparams = HParams.from_config(fn_args.custom_config)
+    seed = int((fn_args.custom_config or {}).get("seed", 0))
+    make_deterministic(seed)  # before anything random is created: the datasets' shuffles included
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    train = _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, hparams.batch_size)
-    evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, hparams.batch_size)
-
-    keras.utils.set_random_seed(int((fn_args.custom_config or {}).get("seed", 0)))
+    train = _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, hparams.batch_size, seed)
+    evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, hparams.batch_size, seed)
     model = build_model(_categorical_sizes(tf_transform_output), hparams)
     epochs = max(1, min(hparams.epochs, fn_args.train_steps))
     model.fit(

@@ -4,9 +4,9 @@
     -> DataGate (blocks a span with anomalies or, by policy, drift vs the previous validated span;
                  else publishes it as validated examples and statistics)
     -> span window (validated spans N-K+1..N, one artifact per span)
-    -> Transform -> Trainer -> Evaluator (vs the previous blessed model)
+    -> Transform -> Trainer -> Evaluator (vs the model serving now; Conveyor's blessing rule)
     -> InfraCheck (the candidate answers real eval examples through the serving code)
-    -> Pusher (blessed by both only)
+    -> Pusher (blessed by both only; stages the version) -> Publish (makes it visible once recorded)
 
 `config.history` picks how the pipeline reaches earlier runs: TFX resolvers over MLMD ("mlmd",
 local) or components over the validated-span index and the serving root ("stores", Kubeflow v2 /
@@ -25,8 +25,10 @@ from tfx.proto import range_config_pb2
 from pipeline import evaluation, user_code
 from pipeline.components.baseline_model import baseline_resolver
 from pipeline.components.data_gate import DataGate
+from pipeline.components.gated_evaluator import GatedEvaluator
 from pipeline.components.infra_check import InfraCheck
-from pipeline.components.pushed_baseline import OptionalBaselineEvaluator, PreviousPushedModel
+from pipeline.components.push import Publish, StagingPusher
+from pipeline.components.pushed_baseline import PreviousPushedModel
 from pipeline.components.span_window import SpanWindow
 from pipeline.components.span_resolvers import previous_span_resolver, span_window_resolver
 from pipeline.configs import PipelineConfig
@@ -125,18 +127,17 @@ def create_components(config: PipelineConfig) -> list[Any]:
         **user_code.trainer_args(config),
     )
     if config.history == "mlmd":
-        baseline_model = baseline_resolver(trainer.outputs["model"])
-        evaluator_class = tfx.components.Evaluator
+        baseline_model = baseline_resolver(trainer.outputs["model"], config.serving_root_uri)
     else:
         baseline_model = PreviousPushedModel(
             candidate=trainer.outputs["model"], serving_root=config.serving_root_uri
         ).with_id("baseline_model")
-        evaluator_class = OptionalBaselineEvaluator
-    evaluator = evaluator_class(
+    evaluator = GatedEvaluator(
         examples=examples,
         model=trainer.outputs["model"],
         baseline_model=baseline_model.outputs["model"],
         eval_config=evaluation.eval_config(config),
+        gate=evaluation.Gate.from_config(config),
     ).with_id("Evaluator")
     infra_check = InfraCheck(
         model=trainer.outputs["model"],
@@ -144,14 +145,15 @@ def create_components(config: PipelineConfig) -> list[Any]:
         schema=schema,
         sample_size=config.infra_check_examples,
     )
-    pusher = tfx.components.Pusher(
+    pusher = StagingPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         infra_blessing=infra_check.outputs["infra_blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_root_uri)
         ),
-    )
+    ).with_id("Pusher")
+    publish = Publish(pushed_model=pusher.outputs["pushed_model"]).with_id("Publish")
     return [
         example_gen,
         statistics_gen,
@@ -166,6 +168,7 @@ def create_components(config: PipelineConfig) -> list[Any]:
         evaluator,
         infra_check,
         pusher,
+        publish,
     ]
 
 

@@ -17,15 +17,16 @@ from data import spans_io
 from models import features, model
 from conveyor import analysis, local_run
 from metadata import connection, runs, spans
-from pipeline import configs
+from pipeline import configs, versions
 from tests.test_model import _example
 
 from tests.conftest import SMALL_SPAN_ROWS as ROWS_PER_SPAN
 
 
 def _versions(config: configs.PipelineConfig) -> list[str]:
+    """Everything in the serving root but the staging area (empty between pushes)."""
     root = config.serving_root
-    return sorted(p.name for p in root.iterdir()) if root.exists() else []
+    return sorted(p.name for p in root.iterdir() if p.name != versions.STAGING_DIR) if root.exists() else []
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +83,7 @@ def test_every_threshold_metric_appears_in_the_evaluation(e2e):
 def test_progress_reports_each_component_once(e2e):
     _, results = e2e
     names = [name for name, _, _ in results["first"].timings]
-    assert names.count("Trainer") == 1 and len(names) == len(set(names)) == 13
+    assert names.count("Trainer") == 1 and len(names) == len(set(names)) == 14
     assert dict((n, s) for n, s, _ in results["first"].timings)["Trainer"] == "ran"
 
 
@@ -152,7 +153,7 @@ def test_a_later_evaluation_and_its_report_compare_every_slice_with_the_baseline
     result = summary.evaluation
     assert set(result.baseline_by_slice) == set(result.metrics)  # TFMA evaluated the baseline on every slice
     page = summary.report_file.read_text(encoding="utf-8")
-    assert "Compared with the baseline: the last blessed model." in page
+    assert "Compared with the baseline: the model serving when this one was evaluated." in page
     assert "accuracy baseline" in page and f"{result.baseline['binary_accuracy']:.4f}" in page
     blocked_page = results["blocked"].report_file.read_text(encoding="utf-8")
     assert "FAILED in DataGate" in blocked_page and "ENUM_TYPE_UNEXPECTED_STRING_VALUES" in blocked_page
