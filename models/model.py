@@ -132,15 +132,27 @@ def _dataset(
     tf_transform_output: tft.TFTransformOutput,
     batch_size: int,
 ) -> tf.data.Dataset:
-    return data_accessor.tf_dataset_factory(
+    """(model inputs, label) batches: raw examples through the Transform graph, in tf.data.
+
+    Transform does not materialise transformed examples (it only analyses), so training applies
+    the same graph the served model carries.
+    """
+    tft_layer = tf_transform_output.transform_features_layer()
+
+    def transform(raw: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        transformed = tft_layer(raw)
+        return {k: transformed[k] for k in MODEL_INPUTS}, transformed[features.LABEL_KEY]
+
+    raw = data_accessor.tf_dataset_factory(
         file_pattern,
-        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=features.LABEL_KEY),
-        tf_transform_output.transformed_metadata.schema,
-    ).repeat()
+        tfxio.TensorFlowDatasetOptions(batch_size=batch_size),
+        tf_transform_output.raw_metadata.schema,
+    )
+    return raw.map(transform, num_parallel_calls=tf.data.AUTOTUNE).repeat()
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
-    """TFX Trainer entry point: train on the transformed window, log to TensorBoard, export."""
+    """TFX Trainer entry point: train on the window (through the Transform graph), log to TensorBoard, export."""
     hparams = HParams.from_config(fn_args.custom_config)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     train = _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, hparams.batch_size)
@@ -155,6 +167,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         epochs=epochs,
         validation_data=evaluation,
         validation_steps=max(1, fn_args.eval_steps),
+        validation_freq=epochs,  # the eval split once, after the last epoch: validation feeds no decision
         callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch")],
         shuffle=False,  # the dataset factory already shuffles
         verbose=0,

@@ -26,10 +26,12 @@ LOCAL_BEAM_MODES = ("in_memory", "multi_processing")
 #            (KubeflowV2DagRunner: Kubeflow Pipelines v2 and Vertex AI).
 HISTORY_SOURCES = ("mlmd", "stores")
 # How Transform and Trainer find the model code:
-#   "module_file" TFX packages models/*.py into a wheel per run (its name carries a content hash);
-#   "installed"   module paths of the installed `conveyor` package (the container image), with a
-#                 fingerprint of the code in custom_config so a code change invalidates the cache.
-USER_CODE_FORMS = ("module_file", "installed")
+#   "installed"   module paths of the installed `conveyor` package (the editable install of
+#                 `make setup`, the container image), with a fingerprint of the code in
+#                 custom_config so a code change invalidates the cache;
+#   "module_file" TFX packages models/*.py into a wheel per run (its name carries a content hash):
+#                 two `setup.py bdist_wheel` and two `pip install` subprocesses, ~5 s of every run.
+USER_CODE_FORMS = ("installed", "module_file")
 DRIFT_POLICIES = ("block", "warn")
 
 
@@ -115,7 +117,7 @@ class PipelineConfig:
     mysql_user: str = "conveyor"
 
     history: str = "mlmd"  # see HISTORY_SOURCES
-    user_code: str = "module_file"  # see USER_CODE_FORMS
+    user_code: str = "installed"  # see USER_CODE_FORMS
 
     # Production locations (URIs such as gs://bucket/conveyor/...); None = the local paths above.
     remote_pipeline_root: str | None = None
