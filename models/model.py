@@ -57,8 +57,11 @@ def _categorical_sizes(tf_transform_output: tft.TFTransformOutput) -> dict[str, 
     return {features.transformed_name(k): v for k, v in sizes.items()}
 
 
-def build_model(categorical_sizes: dict[str, int], hparams: HParams) -> keras.Model:
-    """A deep network: z-scored numerics plus an embedding per categorical feature."""
+def build_model(categorical_sizes: dict[str, int], hparams: HParams, steps_per_execution: int = 1) -> keras.Model:
+    """A deep network: z-scored numerics plus an embedding per categorical feature.
+
+    `steps_per_execution` training steps run in one graph call (same steps, less per-step overhead).
+    """
     inputs: dict[str, keras.Input] = {}
     parts = []
     numeric = []
@@ -82,6 +85,7 @@ def build_model(categorical_sizes: dict[str, int], hparams: HParams) -> keras.Mo
         optimizer=keras.optimizers.Adam(hparams.learning_rate),
         loss="binary_crossentropy",
         metrics=[keras.metrics.BinaryAccuracy(name="binary_accuracy"), keras.metrics.AUC(name="auc")],
+        steps_per_execution=steps_per_execution,
     )
     return model
 
@@ -159,11 +163,12 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, hparams.batch_size)
 
     keras.utils.set_random_seed(int((fn_args.custom_config or {}).get("seed", 0)))
-    model = build_model(_categorical_sizes(tf_transform_output), hparams)
     epochs = max(1, min(hparams.epochs, fn_args.train_steps))
+    steps_per_epoch = max(1, fn_args.train_steps // epochs)
+    model = build_model(_categorical_sizes(tf_transform_output), hparams, steps_per_execution=steps_per_epoch)
     model.fit(
         train,
-        steps_per_epoch=max(1, fn_args.train_steps // epochs),
+        steps_per_epoch=steps_per_epoch,
         epochs=epochs,
         validation_data=evaluation,
         validation_steps=max(1, fn_args.eval_steps),
