@@ -159,13 +159,13 @@ def print_make_run(cold: dict, unchanged: dict, template_wall: float) -> None:
     statuses = sorted({c[1] for c in unchanged["components"]})
     start = unchanged["wall"] - run["seconds"]
     print(f"\n3. No-change re-run of that home (span {run['span']})\n")
-    print(f"   pipeline time {run['seconds']:.2f} s (every component {' or '.join(statuses)})   {_verdict(run['seconds'], GOAL_NO_CHANGE_SECONDS)}")
+    print(f"   pipeline time {run['seconds']:.2f} s (component statuses: {', '.join(statuses)})   {_verdict(run['seconds'], GOAL_NO_CHANGE_SECONDS)}")
     print(f"   process start {start:.1f} s (interpreter and imports {start - run['startup']:.1f} s, loading TFX {run['startup']:.1f} s); whole process {unchanged['wall']:.1f} s, {unchanged['cpu']:.1f} s CPU")
 
 
 def print_spans(record: dict, rows: int, window: int) -> None:
     print(f"\n4. Spans 1..{len(record['runs'])} of {rows:,} generated trips each, one run per span, window {window} spans")
-    print("   seconds per component, wall (CPU); analysis: spans Transform analysed / in its window\n")
+    print("   seconds per component, wall (CPU); Transform analyses the new span, its cache holds the rest of the window\n")
     heading = "".join(f"{name:>14}" for name, _ in SPAN_COLUMNS)
     print(f"   {'span':>4}{'window':>10}{heading}{'run':>8}")
     components = iter(record["components"])
