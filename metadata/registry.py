@@ -1,10 +1,10 @@
 """The model registry: pushed versions as the serving root and MLMD know them, and recorded rollbacks.
 
 A version's record comes from lineage: its PushedModel artifact (pushed_version) <- Pusher
-execution (inputs: model, model_blessing, infra_blessing) ; model <- Trainer <- transformed
-examples <- Transform (inputs: the window's validated spans; output: pre_transform_stats, the
-TFDV statistics of exactly the data the model was trained on) ; model_blessing <- Evaluator
-(output: evaluation). Rollbacks (serving/rollback.py) are MLMD executions of type `conveyor.Rollback` attributed to
+execution (inputs: model, model_blessing, infra_blessing) ; model <- Trainer <- transform graph
+<- Transform (inputs: the window's validated spans) ; the newest of those spans <- DataGate
+(output: validated_statistics, the TFDV statistics the model's training statistics are taken from;
+in the stores form through SpanWindow) ; model_blessing <- Evaluator (output: evaluation). Rollbacks (serving/rollback.py) are MLMD executions of type `conveyor.Rollback` attributed to
 the pipeline's context, with an INPUT event on the PushedModel they returned to.
 
 The registry reconciles the serving root with MLMD (pipeline/versions.py describes a push's two
@@ -20,6 +20,7 @@ older than the newest published version (a later push superseded them).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from ml_metadata.proto import metadata_store_pb2
@@ -30,6 +31,8 @@ from pipeline import versions
 
 PUSHER = "Pusher"
 PUBLISHED, STAGED, INCOMPLETE, MISSING = "published", "staged", "incomplete", "missing"
+VALIDATED_EXAMPLES, VALIDATED_STATISTICS = "validated_examples", "validated_statistics"  # DataGate's outputs
+STATISTICS_SPLIT, STATISTICS_FILE = "train", "FeatureStats.pb"
 ROLLBACK_TYPE = "conveyor.Rollback"
 ROLLED_BACK_TO = "rolled_back_to"
 
@@ -117,13 +120,29 @@ def _add_lineage(store, push: runs.NodeExecution, entry: ModelVersion) -> None:
             entry.evaluation_uri = evaluator.outputs["evaluation"][0].uri
     models = push.inputs.get("model", [])
     trainer = runs.producer(store, models[0].id) if models else None
-    transformed = trainer.inputs.get("examples", []) if trainer else []
-    transform = runs.producer(store, transformed[0].id) if transformed else None
+    graph = trainer.inputs.get("transform_graph", []) if trainer else []
+    transform = runs.producer(store, graph[0].id) if graph else None
     if transform is None:
         return
-    entry.window_spans = sorted(runs.span_of(a) for a in transform.inputs.get("examples", []))
-    stats = transform.outputs.get("pre_transform_stats", [])
-    entry.training_statistics_uri = stats[0].uri if stats else None
+    window = transform.inputs.get("examples", [])
+    entry.window_spans = sorted(runs.span_of(a) for a in window)
+    if window:
+        entry.training_statistics_uri = _training_statistics(store, max(window, key=runs.span_of))
+
+
+def _training_statistics(store, examples) -> str | None:
+    """The train-split statistics file DataGate validated for the newest span of a model's window.
+
+    Transform computes no statistics of its own (DataGate has those of every span); the newest
+    span stands for the window, whose spans DataGate kept within the drift thresholds of each other.
+    """
+    node = runs.producer(store, examples.id)
+    while node is not None and VALIDATED_STATISTICS not in node.outputs:  # stores: SpanWindow <- DataGate
+        upstream = node.inputs.get(VALIDATED_EXAMPLES, [])
+        node = runs.producer(store, upstream[0].id) if upstream else None
+    if node is None:
+        return None
+    return os.path.join(node.outputs[VALIDATED_STATISTICS][0].uri, f"Split-{STATISTICS_SPLIT}", STATISTICS_FILE)
 
 
 def clean(config: PipelineConfig) -> list[ModelVersion]:
