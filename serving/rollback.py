@@ -37,13 +37,13 @@ def eligible(entry: registry.ModelVersion) -> bool:
 
 
 def default_rollback_target(config: PipelineConfig) -> str:
-    """The newest eligible version older than the one serving now."""
+    """The newest eligible version older than the one serving now (published, pushed by this
+    pipeline, not refused by the Evaluator; staged, incomplete or unrecorded folders are skipped)."""
     current = versions.serving_state(config.serving_root).version
     older = [e.version for e in registry.list_versions(config)
              if current is not None and int(e.version) < int(current) and eligible(e)]
     if not older:
-        raise LookupError(f"no version older than the serving one ({current}) can be rolled back to "
-                          "(one pushed by this pipeline, blessed and complete on disk)")
+        raise LookupError(f"no published, recorded, blessed version older than the serving one ({current}) to roll back to")
     return older[-1]
 
 
@@ -62,7 +62,7 @@ def rollback(config: PipelineConfig, to: str | None = None) -> RollbackResult:
     if entry.blessed is False:
         raise ValueError(f"version {target} was not blessed by the Evaluator")
     if not entry.ready:
-        raise FileNotFoundError(f"version {target} is no longer under {config.serving_root}")
+        raise FileNotFoundError(f"version {target} is not published under {config.serving_root}: {entry.problem()}")
     current = versions.serving_state(config.serving_root).version
     if target == current:
         raise ValueError(f"version {target} is already serving: nothing to roll back")

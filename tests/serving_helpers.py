@@ -1,5 +1,5 @@
-"""A writable copy of the small_run home for serving and monitoring tests, and `conveyor serve`
-as a real process."""
+"""A writable copy of the small_run home for serving and monitoring tests, fake pushed versions,
+and `conveyor serve` as a real process."""
 from __future__ import annotations
 
 import os
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from pipeline import configs
+from pipeline import configs, versions
 
 CONVEYOR = Path(sys.executable).parent / "conveyor"  # the installed launcher, as the README runs it
 
@@ -98,3 +98,15 @@ class Serve:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def publish_fake(serving_root: Path, version: str, record: dict | None = None) -> Path:
+    """Push a placeholder "model" (saved_model.pb and a variables file, not loadable) through the
+    real two steps, stage then publish: for tests of the serving-root rule."""
+    model = Path(serving_root).parent / f".fake-model-{version}"
+    (model / "variables").mkdir(parents=True)
+    (model / "variables" / "variables.index").write_bytes(b"index")
+    (model / versions.READY_FILE).write_bytes(b"graph")
+    versions.stage(str(model), serving_root, version)
+    shutil.rmtree(model)
+    return Path(versions.publish(serving_root, version, record or {}))

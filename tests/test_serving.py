@@ -18,7 +18,7 @@ from metadata import connection, registry, runs
 from serving import request_log, rollback, server
 from pipeline import versions
 from models.instances import from_row, to_example
-from tests.serving_helpers import Serve, copy_home
+from tests.serving_helpers import Serve, copy_home, publish_fake
 
 MODEL = "taxi"
 
@@ -218,15 +218,15 @@ def test_registry_lists_the_pushed_version_with_its_lineage(small_run):
 def test_serving_version_rule(tmp_path):
     root = tmp_path / "serving"
     for v in ("100", "200"):
-        (root / v).mkdir(parents=True)
-        (root / v / versions.READY_FILE).write_bytes(b"")
-    (root / "300").mkdir()  # still being copied: no saved_model.pb yet
+        publish_fake(root, v)
+    (root / "300").mkdir()  # a version folder that was never published
+    (root / "300" / versions.READY_FILE).write_bytes(b"")
     assert versions.ready_versions(root) == ["100", "200"]
     assert versions.serving_version(root) == "200"
     versions.write_rollback(root, "100")
     assert versions.serving_version(root) == "100"
-    (root / "300" / versions.READY_FILE).write_bytes(b"")
-    assert versions.serving_version(root) == "300"  # a newer push supersedes the rollback
+    publish_fake(root, "400")
+    assert versions.serving_version(root) == "400"  # a newer push supersedes the rollback
     with pytest.raises(ValueError, match="not a pushed version"):
         versions.write_rollback(root, "999")
     assert (root / versions.POINTER_FILE).stat().st_mode & 0o777 == 0o644  # readable by a server of another user
@@ -235,7 +235,7 @@ def test_serving_version_rule(tmp_path):
         with pytest.raises(ValueError, match="not a valid rollback pointer"):
             versions.read_rollback(root)
         state = versions.serving_state(root)  # reported and ignored: the newest version serves
-        assert state.version == "300" and "conveyor rollback --clear" in state.pointer_error
+        assert state.version == "400" and "conveyor rollback --clear" in state.pointer_error
     assert versions.clear_rollback(root) and not versions.clear_rollback(root)
 
 
@@ -243,10 +243,8 @@ def test_the_rollback_pointer_rename_is_durable(tmp_path, monkeypatch):
     import os
 
     root = tmp_path / "serving"
-    (root / "50").mkdir(parents=True)
-    (root / "50" / versions.READY_FILE).write_bytes(b"")
     for v in ("100", "200"):
-        versions.republish(root, "50", v)  # pushed the way the pipeline's copies are
+        publish_fake(root, v)
     synced: list[str] = []
     real_fsync = os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd)))
