@@ -41,6 +41,7 @@ from pipeline import configs, versions
 from serving import request_log
 
 SWAPS = 3
+REFERENCE_C8_RPS = 529  # the issue's figure for the FastAPI server (concurrency 8, client in its own process)
 SCRATCH = configs.REPO_ROOT / "outputs" / "bench-serving"
 
 
@@ -294,12 +295,17 @@ def main() -> None:
     for served in servers:
         for concurrency in (1, 8):
             print(_row(served.label, concurrency, served.results[f"c{concurrency}"]))
-    print()
+    print(f"\ngoals: HTTP p50 at concurrency 1 <= 2 x the in-process p50 ({floor_p50:.3f} ms); at concurrency 8 "
+          f">= 4 x {REFERENCE_C8_RPS} req/s (the FastAPI server of 9196231 as the issue measured it) and p99 < 10 ms")
+    before = servers[0] if args.before else None
+    print(f"{'path':<34}{'c1 p50 ms':>10}{'x floor':>9}{'c8 req/s':>10}{'x 529':>7}{'x before':>9}{'c8 p99 ms':>10}")
     for served in servers:
         p50 = statistics.median(r["p50_ms"] for r in served.results["c1"])
         rate = statistics.median(r["req_per_s"] for r in served.results["c8"])
-        print(f"{served.label}: p50 at concurrency 1 = {p50 / floor_p50:.2f} x the in-process call; "
-              f"{rate:.0f} req/s at concurrency 8")
+        p99 = statistics.median(r["p99_ms"] for r in served.results["c8"])
+        versus = f"{rate / statistics.median(r['req_per_s'] for r in before.results['c8']):>9.2f}" if before else f"{'-':>9}"
+        print(f"{served.label:<34}{p50:>10.3f}{p50 / floor_p50:>9.2f}{rate:>10.0f}{rate / REFERENCE_C8_RPS:>7.2f}{versus}{p99:>10.3f}")
+    print()
     for label, probe, batches in probes:
         print(f"{label}: GET /v1/models/taxi p50 {probe['p50_ms']:.2f} ms, p99 {probe['p99_ms']:.2f} ms while 2 clients "
               f"sent {batches['requests']} batches of 256 instances (p50 {batches['p50_ms']:.1f} ms)")

@@ -34,6 +34,16 @@ READY_TIMEOUT_SECONDS = 600.0
 STOP_TIMEOUT_SECONDS = 30.0
 
 
+def _terminal_fd() -> int:
+    """Where the workers' own log lines go: the command's stderr. Under the front door's
+    quiet_command that is a copy of the terminal's, while descriptor 2, which the workers inherit,
+    is <home>/logs/serve.log and takes TensorFlow's start-up output."""
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # an in-memory stream (an in-process caller)
+        return 2
+
+
 @dataclass
 class _Worker:
     index: int
@@ -64,11 +74,12 @@ class Supervisor:
 
     def _spawn(self, index: int, failures: int = 0) -> _Worker:
         read_end, write_end = os.pipe()
+        log_fd = _terminal_fd()
         argv = [sys.executable, "-m", "serving.worker", "--fd", str(self.sock.fileno()),
-                "--ready-fd", str(write_end), "--index", str(index)]
+                "--ready-fd", str(write_end), "--log-fd", str(log_fd), "--index", str(index)]
         if not self.log_requests:
             argv.append("--no-request-log")
-        process = subprocess.Popen(argv, pass_fds=(self.sock.fileno(), write_end), env=self.env)
+        process = subprocess.Popen(argv, pass_fds=(self.sock.fileno(), write_end, log_fd), env=self.env)
         os.close(write_end)
         return _Worker(index, process, read_end, time.monotonic(), failures)
 

@@ -1,6 +1,6 @@
 """One worker process of `conveyor serve` (started by serving/supervisor.py, not by hand).
 
-    python -m serving.worker --fd N --ready-fd M --index I [--no-request-log]
+    python -m serving.worker --fd N --ready-fd M [--log-fd L] --index I [--no-request-log]
 
 Serves on the inherited listening socket N with the configuration in the CONVEYOR_* environment:
 loads the serving version, writes "ready <version>" (or "ready -") to the pipe M, then answers
@@ -15,9 +15,11 @@ import socket
 import sys
 
 
-def configure_logging(index: int) -> None:
+def configure_logging(index: int, log_fd: int) -> None:
+    """Warnings and the server's own INFO lines to `log_fd` (the command's stderr)."""
+    stream = sys.stderr if log_fd == 2 else os.fdopen(log_fd, "w", buffering=1)
     logging.basicConfig(
-        level=logging.WARNING, stream=sys.stderr,
+        level=logging.WARNING, stream=stream,
         format=f"%(asctime)s worker {index} pid %(process)d %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("serving").setLevel(logging.INFO)
@@ -27,10 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--ready-fd", type=int, required=True)
+    parser.add_argument("--log-fd", type=int, default=2, help="where log lines go (default stderr)")
     parser.add_argument("--index", type=int, default=0)
     parser.add_argument("--no-request-log", action="store_true")
     args = parser.parse_args(argv)
-    configure_logging(args.index)
+    configure_logging(args.index, args.log_fd)
 
     from pipeline import configs
     from serving.server import Server

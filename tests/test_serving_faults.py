@@ -55,10 +55,16 @@ def test_a_version_that_fails_to_load_is_never_served_and_is_retried(small_run, 
     good = versions.serving_version(config.serving_root)
     torn = versions.republish(config.serving_root, good, str(int(good) + 100))
     _break(torn)
+    unpublished = config.serving_root / str(int(good) + 200)  # a complete copy without its push record
+    shutil.copytree(config.serving_root / good, unpublished, ignore=shutil.ignore_patterns(versions.RECORD_FILE))
+    staged = shutil.copytree(config.serving_root / good, versions.staged_path(config.serving_root, str(int(good) + 300)))
     instance = from_row(shipped_rows[0])
     with Serve(config.home, env={"CONVEYOR_LOAD_RETRY_MAX_SECONDS": "0.5"}) as server, server.client() as client:
         assert f"version {good} " in server.first_line  # the newest good version, not a 503
         assert _served_version(client, instance) == good
+        assert unpublished.name not in _statuses(client) and os.path.basename(staged) not in _statuses(client)
+        not_pushed = client.post(f"/v1/models/{MODEL}/versions/{unpublished.name}:predict", json={"instances": [instance]})
+        assert not_pushed.status_code == 404 and "not a pushed version" in not_pushed.json()["error"]
         failed = wait_for(lambda: _statuses(client)[torn.name] if _statuses(client)[torn.name]["state"] == "END" else None,
                           what="the torn version reported")
         assert failed["status"]["error_code"] == "UNKNOWN" and "failed to load" in failed["status"]["error_message"]
