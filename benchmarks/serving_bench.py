@@ -10,7 +10,9 @@ from span 1:
   - `conveyor serve --workers W` for each W of --workers (and, with --before REF, the server of
     git revision REF, run from a temporary worktree; dependencies it needs that this venv lacks go
     on PYTHONPATH, e.g. REF 9196231 needs fastapi and uvicorn), each a real process on a free loopback port, measured by
-    benchmarks/load_client.py in its own process: concurrency 1 and 8, p50/p99 and req/s;
+    benchmarks/load_client.py in its own process: concurrency 1 and 8, p50/p99 and req/s; also
+    1 worker with --no-request-log, and the fsync of one log line on this disk, which bound what
+    a durable answer at concurrency 1 can cost;
   - a GET /v1/models/taxi probe while two clients send 256-instance batches (batch parsing must
     not stall the event loop);
   - three hot swaps while 8 clients keep sending: every answer must be a 200, and the request log
@@ -75,6 +77,7 @@ class Served:
     url: str = ""
     results: dict[str, list[dict]] = field(default_factory=dict)
     answered_instances: int = 0  # instances answered 200, which the request log must hold
+    logs: bool = True  # False: run with --no-request-log (the HTTP path without the fsync)
 
     def count(self, result: dict, instances_per_request: int = 1) -> dict:
         ok = result["statuses"].get("200", 0) + result.get("warmup_statuses", {}).get("200", 0)
@@ -92,11 +95,12 @@ class Served:
 
 
 def _start(label: str, home: Path, argv: list[str], env: dict[str, str], cwd: Path | None = None) -> Served:
+    logs = "--no-request-log" not in argv
     errors = home / "serve.err"
     home.mkdir(parents=True, exist_ok=True)
     with open(errors, "w") as stderr:
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, cwd=cwd)
-    served = Served(label, home, process)
+    served = Served(label, home, process, logs=logs)
     line = process.stdout.readline()
     if " at http://" not in line:
         served.stop()
@@ -132,6 +136,21 @@ def _floor(signature, examples: list, count: int) -> dict:
     ordered = sorted(latencies)
     return {"p50_ms": statistics.median(ordered) * 1000, "p99_ms": ordered[int(0.99 * len(ordered))] * 1000,
             "req_per_s": count / wall, "statuses": {"200": count}, "error_count": 0}
+
+
+def _fsync_probe(folder: Path, count: int = 300) -> float:
+    """p50 ms of appending a 600-byte line (one logged prediction) and fsync'ing it in `folder`."""
+    path = folder / "fsync-probe"
+    latencies = []
+    with open(path, "ab") as handle:
+        for _ in range(count):
+            begin = time.perf_counter()
+            handle.write(b"x" * 599 + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+            latencies.append(time.perf_counter() - begin)
+    path.unlink()
+    return statistics.median(latencies) * 1000
 
 
 def _get_while_batches(served: Served, big: Path, seconds: float) -> tuple[dict, dict]:
@@ -257,6 +276,11 @@ def main() -> None:
                 {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(before_dir), os.environ.get("PYTHONPATH")]))},
                 cwd=before_dir,
             ))
+        home = _home_with(model, SCRATCH / "servers" / "no-request-log")
+        servers.append(_start(
+            "conveyor serve, 1 worker, no log", home,
+            [str(launcher), "serve", "--home", str(home), "--port", "0", "--workers", "1", "--no-request-log"], env,
+        ))
         for count in (int(w) for w in args.workers.split(",")):
             home = _home_with(model, SCRATCH / "servers" / f"workers-{count}")
             servers.append(_start(
@@ -276,7 +300,8 @@ def main() -> None:
                     run = served.count(_load(served.url, bodies, concurrency, requests=args.requests, warmup=50))
                     served.results.setdefault(f"c{concurrency}", []).append(run)
         load_after = os.getloadavg()
-        probes = [(served.label, *_get_while_batches(served, big, 6.0)) for served in servers]
+        fsync_ms = _fsync_probe(SCRATCH / "servers")
+        probes = [(served.label, *_get_while_batches(served, big, 6.0)) for served in servers if served.logs]
         main_server = servers[-1]
         swap_lines = _hot_swaps(main_server, bodies, model.name)
     finally:
@@ -297,6 +322,9 @@ def main() -> None:
             print(_row(served.label, concurrency, served.results[f"c{concurrency}"]))
     print(f"\ngoals: HTTP p50 at concurrency 1 <= 2 x the in-process p50 ({floor_p50:.3f} ms); at concurrency 8 "
           f">= 4 x {REFERENCE_C8_RPS} req/s (the FastAPI server of 9196231 as the issue measured it) and p99 < 10 ms")
+    print(f"an fsync of one 600-byte request-log line on this disk: p50 {fsync_ms:.3f} ms; a durable answer at "
+          f"concurrency 1 cannot be faster than the floor plus that ({floor_p50 + fsync_ms:.3f} ms); "
+          f"'no log' is the same server with --no-request-log")
     before = servers[0] if args.before else None
     print(f"{'path':<34}{'c1 p50 ms':>10}{'x floor':>9}{'c8 req/s':>10}{'x 529':>7}{'x before':>9}{'c8 p99 ms':>10}")
     for served in servers:
@@ -311,7 +339,8 @@ def main() -> None:
               f"sent {batches['requests']} batches of 256 instances (p50 {batches['p50_ms']:.1f} ms)")
     print("\n".join(swap_lines))
     for served in servers:
-        print(_log_check(served))
+        if served.logs:
+            print(_log_check(served))
 
 
 def _log_check(served: Served) -> str:
