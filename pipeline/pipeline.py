@@ -1,8 +1,9 @@
 """create_pipeline(): the one wiring of Conveyor's TFX DAG, shared by every runner.
 
   CsvExampleGen (newest span) -> StatisticsGen -> ExampleValidator (vs ImportSchemaGen)
-    -> DataGate (blocks a span with anomalies or, by policy, drift vs the previous validated span;
-                 else publishes it as validated examples and statistics)
+    -> DataGate (blocks a span that breaks the span rules (pipeline/validation.py: rows, header,
+                 values, completeness floors, broken feed, schema anomalies) or, by policy, drifted
+                 vs the previous validated span; else publishes it as validated examples and statistics)
     -> span window (validated spans N-K+1..N, one artifact per span)
     -> Transform -> Trainer -> Evaluator (vs the previous blessed model)
     -> InfraCheck (the candidate answers real eval examples through the serving code)
@@ -30,9 +31,17 @@ from pipeline.components.pushed_baseline import OptionalBaselineEvaluator, Previ
 from pipeline.components.span_window import SpanWindow
 from pipeline.components.span_resolvers import previous_span_resolver, span_window_resolver
 from pipeline.configs import PipelineConfig
+from schema import derive
 
 SPAN_PATTERN = "span-{SPAN}/*.csv"
 DATA_GATE_ID = "DataGate"
+COMPLETENESS_KEYS = ("floors", "natural_missing", "variation", "tolerance")  # what DataGate reads of completeness.json
+
+
+def completeness_rules(config: PipelineConfig) -> str:
+    """The completeness floors DataGate applies, as its JSON parameter (a change re-runs it)."""
+    rules = derive.load_completeness(config.completeness_path)
+    return json.dumps({key: rules[key] for key in COMPLETENESS_KEYS}, sort_keys=True)
 
 
 def _example_gen(config: PipelineConfig) -> tfx.components.CsvExampleGen:
@@ -107,6 +116,10 @@ def create_components(config: PipelineConfig) -> list[Any]:
         anomalies=example_validator.outputs["anomalies"],
         schema=schema,
         previous_statistics=previous_statistics.outputs["candidates"] if previous_statistics else None,
+        input_pattern=f"{config.spans_root_uri.rstrip('/')}/{SPAN_PATTERN}",
+        completeness=completeness_rules(config),
+        min_rows_ratio=config.min_rows_ratio,
+        broken_feed_factor=config.broken_feed_factor,
         drift_thresholds=json.dumps(dict(config.drift_thresholds), sort_keys=True),
         completeness_drop=config.completeness_drop,
         drift_policy=config.drift_policy,
