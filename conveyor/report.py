@@ -225,6 +225,8 @@ def _timings(data: ReportData) -> _Html:
 
 
 def _data(data: ReportData) -> _Html:
+    from pipeline.validation import pct
+
     span = data.summary.span
     title = f"Data: span {span}" if span is not None else "Data"
     if not data.statistics:
@@ -238,7 +240,7 @@ def _data(data: ReportData) -> _Html:
         [
             f.feature,
             f.kind,
-            _cell(f"{100 * f.present:.1f} %", "num"),
+            _cell(pct(f.present), "num"),
             _cell(_stat(f.mean), "num"),
             _cell(_stat(f.std_dev), "num"),
             _cell(_stat(f.minimum), "num"),

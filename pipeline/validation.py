@@ -69,9 +69,14 @@ class Previous:
 
 
 def pct(share: float) -> str:
-    """62 %, 98.8 %, 0.033 %."""
+    """62 %, 98.8 %, 0.033 %, 99.96 % (a share below 1 never reads 100 %)."""
     value = 100 * share
-    text = f"{value:.2g}" if 0 < value < 1 else f"{value:.1f}".rstrip("0").rstrip(".")
+    if 0 < value < 1:
+        text = f"{value:.2g}"
+    elif 99 < value < 100:
+        text = f"{math.floor(value * 100) / 100:.2f}".rstrip("0").rstrip(".")
+    else:
+        text = f"{value:.1f}".rstrip("0").rstrip(".")
     return f"{text} %"
 
 

@@ -305,4 +305,6 @@ def test_upper_decile_reads_the_quantile_histogram():
 
 
 def test_shares_are_written_for_people():
-    assert [validation.pct(x) for x in (0.621, 0.988, 0.99, 1 / 3000, 0.0)] == ["62.1 %", "98.8 %", "99 %", "0.033 %", "0 %"]
+    assert [validation.pct(x) for x in (0.621, 0.988, 0.99, 1 / 3000, 0.0, 2999 / 3000, 1.0)] == [
+        "62.1 %", "98.8 %", "99 %", "0.033 %", "0 %", "99.96 %", "100 %"
+    ]
