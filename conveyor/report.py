@@ -19,6 +19,7 @@ from conveyor import analysis
 from metadata import connection, runs
 from pipeline import anomalies, evaluation
 from pipeline.configs import PipelineConfig, Threshold
+from pipeline.validation import pct
 
 if TYPE_CHECKING:
     from conveyor.run_summary import RunSummary
@@ -225,8 +226,6 @@ def _timings(data: ReportData) -> _Html:
 
 
 def _data(data: ReportData) -> _Html:
-    from pipeline.validation import pct
-
     span = data.summary.span
     title = f"Data: span {span}" if span is not None else "Data"
     if not data.statistics:
@@ -266,8 +265,6 @@ def _data(data: ReportData) -> _Html:
 
 def _completeness(validation: dict) -> list[_Html]:
     """DataGate's verdict on the span's empty cells: completeness per feature against its floor."""
-    from pipeline.validation import pct
-
     rows = [
         [
             f["feature"],

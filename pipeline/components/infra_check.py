@@ -3,7 +3,8 @@
 TFX's InfraValidator needs TF Serving binaries or docker and is not supported by the Kubeflow V2
 runner, so this component does the same job with the code the server runs (serving/): it loads the
 candidate SavedModel with models.saved_model.LoadedModel and asks it about real examples of this run's
-eval split (those a client could send: with every feature a request must carry), sent both as raw JSON features and as base64 tf.Examples, exactly as a client would.
+eval split (those a client could send: with every feature a request must carry), sent both as raw
+JSON features and as base64 tf.Examples, exactly as a client would.
 The model passes when every request is accepted, every probability is in [0, 1], and both forms
 agree. The InfraBlessing output carries `blessed` 1/0 (what TFX's Pusher reads) and, on failure,
 `failure` with the reason; a model that fails is never pushed.
