@@ -36,8 +36,8 @@ test: setup
 	bash scripts/setup_host.sh
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-## test-slow: the long sweeps the default suite leaves out (pytest -m slow), e.g. nightly:
-## kill -9 of a real run after every component
+## test-slow: the long tests the default suite leaves out (pytest -m slow), e.g. nightly:
+## kill -9 of a real run after every component, fuzzing the server with thousands of mutated requests
 test-slow: setup
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 

@@ -139,23 +139,21 @@ def cmd_ct(args: argparse.Namespace) -> int:
         return BUSY_EXIT_CODE
     return 0 if decision.outcome in (None, decisions.OK) else 1
 def cmd_serve(args: argparse.Namespace) -> int:
-    from serving import server
+    from serving import supervisor
 
-    config = configs.load(home=args.home)
-    built = server.build(config, host=args.host, port=args.port, log_requests=not args.no_request_log)
+    config = _load(home=args.home, serving_workers=args.workers)
     try:
-        current = built.host.current().version
-    except LookupError:
-        current = f"none yet (waiting for a push under {config.serving_root})"
-    print(f"conveyor: serving model {config.model_name!r} version {current} at {built.url}/v1/models/{config.model_name}", flush=True)
-    built.run()
-    return 0
+        return supervisor.serve(config, host=args.host, port=args.port, log_requests=not args.no_request_log)
+    except OSError as exc:  # the address is taken or cannot be bound
+        print(f"conveyor serve: {exc}", file=sys.stderr)
+        return 2
 
 
 def cmd_models(args: argparse.Namespace) -> int:
     from metadata import registry
     from pipeline import home_lock
-    from pipeline.versions import read_rollback, serving_version
+    from pipeline.versions import serving_state
+    from serving import status
 
     config = configs.load(home=args.home)
     if args.clean:
@@ -168,13 +166,36 @@ def cmd_models(args: argparse.Namespace) -> int:
     if not entries:
         print(f"no pushed versions under {config.serving_root}")
         return 0
-    serving = serving_version(config.serving_root)
-    print(format_models(entries, serving, _overall_metrics(entries)))
-    rollback = read_rollback(config.serving_root)
-    if rollback is not None:
-        state = "in force" if rollback.version == serving else "superseded by a newer push"
-        print(f"rollback to {rollback.version} ({state}; newest version at the time: {rollback.newest_at_rollback})")
+    try:
+        state = serving_state(config.serving_root)
+    except OSError as exc:
+        print(f"conveyor models: cannot read {config.serving_root}: {exc}", file=sys.stderr)
+        return 1
+    servers = status.live(config.home)
+    serving = {s["serving"] for s in servers if s.get("serving")} if servers else {state.version}
+    failed = {v["version"]: (s, v) for s in servers for v in s.get("versions", []) if v.get("state") == "END"}
+    print(format_models(entries, serving, _overall_metrics(entries), set(failed)))
+    print(_serving_note(state, servers))
+    for version, (server, found) in sorted(failed.items()):
+        print(f"version {version} failed to load in server pid {server['pid']}: {found['error']}")
     return 0
+
+
+def _serving_note(state, servers: list[dict]) -> str:
+    """Who serves what, and the rollback pointer's state, in a few lines."""
+    if servers:
+        where = ", ".join(f"pid {s['pid']} ({s.get('url', '?')}) serves {s.get('serving') or 'nothing'}" for s in servers)
+        lines = [f"* = served by the running server: {where}"]
+        if any(s.get("serving") != state.version for s in servers):
+            lines.append(f"the serving rule selects {state.version}: a server switches within poll_seconds once it loads")
+    else:
+        lines = ["* = selected to serve (no server is running on this home)"]
+    if state.pointer_error:
+        lines.append(f"rollback pointer: {state.pointer_error}")
+    elif state.rollback is not None:
+        how = "in force" if state.rollback_in_force else "superseded by a newer push"
+        lines.append(f"rollback to {state.rollback.version} ({how}; newest version at the time: {state.rollback.newest_at_rollback})")
+    return "\n".join(lines)
 
 
 def _overall_metrics(entries) -> dict[str, dict[str, float]]:
@@ -187,7 +208,8 @@ def _overall_metrics(entries) -> dict[str, dict[str, float]]:
     return {e.version: evaluation.load_evaluation(e.evaluation_uri).metrics.get(evaluation.OVERALL, {}) for e in with_eval}
 
 
-def format_models(entries, serving: str | None, metrics: dict[str, dict[str, float]]) -> str:
+def format_models(entries, serving: set, metrics: dict[str, dict[str, float]], failed: set = frozenset()) -> str:
+    """The version table: * marks the version(s) served, ! those a running server failed to load."""
     import datetime
 
     def flag(value: bool | None) -> str:
@@ -201,33 +223,48 @@ def format_models(entries, serving: str | None, metrics: dict[str, dict[str, flo
         acc = f"{m['binary_accuracy']:.4f}" if "binary_accuracy" in m else "-"
         auc = f"{m['auc']:.4f}" if "auc" in m else "-"
         spans = ",".join(map(str, e.window_spans)) or "-"
-        mark = "*" if e.version == serving else " "
+        mark = "*" if e.version in serving else "!" if e.version in failed else " "
         problem = f"  ({e.problem()})" if e.problem() else ""
         lines.append(
             f"{mark} {e.version:<12}{when:<21}{spans:<10}{flag(e.blessed):<9}{flag(e.infra_blessed):<7}{acc:>9}{auc:>8}  {e.run_id or '-'}{problem}"
         )
-    lines.append("* = serving now; only published versions are served")
+    if failed:
+        lines.append("! = failed to load in a running server (the last good version keeps serving)")
+    lines.append("only published versions are served")
     return "\n".join(lines)
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from serving import rollback
-
     from pipeline import home_lock
+    from serving import rollback, status
 
     config = configs.load(home=args.home)
     try:
         with home_lock.hold(config.home, "conveyor rollback"):
-            result = rollback.rollback(config, args.to)
+            result = rollback.clear(config) if args.clear else rollback.rollback(config, args.to)
     except (LookupError, ValueError, FileNotFoundError) as exc:
         print(f"conveyor rollback: {exc}", file=sys.stderr)
         return 2
-    print(
-        f"rolled back: {result.from_version or 'nothing'} -> {result.to_version} "
-        f"(MLMD execution {result.execution_id}); a running server switches within {config.poll_seconds:g} s; "
-        "the next pushed version supersedes this rollback"
-    )
-    return 0
+    if result is None:
+        print("conveyor rollback: no rollback pointer to clear")
+        return 0
+    if result.execution_id is None:
+        print(f"removed the rollback pointer; version {result.to_version or 'none'} serves (unchanged)")
+        return 0
+    what = "cleared the rollback" if args.clear else "rolled back"
+    print(f"{what}: {result.from_version or 'nothing'} -> {result.to_version} (MLMD execution {result.execution_id}); "
+          "the next pushed version supersedes it")
+    if args.no_wait:
+        return 0
+    switched, behind, waited = status.wait_until_serving(config.home, result.to_version, args.wait)
+    if not switched and not behind:
+        print(f"no server is running on {config.home}: the next `conveyor serve` serves {result.to_version}")
+    for server in switched:
+        print(f"server pid {server['pid']} ({server.get('url', '?')}) serves {result.to_version} after {waited:.1f} s")
+    for server in behind:
+        reason = server.get("error") or "still loading"
+        print(f"server pid {server['pid']} still serves {server.get('serving')} after {waited:.0f} s: {reason}", file=sys.stderr)
+    return 1 if behind else 0
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
@@ -380,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--home", type=Path, help="output root holding serving_model/ (default outputs/)")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8501; 0 = any free port)")
+    serve.add_argument("--workers", type=int, help="worker processes sharing the port (default serving_workers; 0 = one per core)")
     serve.add_argument("--no-request-log", action="store_true", help="do not log predictions")
     serve.set_defaults(func=cmd_serve)
 
@@ -390,7 +428,11 @@ def main(argv: list[str] | None = None) -> int:
 
     rollback = commands.add_parser("rollback", help="serve an earlier blessed version")
     rollback.add_argument("--home", type=Path)
-    rollback.add_argument("--to", help="version to serve (default: the one before the serving version)")
+    what = rollback.add_mutually_exclusive_group()
+    what.add_argument("--to", help="version to serve (default: the newest eligible one before the serving version)")
+    what.add_argument("--clear", action="store_true", help="remove the rollback pointer (also a corrupt one): the newest version serves")
+    rollback.add_argument("--wait", type=float, default=60.0, help="seconds to wait for running servers to switch (default 60)")
+    rollback.add_argument("--no-wait", action="store_true", help="do not wait for running servers to switch")
     rollback.set_defaults(func=cmd_rollback)
 
     monitor = commands.add_parser("monitor", help="monitor the request log: statistics, skew, drift, live metrics")

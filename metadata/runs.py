@@ -132,16 +132,18 @@ def record_execution(
     properties: dict[str, str],
     inputs: dict[str, metadata_store_pb2.Artifact],
     context: metadata_store_pb2.Context,
+    state: int = metadata_store_pb2.Execution.COMPLETE,
 ) -> int:
-    """Record a completed execution of a custom type (string properties), with an INPUT event per
-    artifact under its key, attributed to `context`; returns the execution id."""
+    """Record an execution of a custom type (string properties; COMPLETE unless `state` says
+    otherwise), with an INPUT event per artifact under its key, attributed to `context`; returns
+    the execution id."""
     type_id = store.put_execution_type(
         metadata_store_pb2.ExecutionType(
             name=type_name, properties={k: metadata_store_pb2.STRING for k in properties}
         ),
         can_add_fields=True,
     )
-    execution = metadata_store_pb2.Execution(type_id=type_id, last_known_state=metadata_store_pb2.Execution.COMPLETE)
+    execution = metadata_store_pb2.Execution(type_id=type_id, last_known_state=state)
     for key, value in properties.items():
         execution.properties[key].string_value = value
     pairs = []
@@ -151,6 +153,13 @@ def record_execution(
         pairs.append((artifact, event))
     execution_id, _, _ = store.put_execution(execution, pairs, [context])
     return execution_id
+
+
+def set_execution_state(store: metadata_store.MetadataStore, execution_id: int, state: int) -> None:
+    """Update the last known state of an execution (e.g. RUNNING -> COMPLETE)."""
+    [execution] = store.get_executions_by_id([execution_id])
+    execution.last_known_state = state
+    store.put_executions([execution])
 
 
 def executions_of_type(

@@ -3,17 +3,19 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-import tensorflow as tf
+from tensorflow.core.example import example_pb2
 
 from models import features
 
 
-def to_example(row: Mapping[str, object], keys: Iterable[str] = features.SERVING_FEATURES) -> tf.train.Example:
+def to_example(row: Mapping[str, object], keys: Iterable[str] = features.SERVING_FEATURES) -> example_pb2.Example:
     """A tf.Example with the `keys` present in `row`; missing or empty values are left out.
 
+    Integers stay exact (an int, or text like "17031081500", is never routed through a float).
     Raises ValueError naming the feature when a value does not fit its declared type.
     """
-    feats = {}
+    example = example_pb2.Example()
+    feature_map = example.features.feature
     for key in keys:
         value = row.get(key)
         if value is None or value == "":
@@ -21,17 +23,28 @@ def to_example(row: Mapping[str, object], keys: Iterable[str] = features.SERVING
         kind = features.RAW_TYPES[key]
         try:
             if kind == "INT":
-                number = float(value)
-                if not number.is_integer():
-                    raise ValueError
-                feats[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(number)]))
+                feature_map[key].int64_list.value.append(_integer(value))
             elif kind == "FLOAT":
-                feats[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
+                feature_map[key].float_list.value.append(float(value))
             else:
-                feats[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[str(value).encode()]))
-        except (TypeError, ValueError):
+                feature_map[key].bytes_list.value.append(str(value).encode())
+        except (TypeError, ValueError, OverflowError):
             raise ValueError(f"feature {key!r} must be {kind.lower()}, got {value!r}") from None
-    return tf.train.Example(features=tf.train.Features(feature=feats))
+    return example
+
+
+def _integer(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass  # "3.0": a CSV writer that printed an integer as a float
+    number = float(value)
+    if not number.is_integer():
+        raise ValueError
+    return int(number)
 
 
 def serialize(rows: Iterable[Mapping[str, object]], keys: Iterable[str] = features.SERVING_FEATURES) -> list[bytes]:

@@ -80,6 +80,10 @@ MODEL_FEATURES: Final = (
     + tuple(HASHED_FEATURES)
 )
 
+# What serving_default answers per example (models/model.py builds it, the serving runtime reads it).
+PROBABILITY_KEY: Final = "probability"
+CLASS_KEY: Final = "predicted_class"
+
 # Features the Evaluator slices by (besides "overall").
 SLICE_FEATURES: Final = ("payment_type", "trip_start_hour")
 

@@ -1,16 +1,37 @@
 """Request instances <-> tf.Examples, checked against the feature contract and the schema.
 
 An instance is either raw JSON features (the SERVING features of models/features.py, typed by
-`features.RAW_TYPES`) or `{"b64": "<base64 serialized tf.Example>"}` (its features are read and checked the same
-way). Every instance becomes a serialized tf.Example for the SavedModel's `serving_default` and a plain feature dict for the
-request log. A bad instance raises InstanceError naming the instance and the feature.
+`features.RAW_TYPES`) or `{"b64": "<base64 serialized tf.Example>"}` (its features are read and
+checked the same way). Every instance becomes a serialized tf.Example for the SavedModel's
+`serving_default` and a plain feature dict for the request log. A bad instance raises
+InstanceError naming the instance, the feature and why.
+
+What the model receives is exactly what the client sent, or the request is refused:
+- INT features are int64: JSON integers in [-2^63, 2^63), or integral JSON numbers up to 2^53 in
+  magnitude (beyond that a double may already be a different integer than the client meant).
+- FLOAT features are float32 in the model: a value is rounded to the nearest float32 (relative
+  error below 6e-8, as TF Serving does for DT_FLOAT inputs); one that would become infinite or
+  zero (|v| > 3.4e38, or a non-zero |v| < 1.4e-45) is refused, as are NaN and infinities.
+- BYTES features are UTF-8 text of at most `max_string_bytes` (they are logged verbatim).
+- A tf.Example holds at most one value per feature; invalid UTF-8 is refused, not replaced.
+
+Out-of-domain policy (the schema's domains, schema/schema.pbtxt):
+- a number outside its feature's int_domain / float_domain (hour -5, a negative fare, a latitude
+  outside the Chicago box the data describes) is refused: the transform would map it silently
+  (clipped to 0, the edge bucket, bucket 0), so the answer would look valid and mean nothing, and
+  the pipeline never trains on such values (DataGate blocks them);
+- a string outside its string domain (a new payment type) is predicted on and flagged
+  (`Instance.out_of_domain`): the model has out-of-vocabulary buckets for exactly this, it is how
+  an upstream vocabulary grows, and refusing it would turn a business change into an outage. The
+  server logs the flag with the prediction and counts it in its metrics.
 """
 from __future__ import annotations
 
 import base64
 import binascii
 import math
-from dataclasses import dataclass
+import struct
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -21,8 +42,12 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from models import features
 
 SERVING_ENVIRONMENT = "SERVING"
+DEFAULT_MAX_STRING_BYTES = 1024
+EXACT_FLOAT_INT = 2**53  # largest magnitude up to which every integer is an exact double
 Value = int | float | str
 FeatureDict = dict[str, Value]
+_SERVING = frozenset(features.SERVING_FEATURES)
+_F32 = struct.Struct("<f")
 
 
 class InstanceError(ValueError):
@@ -37,27 +62,41 @@ class BatchTooLarge(InstanceError):
 
 @dataclass(frozen=True)
 class FeatureRules:
-    """Which serving features a request must carry (schema presence 1.0 in SERVING)."""
+    """What the schema says a serving instance may carry: required features and domains."""
 
     required: frozenset[str]
+    numeric_domains: Mapping[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    string_domains: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    max_string_bytes: int = DEFAULT_MAX_STRING_BYTES
 
     @classmethod
-    def from_schema(cls, schema_path: Path) -> "FeatureRules":
+    def from_schema(cls, schema_path: Path, max_string_bytes: int = DEFAULT_MAX_STRING_BYTES) -> "FeatureRules":
         schema = text_format.Parse(Path(schema_path).read_text(), schema_pb2.Schema())
-        required = {
-            f.name
-            for f in schema.feature
-            if f.name in features.SERVING_FEATURES
-            and SERVING_ENVIRONMENT not in f.not_in_environment
-            and f.presence.min_fraction >= 1.0
-        }
-        return cls(frozenset(required))
+        named_domains = {d.name: frozenset(d.value) for d in schema.string_domain}
+        required, numeric, strings = set(), {}, {}
+        for f in schema.feature:
+            if f.name not in _SERVING or SERVING_ENVIRONMENT in f.not_in_environment:
+                continue
+            if f.presence.min_fraction >= 1.0:
+                required.add(f.name)
+            if f.HasField("int_domain"):
+                d = f.int_domain
+                numeric[f.name] = (d.min if d.HasField("min") else None, d.max if d.HasField("max") else None)
+            elif f.HasField("float_domain"):  # proto floats: compared in float32 (see _float)
+                d = f.float_domain
+                numeric[f.name] = (d.min if d.HasField("min") else None, d.max if d.HasField("max") else None)
+            if f.HasField("domain") and f.domain in named_domains:
+                strings[f.name] = named_domains[f.domain]
+            elif f.HasField("string_domain"):
+                strings[f.name] = frozenset(f.string_domain.value)
+        return cls(frozenset(required), numeric, strings, max_string_bytes)
 
 
 @dataclass(frozen=True)
 class Instance:
     serialized: bytes  # a tf.Example for serving_default
     features: FeatureDict  # what the request log records
+    out_of_domain: tuple[str, ...] = ()  # string features outside their schema domain (predicted on, flagged)
 
 
 def parse_instances(payload: Any, rules: FeatureRules, max_instances: int) -> list[Instance]:
@@ -75,19 +114,19 @@ def parse_instances(payload: Any, rules: FeatureRules, max_instances: int) -> li
 
 
 def parse_instance(item: Any, rules: FeatureRules, index: int = 0) -> Instance:
-    if isinstance(item, dict) and set(item) == {"b64"}:
-        return _from_b64(item["b64"], rules, index)
     if not isinstance(item, dict):
         raise InstanceError(f"instance {index}: expected a JSON object of features or {{'b64': ...}}")
+    if len(item) == 1 and "b64" in item:
+        return _from_b64(item["b64"], rules, index)
     feats: FeatureDict = {}
     for name, value in item.items():
-        if name not in features.SERVING_FEATURES:
-            raise InstanceError(f"instance {index}: unknown feature {name!r} (serving features: {', '.join(features.SERVING_FEATURES)})")
-        if value is None:
-            continue
-        feats[name] = _typed(name, value, index)
-    _check_required(feats, rules, index)
-    return Instance(to_example(feats), feats)
+        if name not in _SERVING:
+            raise InstanceError(
+                f"instance {index}: unknown feature {_show(name)} (serving features: {', '.join(features.SERVING_FEATURES)})"
+            )
+        if value is not None:
+            feats[name] = _typed(name, value, index, rules)
+    return _checked(feats, rules, index)
 
 
 def from_row(row: Mapping[str, str]) -> FeatureDict:
@@ -110,43 +149,106 @@ def to_example(feats: FeatureDict) -> bytes:
 
 
 def from_example(serialized: bytes) -> FeatureDict:
-    """The raw features of a serialized tf.Example (first value of each feature)."""
-    import tensorflow as tf
+    """The raw features of a serialized tf.Example: one value per feature, text decoded as UTF-8.
 
-    example = tf.train.Example.FromString(serialized)
+    Raises InstanceError for a feature with several values or bytes that are not UTF-8 (a value
+    silently cut or replaced would not be what the client sent). Empty features are left out.
+    """
+    from tensorflow.core.example import example_pb2
+
+    example = example_pb2.Example.FromString(serialized)
     feats: FeatureDict = {}
     for name, feature in example.features.feature.items():
         kind = feature.WhichOneof("kind")
-        values = list(getattr(feature, kind).value) if kind else []
-        if values:
-            feats[name] = values[0].decode("utf-8", "replace") if kind == "bytes_list" else values[0]
+        values = getattr(feature, kind).value if kind else ()
+        if len(values) > 1:
+            raise InstanceError(f"feature {_show(name)} has {len(values)} values; a serving feature takes one")
+        if not values:
+            continue
+        if kind == "bytes_list":
+            try:
+                feats[name] = values[0].decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InstanceError(f"feature {_show(name)} is not valid UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        else:
+            feats[name] = values[0]
     return feats
 
 
-def _typed(name: str, value: Any, index: int) -> Value:
+def _show(value: Any, limit: int = 60) -> str:
+    """repr(value), shortened: error messages never echo a huge value back."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _typed(name: str, value: Any, index: int, rules: FeatureRules) -> Value:
     kind = features.RAW_TYPES[name]
-    where = f"instance {index}: feature {name!r}"
     if kind == "BYTES":
         if not isinstance(value, str):
-            raise InstanceError(f"{where} must be a string, got {type(value).__name__} {value!r}")
+            raise InstanceError(f"{_where(index, name)} must be a string, got {type(value).__name__} {_show(value)}")
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise InstanceError(f"{_where(index, name)} is not valid Unicode text (a lone surrogate)") from None
+        if size > rules.max_string_bytes:
+            raise InstanceError(f"{_where(index, name)} is {size} bytes long; the limit is {rules.max_string_bytes}")
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InstanceError(f"{where} must be a number ({kind}), got {type(value).__name__} {value!r}")
-    if kind == "INT":
-        if isinstance(value, float) and not value.is_integer():
-            raise InstanceError(f"{where} must be an integer, got {value!r}")
-        if not -(2**63) <= value < 2**63:
-            raise InstanceError(f"{where} is out of the int64 range: {value!r}")
-        return int(value)
-    if not math.isfinite(value):
-        raise InstanceError(f"{where} must be finite, got {value!r}")
-    return float(value)
+        raise InstanceError(f"{_where(index, name)} must be a number ({kind}), got {type(value).__name__} {_show(value)}")
+    number = _integer(value, index, name) if kind == "INT" else _float(value, index, name)
+    domain = rules.numeric_domains.get(name)
+    if domain is not None:
+        low, high = domain
+        compared = number if kind == "INT" else _F32.unpack(_F32.pack(number))[0]
+        if (low is not None and compared < low) or (high is not None and compared > high):
+            bounds = f"[{_bound(low, '-inf')}, {_bound(high, 'inf')}]"
+            raise InstanceError(f"{_where(index, name)} = {_show(value)} is outside the schema's domain {bounds}")
+    return number
 
 
-def _check_required(feats: FeatureDict, rules: FeatureRules, index: int) -> None:
-    missing = sorted(rules.required - set(feats))
+def _where(index: int, name: str) -> str:
+    return f"instance {index}: feature {name!r}"
+
+
+def _bound(value: float | None, missing: str) -> str:
+    if value is None:
+        return missing
+    return f"{value:g}" if isinstance(value, int) or value.is_integer() else f"{_F32.unpack(_F32.pack(value))[0]:.7g}"
+
+
+def _integer(value: int | float, index: int, name: str) -> int:
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            raise InstanceError(f"{_where(index, name)} must be an integer, got {_show(value)}")
+        if abs(value) > EXACT_FLOAT_INT:
+            raise InstanceError(f"{_where(index, name)} = {value!r} is a float beyond 2^53, which may not be the integer meant: send a JSON integer")
+        value = int(value)
+    if not -(2**63) <= value < 2**63:
+        raise InstanceError(f"{_where(index, name)} is out of the int64 range: {_show(value)}")
+    return value
+
+
+def _float(value: int | float, index: int, name: str) -> float:
+    try:
+        number = float(value)
+        rounded = _F32.unpack(_F32.pack(number))[0]
+    except OverflowError:
+        raise InstanceError(f"{_where(index, name)} = {_show(value)} does not fit a float32 (largest 3.4e38)") from None
+    if not math.isfinite(number):
+        raise InstanceError(f"{_where(index, name)} must be finite, got {value!r}")
+    if rounded == 0.0 and number != 0.0:
+        raise InstanceError(f"{_where(index, name)} = {value!r} is too small for a float32 (it would become 0)")
+    return number
+
+
+def _checked(feats: FeatureDict, rules: FeatureRules, index: int) -> Instance:
+    missing = rules.required.difference(feats)
     if missing:
-        raise InstanceError(f"instance {index}: missing required feature(s) {', '.join(repr(m) for m in missing)}")
+        raise InstanceError(f"instance {index}: missing required feature(s) {', '.join(repr(m) for m in sorted(missing))}")
+    flagged = tuple(
+        name for name, allowed in rules.string_domains.items() if name in feats and feats[name] not in allowed
+    )
+    return Instance(to_example(feats), feats, flagged)
 
 
 def _from_b64(text: Any, rules: FeatureRules, index: int) -> Instance:
@@ -154,12 +256,14 @@ def _from_b64(text: Any, rules: FeatureRules, index: int) -> Instance:
         raise InstanceError(f"instance {index}: 'b64' must be a base64 string")
     try:
         serialized = base64.b64decode(text, validate=True)
-        feats = from_example(serialized)
+        raw = from_example(serialized)
+    except InstanceError as exc:
+        raise InstanceError(f"instance {index}: in the tf.Example, {exc}") from None
     except (binascii.Error, ValueError, DecodeError) as exc:
-        raise InstanceError(f"instance {index}: 'b64' is not a base64 serialized tf.Example ({exc})") from exc
-    for name, value in feats.items():
-        if name not in features.SERVING_FEATURES:
-            raise InstanceError(f"instance {index}: unknown feature {name!r} in the tf.Example")
-        feats[name] = _typed(name, value, index)
-    _check_required(feats, rules, index)
-    return Instance(to_example(feats), feats)  # re-typed by the contract, as JSON instances are
+        raise InstanceError(f"instance {index}: 'b64' is not a base64 serialized tf.Example ({exc})") from None
+    feats: FeatureDict = {}
+    for name, value in raw.items():
+        if name not in _SERVING:
+            raise InstanceError(f"instance {index}: unknown feature {_show(name)} in the tf.Example")
+        feats[name] = _typed(name, value, index, rules)
+    return _checked(feats, rules, index)  # re-typed by the contract, as JSON instances are

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models.model import CLASS_KEY, PROBABILITY_KEY
+from models.features import CLASS_KEY, PROBABILITY_KEY
 from models.instances import Instance
 
 SIGNATURE = "serving_default"
@@ -44,6 +44,8 @@ class LoadedModel:
             outputs = self.saved_model.signatures[SIGNATURE](examples=batch)
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as exc:
             raise RejectedInput(f"model {self.version} rejected the input: {_reason(exc)}") from exc
+        except tf.errors.OpError as exc:
+            raise PredictionError(f"model {self.version} failed: {_reason(exc)}") from exc
         try:
             probability = outputs[PROBABILITY_KEY].numpy().reshape(-1).tolist()
             predicted = outputs[CLASS_KEY].numpy().reshape(-1).tolist()

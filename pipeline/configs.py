@@ -165,9 +165,23 @@ class PipelineConfig:
     model_name: str = "taxi"
     serving_host: str = "127.0.0.1"
     serving_port: int = 8501
+    serving_workers: int = 1  # processes sharing the port, each with its own model and log file (0 = one per core)
     max_request_bytes: int = 1_000_000
-    max_batch_instances: int = 256
+    max_batch_instances: int = 256  # per request, and per model call of the request batcher
+    max_string_bytes: int = 1024  # longest string feature value (logged verbatim)
     poll_seconds: float = 2.0
+    max_connections: int = 1024  # per worker (and below the descriptor limit)
+    idle_timeout_seconds: float = 5.0  # a keep-alive connection may wait this long for its next request
+    header_timeout_seconds: float = 10.0  # from a request's first byte to its last header
+    body_timeout_seconds: float = 30.0  # from the headers to the body's last byte
+    max_extra_versions: int = 2  # versions kept loaded besides the serving one (/versions/{v} requests)
+    load_retry_max_seconds: float = 300.0  # a failed load is retried after 2 x poll_seconds, doubling to this
+    # TensorFlow thread pools of each worker (0 = TensorFlow's default, one thread per core each;
+    # inter-op -1 = run a model's ops in the calling thread), as TF Serving's flags of those names.
+    tensorflow_intra_op_parallelism: int = 0
+    tensorflow_inter_op_parallelism: int = 0
+    request_log_retention_hours: float = 168.0  # hour partitions older than this are deleted
+    request_log_max_bytes: int = 10_000_000_000  # then the oldest while the log is larger
 
     # Monitoring (monitoring/): window length. Skew against training and drift between windows
     # use pipeline/drift.py with drift_thresholds and completeness_drop, like DataGate.
@@ -295,6 +309,25 @@ _PARSERS = {
     "str | None": lambda text: text or None,
     "tuple[str, ...]": lambda text: tuple(shlex.split(text)),
 }
+
+
+def to_env(config: PipelineConfig) -> dict[str, str]:
+    """CONVEYOR_* variables from which load() rebuilds `config`'s plain fields (for a child process)."""
+    env = {}
+    for f in dataclasses.fields(PipelineConfig):
+        if f.type not in _PARSERS:
+            continue
+        value = getattr(config, f.name)
+        if value is None:
+            text = ""
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, tuple):
+            text = shlex.join(value)
+        else:
+            text = str(value)
+        env[ENV_PREFIX + f.name.upper()] = text
+    return env
 
 
 def load(**overrides: Any) -> PipelineConfig:

@@ -1,224 +1,482 @@
-"""The model server: TF Serving's REST API over FastAPI/uvicorn.
+"""The model server: TF Serving's REST API, one worker process (serving/supervisor.py runs several).
 
-    GET  /v1/models/{name}[/versions/{v}]            version status
-    GET  /v1/models/{name}[/versions/{v}]/metadata   signature of serving_default
-    POST /v1/models/{name}[/versions/{v}]:predict    {"instances": [...]} -> {"predictions": [...]}
+    GET  /v1/models/{name}                            every version and its state (TF Serving's shape)
+    GET  /v1/models/{name}/versions/{v}               one version's state
+    GET  /v1/models/{name}[/versions/{v}]/metadata    signature of serving_default
+    POST /v1/models/{name}[/versions/{v}]:predict     {"instances": [...]} -> {"predictions": [...]}
+    GET  /livez    200 while the process answers HTTP and its model watcher runs
+    GET  /readyz   200 while a model is loaded and the request log is writable, else 503
+    GET  /metrics  Prometheus text format (serving/metrics.py)
 
-Instances are raw JSON features or {"b64": serialized tf.Example} (models/instances.py). Each
-answer carries `X-Model-Version` and `X-Request-Id` headers, and every prediction is appended
-to the request log before the response is sent. Errors are `{"error": "<reason>"}` with a 4xx
-for anything the client can fix: 400 malformed JSON or instances, 404 unknown model/version,
-413 body or batch over the limits; 503 while nothing is pushed.
+Instances are raw JSON features or {"b64": serialized tf.Example} (models/instances.py). Every
+answer carries `X-Request-Id` (the client's if it sent a valid one, else a new one); predictions
+also `X-Model-Version`. Every prediction is in the request log before its response is sent.
+Errors are `{"error": "<reason>", "request_id": "<id>"}`: 400 malformed JSON, instances or
+X-Request-Id; 404 unknown route, model or version; 405 wrong method; 408 request too slow; 409 an
+X-Request-Id already answered; 413 body or batch over the limits; 414/431 request line or headers
+too long; 503 (with Retry-After) while nothing is loaded, a version is loading or the request log
+cannot be written. A 500 says only "internal error" and its request id; the traceback is logged.
 """
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
+import os
+import re
 import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from collections import OrderedDict
 from datetime import datetime, timezone
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
+import orjson
 
+from models.instances import FeatureRules, Instance, InstanceError, parse_instances
+from models.saved_model import SIGNATURE, LoadedModel
 from pipeline.configs import PipelineConfig
-from serving import request_log
-from serving.host import ModelHost, NoModelError
-from models.instances import FeatureRules, InstanceError, parse_instances
-from models.saved_model import SIGNATURE, LoadedModel, PredictionError, RejectedInput
+from serving import metrics, request_log, status
+from serving.batching import Batcher, Job
+from serving.host import END, ModelHost, NoModelError, VersionUnavailable
+from serving.http import HttpServer, Limits, Request, Response, bind
 
 log = logging.getLogger(__name__)
 REQUEST_ID_HEADER = "X-Request-Id"
 VERSION_HEADER = "X-Model-Version"
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+REMEMBERED_REQUEST_IDS = 100_000  # per worker: a client id answered again within these gets 409
+INLINE_PARSE_BYTES = 16_384  # larger bodies are parsed off the event loop
+VERSION_LOAD_WAIT_SECONDS = 10.0
+SHUTDOWN_GRACE_SECONDS = 10.0
+PREDICT, STATUS, METADATA, HEALTH, METRICS, OTHER = "predict", "status", "metadata", "health", "metrics", "other"
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, retry_after: float | None = None, allow: str | None = None):
         super().__init__(message)
-        self.status = status
-        self.message = message
+        self.status, self.message, self.retry_after, self.allow = status, message, retry_after, allow
 
 
-def create_app(config: PipelineConfig, host: ModelHost, requests: request_log.RequestLog | None) -> FastAPI:
-    """The REST app for the models under `host`; `requests` None disables the request log."""
-    rules = FeatureRules.from_schema(config.schema_path)
-    app = FastAPI(title="Conveyor model server", docs_url=None, redoc_url=None, openapi_url=None)
+class RecentIds:
+    """The last REMEMBERED_REQUEST_IDS client request ids: labels are joined on them, so one must
+    not name two requests. Reserved when a request is accepted, released if it fails."""
 
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"error": exc.message}, status_code=exc.status)
+    def __init__(self, size: int = REMEMBERED_REQUEST_IDS):
+        self.size = size
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error")
-        return JSONResponse({"error": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
+    def reserve(self, request_id: str) -> bool:
+        with self._lock:
+            if request_id in self._ids:
+                return False
+            self._ids[request_id] = None
+            if len(self._ids) > self.size:
+                self._ids.popitem(last=False)
+            return True
 
-    async def model_for(name: str, version: str | None) -> LoadedModel:
-        if name != config.model_name:
-            raise ApiError(404, f"model {name!r} not found (this server serves {config.model_name!r})")
+    def release(self, request_id: str) -> None:
+        with self._lock:
+            self._ids.pop(request_id, None)
+
+
+class App:
+    """Routes, error shape and metrics; implements serving.http.Application."""
+
+    def __init__(self, config: PipelineConfig, host: ModelHost, requests: request_log.RequestLog | None, loop):
+        self.config, self.host, self.loop = config, host, loop
+        self.model_name = config.model_name
+        self.rules = FeatureRules.from_schema(config.schema_path, config.max_string_bytes)
+        self.batcher = Batcher(host, requests, config.model_name, config.max_batch_instances, self._deliver)
+        self.ids = RecentIds()
+        self.parse_pool = ThreadPoolExecutor(1, thread_name_prefix="parse")
+        self.draining = False
+        self._signatures: dict[str, dict] = {}
+        self._pending: list[Job] = []  # small requests parsed in this turn of the loop
+
+    # serving.http.Application
+    def handle(self, request: Request) -> Response | asyncio.Future:
+        request_id, problem = _request_id(request.headers)
         try:
-            if version is None:
-                return host.current()
+            if problem:
+                raise ApiError(400, problem)
+            return self._route(request, request_id)
+        except ApiError as exc:
+            return self._error(exc.status, exc.message, request_id, exc.retry_after, exc.allow)
+
+    def error(self, status: int, message: str, headers: dict[str, str] | None) -> Response:
+        request_id, _ = _request_id(headers or {})
+        return self._error(status, message, request_id)
+
+    def observe(self, request: Request | None, response: Response, seconds: float) -> None:
+        route = request.route if request is not None else OTHER
+        metrics.requests(route, str(response.status), response.version).inc()
+        if request is not None:
+            metrics.latency(route).observe(seconds)
+
+    def count(self, event: str) -> None:
+        metrics.http_events(event).inc()
+
+    def connections(self, open_now: int) -> None:
+        metrics.CONNECTIONS.set(open_now)
+
+    # routing
+    def _route(self, request: Request, request_id: str) -> Response | asyncio.Future:
+        path = request.path
+        if path in ("/livez", "/readyz", "/metrics"):
+            request.route = METRICS if path == "/metrics" else HEALTH
+            _allow(request, "GET")
+            if path == "/metrics":  # reads every worker's file: off the loop
+                return self.loop.run_in_executor(None, self._metrics, request_id)
+            return self._live(request_id) if path == "/livez" else self._ready(request_id)
+        if not path.startswith("/v1/models/"):
+            raise ApiError(404, f"no route {path!r} (this server answers /v1/models/{self.model_name}..., /livez, /readyz, /metrics)")
+        rest = path[len("/v1/models/"):]
+        rest, _, verb = rest.partition(":")
+        parts = rest.split("/")
+        name, parts = parts[0], parts[1:]
+        version = None
+        if len(parts) >= 2 and parts[0] == "versions":
+            version, parts = parts[1], parts[2:]
             if not version.isdigit():
                 raise ApiError(404, f"version {version!r} not found (versions are integers)")
-            return await run_in_threadpool(host.version, version)
-        except NoModelError as exc:
-            raise ApiError(503 if version is None else 404, str(exc)) from exc
+        elif parts and parts[0] == "labels":
+            raise ApiError(404, "version labels are not supported: use /versions/{version}")
+        if name != self.model_name:
+            raise ApiError(404, f"model {name!r} not found (this server serves {self.model_name!r})")
+        if verb:
+            if verb != "predict" or parts:
+                raise ApiError(404, f"no method {':' + verb!r} on {path!r} (only :predict is supported)")
+            request.route = PREDICT
+            _allow(request, "POST")
+            return self._predict(request, request_id, version)
+        if parts == ["metadata"]:
+            request.route = METADATA
+            _allow(request, "GET")
+            return self._metadata(request_id, version)
+        if parts:
+            raise ApiError(404, f"no route {path!r}")
+        request.route = STATUS
+        _allow(request, "GET")
+        return self._status(request_id, version)
 
-    def status(model: LoadedModel) -> dict[str, Any]:
-        return {"model_version_status": [
-            {"version": model.version, "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
-        ]}
+    # predict
+    def _predict(self, request: Request, request_id: str, version: str | None) -> Response | asyncio.Future:
+        if len(request.body) > INLINE_PARSE_BYTES:
+            return self.loop.create_task(self._predict_parsed_off_loop(request, request_id, version))
+        return self._submit(self._parse(request.body), request_id, version, "x-request-id" in request.headers, inline=True)
 
-    def metadata(name: str, model: LoadedModel) -> dict[str, Any]:
-        return {"model_spec": {"name": name, "signature_name": "", "version": model.version},
-                "metadata": {"signature_def": model.signature_metadata()}}
-
-    async def predict(name: str, version: str | None, request: Request) -> JSONResponse:
-        body = await _read_capped(request, config.max_request_bytes)
+    async def _predict_parsed_off_loop(self, request: Request, request_id: str, version: str | None) -> Response:
         try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError(400, f"malformed JSON body: {exc}") from exc
+            instances = await self.loop.run_in_executor(self.parse_pool, self._parse, request.body)
+            answer = self._submit(instances, request_id, version, "x-request-id" in request.headers)
+            return await answer if isinstance(answer, asyncio.Future) else answer
+        except ApiError as exc:
+            return self._error(exc.status, exc.message, request_id, exc.retry_after)
+
+    def _parse(self, body: bytes) -> list[Instance]:
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise ApiError(400, f"malformed JSON body: {exc}") from None
         if isinstance(payload, dict) and payload.get("signature_name", SIGNATURE) != SIGNATURE:
-            raise ApiError(400, f"unknown signature_name {payload['signature_name']!r} (only {SIGNATURE!r})")
+            raise ApiError(400, f"unknown signature_name {str(payload['signature_name'])[:60]!r} (only {SIGNATURE!r})")
         try:
-            instances = parse_instances(payload, rules, config.max_batch_instances)
+            return parse_instances(payload, self.rules, self.config.max_batch_instances)
         except InstanceError as exc:
-            raise ApiError(413 if exc.too_large else 400, str(exc)) from exc
-        model = await model_for(name, version)
+            raise ApiError(413 if exc.too_large else 400, str(exc)) from None
+
+    def _submit(self, instances: list[Instance], request_id: str, version: str | None, client_id: bool,
+                inline: bool = False):
+        """Queue a parsed request: answered at the end of this loop turn (`inline`) or by the predict thread."""
+        model = None
+        if version is not None:
+            found = self._version(version)
+            if isinstance(found, Future):
+                return self.loop.create_task(self._after_load(found, instances, request_id, version, client_id))
+            model = found
+        elif self.host.serving is None:
+            raise ApiError(503, self.host.no_model_reason(), retry_after=self.config.poll_seconds)
+        if client_id and not self.ids.reserve(request_id):
+            raise ApiError(409, f"{REQUEST_ID_HEADER} {request_id!r} was already answered: labels are joined on it, use a new one")
+        future = self.loop.create_future()
+        job = Job(instances, model, request_id, future, client_id)
+        if inline:
+            self._pending.append(job)
+            if len(self._pending) == 1:
+                self.loop.call_soon(self._answer_pending)
+        else:
+            self.batcher.submit(job)
+        return future
+
+    def _answer_pending(self) -> None:
+        jobs, self._pending = self._pending, []
+        self.batcher.answer_now(jobs)
+
+    async def _after_load(self, load: Future, instances, request_id: str, version: str, client_id: bool) -> Response:
         try:
-            outputs = await run_in_threadpool(model.predict, instances)
-        except RejectedInput as exc:
-            raise ApiError(400, str(exc)) from exc
-        except PredictionError as exc:
-            raise ApiError(500, str(exc)) from exc
-        request_id = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
-        if requests is not None:
-            now = datetime.now(timezone.utc)
-            records = [
-                request_log.record(request_id, i, now, name, model.version, inst.features, out)
-                for i, (inst, out) in enumerate(zip(instances, outputs))
-            ]
-            await run_in_threadpool(requests.append, records, now)
-        return JSONResponse(
-            {"predictions": outputs}, headers={VERSION_HEADER: model.version, REQUEST_ID_HEADER: request_id}
-        )
+            await self._wait_load(load, version)
+            answer = self._submit(instances, request_id, version, client_id)
+            return await answer if isinstance(answer, asyncio.Future) else answer
+        except ApiError as exc:
+            return self._error(exc.status, exc.message, request_id, exc.retry_after)
 
-    @app.get("/v1/models/{name}")
-    async def model_status(name: str) -> dict[str, Any]:
-        return status(await model_for(name, None))
+    async def _wait_load(self, load: Future, version: str) -> LoadedModel:
+        try:
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(load)), VERSION_LOAD_WAIT_SECONDS)
+        except asyncio.TimeoutError:
+            raise ApiError(503, f"version {version} is still loading; retry in a few seconds", retry_after=2.0) from None
+        except Exception as exc:
+            raise ApiError(503, f"version {version} failed to load: {type(exc).__name__}: {exc}"[:500], retry_after=self.config.poll_seconds) from None
 
-    @app.get("/v1/models/{name}/versions/{version}")
-    async def version_status(name: str, version: str) -> dict[str, Any]:
-        return status(await model_for(name, version))
+    def _version(self, version: str) -> LoadedModel | Future:
+        try:
+            return self.host.version(version)
+        except NoModelError as exc:
+            raise ApiError(404, str(exc)) from None
+        except VersionUnavailable as exc:
+            raise ApiError(503, str(exc), retry_after=exc.retry_after) from None
 
-    @app.get("/v1/models/{name}/metadata")
-    async def model_metadata(name: str) -> dict[str, Any]:
-        return metadata(name, await model_for(name, None))
+    def _deliver(self, jobs: list[Job], inline: bool) -> None:
+        """The responses of a batch: resolved now (loop thread) or handed to the loop in one wake-up."""
+        answers = []
+        for job in jobs:
+            if job.error is not None:
+                if job.client_id:
+                    self.ids.release(job.request_id)
+                response = self._error(*job.error, job.request_id)
+            else:
+                response = Response(
+                    200, orjson.dumps({"predictions": job.outputs}),
+                    headers=((VERSION_HEADER, job.version), (REQUEST_ID_HEADER, job.request_id)), version=job.version,
+                )
+            answers.append((job.future, response))
+        if inline:
+            _resolve(answers)
+        else:
+            self.loop.call_soon_threadsafe(_resolve, answers)
 
-    @app.get("/v1/models/{name}/versions/{version}/metadata")
-    async def version_metadata(name: str, version: str) -> dict[str, Any]:
-        return metadata(name, await model_for(name, version))
+    # status, metadata, health
+    def _status(self, request_id: str, version: str | None) -> Response:
+        found = self.host.statuses()
+        if version is not None:
+            found = [s for s in found if s.version == version]
+            if not found:
+                raise ApiError(404, f"version {version} is not a pushed version of {self.model_name!r}")
+        if not found:
+            raise ApiError(503, self.host.no_model_reason(), retry_after=self.config.poll_seconds)
+        body = {"model_version_status": [
+            {"version": s.version, "state": s.state,
+             "status": {"error_code": "UNKNOWN" if s.state == END else "OK", "error_message": s.error}}
+            for s in found
+        ]}
+        return self._json(200, body, request_id)
 
-    @app.post("/v1/models/{name}:predict")
-    async def predict_served(name: str, request: Request) -> JSONResponse:
-        return await predict(name, None, request)
+    def _metadata(self, request_id: str, version: str | None):
+        if version is None:
+            try:
+                model = self.host.current()
+            except NoModelError as exc:
+                raise ApiError(503, str(exc), retry_after=self.config.poll_seconds) from None
+            return self._metadata_of(model, request_id)
+        found = self._version(version)
+        if isinstance(found, Future):
+            async def after_load() -> Response:
+                try:
+                    return self._metadata_of(await self._wait_load(found, version), request_id)
+                except ApiError as exc:
+                    return self._error(exc.status, exc.message, request_id, exc.retry_after)
 
-    @app.post("/v1/models/{name}/versions/{version}:predict")
-    async def predict_version(name: str, version: str, request: Request) -> JSONResponse:
-        return await predict(name, version, request)
+            return self.loop.create_task(after_load())
+        return self._metadata_of(found, request_id)
 
-    return app
+    def _metadata_of(self, model: LoadedModel, request_id: str) -> Response:
+        if model.version not in self._signatures:
+            self._signatures[model.version] = model.signature_metadata()
+        body = {"model_spec": {"name": self.model_name, "signature_name": "", "version": model.version},
+                "metadata": {"signature_def": self._signatures[model.version]}}
+        return self._json(200, body, request_id, model.version)
+
+    def _live(self, request_id: str) -> Response:
+        if not self.host.alive():
+            raise ApiError(503, "the model watcher thread is not running")
+        return self._json(200, {"status": "alive", "pid": os.getpid()}, request_id)
+
+    def _ready(self, request_id: str) -> Response:
+        if self.draining:
+            raise ApiError(503, "shutting down")
+        model = self.host.serving
+        if model is None:
+            raise ApiError(503, self.host.no_model_reason(), retry_after=self.config.poll_seconds)
+        if not self.batcher.log_healthy():
+            raise ApiError(503, self.batcher.log_error or "the request log cannot be written", retry_after=5.0)
+        return self._json(200, {"status": "ready", "version": model.version}, request_id, model.version)
+
+    def _metrics(self, request_id: str) -> Response:
+        body, content_type = metrics.exposition()
+        return Response(200, body, content_type=content_type, headers=((REQUEST_ID_HEADER, request_id),))
+
+    # responses
+    def _json(self, status: int, body: Any, request_id: str, version: str | None = None) -> Response:
+        headers = ((REQUEST_ID_HEADER, request_id),) + (((VERSION_HEADER, version),) if version else ())
+        return Response(status, orjson.dumps(body), headers=headers)
+
+    def _error(self, status: int, message: str, request_id: str, retry_after: float | None = None,
+               allow: str | None = None) -> Response:
+        headers = [(REQUEST_ID_HEADER, request_id)]
+        if retry_after is not None:
+            headers.append(("Retry-After", str(max(1, round(retry_after)))))
+        if allow is not None:
+            headers.append(("Allow", allow))
+        return Response(status, orjson.dumps({"error": message, "request_id": request_id}), headers=tuple(headers))
 
 
-async def _read_capped(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _allow(request: Request, method: str) -> None:
+    if request.method != method:
+        raise ApiError(405, f"{request.method[:20]} is not allowed on {request.path[:200]}: use {method}", allow=method)
 
 
-@dataclass
+def _request_id(headers: dict[str, str]) -> tuple[str, str | None]:
+    """The client's X-Request-Id if it is a valid one, else a new id and what was wrong."""
+    given = headers.get("x-request-id")
+    if given is None:
+        return uuid.uuid4().hex, None
+    if REQUEST_ID.fullmatch(given):
+        return given, None
+    return uuid.uuid4().hex, (
+        f"{REQUEST_ID_HEADER} must be 1-128 characters of A-Z a-z 0-9 . _ : / + = - (got {len(given)} characters)"
+    )
+
+
+def _resolve(answers: list[tuple[asyncio.Future, Response]]) -> None:
+    for future, response in answers:
+        if not future.done():
+            future.set_result(response)
+
+
 class Server:
-    """A configured server: the model host, its watcher and uvicorn, on a bound loopback socket."""
+    """One worker process's server on a listening socket: model host, watcher, batcher, HTTP."""
 
-    config: PipelineConfig
-    host: ModelHost
-    uvicorn_server: Any
-    sock: socket.socket
-    stop_watch: threading.Event
+    def __init__(self, config: PipelineConfig, sock: socket.socket, log_requests: bool = True,
+                 log_root: Path | None = None, worker: int = 0, on_tick=None):
+        self.config, self.sock, self.worker = config, sock, worker
+        self.host = ModelHost(
+            config.serving_root, config.poll_seconds, config.max_extra_versions, config.load_retry_max_seconds,
+        )
+        self.requests = request_log.RequestLog(log_root or config.request_log_root) if log_requests else None
+        self.log_root = log_root or config.request_log_root
+        self.started = threading.Event()
+        self._stop_watch = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._on_tick = on_tick
+        self._last_retention = float("-inf")
+        self.app: App | None = None
 
     @property
     def url(self) -> str:
         address, port = self.sock.getsockname()[:2]
-        return f"http://{address}:{port}"
+        return f"http://[{address}]:{port}" if ":" in address else f"http://{address}:{port}"
+
+    def load(self) -> str | None:
+        """Load the serving version before accepting (the first refresh); the version or None."""
+        self.host.refresh()
+        return self.host.serving.version if self.host.serving else None
 
     def run(self) -> None:
-        """Serve until stopped (SIGINT/SIGTERM in the main thread, or stop())."""
-        try:
-            self.uvicorn_server.run(sockets=[self.sock])
-        finally:
-            self.stop_watch.set()
+        """Serve until stop() (or SIGTERM/SIGINT when run in the main thread)."""
+        asyncio.run(self._main())
 
     def stop(self) -> None:
-        self.uvicorn_server.should_exit = True
-        self.stop_watch.set()
+        if self._loop is not None and self._stopping is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+
+    async def _main(self) -> None:
+        import signal
+
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        self.app = App(self.config, self.host, self.requests, self._loop)
+        self.app.batcher.start()
+        limits = Limits(
+            max_connections=self.config.max_connections, idle_timeout=self.config.idle_timeout_seconds,
+            header_timeout=self.config.header_timeout_seconds, body_timeout=self.config.body_timeout_seconds,
+            max_body_bytes=self.config.max_request_bytes,
+        )
+        http = HttpServer(self.sock, self.app, limits)
+        http.start()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._loop.add_signal_handler(sig, self._stopping.set)
+        self.host.watch(self._stop_watch, on_tick=self._tick)
+        self._write_status()
+        self.started.set()
+        try:
+            await self._stopping.wait()
+        finally:
+            self.app.draining = True
+            await http.shutdown(SHUTDOWN_GRACE_SECONDS)
+            self._stop_watch.set()
+            self.app.batcher.stop()
+            self.app.parse_pool.shutdown(wait=False)
+            if self.requests is not None:
+                self.requests.close()
+            self.host.close()
+            status.remove(self.config.home, os.getpid())
+
+    def _tick(self) -> None:
+        """After each refresh (watcher thread): the status file, retention, the caller's hook."""
+        self._write_status()
+        if self.worker == 0 and self.requests is not None and time.monotonic() - self._last_retention > 60:
+            self._last_retention = time.monotonic()
+            request_log.enforce_retention(
+                self.log_root, datetime.now(timezone.utc), self.config.request_log_retention_hours,
+                self.config.request_log_max_bytes,
+            )
+        if self._on_tick is not None:
+            self._on_tick()
+
+    def _write_status(self) -> None:
+        snapshot = self.host.snapshot()
+        snapshot.update(
+            url=self.url, worker=self.worker, stale_after=max(120.0, 10 * self.config.poll_seconds),
+            request_log_error=self.app.batcher.log_error if self.app else None,
+        )
+        try:
+            status.write(self.config.home, snapshot)
+        except OSError as exc:
+            metrics.WATCH_ERRORS.labels("status_file").inc()
+            log.debug("cannot write the status file: %s", exc)
 
 
 def build(
     config: PipelineConfig, host: str | None = None, port: int | None = None, log_root: Path | None = None,
     log_requests: bool = True,
 ) -> Server:
-    """Load the serving version, start watching for new ones, bind the socket (port 0 = any free)."""
-    import uvicorn
-
-    model_host = ModelHost(config.serving_root)
-    model_host.refresh()
-    stop_watch = threading.Event()
-    model_host.watch(config.poll_seconds, stop_watch)
-    requests = request_log.RequestLog(log_root or config.request_log_root) if log_requests else None
-    app = create_app(config, model_host, requests)
-    bind_host = host or config.serving_host
-    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted connections only for TCP-typed sockets
-    # (without it every keep-alive response waits ~40 ms for the client's delayed ACK).
-    family = socket.AF_INET6 if ":" in bind_host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((bind_host, config.serving_port if port is None else port))
-    sock.listen(2048)  # connections queue from now on, before uvicorn starts accepting
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
-    return Server(config, model_host, server, sock, stop_watch)
+    """An in-process server on a bound socket with its first version loaded (tests, benchmarks);
+    `conveyor serve` runs worker processes instead (serving/supervisor.py)."""
+    sock = bind(host or config.serving_host, config.serving_port if port is None else port)
+    server = Server(config, sock, log_requests=log_requests, log_root=log_root)
+    server.load()
+    return server
 
 
 class BackgroundServer:
-    """`with BackgroundServer(server) as url:` runs `server` in a thread (tests, benchmarks)."""
+    """`with BackgroundServer(server) as url:` runs `server` in a thread."""
 
     def __init__(self, server: Server, timeout: float = 30.0):
         self.server, self.timeout = server, timeout
-        self._thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+        self._thread = threading.Thread(target=server.run, name="server", daemon=True)
 
     def __enter__(self) -> str:
         self._thread.start()
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            if self.server.uvicorn_server.started:
-                return self.server.url
-            time.sleep(0.05)
-        self.server.stop()
-        raise TimeoutError(f"server did not start within {self.timeout} s")
+        if not self.server.started.wait(self.timeout):
+            self.server.stop()
+            raise TimeoutError(f"server did not start within {self.timeout} s")
+        return self.server.url
 
     def __exit__(self, *exc: object) -> None:
         self.server.stop()

@@ -1,10 +1,22 @@
-"""A writable copy of the small_run home for serving and monitoring tests; fake pushed versions."""
+"""A writable copy of the small_run home for serving and monitoring tests, fake pushed versions,
+and `conveyor serve` as a real process."""
 from __future__ import annotations
 
+import os
+import queue
 import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
+import httpx
+
 from pipeline import configs, versions
+
+CONVEYOR = Path(sys.executable).parent / "conveyor"  # the installed launcher, as the README runs it
 
 
 def copy_home(small_run, dest: Path, **overrides) -> configs.PipelineConfig:
@@ -14,6 +26,78 @@ def copy_home(small_run, dest: Path, **overrides) -> configs.PipelineConfig:
     shutil.copytree(source.serving_root, dest / source.serving_root.name)
     shutil.copy2(source.metadata_path, dest / source.metadata_path.name)
     return source.replace(home=dest, **overrides)
+
+
+def wait_for(condition, timeout: float = 30.0, what: str = "condition", every: float = 0.05):
+    """Poll `condition` until it returns something truthy (returned), or fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class Serve:
+    """`conveyor serve --home HOME --port 0` as a subprocess: `with Serve(home, env) as s: s.url`.
+
+    `env` holds CONVEYOR_* settings; stderr goes to a file (`s.stderr()`); `preexec` runs in the
+    child before exec (e.g. a lower descriptor limit). Stopped with SIGTERM on exit.
+    """
+
+    def __init__(self, home: Path, env: dict[str, str] | None = None, workers: int = 1, args: tuple[str, ...] = (),
+                 preexec=None, start_timeout: float = 240.0):
+        self.home, self.workers, self.args = Path(home), workers, args
+        self.env = {**os.environ, "CONVEYOR_POLL_SECONDS": "0.2", **(env or {})}
+        self.preexec, self.start_timeout = preexec, start_timeout
+        self.stderr_path = self.home.parent / f"serve-{self.home.name}-{time.monotonic_ns()}.err"
+        self.process: subprocess.Popen | None = None
+        self.first_line = ""
+        self.url = ""
+        self.exit_code: int | None = None
+
+    def __enter__(self) -> "Serve":
+        self.start()
+        return self
+
+    def start(self) -> None:
+        argv = [str(CONVEYOR), "serve", "--home", str(self.home), "--port", "0", "--workers", str(self.workers), *self.args]
+        self._stderr = open(self.stderr_path, "w")
+        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=self.env,
+                                        preexec_fn=self.preexec)
+        lines: queue.Queue = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(line) for line in self.process.stdout], daemon=True).start()
+        try:
+            self.first_line = lines.get(timeout=self.start_timeout)
+        except queue.Empty:
+            self.stop()
+            raise AssertionError(f"conveyor serve printed nothing within {self.start_timeout} s: {self.stderr()[-2000:]}")
+        assert " at http://" in self.first_line, (self.first_line, self.stderr()[-2000:])
+        self.url = self.first_line.split(" at ")[1].split("/v1/")[0]
+
+    def client(self, **kwargs) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=kwargs.pop("timeout", 30), **kwargs)
+
+    def stderr(self) -> str:
+        if not self._stderr.closed:
+            self._stderr.flush()
+        return self.stderr_path.read_text()
+
+    def stop(self, timeout: float = 60.0) -> int:
+        if self.process is not None and self.exit_code is None:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
+            try:
+                self.exit_code = self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.exit_code = self.process.wait()
+            self._stderr.close()
+        return self.exit_code
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def publish_fake(serving_root: Path, version: str, record: dict | None = None) -> Path:

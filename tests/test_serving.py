@@ -3,10 +3,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -18,12 +14,11 @@ import tensorflow as tf
 
 from data import spans_io
 from conveyor import cli
-from metadata import connection
-from serving import request_log, server
-from metadata import registry
+from metadata import connection, registry, runs
+from serving import request_log, rollback, server
 from pipeline import versions
 from models.instances import from_row, to_example
-from tests.serving_helpers import copy_home, publish_fake
+from tests.serving_helpers import Serve, copy_home, publish_fake
 
 MODEL = "taxi"
 
@@ -234,25 +229,86 @@ def test_serving_version_rule(tmp_path):
     assert versions.serving_version(root) == "400"  # a newer push supersedes the rollback
     with pytest.raises(ValueError, match="not a pushed version"):
         versions.write_rollback(root, "999")
-    (root / versions.POINTER_FILE).write_text("{broken")
-    with pytest.raises(ValueError, match="not a valid rollback pointer"):
-        versions.serving_version(root)
+    assert (root / versions.POINTER_FILE).stat().st_mode & 0o777 == 0o644  # readable by a server of another user
+    for corrupt in ("{broken", "[]", '{"version": null, "newest_at_rollback": 1, "time": 0}', "\xff"):
+        (root / versions.POINTER_FILE).write_text(corrupt)
+        with pytest.raises(ValueError, match="not a valid rollback pointer"):
+            versions.read_rollback(root)
+        state = versions.serving_state(root)  # reported and ignored: the newest version serves
+        assert state.version == "400" and "conveyor rollback --clear" in state.pointer_error
+    assert versions.clear_rollback(root) and not versions.clear_rollback(root)
+
+
+def test_the_rollback_pointer_rename_is_durable(tmp_path, monkeypatch):
+    import os
+
+    root = tmp_path / "serving"
+    for v in ("100", "200"):
+        publish_fake(root, v)
+    synced: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd)))
+    versions.write_rollback(root, "100", execution_id=7)
+    assert synced[-1] == str(root)  # the folder, after the rename: the new pointer survives a crash
+    assert versions.read_rollback(root).execution_id == 7
 
 
 def test_conveyor_serve_command_serves_the_pushed_model(home, shipped_rows):
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "conveyor.cli", "serve", "--home", str(home.home), "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-    )
-    try:
-        line = process.stdout.readline()
-        assert "serving model 'taxi' version" in line and "http://127.0.0.1:" in line, line
-        url = line.split(" at ")[1].split("/v1/")[0]
-        response = httpx.post(f"{url}/v1/models/{MODEL}:predict", json={"instances": [from_row(shipped_rows[0])]}, timeout=30)
+    with Serve(home.home) as served:
+        assert "serving model 'taxi' version" in served.first_line and "http://127.0.0.1:" in served.first_line
+        assert "(1 worker)" in served.first_line
+        response = httpx.post(f"{served.url}/v1/models/{MODEL}:predict", json={"instances": [from_row(shipped_rows[0])]}, timeout=30)
         assert response.status_code == 200, response.text
         assert 0 <= response.json()["predictions"][0]["probability"] <= 1
-    finally:
-        process.send_signal(signal.SIGTERM)
-        # uvicorn shuts down gracefully, then re-raises the signal it caught
-        assert process.wait(timeout=30) in (0, -signal.SIGTERM)
+    assert served.exit_code == 0  # SIGTERM: requests finished, workers stopped, clean exit
+    assert not list((home.home / "serving_status").glob("*.json"))  # the status files are gone
+
+
+def test_rollback_edge_cases(home, capsys):
+    original = versions.serving_version(home.serving_root)
+    middle = versions.republish(home.serving_root, original, str(int(original) + 50)).name  # no MLMD record
+    newest = versions.republish(home.serving_root, original, str(int(original) + 100)).name
+    assert cli.main(["rollback", "--home", str(home.home), "--to", ""]) == 2
+    assert "--to needs a version" in capsys.readouterr().err
+    # the default is the newest *eligible* older version, not the one just before the serving one
+    assert cli.main(["rollback", "--home", str(home.home)]) == 0
+    out = capsys.readouterr().out
+    assert f"{newest} -> {original}" in out and middle not in out
+    assert f"no server is running on {home.home}: the next `conveyor serve` serves {original}" in out
+    assert cli.main(["rollback", "--home", str(home.home), "--to", original]) == 2  # already serving
+    assert "already serving" in capsys.readouterr().err
+    assert len(registry.rollbacks(home)) == 1  # the refused one recorded nothing
+    assert cli.main(["rollback", "--home", str(home.home), "--clear"]) == 0
+    assert f"cleared the rollback: {original} -> {newest}" in capsys.readouterr().out
+    assert versions.serving_version(home.serving_root) == newest
+    [first, cleared] = rollback.effective(home)
+    assert cleared.properties["cleared"].string_value == "1"
+
+
+def test_a_crash_between_a_rollback_record_and_its_pointer_never_leaves_them_disagreeing(home, monkeypatch):
+    original = versions.serving_version(home.serving_root)
+    newer = versions.republish(home.serving_root, original, str(int(original) + 100)).name
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(versions, "write_rollback", killed)  # killed after the record, before the pointer
+    with pytest.raises(KeyboardInterrupt):
+        rollback.rollback(home, original)
+    monkeypatch.undo()
+    assert versions.read_rollback(home.serving_root) is None and versions.serving_version(home.serving_root) == newer
+    assert rollback.effective(home) == []  # recorded RUNNING, no pointer names it: it never took effect
+
+    real_state = runs.set_execution_state
+    monkeypatch.setattr(runs, "set_execution_state",
+                        lambda store, eid, state: killed() if state == rollback.COMPLETE else real_state(store, eid, state))
+    with pytest.raises(KeyboardInterrupt):  # killed after the pointer, before the record says COMPLETE
+        rollback.rollback(home, original)
+    monkeypatch.undo()
+    pointer = versions.read_rollback(home.serving_root)
+    assert versions.serving_version(home.serving_root) == original
+    [took_effect] = rollback.effective(home)
+    assert took_effect.id == pointer.execution_id
+    rollback.settle(home)
+    states = [e.last_known_state for e in registry.rollbacks(home)]
+    assert states == [rollback.CANCELED, rollback.COMPLETE]
