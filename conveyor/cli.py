@@ -13,7 +13,8 @@
     conveyor tensorboard                TensorBoard on 127.0.0.1 for the newest trained model's logs
     conveyor notebooks                  JupyterLab on 127.0.0.1 for notebooks/, reading the same home
     conveyor lineage [--version V]      what made a pushed model (default: the one serving now)
-    conveyor kubeflow [options]         compile for Kubeflow Pipelines v2 / Vertex AI (see kubeflow_runner.py)
+    conveyor kubeflow [options]         compile for Kubeflow Pipelines v2 / Vertex AI (see kubeflow_runner.py);
+                                        --check-locally executes the compiled spec here first
 """
 from __future__ import annotations
 
@@ -300,6 +301,15 @@ def _add_kubeflow_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-steps", type=int)
     parser.add_argument("--no-cache", action="store_true", help="compile with caching off")
     _add_beam_args(parser)
+    check = parser.add_argument_group("checking before deploying")
+    check.add_argument(
+        "--check-locally",
+        action="store_true",
+        help="execute the compiled spec here, task by task through TFX's container entrypoint, on every span "
+        "of --spans-root, then once more unchanged (see docs/production.md)",
+    )
+    check.add_argument("--spans-root", type=Path, help="--check-locally: folder of span-N/ folders (default data/spans)")
+    check.add_argument("--check-dir", type=Path, help="--check-locally: an empty or new folder (default: a new temp folder)")
     submit = parser.add_argument_group("submitting")
     submit.add_argument("--submit", action="store_true", help="send the compiled spec to the target")
     submit.add_argument("--endpoint", default=os.environ.get("KF_PIPELINES_ENDPOINT"), help="kfp: the KFP API URL")
@@ -310,6 +320,8 @@ def _add_kubeflow_args(parser: argparse.ArgumentParser) -> None:
 def cmd_kubeflow(args: argparse.Namespace) -> int:
     from conveyor import kubeflow
 
+    if args.check_locally:
+        return _check_locally(args)
     try:
         config = kubeflow.cluster_config(
             _load(
@@ -323,7 +335,8 @@ def cmd_kubeflow(args: argparse.Namespace) -> int:
                 eval_steps=args.eval_steps,
                 enable_cache=False if args.no_cache else None,
                 **_beam_overrides(args),
-            )
+            ),
+            args.target,
         )
         output = args.output or configs.REPO_ROOT / "outputs" / kubeflow.SPEC_FILE
         spec = kubeflow.compile_spec(config, args.image, output)
@@ -345,9 +358,29 @@ def cmd_kubeflow(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+def _check_locally(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from conveyor import local_check
+
+    config = _load(
+        spans_root=args.spans_root,
+        window_spans=args.window_spans,
+        train_steps=args.train_steps,
+        eval_steps=args.eval_steps,
+        enable_cache=False if args.no_cache else None,
+    )
+    check_dir = args.check_dir or Path(tempfile.mkdtemp(prefix="conveyor-kubeflow-check-"))
+    try:
+        result = local_check.run(config, args.target, args.image or "conveyor:local-check", check_dir)
+    except ValueError as exc:
+        print(f"conveyor kubeflow: {exc}", file=sys.stderr)
+        return 2
+    return 0 if result.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `conveyor` command line (what deploy/*.yaml and the docs call)."""
     parser = argparse.ArgumentParser(prog="conveyor", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="run the pipeline locally")
@@ -416,7 +449,13 @@ def main(argv: list[str] | None = None) -> int:
     kubeflow_parser = commands.add_parser("kubeflow", help="compile (and submit) for Kubeflow Pipelines v2 / Vertex AI")
     _add_kubeflow_args(kubeflow_parser)
     kubeflow_parser.set_defaults(func=cmd_kubeflow)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+    args = build_parser().parse_args(argv)
     from pipeline.home_lock import BUSY_EXIT_CODE, HomeBusy
 
     try:

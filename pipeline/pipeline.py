@@ -10,9 +10,8 @@
 
 `config.history` picks how the pipeline reaches earlier runs: TFX resolvers over MLMD ("mlmd",
 local) or components over the validated-span index and the serving root ("stores", Kubeflow v2 /
-Vertex, whose compiler has no custom resolvers). Same node ids and edges for the span window and
-the baseline; with "stores" DataGate has no previous-span drift baseline yet (no
-previous_statistics node): it checks schema anomalies and serving skew only.
+Vertex, whose compiler has no custom resolvers). Same node ids, and the same edges except one:
+the stores span window reads this run's span from DataGate's output, not from CsvExampleGen's.
 """
 from __future__ import annotations
 
@@ -25,7 +24,9 @@ from tfx.proto import range_config_pb2
 from pipeline import evaluation, user_code
 from pipeline.components.baseline_model import baseline_resolver
 from pipeline.components.data_gate import DataGate
+from pipeline.components.example_gen import CsvExampleGen
 from pipeline.components.infra_check import InfraCheck
+from pipeline.components.previous_statistics import PreviousValidatedStatistics
 from pipeline.components.pushed_baseline import OptionalBaselineEvaluator, PreviousPushedModel
 from pipeline.components.span_window import SpanWindow
 from pipeline.components.span_resolvers import previous_span_resolver, span_window_resolver
@@ -35,7 +36,7 @@ SPAN_PATTERN = "span-{SPAN}/*.csv"
 DATA_GATE_ID = "DataGate"
 
 
-def _example_gen(config: PipelineConfig) -> tfx.components.CsvExampleGen:
+def _example_gen(config: PipelineConfig) -> CsvExampleGen:
     range_config = None
     if config.span is not None:
         range_config = range_config_pb2.RangeConfig(
@@ -43,7 +44,7 @@ def _example_gen(config: PipelineConfig) -> tfx.components.CsvExampleGen:
                 start_span_number=config.span, end_span_number=config.span
             )
         )
-    return tfx.components.CsvExampleGen(
+    return CsvExampleGen(
         input_base=config.spans_root_uri,
         input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="all", pattern=SPAN_PATTERN)]),
         output_config=tfx.proto.Output(
@@ -63,6 +64,7 @@ def _span_window(config: PipelineConfig, data_gate: Any, example_gen: Any) -> tu
     if config.history == "stores":
         window = SpanWindow(
             validated_examples=data_gate.outputs["validated_examples"],
+            validated_statistics=data_gate.outputs["validated_statistics"],
             index_uri=config.validated_spans_uri,
             window_spans=config.window_spans,
         ).with_id("span_window")
@@ -81,6 +83,26 @@ def _span_window(config: PipelineConfig, data_gate: Any, example_gen: Any) -> tu
     return window, window.outputs["candidates"]
 
 
+def _previous_statistics(config: PipelineConfig, example_gen: Any) -> tuple[Any, Any]:
+    """DataGate's drift baseline (the validated statistics of the newest span older than this
+    run's): the node giving it and its channel."""
+    if config.history == "stores":
+        node = PreviousValidatedStatistics(
+            current=example_gen.outputs["examples"], index_uri=config.validated_spans_uri
+        ).with_id("previous_statistics")
+        return node, node.outputs["statistics"]
+    node = previous_span_resolver(
+        "previous_statistics",
+        candidates=tfx.dsl.Channel(
+            type=tfx.types.standard_artifacts.ExampleStatistics,
+            producer_component_id=DATA_GATE_ID,
+            output_key="validated_statistics",
+        ),
+        current=example_gen.outputs["examples"],
+    )
+    return node, node.outputs["candidates"]
+
+
 def create_components(config: PipelineConfig) -> list[Any]:
     example_gen = _example_gen(config)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
@@ -89,24 +111,13 @@ def create_components(config: PipelineConfig) -> list[Any]:
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
     schema = schema_gen.outputs["schema"]
-    # Drift baseline: the validated statistics of the newest span older than this one.
-    previous_statistics = None
-    if config.history == "mlmd":
-        previous_statistics = previous_span_resolver(
-            "previous_statistics",
-            candidates=tfx.dsl.Channel(
-                type=tfx.types.standard_artifacts.ExampleStatistics,
-                producer_component_id=DATA_GATE_ID,
-                output_key="validated_statistics",
-            ),
-            current=example_gen.outputs["examples"],
-        )
+    previous_statistics, baseline_statistics = _previous_statistics(config, example_gen)
     data_gate = DataGate(
         examples=example_gen.outputs["examples"],
         statistics=statistics_gen.outputs["statistics"],
         anomalies=example_validator.outputs["anomalies"],
         schema=schema,
-        previous_statistics=previous_statistics.outputs["candidates"] if previous_statistics else None,
+        previous_statistics=baseline_statistics,
         drift_thresholds=json.dumps(dict(config.drift_thresholds), sort_keys=True),
         completeness_drop=config.completeness_drop,
         drift_policy=config.drift_policy,
@@ -157,7 +168,7 @@ def create_components(config: PipelineConfig) -> list[Any]:
         statistics_gen,
         schema_gen,
         example_validator,
-        *([previous_statistics] if previous_statistics else []),
+        previous_statistics,
         data_gate,
         span_window,
         transform,

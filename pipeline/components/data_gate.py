@@ -2,10 +2,11 @@
 
 ExampleValidator only records anomalies. DataGate
 1. fails the run with every schema anomaly named, if there are any;
-2. scores drift of the span against the previous validated span, and skew of the serving
-   statistics (when a serving log has been summarised) against it (pipeline/drift.py), writing the
-   per-feature scores to its `drift_report`; scores over threshold fail the run under the "block"
-   policy and are reported under "warn";
+2. scores drift of the span against the previous validated span (none before the first one: the
+   resolver then gives nothing, the stores form an artifact without statistics), and skew of the
+   serving statistics (when a serving log has been summarised) against it (pipeline/drift.py),
+   writing the per-feature scores to its `drift_report`; scores over threshold fail the run under
+   the "block" policy and are reported under "warn";
 3. otherwise publishes the span as `validated_examples` and `validated_statistics` (copies with the
    same span, version and splits). The training window and the next span's drift baseline are
    drawn only from these, so a blocked span is never trained on, and every model's lineage passes
@@ -17,6 +18,7 @@ import os
 
 import tensorflow_data_validation as tfdv
 from tfx import v1 as tfx
+from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
@@ -43,6 +45,11 @@ def _load_stats(statistics: tfx.dsl.Artifact):
     return tfdv.load_stats_binary(
         io_utils.get_only_uri_in_dir(artifact_utils.get_split_uri([statistics], STATS_SPLIT))
     )
+
+
+def _has_stats(statistics: tfx.dsl.Artifact | None) -> bool:
+    """False for no baseline: no artifact, or an empty one (the stores form before any validated span)."""
+    return statistics is not None and fileio.exists(os.path.join(statistics.uri, f"Split-{STATS_SPLIT}"))
 
 
 def _copy_span(source: tfx.dsl.Artifact, target: tfx.dsl.Artifact, examples: tfx.dsl.Artifact) -> None:
@@ -77,22 +84,23 @@ def DataGate(
         )
 
     serving = None
-    if serving_statistics_path and os.path.exists(serving_statistics_path):
+    if serving_statistics_path and fileio.exists(serving_statistics_path):
         serving = tfdv.load_stats_binary(serving_statistics_path)
+    baseline = previous_statistics if _has_stats(previous_statistics) else None
     scores = drift.compare(
         current=_load_stats(statistics),
         schema=tfdv.load_schema_text(os.path.join(schema.uri, "schema.pbtxt")),
         thresholds=json.loads(drift_thresholds),
         completeness_drop=completeness_drop,
-        previous=_load_stats(previous_statistics) if previous_statistics is not None else None,
+        previous=_load_stats(baseline) if baseline is not None else None,
         serving=serving,
     )
-    os.makedirs(drift_report.uri, exist_ok=True)
+    fileio.makedirs(drift_report.uri)
     report = drift.to_json(scores, drift_policy)
     io_utils.write_string_file(os.path.join(drift_report.uri, REPORT_FILE), report)
     drift_report.set_int_custom_property("span", span)
-    if previous_statistics is not None:
-        drift_report.set_int_custom_property("baseline_span", previous_statistics.get_int_custom_property("span"))
+    if baseline is not None:
+        drift_report.set_int_custom_property("baseline_span", baseline.get_int_custom_property("span"))
     exceeded = [s for s in scores if s.exceeded]
     drift_report.set_string_custom_property("exceeded", ",".join(sorted({s.feature for s in exceeded})))
     if exceeded and drift_policy == BLOCK:
