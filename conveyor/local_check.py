@@ -146,7 +146,15 @@ def _finish(result: CheckResult, check_dir: Path, out: Callable[[str], None]) ->
     return result
 
 
-def _execute(result: CheckResult, what: str, spec: dict, cluster: configs.PipelineConfig, target: str, state: Path, out) -> None:
+def _execute(
+    result: CheckResult,
+    what: str,
+    spec: dict,
+    cluster: configs.PipelineConfig,
+    target: str,
+    state: Path,
+    out: Callable[[str], None],
+) -> None:
     out(f"run {len(result.executions) + 1}: {what}")
     execution = spec_harness.execute(
         spec,

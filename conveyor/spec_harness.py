@@ -33,7 +33,9 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from conveyor.kubeflow import TARGETS
 
 EXECUTOR_INPUT_PLACEHOLDER = "{{$}}"
 RAN, CACHED, FAILED = "ran", "cached", "failed"
@@ -177,8 +179,8 @@ def _error_of(log: Path) -> str:
     starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")]
     if starts:
         tail = lines[starts[-1] + 1 :]
-        message = [line for line in tail if not line.startswith(" ")]
-        return "\n".join(message[:20]) or "\n".join(tail[-5:])
+        first = next((i for i, line in enumerate(tail) if not line.startswith(" ")), len(tail))
+        return "\n".join(tail[first : first + 20]) or "\n".join(tail[-5:])
     return "\n".join(lines[-5:])
 
 
@@ -223,15 +225,15 @@ def execute(
     target: str,
     state_dir: Path,
     run_id: str | None = None,
-    on_task: Any = None,
+    on_task: Callable[[TaskRun], None] | None = None,
 ) -> Execution:
     """Run every task of `spec` (see the module docstring); `on_task(TaskRun)` after each one.
 
     `pipeline_root` is a local directory standing in for the bucket; `state_dir` holds the cache,
     the task logs and the tasks' working directories.
     """
-    if target not in ("kfp", "vertex"):
-        raise SpecError(f"target must be kfp or vertex, got {target!r}")
+    if target not in TARGETS:
+        raise SpecError(f"target must be one of {TARGETS}, got {target!r}")
     run_id = run_id or time.strftime("run-%Y%m%d-%H%M%S-") + f"{time.time_ns() % 10**9:09d}"
     run_root = f"{pipeline_root.rstrip('/')}/{spec['pipelineInfo']['name']}/{run_id}"
     done: dict[str, TaskRun] = {}

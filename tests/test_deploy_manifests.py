@@ -134,9 +134,10 @@ def test_the_server_answers_the_probes_as_kubernetes_expects(small_run, tmp_path
     conveyor = Path(sys.executable).parent / "conveyor"
     server = subprocess.Popen([str(conveyor), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        line = server.stdout.readline()
-        url = re.search(r"at (http://127\.0\.0\.1:\d+)/", line)
-        assert url, line
+        lines = []
+        while not (url := re.search(r"serving model .* at (http://127\.0\.0\.1:\d+)/", lines[-1] if lines else "")):
+            lines.append(server.stdout.readline())
+            assert lines[-1], "".join(lines)  # the server exited before saying where it serves
         base, port = url.group(1), int(url.group(1).rsplit(":", 1)[1])
         readiness = base + SERVER["readinessProbe"]["httpGet"]["path"]
         with socket.create_connection(("127.0.0.1", port), timeout=5):

@@ -214,7 +214,7 @@ def test_kfp_without_a_span_is_refused_unless_caching_is_off(capsys, tmp_path):
 
 def test_a_missing_image_is_refused_with_a_clear_message(capsys, tmp_path):
     code = cli.main(
-        ["kubeflow", "--target", "kfp", "--image", "", "--pipeline-root", ROOT, "--output", str(tmp_path / "x.yaml")]
+        ["kubeflow", "--target", "kfp", "--span", "1", "--image", "", "--pipeline-root", ROOT, "--output", str(tmp_path / "x.yaml")]
     )
     assert code == 2
     assert "--image is required" in capsys.readouterr().err
