@@ -2,10 +2,10 @@
 
 The spec is KubeflowV2DagRunner's compilation of the same create_pipeline(), with the choices a
 cluster needs (`cluster_config`):
-  - history="stores": the span window and the two baselines (model, drift) are components, because the KFP v2
-    compiler only compiles LatestArtifactStrategy / LatestBlessedModelStrategy resolvers, and
-    its resolver queries match artifacts by type across the whole metadata store (not by
-    producer or pipeline), so they could not keep the data gate or a span window;
+  - history="stores": the span window and the two baselines (model, drift) are components,
+    because the KFP v2 compiler only compiles LatestArtifactStrategy / LatestBlessedModelStrategy
+    resolvers, and its resolver queries match artifacts by type across the whole metadata store
+    (not by producer or pipeline), so they could not keep the data gate or a span window;
   - user_code="installed": Transform and Trainer name functions of the package installed in the
     image (a module_file would be packaged into a wheel at a path of the build machine);
   - every location is a URI the cluster reads (pipeline root, data, serving root), and the
