@@ -3,7 +3,8 @@
 For the window [end - hours, end) and the one before it:
   - TFDV statistics of the logged features, validated against the schema's SERVING environment;
   - skew: distances to the training statistics of the model that answered most of the window's
-    predictions (its Transform's pre_transform_stats, found through MLMD lineage, metadata.registry);
+    predictions (DataGate's statistics of the newest span it was trained on, found through MLMD
+    lineage, metadata.registry);
   - drift: distances to the previous window;
   - live metrics per model version from the labels that have arrived (monitoring/labels.py).
 Writes result.json (fields in the README; read by the CT controller), report.html and the

@@ -123,3 +123,22 @@ def test_live_accuracy_compares_served_probabilities_with_arrived_labels():
     ]
     assert feedback.live_accuracy(rows) == 0.5
     assert feedback.live_accuracy([]) is None
+
+
+def test_a_refused_run_s_decision_gives_every_reason(shipped_rows, tmp_path):
+    """The decision of a run whose candidate was not blessed names why (not just "blessed: False")."""
+    from conveyor.run_summary import RunSummary
+    from data import spans_io
+    from pipeline import evaluation
+
+    config = configs.load(home=tmp_path / "home", spans_root=tmp_path / "spans")
+    spans_io.write_span(config.spans_root, 1, shipped_rows[:50])
+    refusal = "payment_type=Cash (412 examples): binary_accuracy dropped 0.1500 against the baseline's 0.8500 (at most 0.05 allowed)"
+    refused = evaluation.Evaluation(metrics={"overall": {"example_count": 900}}, blessed=False, failures=[refusal])
+    outcome = RunSummary(
+        run_id="run-1", ok=True, seconds=1.0, log_file=tmp_path / "run.log", timings=[("Evaluator", "ran", 1.0)],
+        span=1, evaluation=refused,
+    )
+    decision = controller.tick(config, lambda cfg: outcome)
+    assert decision.fired and decision.outcome == decisions.OK
+    assert decision.detail == f"blessed: False; pushed: nothing; why: not blessed: {refusal}"

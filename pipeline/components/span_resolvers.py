@@ -1,4 +1,4 @@
-"""Resolver strategies over spans that passed DataGate."""
+"""Resolver strategies over spans that passed DataGate, and over what earlier runs left for this one."""
 from __future__ import annotations
 
 from typing import Any
@@ -50,6 +50,21 @@ class SpanWindowStrategy(tfx.dsl.experimental.ResolverStrategy):
         return {CANDIDATES: [newest[s] for s in sorted(newest)], CURRENT: input_dict[CURRENT]}
 
 
+class EarlierOutputStrategy(tfx.dsl.experimental.ResolverStrategy):
+    """The newest candidate created before the current artifact (by MLMD id).
+
+    Used for Transform's analyzer cache: the cache the last Transform wrote before this run's span
+    was ingested. A re-run of the same span resolves the same cache (the cache its first run wrote
+    is newer than its ExampleGen output), so the re-run stays cached.
+    """
+
+    def resolve_artifacts(self, store: Any, input_dict: dict[str, list[types.Artifact]]) -> dict[str, list[types.Artifact]]:
+        current = min((a.id for a in input_dict[CURRENT]), default=None)
+        earlier = [a for a in input_dict[CANDIDATES] if current is not None and a.id < current]
+        best = max(earlier, key=lambda a: a.id, default=None)
+        return {CANDIDATES: [best] if best else [], CURRENT: input_dict[CURRENT]}
+
+
 def span_window_resolver(window_spans: int, candidates: types.BaseChannel, current: types.BaseChannel) -> tfx.dsl.Resolver:
     return tfx.dsl.Resolver(
         strategy_class=SpanWindowStrategy,
@@ -61,4 +76,10 @@ def span_window_resolver(window_spans: int, candidates: types.BaseChannel, curre
 def previous_span_resolver(node_id: str, candidates: types.BaseChannel, current: types.BaseChannel) -> tfx.dsl.Resolver:
     return tfx.dsl.Resolver(
         strategy_class=PreviousSpanStrategy, **{CANDIDATES: candidates, CURRENT: current}
+    ).with_id(node_id)
+
+
+def earlier_output_resolver(node_id: str, candidates: types.BaseChannel, current: types.BaseChannel) -> tfx.dsl.Resolver:
+    return tfx.dsl.Resolver(
+        strategy_class=EarlierOutputStrategy, **{CANDIDATES: candidates, CURRENT: current}
     ).with_id(node_id)
