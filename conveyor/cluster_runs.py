@@ -57,6 +57,7 @@ class RunState:
     succeeded: bool  # done and nothing failed
     failed_task: str | None = None
     error: str | None = None
+    tasks: tuple[tuple[str, str], ...] = ()  # (task, the orchestrator's state of it), the spec's tasks only
 
     @property
     def blocked(self) -> bool:
@@ -141,7 +142,8 @@ def _kfp_state(run: SubmittedRun, endpoint: str | None) -> RunState:
     details = found.run_details.task_details if found.run_details and found.run_details.task_details else []
     failed = [(t.display_name, t.error.message if t.error else None) for t in details if t.state == "FAILED"]
     run_error = found.error.message if found.error else None
-    return _state(run, str(found.state), KFP_DONE, failed, run_error)
+    tasks = [(t.display_name, str(t.state)) for t in details]
+    return _state(run, str(found.state), KFP_DONE, failed, run_error, tasks)
 
 
 def vertex_state_of(run: SubmittedRun, job: Any) -> RunState:
@@ -151,7 +153,8 @@ def vertex_state_of(run: SubmittedRun, job: Any) -> RunState:
         for t in job.job_detail.task_details
         if t.state.name == "FAILED"
     ]
-    return _state(run, job.state.name, VERTEX_DONE, failed, job.error.message or None)
+    tasks = [(t.task_name, t.state.name) for t in job.job_detail.task_details]
+    return _state(run, job.state.name, VERTEX_DONE, failed, job.error.message or None, tasks)
 
 
 def _vertex_state(run: SubmittedRun, config: PipelineConfig, credentials: Any) -> RunState:
@@ -168,7 +171,12 @@ def _vertex_state(run: SubmittedRun, config: PipelineConfig, credentials: Any) -
 
 
 def _state(
-    run: SubmittedRun, word: str, terminal: dict[str, bool], failed: list[tuple[str, str | None]], error: str | None
+    run: SubmittedRun,
+    word: str,
+    terminal: dict[str, bool],
+    failed: list[tuple[str, str | None]],
+    error: str | None,
+    tasks: list[tuple[str, str]],
 ) -> RunState:
     ours = [(task, message) for task, message in failed if task in run.tasks]
     task, message = ours[0] if ours else (None, None)
@@ -179,4 +187,5 @@ def _state(
         succeeded=terminal.get(word, False),
         failed_task=task,
         error=message or error,
+        tasks=tuple((name, state) for name, state in tasks if name in run.tasks),
     )

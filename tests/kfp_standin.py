@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -63,18 +64,37 @@ class KfpStandIn:
     def posts(self) -> list[tuple[str, dict[str, Any]]]:
         return [(path, body) for method, path, body in self.requests if method == "POST"]
 
-    def finish(self, run_id: str, state: str, failed_task: str | None = None, error: str | None = None) -> None:
-        """Set a run's state as KFP reports it; `failed_task` fails that task with `error`."""
+    def finish(
+        self,
+        run_id: str,
+        state: str,
+        failed_task: str | None = None,
+        error: str | None = None,
+        tasks: dict[str, str] | None = None,
+    ) -> None:
+        """Set a run's state as KFP reports it: `tasks` the state of each task (as KFP words it),
+        `failed_task` fails that task with `error`."""
         run = self.runs[run_id]
         run["state"] = state
+        details = [{"display_name": name, "state": word} for name, word in (tasks or {}).items()]
         if failed_task:
-            run["run_details"] = {
-                "task_details": [
-                    {"display_name": "root", "state": "FAILED"},
-                    {"display_name": failed_task, "state": "FAILED", "error": {"message": error or ""}},
-                ]
-            }
+            details = [d for d in details if d["display_name"] != failed_task]
+            details += [
+                {"display_name": "root", "state": "FAILED"},
+                {"display_name": failed_task, "state": "FAILED", "error": {"message": error or ""}},
+            ]
             run["error"] = {"message": "pipeline failed"}
+        if details:
+            run["run_details"] = {"task_details": details}
+
+    def wait_for_runs(self, count: int, timeout: float = 300.0) -> list[str]:
+        """Block until `count` runs were created (by another process); their ids."""
+        deadline = time.monotonic() + timeout
+        while len(self.runs) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(self.runs)} of {count} runs created after {timeout} s")
+            time.sleep(0.1)
+        return list(self.runs)
 
     def __enter__(self) -> "KfpStandIn":
         self._thread.start()
