@@ -12,10 +12,10 @@ the container's `python` is this one. For kfp one spec is compiled per span, wit
 (as conveyor/cluster_runs.py submits runs); for vertex one spec serves every span, the newest one
 being resolved at run time by the ExampleGen driver hook, which the harness runs as Vertex does.
 
-The check passes when every execution succeeds, the newest span ends with a blessed and pushed
-model, every span after the first has its drift scored against the span before it, and the
-unchanged execution is served entirely from the cache and pushes nothing. `check.json` in the
-check directory records every task's status and outputs.
+The check passes when every execution succeeds, the newest span ends with a blessed model pushed
+and published (its PUSH.json written by Publish), every span after the first has its drift scored
+against the span before it, and the unchanged execution is served entirely from the cache and
+pushes nothing. `check.json` in the check directory records every task's status and outputs.
 """
 from __future__ import annotations
 
@@ -179,6 +179,8 @@ def _judge(result: CheckResult, spans: list[int], before: list[str], after: list
     last_what, last = new_spans[-1]
     if not (blessed(last) and pushed_version(last)):
         result.problems.append(f"{last_what}: ended without a blessed, pushed model")
+    elif pushed_version(last) not in after:
+        result.problems.append(f"{last_what}: staged version {pushed_version(last)} but Publish did not make it ready (no {versions.RECORD_FILE})")
     ran = [t.task for t in unchanged.tasks if t.status != spec_harness.CACHED]
     if ran:
         result.problems.append(f"the unchanged execution ran {', '.join(ran)} instead of using the cache")

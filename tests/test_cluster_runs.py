@@ -54,9 +54,10 @@ def test_a_kfp_submission_compiles_the_span_in_and_names_the_run_after_span_and_
 def test_polling_reports_a_running_run_then_its_success(submitted, config, kfp_api):
     running = cluster_runs.state(submitted, config, endpoint=kfp_api.endpoint)
     assert (running.state, running.done, running.succeeded) == ("RUNNING", False, False)
-    kfp_api.finish(submitted.run_id, "SUCCEEDED")
+    kfp_api.finish(submitted.run_id, "SUCCEEDED", tasks={"CsvExampleGen": "SKIPPED", "Trainer": "SUCCEEDED", "root": "SUCCEEDED"})
     finished = cluster_runs.state(submitted, config, endpoint=kfp_api.endpoint)
     assert (finished.done, finished.succeeded, finished.failed_task, finished.blocked) == (True, True, None, False)
+    assert finished.tasks == (("CsvExampleGen", "SKIPPED"), ("Trainer", "SUCCEEDED"))  # the spec's tasks only
     assert ("GET", f"/apis/v2beta1/runs/{submitted.run_id}", {}) in kfp_api.requests
 
 
@@ -106,5 +107,6 @@ def test_a_vertex_job_state_is_read_from_its_resource(submitted):
     assert (found.state, found.done, found.succeeded, found.blocked, found.error) == (
         "PIPELINE_STATE_FAILED", True, False, True, "blocked"
     )
+    assert found.tasks == (("DataGate", "FAILED"),)
     running = cluster_runs.vertex_state_of(vertex_run, pipeline_job.PipelineJob(state=pipeline_state.PipelineState.PIPELINE_STATE_RUNNING))
     assert (running.done, running.failed_task, running.error) == (False, None, None)

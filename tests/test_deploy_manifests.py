@@ -3,7 +3,9 @@
 The server manifest's command is parsed by Conveyor's own CLI; its port, mounts and probe paths are
 matched to the server's configuration; and the server itself, started as `conveyor serve` with the
 manifest's arguments (home and host made local), answers the probes as Kubernetes expects: not
-ready while nothing is pushed, ready once a pushed version appears, alive throughout.
+ready while nothing is pushed, ready once a published version appears (not before its push record), alive throughout. The
+server on this branch has no dedicated health endpoints: readiness is the model status
+(`/v1/models/<name>`), liveness the open port.
 """
 from __future__ import annotations
 
@@ -99,6 +101,10 @@ def test_the_ct_tick_runs_one_at_a_time_never_retried_by_kubernetes_on_the_pipel
     args = tick["args"]
     assert args[:2] == ["ct", "tick"] and args[args.index("--target") + 1] in kubeflow.TARGETS
     assert args[args.index("--home") + 1] == BUCKET_HOME
+    parsed = cli.build_parser().parse_args(args)  # the cluster tick of docs/production.md
+    assert parsed.func is cli.cmd_ct and parsed.target == "kfp" and parsed.home == BUCKET_HOME
+    # A launching tick waits for its run: Kubernetes must not kill it before the tick gives up.
+    assert job["activeDeadlineSeconds"] > parsed.timeout_seconds
     env = {e["name"]: e["value"] for e in tick["env"]}
     fields = {f"{configs.ENV_PREFIX}{name.upper()}" for name in configs.PipelineConfig.__dataclass_fields__}
     assert env["CONVEYOR_REMOTE_PIPELINE_ROOT"] == BUCKET_HOME and "CONVEYOR_REMOTE_PIPELINE_ROOT" in fields
@@ -144,9 +150,13 @@ def test_the_server_answers_the_probes_as_kubernetes_expects(small_run, tmp_path
             pass  # liveness: the port accepts connections ...
         assert _get(readiness)[0] == 503  # ... while readiness fails: nothing pushed yet
         version = versions.serving_version(source.serving_root)
-        target = home / "serving_model" / version  # complete before it is ready, as Pusher writes it
-        shutil.copytree(source.serving_root / version, target, ignore=shutil.ignore_patterns(versions.READY_FILE))
-        shutil.copy2(source.serving_root / version / versions.READY_FILE, target / versions.READY_FILE)
+        # A version arriving through the bucket mount as Publish copies it onto object storage:
+        # every file, then the push record; without the record it is not served.
+        target = home / "serving_model" / version
+        shutil.copytree(source.serving_root / version, target, ignore=shutil.ignore_patterns(versions.RECORD_FILE))
+        time.sleep(2 * configs.PipelineConfig().poll_seconds)
+        assert _get(readiness)[0] == 503
+        shutil.copy2(source.serving_root / version / versions.RECORD_FILE, target / versions.RECORD_FILE)
         deadline = time.monotonic() + 30
         while (found := _get(readiness))[0] != 200 and time.monotonic() < deadline:
             time.sleep(0.5)
