@@ -1,7 +1,8 @@
 """`conveyor`: the command-line front door.
 
     conveyor run [options]              run the pipeline locally (see local_runner.py)
-    conveyor ct tick                    one continuous-training decision (for cron / KFP recurring runs)
+    conveyor ct tick                    one continuous-training decision (for cron / KFP recurring runs);
+                                        --target kfp|vertex --home gs://...: launch on a cluster
     conveyor ct watch [--interval S]    tick in a loop
     conveyor ct run --reason TEXT       retrain on demand
     conveyor ct status [--last N]       the last decisions and why
