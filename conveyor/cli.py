@@ -1,7 +1,8 @@
 """`conveyor`: the command-line front door.
 
     conveyor run [options]              run the pipeline locally (see local_runner.py)
-    conveyor ct tick                    one continuous-training decision (for cron / KFP recurring runs)
+    conveyor ct tick                    one continuous-training decision (for cron / KFP recurring runs);
+                                        --target kfp|vertex --home gs://...: launch on a cluster
     conveyor ct watch [--interval S]    tick in a loop
     conveyor ct run --reason TEXT       retrain on demand
     conveyor ct status [--last N]       the last decisions and why
@@ -14,7 +15,8 @@
     conveyor tensorboard                TensorBoard on 127.0.0.1 for the newest trained model's logs
     conveyor notebooks                  JupyterLab on 127.0.0.1 for notebooks/, reading the same home
     conveyor lineage [--version V]      what made a pushed model (default: the one serving now)
-    conveyor kubeflow [options]         compile for Kubeflow Pipelines v2 / Vertex AI (see kubeflow_runner.py)
+    conveyor kubeflow [options]         compile for Kubeflow Pipelines v2 / Vertex AI (see kubeflow_runner.py);
+                                        --check-locally executes the compiled spec here first
 """
 from __future__ import annotations
 
@@ -113,31 +115,70 @@ def cmd_ct(args: argparse.Namespace) -> int:
     from conveyor import local_run
     from ct import controller, decisions
 
-    config = configs.load(home=args.home, spans_root=args.spans_root, drift_policy=args.drift_policy)
+    if getattr(args, "target", None):
+        return _ct_on_cluster(args)
+    if args.home and "://" in args.home:
+        print(f"conveyor ct: --home {args.home} is a URI: only `ct tick|run --target kfp|vertex` reads a cluster home", file=sys.stderr)
+        return 2
+    home = Path(args.home) if args.home else None
+    config = configs.load(home=home, spans_root=args.spans_root, drift_policy=args.drift_policy)
     if args.ct_command == "status":
         for decision in decisions.history(config)[-args.last:]:
             print(controller.format_decision(decision))
         return 0
     if args.ct_command == "watch":
-        controller.watch(config, local_run.run, args.interval, args.max_ticks)
+        controller.watch(config, local_run.launch, args.interval, args.max_ticks)
         return 0
     if args.ct_command == "demo":
         from ct import scenario
 
-        home = args.home or configs.REPO_ROOT / "outputs" / "ct-demo"
+        home = home or configs.REPO_ROOT / "outputs" / "ct-demo"
         import shutil
 
         shutil.rmtree(home, ignore_errors=True)
         demo = configs.load(home=home, spans_root=home / "spans", train_steps=100, eval_steps=5)
-        scenario.run(demo, local_run.run, on_step=lambda step: print(f"\n[{step.name}]\n" + controller.format_decision(step.decision), flush=True))
+        scenario.run(demo, local_run.launch, on_step=lambda step: print(f"\n[{step.name}]\n" + controller.format_decision(step.decision), flush=True))
         return 0
-    decision = controller.tick(config, local_run.run, reason=args.reason if args.ct_command == "run" else None)
+    decision = controller.tick(config, local_run.launch, reason=args.reason if args.ct_command == "run" else None)
     print(controller.format_decision(decision))
     if decision.outcome == decisions.BUSY:
         from pipeline.home_lock import BUSY_EXIT_CODE
 
         return BUSY_EXIT_CODE
     return 0 if decision.outcome in (None, decisions.OK) else 1
+
+def _ct_on_cluster(args: argparse.Namespace) -> int:
+    """`ct tick|run --target kfp|vertex --home URI`: decide here, submit to the cluster (conveyor/cluster_ct.py)."""
+    import tempfile
+
+    from conveyor import cluster_ct, kubeflow
+    from ct import controller
+
+    if not args.home or "://" not in args.home:
+        print(f"conveyor ct: --target {args.target} needs --home gs://BUCKET/PATH, the cluster home (got {args.home!r})", file=sys.stderr)
+        return 2
+    if not args.image:
+        print("conveyor ct: --image (or CONVEYOR_IMAGE) is required: the pipeline image the submitted runs use", file=sys.stderr)
+        return 2
+    work_dir = Path(args.work_dir) if args.work_dir else None
+    config = _load(spans_root=None, drift_policy=args.drift_policy)
+    launch = cluster_ct.ClusterLaunch(
+        target=args.target,
+        image=args.image,
+        spec_dir=(work_dir or Path(tempfile.mkdtemp(prefix="conveyor-specs-"))) / "specs",
+        endpoint=args.endpoint,
+        service_account=args.service_account,
+        poll_seconds=args.poll_seconds,
+        timeout_seconds=args.timeout_seconds,
+    )
+    try:
+        decision = cluster_ct.tick(config, args.home, launch, reason=args.reason, work_dir=work_dir)
+    except (ValueError, kubeflow.SubmitError) as exc:
+        print(f"conveyor ct: {exc}", file=sys.stderr)
+        return 2
+    print(controller.format_decision(decision))
+    return 0
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from serving import supervisor
 
@@ -337,6 +378,15 @@ def _add_kubeflow_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-steps", type=int)
     parser.add_argument("--no-cache", action="store_true", help="compile with caching off")
     _add_beam_args(parser)
+    check = parser.add_argument_group("checking before deploying")
+    check.add_argument(
+        "--check-locally",
+        action="store_true",
+        help="execute the compiled spec here, task by task through TFX's container entrypoint, on every span "
+        "of --spans-root, then once more unchanged (see docs/production.md)",
+    )
+    check.add_argument("--spans-root", type=Path, help="--check-locally: folder of span-N/ folders (default data/spans)")
+    check.add_argument("--check-dir", type=Path, help="--check-locally: an empty or new folder (default: a new temp folder)")
     submit = parser.add_argument_group("submitting")
     submit.add_argument("--submit", action="store_true", help="send the compiled spec to the target")
     submit.add_argument("--endpoint", default=os.environ.get("KF_PIPELINES_ENDPOINT"), help="kfp: the KFP API URL")
@@ -347,6 +397,8 @@ def _add_kubeflow_args(parser: argparse.ArgumentParser) -> None:
 def cmd_kubeflow(args: argparse.Namespace) -> int:
     from conveyor import kubeflow
 
+    if args.check_locally:
+        return _check_locally(args)
     try:
         config = kubeflow.cluster_config(
             _load(
@@ -360,7 +412,8 @@ def cmd_kubeflow(args: argparse.Namespace) -> int:
                 eval_steps=args.eval_steps,
                 enable_cache=False if args.no_cache else None,
                 **_beam_overrides(args),
-            )
+            ),
+            args.target,
         )
         output = args.output or configs.REPO_ROOT / "outputs" / kubeflow.SPEC_FILE
         spec = kubeflow.compile_spec(config, args.image, output)
@@ -382,9 +435,29 @@ def cmd_kubeflow(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+def _check_locally(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from conveyor import local_check
+
+    config = _load(
+        spans_root=args.spans_root,
+        window_spans=args.window_spans,
+        train_steps=args.train_steps,
+        eval_steps=args.eval_steps,
+        enable_cache=False if args.no_cache else None,
+    )
+    check_dir = args.check_dir or Path(tempfile.mkdtemp(prefix="conveyor-kubeflow-check-"))
+    try:
+        result = local_check.run(config, args.target, args.image or "conveyor:local-check", check_dir)
+    except ValueError as exc:
+        print(f"conveyor kubeflow: {exc}", file=sys.stderr)
+        return 2
+    return 0 if result.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `conveyor` command line (what deploy/*.yaml and the docs call)."""
     parser = argparse.ArgumentParser(prog="conveyor", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="run the pipeline locally")
@@ -401,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         ("demo", "run the scripted scenario in a scratch home"),
     ):
         sub = ct_commands.add_parser(name, help=help_text)
-        sub.add_argument("--home", type=Path)
+        sub.add_argument("--home", help="the home folder; with --target, the cluster home URI (gs://BUCKET/conveyor)")
         sub.add_argument("--spans-root", type=Path)
         sub.add_argument("--drift-policy", choices=configs.DRIFT_POLICIES)
         sub.set_defaults(func=cmd_ct, reason=None)
@@ -412,6 +485,15 @@ def main(argv: list[str] | None = None) -> int:
             sub.add_argument("--max-ticks", type=int)
         if name == "status":
             sub.add_argument("--last", type=int, default=20)
+        if name in ("tick", "run"):
+            cluster = sub.add_argument_group("on a cluster (docs/production.md)")
+            cluster.add_argument("--target", choices=("kfp", "vertex"), help="submit the run to this orchestrator")
+            cluster.add_argument("--image", default=os.environ.get("CONVEYOR_IMAGE"), help="the pipeline image (default $CONVEYOR_IMAGE)")
+            cluster.add_argument("--endpoint", default=os.environ.get("KF_PIPELINES_ENDPOINT"), help="kfp: the KFP API URL")
+            cluster.add_argument("--service-account", help="vertex: the service account the job runs as")
+            cluster.add_argument("--poll-seconds", type=float, default=60.0, help="how often to ask the orchestrator")
+            cluster.add_argument("--timeout-seconds", type=float, default=6 * 3600.0, help="give up waiting (the run is not cancelled)")
+            cluster.add_argument("--work-dir", help="the local working home (default: a new temp folder)")
 
     serve = commands.add_parser("serve", help="serve the pushed models (TF Serving REST API)")
     serve.add_argument("--home", type=Path, help="output root holding serving_model/ (default outputs/)")
@@ -459,7 +541,13 @@ def main(argv: list[str] | None = None) -> int:
     kubeflow_parser = commands.add_parser("kubeflow", help="compile (and submit) for Kubeflow Pipelines v2 / Vertex AI")
     _add_kubeflow_args(kubeflow_parser)
     kubeflow_parser.set_defaults(func=cmd_kubeflow)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+    args = build_parser().parse_args(argv)
     if args.command == "notebooks" or getattr(args, "verbose", False):  # JupyterLab prints its own URL
         return _dispatch(args)
     from conveyor.progress import quiet_command
@@ -469,8 +557,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _logs_dir(args: argparse.Namespace) -> Path:
+    home = getattr(args, "home", None)
+    if home is not None:  # a cluster home (ct --target) is a URI: log locally then
+        home = None if "://" in str(home) else Path(home)
     try:
-        return configs.load(home=getattr(args, "home", None)).logs_dir
+        return configs.load(home=home).logs_dir
     except ValueError:  # a bad CONVEYOR_* setting: the command itself reports it
         return configs.PipelineConfig().logs_dir
 

@@ -2,14 +2,16 @@
 
 The spec is KubeflowV2DagRunner's compilation of the same create_pipeline(), with the choices a
 cluster needs (`cluster_config`):
-  - history="stores": the span window and the baseline are components, because the KFP v2
-    compiler only compiles LatestArtifactStrategy / LatestBlessedModelStrategy resolvers, and
-    its resolver queries match artifacts by type across the whole metadata store (not by
-    producer or pipeline), so they could not keep the data gate or a span window;
+  - history="stores": the span window and the two baselines (model, drift) are components,
+    because the KFP v2 compiler only compiles LatestArtifactStrategy / LatestBlessedModelStrategy
+    resolvers, and its resolver queries match artifacts by type across the whole metadata store
+    (not by producer or pipeline), so they could not keep the data gate or a span window;
   - user_code="installed": Transform and Trainer name functions of the package installed in the
     image (a module_file would be packaged into a wheel at a path of the build machine);
   - every location is a URI the cluster reads (pipeline root, data, serving root), and the
-    schema and setup.py are the copies inside the image (IMAGE_APP_DIR).
+    schema and setup.py are the copies inside the image (IMAGE_APP_DIR);
+  - for target "kfp", a span fixed at compile time (`check_target`): open-source KFP runs no
+    ExampleGen driver, so the newest span cannot be resolved before its cache check.
 
 No RuntimeParameter is used: KubeflowV2DagRunner (TFX 1.21) declares a RuntimeParameter as a
 root input without its default and leaves the runtime config empty, so the default is lost and a
@@ -37,27 +39,49 @@ class SubmitError(RuntimeError):
     """The compiled spec could not be sent: missing endpoint or credentials, or a refused request."""
 
 
-def cluster_config(config: PipelineConfig) -> PipelineConfig:
-    """`config` as the pipeline runs on a cluster; locations default to folders of the pipeline root."""
+KFP_NEEDS_SPAN = (
+    "--target kfp needs --span N (or --no-cache): open-source Kubeflow Pipelines runs no ExampleGen "
+    "driver, so nothing resolves the newest span before the cache check and a cached run would be "
+    "given an earlier run's examples. Compile one spec per span (conveyor.cluster_runs.submit does)"
+)
+
+
+def cluster_config(config: PipelineConfig, target: str) -> PipelineConfig:
+    """`config` as the pipeline runs on `target`; locations default to folders of the pipeline root."""
     root = config.remote_pipeline_root
     if not root or "://" not in root:
         raise ValueError(
             f"--pipeline-root must be a URI the cluster can read (e.g. gs://bucket/conveyor), got {root!r}"
         )
+    cluster = stores_form(config, root, app_dir=IMAGE_APP_DIR)
+    for flag, value in (("--serving-root", cluster.remote_serving_root), ("--data-root", cluster.remote_spans_root)):
+        if "://" not in value:
+            raise ValueError(f"{flag} must be a URI the cluster can read, got {value!r}")
+    check_target(cluster, target)
+    return cluster
+
+
+def stores_form(config: PipelineConfig, root: str, app_dir: str) -> PipelineConfig:
+    """The form the compiled spec takes (see the module docstring), rooted at `root`, reading the
+    schema and setup.py from `app_dir` unless set (the image's /conveyor, or a checkout)."""
     root = root.rstrip("/")
-    cluster = config.replace(
+    return config.replace(
         history="stores",
         user_code="installed",
         remote_pipeline_root=root,
         remote_serving_root=config.remote_serving_root or f"{root}/serving_model",
         remote_spans_root=config.remote_spans_root or f"{root}/spans",
-        remote_schema=config.remote_schema or f"{IMAGE_APP_DIR}/schema/schema.pbtxt",
-        beam_setup_file=config.beam_setup_file or f"{IMAGE_APP_DIR}/setup.py",
+        remote_schema=config.remote_schema or f"{app_dir}/schema/schema.pbtxt",
+        beam_setup_file=config.beam_setup_file or f"{app_dir}/setup.py",
     )
-    for flag, value in (("--serving-root", cluster.remote_serving_root), ("--data-root", cluster.remote_spans_root)):
-        if "://" not in value:
-            raise ValueError(f"{flag} must be a URI the cluster can read, got {value!r}")
-    return cluster
+
+
+def check_target(config: PipelineConfig, target: str) -> None:
+    """Refuse what `target` cannot run (see docs/production.md, "What runs where")."""
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+    if target == "kfp" and config.span is None and config.enable_cache:
+        raise ValueError(KFP_NEEDS_SPAN)
 
 
 def compile_spec(config: PipelineConfig, image: str, output: Path) -> dict[str, Any]:
@@ -78,8 +102,12 @@ def compile_spec(config: PipelineConfig, image: str, output: Path) -> dict[str, 
     return runner.run(create_pipeline(config))["pipelineSpec"]
 
 
-def submit_kfp(spec_path: Path, config: PipelineConfig, endpoint: str | None, experiment: str) -> str:
-    """Create a run of the compiled spec on Kubeflow Pipelines; returns the run id."""
+def submit_kfp(
+    spec_path: Path, config: PipelineConfig, endpoint: str | None, experiment: str, run_name: str | None = None
+) -> str:
+    """Create a run of the compiled spec on Kubeflow Pipelines, writing under the pipeline root;
+    returns the run id. (KFP keeps no pipeline root in the spec: without one it would use its own
+    default artifact store.)"""
     import kfp
     import kfp_server_api
     import urllib3
@@ -89,8 +117,9 @@ def submit_kfp(spec_path: Path, config: PipelineConfig, endpoint: str | None, ex
     try:
         result = kfp.Client(host=endpoint).create_run_from_pipeline_package(
             str(spec_path),
-            run_name=config.pipeline_name,
+            run_name=run_name or config.pipeline_name,
             experiment_name=experiment,
+            pipeline_root=config.pipeline_root_uri,
             enable_caching=config.enable_cache,
         )
     except kfp_server_api.ApiException as exc:
@@ -100,7 +129,13 @@ def submit_kfp(spec_path: Path, config: PipelineConfig, endpoint: str | None, ex
     return result.run_id
 
 
-def vertex_job(spec_path: Path, config: PipelineConfig, credentials: Any = None) -> Any:
+def vertex_job(
+    spec_path: Path,
+    config: PipelineConfig,
+    credentials: Any = None,
+    display_name: str | None = None,
+    labels: dict[str, str] | None = None,
+) -> Any:
     """An aiplatform.PipelineJob for the compiled spec (not sent yet)."""
     import google.auth
     from google.cloud import aiplatform
@@ -116,7 +151,8 @@ def vertex_job(spec_path: Path, config: PipelineConfig, credentials: Any = None)
                 f"GOOGLE_APPLICATION_CREDENTIALS ({exc})"
             ) from exc
     return aiplatform.PipelineJob(
-        display_name=config.pipeline_name,
+        display_name=display_name or config.pipeline_name,
+        labels=labels,
         template_path=str(spec_path),
         pipeline_root=config.pipeline_root_uri,
         enable_caching=config.enable_cache,
@@ -126,11 +162,17 @@ def vertex_job(spec_path: Path, config: PipelineConfig, credentials: Any = None)
     )
 
 
-def submit_vertex(spec_path: Path, config: PipelineConfig, service_account: str | None) -> str:
+def submit_vertex(
+    spec_path: Path,
+    config: PipelineConfig,
+    service_account: str | None,
+    display_name: str | None = None,
+    labels: dict[str, str] | None = None,
+) -> str:
     """Submit the compiled spec to Vertex AI Pipelines; returns the job's resource name."""
     from google.api_core import exceptions
 
-    job = vertex_job(spec_path, config)
+    job = vertex_job(spec_path, config, display_name=display_name, labels=labels)
     try:
         job.submit(service_account=service_account)
     except exceptions.GoogleAPIError as exc:

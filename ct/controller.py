@@ -152,7 +152,7 @@ def tick(config: PipelineConfig, launch: Launch, now: float | None = None, reaso
 
 def _launch(config: PipelineConfig, launch: Launch, decision: Decision) -> None:
     """Run `decision.span` and record the outcome on the decision."""
-    outcome = launch(config.replace(span=decision.span))
+    outcome = launch(config.replace(span=decision.span), "+".join(decision.triggers))
     decision.run_id = outcome.run_id
     decision.span = outcome.span if outcome.span is not None else decision.span
     if outcome.ok:

@@ -1,7 +1,10 @@
 """How the controller starts a run: an interface the front door implements (local runs, clusters).
 
-CT decides; it never imports the front door. `conveyor ct` passes a Launch (for a local home,
-conveyor.local_run.run), and the controller reads the outcome through RunOutcome.
+CT decides; it never imports the front door. `conveyor ct` passes a Launch (for a local home, a
+local run; with `--target kfp|vertex`, conveyor/cluster_ct.py's ClusterLaunch, which submits the
+compiled pipeline), and the controller reads the outcome through RunOutcome. A Launch is given the
+config with the span to ingest and the trigger ("new_data", "performance+drift", ...), which a
+cluster run records in its name and labels.
 """
 from __future__ import annotations
 
@@ -30,4 +33,4 @@ class RunOutcome(Protocol):
         ...
 
 
-Launch = Callable[[PipelineConfig], RunOutcome]
+Launch = Callable[[PipelineConfig, str], RunOutcome]

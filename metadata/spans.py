@@ -1,16 +1,51 @@
 """Which spans a run should ingest."""
 from __future__ import annotations
 
+import json
+
 from data import spans_io
 from metadata import connection, runs
 from pipeline.configs import PipelineConfig
 
 
+INGESTED_DIR = "ingested_spans"
+
+
 def ingested(config: PipelineConfig) -> set[int]:
-    """Spans CsvExampleGen has ingested for this pipeline (empty before the first run)."""
-    if not connection.store_exists(config):
+    """Spans a run has taken for this pipeline (empty before the first run): the spans
+    CsvExampleGen ingested according to this home's ML Metadata, and those the pipeline root
+    knows of, for runs on a cluster whose metadata is not this home's: the spans DataGate
+    validated (the "stores" index) and those of finished cluster runs (record_ingested)."""
+    from pipeline.components.span_window import indexed_spans
+
+    found = set(indexed_spans(config.validated_spans_uri)) | _recorded(config)
+    if connection.store_exists(config):
+        found |= runs.ingested_spans(connection.open_store(connection.connection_config(config)), config.pipeline_name)
+    return found
+
+
+def _ingested_dir(config: PipelineConfig) -> str:
+    return config.pipeline_root_uri.rstrip("/") + "/" + INGESTED_DIR
+
+
+def record_ingested(config: PipelineConfig, span: int, run_id: str, state: str) -> None:
+    """Note that a cluster run of `span` finished (`state`, the orchestrator's word), whatever its outcome."""
+    from tfx.dsl.io import fileio
+
+    folder = _ingested_dir(config)
+    fileio.makedirs(folder)
+    with fileio.open(f"{folder}/span-{span}.json", "w") as handle:
+        handle.write(json.dumps({"span": span, "run_id": run_id, "state": state}))
+
+
+def _recorded(config: PipelineConfig) -> set[int]:
+    from tfx.dsl.io import fileio
+
+    folder = _ingested_dir(config)
+    if not fileio.isdir(folder):
         return set()
-    return runs.ingested_spans(connection.open_store(connection.connection_config(config)), config.pipeline_name)
+    names = (n.rstrip("/") for n in fileio.listdir(folder))
+    return {int(n[len("span-") : -len(".json")]) for n in names if n.startswith("span-") and n.endswith(".json")}
 
 
 def pending(config: PipelineConfig) -> list[int]:

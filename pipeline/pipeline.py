@@ -13,9 +13,9 @@
 
 `config.history` picks how the pipeline reaches earlier runs: TFX resolvers over MLMD ("mlmd",
 local) or components over the validated-span index and the serving root ("stores", Kubeflow v2 /
-Vertex, whose compiler has no custom resolvers). Same node ids and edges for the span window and
-the baseline; with "stores" DataGate has no previous-span drift baseline yet (no
-previous_statistics node): it checks schema anomalies and serving skew only.
+Vertex, whose compiler has no custom resolvers). Same node ids but one (the "mlmd" form's
+analyzer_cache resolver, which the stores form has no counterpart for), and the same edges but
+one: the stores span window reads this run's span from DataGate's output, not CsvExampleGen's.
 """
 from __future__ import annotations
 
@@ -28,8 +28,10 @@ from tfx.proto import range_config_pb2
 from pipeline import evaluation, user_code
 from pipeline.components.baseline_model import baseline_resolver
 from pipeline.components.data_gate import DataGate
+from pipeline.components.example_gen import CsvExampleGen
 from pipeline.components.gated_evaluator import GatedEvaluator
 from pipeline.components.infra_check import InfraCheck
+from pipeline.components.previous_statistics import PreviousValidatedStatistics
 from pipeline.components.push import Publish, StagingPusher
 from pipeline.components.pushed_baseline import PreviousPushedModel
 from pipeline.components.span_window import SpanWindow
@@ -50,7 +52,7 @@ def completeness_rules(config: PipelineConfig) -> str:
     return json.dumps({key: rules[key] for key in COMPLETENESS_KEYS}, sort_keys=True)
 
 
-def _example_gen(config: PipelineConfig) -> tfx.components.CsvExampleGen:
+def _example_gen(config: PipelineConfig) -> CsvExampleGen:
     range_config = None
     if config.span is not None:
         range_config = range_config_pb2.RangeConfig(
@@ -58,7 +60,7 @@ def _example_gen(config: PipelineConfig) -> tfx.components.CsvExampleGen:
                 start_span_number=config.span, end_span_number=config.span
             )
         )
-    return tfx.components.CsvExampleGen(
+    return CsvExampleGen(
         input_base=config.spans_root_uri,
         input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="all", pattern=SPAN_PATTERN)]),
         output_config=tfx.proto.Output(
@@ -78,6 +80,7 @@ def _span_window(config: PipelineConfig, data_gate: Any, example_gen: Any) -> tu
     if config.history == "stores":
         window = SpanWindow(
             validated_examples=data_gate.outputs["validated_examples"],
+            validated_statistics=data_gate.outputs["validated_statistics"],
             index_uri=config.validated_spans_uri,
             window_spans=config.window_spans,
         ).with_id("span_window")
@@ -96,6 +99,26 @@ def _span_window(config: PipelineConfig, data_gate: Any, example_gen: Any) -> tu
     return window, window.outputs["candidates"]
 
 
+def _previous_statistics(config: PipelineConfig, example_gen: Any) -> tuple[Any, Any]:
+    """DataGate's drift baseline (the validated statistics of the newest span older than this
+    run's): the node giving it and its channel."""
+    if config.history == "stores":
+        node = PreviousValidatedStatistics(
+            current=example_gen.outputs["examples"], index_uri=config.validated_spans_uri
+        ).with_id("previous_statistics")
+        return node, node.outputs["statistics"]
+    node = previous_span_resolver(
+        "previous_statistics",
+        candidates=tfx.dsl.Channel(
+            type=tfx.types.standard_artifacts.ExampleStatistics,
+            producer_component_id=DATA_GATE_ID,
+            output_key="validated_statistics",
+        ),
+        current=example_gen.outputs["examples"],
+    )
+    return node, node.outputs["candidates"]
+
+
 def create_components(config: PipelineConfig) -> list[Any]:
     example_gen = _example_gen(config)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
@@ -104,24 +127,13 @@ def create_components(config: PipelineConfig) -> list[Any]:
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
     schema = schema_gen.outputs["schema"]
-    # Drift baseline: the validated statistics of the newest span older than this one.
-    previous_statistics = None
-    if config.history == "mlmd":
-        previous_statistics = previous_span_resolver(
-            "previous_statistics",
-            candidates=tfx.dsl.Channel(
-                type=tfx.types.standard_artifacts.ExampleStatistics,
-                producer_component_id=DATA_GATE_ID,
-                output_key="validated_statistics",
-            ),
-            current=example_gen.outputs["examples"],
-        )
+    previous_statistics, baseline_statistics = _previous_statistics(config, example_gen)
     data_gate = DataGate(
         examples=example_gen.outputs["examples"],
         statistics=statistics_gen.outputs["statistics"],
         anomalies=example_validator.outputs["anomalies"],
         schema=schema,
-        previous_statistics=previous_statistics.outputs["candidates"] if previous_statistics else None,
+        previous_statistics=baseline_statistics,
         input_pattern=f"{config.spans_root_uri.rstrip('/')}/{SPAN_PATTERN}",
         completeness=completeness_rules(config),
         min_rows_ratio=config.min_rows_ratio,
@@ -200,7 +212,7 @@ def create_components(config: PipelineConfig) -> list[Any]:
         statistics_gen,
         schema_gen,
         example_validator,
-        *([previous_statistics] if previous_statistics else []),
+        previous_statistics,
         data_gate,
         span_window,
         *([analyzer_cache] if analyzer_cache else []),

@@ -15,7 +15,7 @@ from pipeline import configs, home_lock
 def steps(tmp_path_factory):
     home = tmp_path_factory.mktemp("ct") / "home"
     config = configs.load(home=home, spans_root=home / "spans", train_steps=50, eval_steps=5)
-    return config, {s.name: s.decision for s in scenario.run(config, local_run.run, rows_per_span=400)}
+    return config, {s.name: s.decision for s in scenario.run(config, local_run.launch, rows_per_span=400)}
 
 
 def _step(steps, name):
@@ -106,7 +106,7 @@ def test_every_decision_is_logged_and_recorded_in_mlmd(steps):
 def test_a_tick_during_a_run_does_not_launch_another(steps):
     config, _ = steps
     with home_lock.hold(config.home, "conveyor run"):
-        busy = controller.tick(config, local_run.run)
+        busy = controller.tick(config, local_run.launch)
     assert not busy.fired and busy.outcome == decisions.BUSY
     assert "conveyor run started at" in busy.reason and f"by pid {os.getpid()}" in busy.reason
     assert decisions.history(config)[-1].outcome == decisions.BUSY
@@ -139,6 +139,6 @@ def test_a_refused_run_s_decision_gives_every_reason(shipped_rows, tmp_path):
         run_id="run-1", ok=True, seconds=1.0, log_file=tmp_path / "run.log", timings=[("Evaluator", "ran", 1.0)],
         span=1, evaluation=refused,
     )
-    decision = controller.tick(config, lambda cfg: outcome)
+    decision = controller.tick(config, lambda cfg, trigger: outcome)
     assert decision.fired and decision.outcome == decisions.OK
     assert decision.detail == f"blessed: False; pushed: nothing; why: not blessed: {refusal}"

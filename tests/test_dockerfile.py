@@ -26,6 +26,15 @@ def test_the_image_installs_exactly_the_lock_then_conveyor_without_resolving():
     installs = [line for line in _instructions("RUN") if "pip install" in line]
     assert "--no-deps -r requirements.lock" in installs[0]
     assert installs[1].startswith("python -m pip install --no-cache-dir --no-deps --no-build-isolation .")
+    # Without build isolation, Conveyor is built with the locked build backend (pyproject.toml's), not a fresh download.
+    assert {"setuptools", "wheel"} <= LOCK.keys()
+
+
+def test_the_image_provides_the_conveyor_command_the_deploy_manifests_run():
+    """deploy/*.yaml run `conveyor ...`: the console script setup.py installs into the image."""
+    assert '"conveyor=conveyor.cli:main"' in SETUP
+    for manifest in ("serving.yaml", "ct-tick.yaml"):
+        assert 'command: ["conveyor"]' in (configs.REPO_ROOT / "deploy" / manifest).read_text(), manifest
 
 
 def test_the_python_the_image_requires_is_the_one_setup_py_requires():
@@ -45,6 +54,6 @@ def test_the_image_holds_every_package_and_the_files_the_compiled_spec_points_at
     for module in re.findall(r'"(\w+)"', re.search(r"py_modules=\[(.*?)\]", SETUP).group(1)):
         assert f"{module}.py" in copied, module
     assert "setup.py" in copied  # --setup_file for remote Beam workers
-    config = kubeflow.cluster_config(configs.PipelineConfig(remote_pipeline_root="gs://bucket/root"))
+    config = kubeflow.cluster_config(configs.PipelineConfig(remote_pipeline_root="gs://bucket/root"), "vertex")
     assert config.remote_schema == f"{workdir}/schema/schema.pbtxt" and "schema/ schema/" in copied
     assert config.beam_setup_file == f"{workdir}/setup.py"

@@ -33,20 +33,34 @@ def _validated(tmp_path, span: int, version: int = 0, splits=("train", "eval")) 
     return artifact
 
 
-def test_the_index_keeps_the_newest_version_of_each_span(tmp_path):
+def _statistics(tmp_path, span: int, version: int = 0) -> standard_artifacts.ExampleStatistics:
+    artifact = standard_artifacts.ExampleStatistics()
+    artifact.uri = str(tmp_path / f"statistics-{span}-{version}")
+    artifact.split_names = json.dumps(["train", "eval"])
+    return artifact
+
+
+def _record(index: str, tmp_path, span: int, version: int = 0, splits=("train", "eval")) -> None:
+    span_window.record(index, _validated(tmp_path, span, version, splits), _statistics(tmp_path, span, version))
+
+
+def test_the_index_keeps_the_newest_version_of_each_span_and_its_statistics(tmp_path):
     index = str(tmp_path / "index")
-    span_window.record(index, _validated(tmp_path, 1, version=2))
-    span_window.record(index, _validated(tmp_path, 1, version=1))  # an older version arrives late
+    _record(index, tmp_path, 1, version=2)
+    _record(index, tmp_path, 1, version=1)  # an older version arrives late
     assert span_window.read_entry(index, 1)["version"] == 2
-    span_window.record(index, _validated(tmp_path, 1, version=3))
-    assert span_window.read_entry(index, 1)["uri"].endswith("validated-1-3")
+    _record(index, tmp_path, 1, version=3)
+    entry = span_window.read_entry(index, 1)
+    assert entry["uri"].endswith("validated-1-3") and entry["statistics_uri"].endswith("statistics-1-3")
     assert span_window.read_entry(index, 2) is None
+    _record(index, tmp_path, 12)
+    assert span_window.indexed_spans(index) == [1, 12]  # numeric order, temp files never listed
 
 
 def test_a_window_is_one_artifact_with_every_span_s_files_and_a_hole_for_a_missing_span(tmp_path):
     index = str(tmp_path / "index")
     for span in (1, 3):  # span 2 never passed the gate
-        span_window.record(index, _validated(tmp_path, span))
+        _record(index, tmp_path, span)
     output = standard_artifacts.Examples()
     output.uri = str(tmp_path / "window")
     entries = [e for e in (span_window.read_entry(index, s) for s in (1, 2, 3)) if e]
@@ -62,8 +76,8 @@ def test_a_window_is_one_artifact_with_every_span_s_files_and_a_hole_for_a_missi
 
 def test_spans_with_different_splits_cannot_share_a_window(tmp_path):
     index = str(tmp_path / "index")
-    span_window.record(index, _validated(tmp_path, 1))
-    span_window.record(index, _validated(tmp_path, 2, splits=("train",)))
+    _record(index, tmp_path, 1)
+    _record(index, tmp_path, 2, splits=("train",))
     output = standard_artifacts.Examples()
     output.uri = str(tmp_path / "window")
     with pytest.raises(ValueError, match="span 2 has splits .* a window needs the same splits"):
@@ -107,6 +121,8 @@ def test_first_stores_run_is_blessed_without_a_baseline_and_pushed(stores_runs):
     assert first.ok, first.error
     assert first.window_spans == [1] and first.blessed and first.evaluation.baseline == {}
     assert len(results["versions_after_first"]) == 1
+    assert "baseline_span" not in first.drift  # no earlier validated span: nothing to drift from
+    assert not [s for s in first.drift["scores"] if s["comparison"] == "drift"]
 
 
 def test_an_unchanged_stores_rerun_is_fully_cached_and_pushes_nothing(stores_runs):
@@ -122,6 +138,9 @@ def test_the_next_span_trains_on_the_window_and_is_compared_with_the_pushed_mode
     second = results["second"]
     assert second.ok, second.error
     assert second.span == 2 and second.window_spans == [1, 2]
+    assert second.drift["baseline_span"] == 1  # the previous validated span, from the index
+    measures = {(s["feature"], s["measure"]) for s in second.drift["scores"] if s["comparison"] == "drift"}
+    assert ("fare", "JENSEN_SHANNON_DIVERGENCE") in measures and ("payment_type", "L_INFINITY") in measures
     assert second.evaluation.baseline  # compared with span 1's pushed model
     found = lineage.for_config(config)
     assert found.version == versions.serving_version(config.serving_root_uri) != results["versions_after_first"][0]

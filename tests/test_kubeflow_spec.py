@@ -55,7 +55,8 @@ def compiled(tmp_path_factory):
             gcp_region="europe-west1",
             beam_temp_location="gs://conveyor-bucket/tmp",
             beam_extra_args=("--max_num_workers=8",),
-        )
+        ),
+        "vertex",
     )
     return config, output, yaml.safe_load(output.read_text())
 
@@ -92,18 +93,17 @@ def test_tasks_and_dependencies_equal_the_local_pipeline_with_the_same_history_s
 
 
 def test_the_stores_substitution_keeps_the_dag_of_the_local_default(compiled):
-    """The default's nodes and edges, with the three documented differences of the stores form: no
-    previous_statistics resolver (no previous-span drift baseline on KFP yet), no analyzer_cache
-    resolver (its window is one new artifact per run, which no cache entry matches), and
-    span_window reads this run's span from DataGate's output rather than from CsvExampleGen's."""
+    """The default's nodes and edges, with the two documented differences of the stores form: no
+    analyzer_cache resolver (its window is one new artifact per run, which no cache entry matches),
+    and span_window reads this run's span from DataGate's output rather than from CsvExampleGen's."""
     config, _, spec = compiled
     local = _local_dag(configs.PipelineConfig())
-    for resolver, reader in (("previous_statistics", "DataGate"), ("analyzer_cache", "Transform")):
-        del local[resolver]
-        local[reader].discard(resolver)
+    del local["analyzer_cache"]
+    local["Transform"].discard("analyzer_cache")
     local["span_window"].discard("CsvExampleGen")
     assert _compiled_dag(spec) == local
-    assert {"span_window", "baseline_model", "DataGate"} <= set(_compiled_dag(spec))
+    assert {"previous_statistics", "span_window", "baseline_model"} <= set(_compiled_dag(spec))
+    assert "previous_statistics" in spec["root"]["dag"]["tasks"]["DataGate"]["dependentTasks"]
 
 
 def test_every_beam_powered_component_carries_the_configured_beam_args(compiled):
@@ -200,9 +200,24 @@ def test_local_paths_for_cluster_locations_are_refused_by_flag(capsys, tmp_path)
     assert "--data-root must be a URI the cluster can read, got 'data'" in capsys.readouterr().err
 
 
+def test_kfp_without_a_span_is_refused_unless_caching_is_off(capsys, tmp_path):
+    """Open-source KFP runs no ExampleGen driver: the span must be fixed before the cache check."""
+    command = ["kubeflow", "--target", "kfp", "--image", IMAGE, "--pipeline-root", ROOT]
+    assert cli.main([*command, "--output", str(tmp_path / "refused.yaml")]) == 2
+    assert kubeflow.KFP_NEEDS_SPAN in capsys.readouterr().err
+    assert not (tmp_path / "refused.yaml").exists()
+    assert cli.main([*command, "--span", "3", "--output", str(tmp_path / "span.yaml")]) == 0
+    assert cli.main([*command, "--no-cache", "--output", str(tmp_path / "uncached.yaml")]) == 0
+    spec = yaml.safe_load((tmp_path / "span.yaml").read_text())
+    example_gen = _executor(spec, "CsvExampleGen")["container"]
+    # The same spec serves Vertex: its driver hook stays; the executor resolves the span where no driver ran.
+    assert example_gen["args"][1] == "pipeline.components.example_gen.SpanResolvingExecutor"
+    assert example_gen["lifecycle"]["preCacheCheck"]["command"][-1] == "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver"
+
+
 def test_a_missing_image_is_refused_with_a_clear_message(capsys, tmp_path):
     code = cli.main(
-        ["kubeflow", "--target", "kfp", "--image", "", "--pipeline-root", ROOT, "--output", str(tmp_path / "x.yaml")]
+        ["kubeflow", "--target", "kfp", "--span", "1", "--image", "", "--pipeline-root", ROOT, "--output", str(tmp_path / "x.yaml")]
     )
     assert code == 2
     assert "--image is required" in capsys.readouterr().err

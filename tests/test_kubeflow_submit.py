@@ -6,9 +6,6 @@ the Vertex job is built by aiplatform with anonymous credentials and inspected b
 """
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -16,71 +13,39 @@ import yaml
 
 from conveyor import kubeflow
 from pipeline import configs
+from tests.kfp_standin import KfpStandIn
 
 ROOT = "gs://conveyor-bucket/prod"
 
 
 @pytest.fixture(scope="module")
 def spec_file(tmp_path_factory) -> tuple[configs.PipelineConfig, Path]:
-    config = kubeflow.cluster_config(configs.load(remote_pipeline_root=ROOT, gcp_project="proj", gcp_region="us-central1"))
+    config = kubeflow.cluster_config(
+        configs.load(remote_pipeline_root=ROOT, gcp_project="proj", gcp_region="us-central1", span=4), "kfp"
+    )
     output = tmp_path_factory.mktemp("submit") / "conveyor.yaml"
     kubeflow.compile_spec(config, "registry.example/conveyor:1", output)
     return config, output
 
 
-class _RecordingKfpApi(BaseHTTPRequestHandler):
-    """Answers KFP v2beta1's list/create experiment and create run; records every request."""
-
-    requests: list[tuple[str, str, dict]] = []
-
-    def _reply(self, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
-        self.requests.append(("GET", self.path, {}))
-        self._reply({})  # no experiment of that name yet
-
-    def do_POST(self) -> None:  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.requests.append(("POST", self.path, body))
-        if self.path.startswith("/apis/v2beta1/experiments"):
-            self._reply({"experiment_id": "exp-1", "display_name": body["display_name"]})
-        else:
-            self._reply({"run_id": "run-1", "display_name": body["display_name"], "experiment_id": body["experiment_id"]})
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
 def kfp_api():
-    _RecordingKfpApi.requests = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _RecordingKfpApi)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", _RecordingKfpApi.requests
-    finally:
-        server.shutdown()
-        server.server_close()
+    with KfpStandIn() as api:
+        yield api
 
 
-def test_kfp_submission_sends_the_compiled_spec(spec_file, kfp_api):
+def test_kfp_submission_sends_the_compiled_spec_and_the_pipeline_root(spec_file, kfp_api):
     config, output = spec_file
-    endpoint, requests = kfp_api
-    run_id = kubeflow.submit_kfp(output, config, endpoint, experiment="conveyor-prod")
+    run_id = kubeflow.submit_kfp(output, config, kfp_api.endpoint, experiment="conveyor-prod")
     assert run_id == "run-1"
-    posts = [(path, body) for method, path, body in requests if method == "POST"]
+    posts = kfp_api.posts()
     assert posts[0][0] == "/apis/v2beta1/experiments" and posts[0][1]["display_name"] == "conveyor-prod"
     path, run = posts[1]
     assert path == "/apis/v2beta1/runs"
     assert run["experiment_id"] == "exp-1" and run["display_name"] == config.pipeline_name
     assert run["pipeline_spec"] == yaml.safe_load(output.read_text())
+    # The spec holds no pipeline root: without this KFP would write artifacts to its own default store.
+    assert run["runtime_config"]["pipeline_root"] == ROOT
 
 
 def test_kfp_submission_without_an_endpoint_says_what_is_missing(spec_file, monkeypatch):

@@ -6,10 +6,11 @@ ExampleValidator only records anomalies. DataGate
    previous validated span, a repeated header, values of the wrong type or outside the schema,
    a feature emptier than its completeness floor (schema/completeness.json), a broken feed, or a
    schema anomaly; the error names each problem in a sentence, with rows and example lines;
-2. scores drift of the span against the previous validated span, and skew of the serving
-   statistics (when a serving log has been summarised) against it (pipeline/drift.py), writing the
-   per-feature scores to its `drift_report`; scores over threshold fail the run under the "block"
-   policy and are reported under "warn";
+2. scores drift of the span against the previous validated span (none before the first one: the
+   resolver then gives nothing, the stores form an artifact without statistics), and skew of the
+   serving statistics (when a serving log has been summarised) against it (pipeline/drift.py),
+   writing the per-feature scores to its `drift_report`; scores over threshold fail the run under
+   the "block" policy and are reported under "warn";
 3. otherwise publishes the span as `validated_examples` and `validated_statistics` (copies with the
    same span, version and splits). The training window and the next span's drift baseline are
    drawn only from these, so a blocked span is never trained on, and every model's lineage passes
@@ -90,6 +91,11 @@ def span_files(input_pattern: str, span: int) -> List[str]:
     return sorted(fileio.glob(input_pattern.replace(SPAN_PLACEHOLDER, str(span))))
 
 
+def _has_stats(statistics: tfx.dsl.Artifact | None) -> bool:
+    """False for no baseline: no artifact, or an empty one (the stores form before any validated span)."""
+    return statistics is not None and fileio.exists(os.path.join(statistics.uri, f"Split-{STATS_SPLIT}"))
+
+
 def _copy_span(source: tfx.dsl.Artifact, target: tfx.dsl.Artifact, examples: tfx.dsl.Artifact) -> None:
     """Copy `source` into `target`, labelled with the span and version of `examples`."""
     io_utils.copy_dir(source.uri, target.uri)
@@ -128,7 +134,7 @@ def DataGate(
     rows = _rows(statistics)
     current = _load_stats(statistics) if rows else None
     previous = None
-    if previous_statistics is not None:
+    if _has_stats(previous_statistics):
         previous = validation.Previous(
             previous_statistics.get_int_custom_property("span"), _rows(previous_statistics), _load_stats(previous_statistics)
         )
@@ -148,7 +154,7 @@ def DataGate(
         raise DataValidationError(validation.blocked_message(span, problems))
 
     serving = None
-    if serving_statistics_path and os.path.exists(serving_statistics_path):
+    if serving_statistics_path and fileio.exists(serving_statistics_path):
         serving = tfdv.load_stats_binary(serving_statistics_path)
     scores = drift.compare(
         current=current,
@@ -158,7 +164,7 @@ def DataGate(
         previous=previous.statistics if previous is not None else None,
         serving=serving,
     )
-    os.makedirs(drift_report.uri, exist_ok=True)
+    fileio.makedirs(drift_report.uri)
     report = drift.to_json(scores, drift_policy)
     io_utils.write_string_file(os.path.join(drift_report.uri, REPORT_FILE), report)
     io_utils.write_string_file(

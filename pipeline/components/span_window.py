@@ -4,9 +4,10 @@ KubeflowV2DagRunner (Kubeflow Pipelines v2, Vertex AI) compiles only LatestArtif
 LatestBlessedModelStrategy resolvers, so with history="stores" this component replaces the
 SpanRangeStrategy resolver. It receives the span this run's DataGate validated, records it in an
 index of validated spans (one JSON file per span under `index_uri`, pointing at DataGate's
-artifact), and assembles the index's spans numbered N-K+1..N into one Examples artifact: the spans
-SpanRangeStrategy picks, copied into one artifact because a KFP v2 input carries exactly one.
-Only DataGate's output enters the index, so a blocked span is never trained on.
+examples and statistics), and assembles the index's spans numbered N-K+1..N into one Examples
+artifact: the spans SpanRangeStrategy picks, copied into one artifact because a KFP v2 input
+carries exactly one. Only DataGate's outputs enter the index, so a blocked span is never trained
+on and never becomes a drift baseline (pipeline/components/previous_statistics.py reads it).
 """
 # No `from __future__ import annotations`: TFX reads the real type hints of SpanWindow.
 import json
@@ -29,7 +30,8 @@ def _entry_path(index_uri: str, span: int) -> str:
 
 
 def read_entry(index_uri: str, span: int) -> Optional[dict[str, Any]]:
-    """The indexed validated artifact of `span`: {span, version, uri, split_names}, or None."""
+    """The indexed validated span: {span, version, uri, split_names} of its examples, and
+    statistics_uri, statistics_split_names of its statistics; None if `span` is not indexed."""
     path = _entry_path(index_uri, span)
     if not fileio.exists(path):
         return None
@@ -37,15 +39,34 @@ def read_entry(index_uri: str, span: int) -> Optional[dict[str, Any]]:
         return json.load(handle)
 
 
-def record(index_uri: str, validated: tfx.types.standard_artifacts.Examples) -> None:
-    """Index a validated span; an already indexed newer version of the span is kept."""
+def indexed_spans(index_uri: str) -> list[int]:
+    """The span numbers in the index, ascending."""
+    if not fileio.isdir(index_uri):
+        return []
+    names = (name.rstrip("/") for name in fileio.listdir(index_uri))
+    return sorted(int(n[len("span-") : -len(".json")]) for n in names if n.startswith("span-") and n.endswith(".json"))
+
+
+def record(
+    index_uri: str,
+    validated: tfx.types.standard_artifacts.Examples,
+    statistics: tfx.types.standard_artifacts.ExampleStatistics,
+) -> None:
+    """Index a validated span and its statistics; an already indexed newer version is kept."""
     span, version = (
         validated.get_int_custom_property(key) if validated.has_custom_property(key) else 0 for key in SPAN_KEYS
     )
     existing = read_entry(index_uri, span)
     if existing and existing["version"] > version:
         return
-    entry = {"span": span, "version": version, "uri": validated.uri, "split_names": validated.split_names}
+    entry = {
+        "span": span,
+        "version": version,
+        "uri": validated.uri,
+        "split_names": validated.split_names,
+        "statistics_uri": statistics.uri,
+        "statistics_split_names": statistics.split_names,
+    }
     fileio.makedirs(index_uri)
     temporary = _entry_path(index_uri, span) + ".tmp"
     with fileio.open(temporary, "w") as handle:
@@ -80,11 +101,12 @@ def assemble(entries: list[dict[str, Any]], output: tfx.types.standard_artifacts
 @tfx.dsl.components.component
 def SpanWindow(
     validated_examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
+    validated_statistics: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleStatistics],
     examples: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Examples],
     index_uri: tfx.dsl.components.Parameter[str],
     window_spans: tfx.dsl.components.Parameter[int],
 ) -> None:
-    record(index_uri, validated_examples)
+    record(index_uri, validated_examples, validated_statistics)
     newest = validated_examples.get_int_custom_property("span")
     found = [read_entry(index_uri, span) for span in range(newest - window_spans + 1, newest + 1)]
     assemble([entry for entry in found if entry is not None], examples)

@@ -1,0 +1,244 @@
+"""`conveyor ct tick|run --target kfp|vertex --home gs://BUCKET/conveyor`: continuous training on a cluster.
+
+The tick decides with the controller's own code (ct/controller.py), exactly as locally, on a local
+working home that mirrors the cluster home in object storage, and launches through ClusterLaunch,
+which submits the compiled pipeline (conveyor/cluster_runs.py) instead of running it:
+
+  1. pull: the decision log (`ct/`), feedback (`feedback/`), the servers' request log and the
+     labels (`request_log/`, `labels/`), the controller's ML Metadata file (its CTDecision
+     records) and the spans are copied from the bucket (TFX's fileio, i.e. TensorFlow's gfile:
+     gs://, s3://, hdfs:// or a local path) into the working home;
+  2. the controller ticks there. A launch compiles the spec for the chosen span, submits it with
+     the span and the trigger in the run's name (and labels, on Vertex), then polls the
+     orchestrator until the run ends and records its outcome like a local run's: ok (pushed or
+     not, fully cached or not), blocked (DataGate failed) or crashed. The span is then recorded as
+     ingested in the bucket (metadata/spans.py), so the next tick sees it as taken;
+  3. push: what the tick wrote goes back to the bucket (the decision log, consumed feedback, the
+     ML Metadata file, a span folded from labelled feedback); request log and labels are only read.
+     A span already in the bucket is never overwritten (spans are immutable on KFP).
+
+One tick at a time per cluster home: schedule it with `concurrencyPolicy: Forbid`
+(deploy/ct-tick.yaml). See docs/production.md, "Continuous training on a cluster".
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from conveyor import cluster_runs, kubeflow
+from metadata import spans
+from pipeline import versions
+from pipeline.configs import PipelineConfig
+
+# Folders and files of the cluster home the tick reads; the first group it also writes back.
+WRITTEN = ("ct", "feedback", "metadata.sqlite")
+READ_ONLY = ("request_log", "labels")
+SPANS = "spans"
+# Task states that mean "served from the cache": Vertex's SKIPPED ("skipped due to cache hit"),
+# and KFP's, which reports a cached task as SKIPPED too.
+CACHED_TASK_STATES = {"SKIPPED", "CACHED"}
+
+
+def _fileio():
+    from tfx.dsl.io import fileio
+
+    return fileio
+
+
+def _files(root: str) -> list[str]:
+    """Paths of every file under `root` (a URI or local path), relative to it; [] if absent."""
+    fileio = _fileio()
+    if not fileio.exists(root):
+        return []
+    if not fileio.isdir(root):
+        return [""]
+    found = []
+    for folder, _, names in fileio.walk(root):
+        relative = os.path.relpath(str(folder), root)
+        found += [os.path.normpath(os.path.join(relative, name.rstrip("/"))) for name in names]
+    return sorted(found)
+
+
+def _read(path: str) -> bytes:
+    with _fileio().open(path, "rb") as handle:
+        return handle.read()
+
+
+def _write(path: str, data: bytes) -> None:
+    fileio = _fileio()
+    fileio.makedirs(os.path.dirname(path))
+    with fileio.open(path, "wb") as handle:
+        handle.write(data)
+
+
+def _join(root: str, relative: str) -> str:
+    return root if relative in ("", ".") else os.path.join(root, relative)
+
+
+@dataclass
+class Mirror:
+    """A local copy of part of a cluster home, and what was pulled (to push back only changes)."""
+
+    home_uri: str
+    local: Path
+    spans_uri: str
+    pulled: dict[str, str] = field(default_factory=dict)  # relative path -> sha256 of what was pulled
+
+    def pull(self) -> None:
+        for name in (*WRITTEN, *READ_ONLY):
+            self._pull(_join(self.home_uri, name), name)
+        for relative in _files(self.spans_uri):
+            _write(str(self.local / SPANS / relative), _read(_join(self.spans_uri, relative)))
+
+    def _pull(self, source: str, name: str) -> None:
+        for relative in _files(source):
+            data = _read(_join(source, relative))
+            key = os.path.normpath(os.path.join(name, relative))
+            (self.local / key).parent.mkdir(parents=True, exist_ok=True)
+            (self.local / key).write_bytes(data)
+            self.pulled[key] = hashlib.sha256(data).hexdigest()
+
+    def push(self) -> list[str]:
+        """Write back what the tick changed under WRITTEN, and new spans; returns what was written."""
+        fileio, written = _fileio(), []
+        for name in WRITTEN:
+            for relative in _files(str(self.local / name)):
+                key = os.path.normpath(os.path.join(name, relative))
+                data = (self.local / key).read_bytes()
+                if self.pulled.get(key) != hashlib.sha256(data).hexdigest():
+                    _write(_join(self.home_uri, key), data)
+                    written.append(key)
+        for key in self.pulled:  # moved away locally (feedback consumed into a span)
+            if key.split(os.sep)[0] in WRITTEN and not (self.local / key).exists():
+                fileio.remove(_join(self.home_uri, key))
+                written.append(f"-{key}")
+        for relative in _files(str(self.local / SPANS)):
+            target = _join(self.spans_uri, relative)
+            if not fileio.exists(target):
+                _write(target, (self.local / SPANS / relative).read_bytes())
+                written.append(os.path.join(SPANS, relative))
+        return written
+
+
+@dataclass
+class ClusterOutcome:
+    """A finished (or given up on) cluster run, as the controller reads a run (ct/launcher.py RunOutcome)."""
+
+    run_id: str | None
+    ok: bool
+    span: int | None
+    error: str | None = None
+    pushed_path: str | None = None
+    drift: dict | None = None  # DataGate's report stays with the run's artifacts on the cluster
+    timings: list[tuple[str, str, float]] = field(default_factory=list)
+    run_name: str | None = None
+
+    @property
+    def blessed(self) -> bool:
+        """Blessed and pushed: which of the Evaluator and InfraCheck refused is in the run's artifacts."""
+        return self.pushed_path is not None
+
+    @property
+    def refusals(self) -> list[str]:
+        if self.ok and not self.pushed_path:
+            return [f"the run pushed no version: the Evaluator's verdict.json and InfraCheck's blessing in run {self.run_name} say why"]
+        return []
+
+
+@dataclass
+class ClusterLaunch:
+    """The controller's Launch for a cluster: submit, wait for the end, report it like a local run."""
+
+    target: str
+    image: str
+    spec_dir: Path
+    endpoint: str | None = None
+    experiment: str = "conveyor"
+    service_account: str | None = None
+    poll_seconds: float = 60.0
+    timeout_seconds: float = 6 * 3600.0
+    credentials: Any = None
+    clock: Callable[[], float] = time.monotonic
+    submitted: list[cluster_runs.SubmittedRun] = field(default_factory=list)
+
+    def __call__(self, config: PipelineConfig, trigger: str) -> ClusterOutcome:
+        try:
+            cluster = kubeflow.cluster_config(config, self.target)
+            before = set(versions.ready_versions(cluster.serving_root_uri))
+            run = cluster_runs.submit(
+                config, config.span, trigger, self.target, self.image, self.spec_dir,
+                endpoint=self.endpoint, experiment=self.experiment, service_account=self.service_account,
+            )
+        except (kubeflow.SubmitError, ValueError) as exc:
+            return ClusterOutcome(run_id=None, ok=False, span=config.span, error=f"not submitted: {exc}")
+        self.submitted.append(run)
+        started = self.clock()
+        while True:
+            try:
+                state = cluster_runs.state(run, cluster, endpoint=self.endpoint, credentials=self.credentials)
+            except kubeflow.SubmitError as exc:
+                state = None
+                error = f"{run.run_name}: {exc}"
+            if state is not None and state.done:
+                break
+            if self.clock() - started >= self.timeout_seconds:
+                word = state.state if state else "unknown"
+                return ClusterOutcome(
+                    run_id=run.run_id, ok=False, span=run.span, run_name=run.run_name,
+                    error=f"TimeoutError: run {run.run_name} still {word} after {self.timeout_seconds:.0f} s "
+                    f"(not cancelled){'; last poll: ' + error if state is None else ''}",
+                )
+            time.sleep(self.poll_seconds)
+        spans.record_ingested(cluster, run.span, run.run_id, state.state)
+        pushed = sorted(set(versions.ready_versions(cluster.serving_root_uri)) - before, key=int)
+        timings = [(task, "cached" if word in CACHED_TASK_STATES else word.lower(), 0.0) for task, word in state.tasks]
+        if not timings:  # the orchestrator listed no tasks: do not let the controller call it "fully cached"
+            timings = [("run", state.state.lower(), 0.0)]
+        error = None
+        if not state.succeeded:
+            kind = "DataValidationError" if state.blocked else "RunFailed"
+            error = f"{kind}: {state.failed_task or 'the run'} failed on {self.target} ({state.state}): {state.error}"
+        return ClusterOutcome(
+            run_id=run.run_id,
+            ok=state.succeeded,
+            span=run.span,
+            error=error,
+            pushed_path=os.path.join(cluster.serving_root_uri, pushed[-1]) if pushed else None,
+            timings=timings,
+            run_name=run.run_name,
+        )
+
+
+def working_config(config: PipelineConfig, home_uri: str, work_dir: Path) -> PipelineConfig:
+    """The controller's config: a local working home, the cluster's roots under `home_uri`."""
+    return config.replace(
+        home=work_dir,
+        spans_root=work_dir / SPANS,
+        remote_pipeline_root=config.remote_pipeline_root or home_uri.rstrip("/"),
+    )
+
+
+def tick(
+    config: PipelineConfig,
+    home_uri: str,
+    launch: ClusterLaunch,
+    reason: str | None = None,
+    work_dir: Path | None = None,
+    now: float | None = None,
+):
+    """One CT decision for the cluster home `home_uri` (see the module docstring); returns it."""
+    from ct import controller
+
+    work_dir = work_dir or Path(tempfile.mkdtemp(prefix="conveyor-ct-"))
+    working = working_config(config, home_uri, work_dir)
+    roots = kubeflow.stores_form(working, working.remote_pipeline_root, kubeflow.IMAGE_APP_DIR)
+    mirror = Mirror(home_uri.rstrip("/"), work_dir, roots.spans_root_uri)
+    mirror.pull()
+    decision = controller.tick(working, launch, now=now, reason=reason)
+    mirror.push()
+    return decision
