@@ -5,7 +5,7 @@
     conveyor ct watch [--interval S]    tick in a loop
     conveyor ct run --reason TEXT       retrain on demand
     conveyor ct status [--last N]       the last decisions and why
-    conveyor ct demo [--home DIR]       the scripted CT scenario on generated spans
+    conveyor ct demo [--home DIR]       the closed loop played for real: server, traffic, late labels, ticks
     conveyor serve [options]            serve the pushed models over TF Serving's REST API (serving/)
     conveyor models                     list pushed versions, marking the one serving now
     conveyor rollback [--to V]          serve an earlier blessed version, without retraining
@@ -112,23 +112,18 @@ def cmd_ct(args: argparse.Namespace) -> int:
     from conveyor import local_run
     from ct import controller, decisions
 
+    if args.ct_command == "demo":
+        from conveyor import ct_demo
+
+        return ct_demo.main(args.home)
     config = configs.load(home=args.home, spans_root=args.spans_root, drift_policy=args.drift_policy)
     if args.ct_command == "status":
         for decision in decisions.history(config)[-args.last:]:
             print(controller.format_decision(decision))
+        print(format_rollbacks(config))
         return 0
     if args.ct_command == "watch":
         controller.watch(config, local_run.run, args.interval, args.max_ticks)
-        return 0
-    if args.ct_command == "demo":
-        from ct import scenario
-
-        home = args.home or configs.REPO_ROOT / "outputs" / "ct-demo"
-        import shutil
-
-        shutil.rmtree(home, ignore_errors=True)
-        demo = configs.load(home=home, spans_root=home / "spans", train_steps=100, eval_steps=5)
-        scenario.run(demo, local_run.run, on_step=lambda step: print(f"\n[{step.name}]\n" + controller.format_decision(step.decision), flush=True))
         return 0
     decision = controller.tick(config, local_run.run, reason=args.reason if args.ct_command == "run" else None)
     print(controller.format_decision(decision))
@@ -136,7 +131,25 @@ def cmd_ct(args: argparse.Namespace) -> int:
         from pipeline.home_lock import BUSY_EXIT_CODE
 
         return BUSY_EXIT_CODE
-    return 0 if decision.outcome in (None, decisions.OK) else 1
+    return 0 if decision.outcome in (None, decisions.OK, decisions.ROLLED_BACK) else 1
+
+
+def format_rollbacks(config: configs.PipelineConfig) -> str:
+    """Every recorded rollback (operator or CT guard) with its reason."""
+    import datetime
+
+    from metadata import registry
+
+    recorded = [registry.RecordedRollback.of(e) for e in registry.rollbacks(config)]
+    if not recorded:
+        return "rollbacks: none"
+    lines = ["rollbacks:"]
+    for r in recorded:
+        when = datetime.datetime.fromtimestamp(r.time, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        lines.append(f"  {when} UTC  {r.from_version or '-'} -> {r.to_version}: {r.reason}")
+    return "\n".join(lines)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from serving import server
 
@@ -166,6 +179,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     if rollback is not None:
         state = "in force" if rollback.version == serving else "superseded by a newer push"
         print(f"rollback to {rollback.version} ({state}; newest version at the time: {rollback.newest_at_rollback})")
+    print(format_rollbacks(config))
     return 0
 
 
@@ -195,13 +209,13 @@ def format_models(entries, serving: str | None, metrics: dict[str, dict[str, flo
         m = metrics.get(e.version, {})
         acc = f"{m['binary_accuracy']:.4f}" if "binary_accuracy" in m else "-"
         auc = f"{m['auc']:.4f}" if "auc" in m else "-"
-        spans = ",".join(map(str, e.window_spans)) or "-"
+        spans = ",".join([*map(str, e.window_spans), *(f"f{f}" for f in e.window_feedback_spans)]) or "-"
         mark = "*" if e.version == serving else " "
         missing = "" if e.ready else "  (missing on disk)"
         lines.append(
             f"{mark} {e.version:<12}{when:<21}{spans:<10}{flag(e.blessed):<9}{flag(e.infra_blessed):<7}{acc:>9}{auc:>8}  {e.run_id or '-'}{missing}"
         )
-    lines.append("* = serving now")
+    lines.append("* = serving now; spans fN = feedback span N (served traffic)")
     return "\n".join(lines)
 
 
@@ -238,7 +252,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         out_dir=args.out,
     )
     print(job.format_result(result))
-    return 0 if result.ok else 3
+    return result.exit_code
 
 
 def _iso_time(text: str):
@@ -361,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         ("watch", "tick in a loop"),
         ("run", "retrain on demand"),
         ("status", "show the last decisions"),
-        ("demo", "run the scripted scenario in a scratch home"),
+        ("demo", "play the closed loop in a scratch home (server, traffic, late labels, ticks)"),
     ):
         sub = ct_commands.add_parser(name, help=help_text)
         sub.add_argument("--home", type=Path)

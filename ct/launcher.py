@@ -1,7 +1,9 @@
 """How the controller starts a run: an interface the front door implements (local runs, clusters).
 
 CT decides; it never imports the front door. `conveyor ct` passes a Launch (for a local home,
-conveyor.local_run.run), and the controller reads the outcome through RunOutcome.
+conveyor.local_run.run). The controller names the span to ingest and its namespace in the config
+(`span`, `span_source`: an upstream span or a feedback span it built) and reads the outcome
+through RunOutcome.
 """
 from __future__ import annotations
 

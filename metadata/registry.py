@@ -32,7 +32,8 @@ class ModelVersion:
     run_id: str | None = None
     blessed: bool | None = None  # by the Evaluator
     infra_blessed: bool | None = None  # by InfraCheck
-    window_spans: list[int] = field(default_factory=list)
+    window_spans: list[int] = field(default_factory=list)  # upstream spans it was trained on
+    window_feedback_spans: list[int] = field(default_factory=list)  # feedback spans (served traffic) it was trained on
     evaluation_uri: str | None = None
     training_statistics_uri: str | None = None
 
@@ -76,7 +77,9 @@ def _add_lineage(store, push: runs.NodeExecution, entry: ModelVersion) -> None:
     transform = runs.producer(store, transformed[0].id) if transformed else None
     if transform is None:
         return
-    entry.window_spans = sorted(runs.span_of(a) for a in transform.inputs.get("examples", []))
+    window = transform.inputs.get("examples", [])
+    entry.window_spans = runs.window_spans(window)
+    entry.window_feedback_spans = runs.window_spans(window, runs.FEEDBACK)
     stats = transform.outputs.get("pre_transform_stats", [])
     entry.training_statistics_uri = stats[0].uri if stats else None
 
@@ -88,8 +91,23 @@ def find(config: PipelineConfig, version: str) -> ModelVersion:
     raise LookupError(f"version {version} is unknown (not under {config.serving_root} nor in {config.metadata_path})")
 
 
+@dataclass(frozen=True)
+class RecordedRollback:
+    from_version: str
+    to_version: str
+    reason: str  # "operator" for `conveyor rollback`, the guard's verdict for CT
+    time: float  # seconds since the epoch
+
+    @classmethod
+    def of(cls, execution: metadata_store_pb2.Execution) -> "RecordedRollback":
+        props = execution.properties
+        reason = props["reason"].string_value if "reason" in props else "operator"
+        return cls(props["from_version"].string_value, props["to_version"].string_value, reason,
+                   execution.create_time_since_epoch / 1000)
+
+
 def rollbacks(config: PipelineConfig) -> list[metadata_store_pb2.Execution]:
-    """Recorded rollbacks of this pipeline, oldest first."""
+    """Recorded rollbacks of this pipeline, oldest first (RecordedRollback.of reads one)."""
     if not connection.store_exists(config):
         return []
     store = connection.open_store(connection.connection_config(config))

@@ -1,9 +1,9 @@
 """create_pipeline(): the one wiring of Conveyor's TFX DAG, shared by every runner.
 
-  CsvExampleGen (newest span) -> StatisticsGen -> ExampleValidator (vs ImportSchemaGen)
+  CsvExampleGen (this run's span, upstream or feedback) -> StatisticsGen -> ExampleValidator (vs ImportSchemaGen)
     -> DataGate (blocks a span with anomalies or, by policy, drift vs the previous validated span;
                  else publishes it as validated examples and statistics)
-    -> span window (validated spans N-K+1..N, one artifact per span)
+    -> span window (validated upstream spans N-K+1..N and feedback spans M-J+1..M, one artifact per span)
     -> Transform -> Trainer -> Evaluator (vs the previous blessed model)
     -> InfraCheck (the candidate answers real eval examples through the serving code)
     -> Pusher (blessed by both only)
@@ -22,6 +22,7 @@ from typing import Any
 from tfx import v1 as tfx
 from tfx.proto import range_config_pb2
 
+from data import spans_io
 from pipeline import evaluation, user_code
 from pipeline.components.baseline_model import baseline_resolver
 from pipeline.components.data_gate import DataGate
@@ -31,7 +32,6 @@ from pipeline.components.span_window import SpanWindow
 from pipeline.components.span_resolvers import previous_span_resolver, span_window_resolver
 from pipeline.configs import PipelineConfig
 
-SPAN_PATTERN = "span-{SPAN}/*.csv"
 DATA_GATE_ID = "DataGate"
 
 
@@ -43,9 +43,13 @@ def _example_gen(config: PipelineConfig) -> tfx.components.CsvExampleGen:
                 start_span_number=config.span, end_span_number=config.span
             )
         )
+    # One namespace per run: its root and its folder prefix (span-{SPAN} or feedback-{SPAN}), so the
+    # two never share files, cache entries or ExampleGen properties.
     return tfx.components.CsvExampleGen(
-        input_base=config.spans_root_uri,
-        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="all", pattern=SPAN_PATTERN)]),
+        input_base=config.input_root_uri,
+        input_config=tfx.proto.Input(
+            splits=[tfx.proto.Input.Split(name="all", pattern=spans_io.file_pattern(config.span_source))]
+        ),
         output_config=tfx.proto.Output(
             split_config=tfx.proto.SplitConfig(
                 splits=[
@@ -65,10 +69,13 @@ def _span_window(config: PipelineConfig, data_gate: Any, example_gen: Any) -> tu
             validated_examples=data_gate.outputs["validated_examples"],
             index_uri=config.validated_spans_uri,
             window_spans=config.window_spans,
+            feedback_window_spans=config.feedback_window_spans,
         ).with_id("span_window")
         return window, window.outputs["examples"]
     window = span_window_resolver(
         config.window_spans,
+        config.feedback_window_spans,
+        config.span_source,
         candidates=tfx.dsl.Channel(
             type=tfx.types.standard_artifacts.Examples,
             producer_component_id=DATA_GATE_ID,
@@ -89,11 +96,12 @@ def create_components(config: PipelineConfig) -> list[Any]:
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
     schema = schema_gen.outputs["schema"]
-    # Drift baseline: the validated statistics of the newest span older than this one.
+    # Drift baseline: the validated statistics of the newest span older than this one, in its namespace.
     previous_statistics = None
     if config.history == "mlmd":
         previous_statistics = previous_span_resolver(
             "previous_statistics",
+            config.span_source,
             candidates=tfx.dsl.Channel(
                 type=tfx.types.standard_artifacts.ExampleStatistics,
                 producer_component_id=DATA_GATE_ID,
@@ -110,6 +118,8 @@ def create_components(config: PipelineConfig) -> list[Any]:
         drift_thresholds=json.dumps(dict(config.drift_thresholds), sort_keys=True),
         completeness_drop=config.completeness_drop,
         drift_policy=config.drift_policy,
+        median_shift=config.median_shift,
+        span_namespace=config.span_source,
         serving_statistics_path=str(config.serving_statistics_path or ""),
     ).with_id(DATA_GATE_ID)
 

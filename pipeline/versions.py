@@ -79,6 +79,16 @@ def serving_version(serving_root: str | Path) -> str | None:
     return ready[-1]
 
 
+def live_since(serving_root: str | Path, version: str) -> float:
+    """When `version` last started serving (Unix seconds): the rollback that made it serve, if one is
+    in force, else its push (versions are named by push time). Evidence about a version is counted
+    from here, so a version that serves again after a rollback starts with a clean slate."""
+    rollback = read_rollback(serving_root)
+    if rollback is not None and rollback.version == version and rollback.in_force(ready_versions(serving_root)):
+        return rollback.time
+    return float(version)
+
+
 def write_rollback(serving_root: Path, version: str) -> Rollback:
     """Make `version` serve until a newer version is pushed; atomic (temp file + rename)."""
     ready = ready_versions(serving_root)

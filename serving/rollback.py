@@ -24,8 +24,9 @@ def default_rollback_target(config: PipelineConfig) -> str:
     return older[-1]
 
 
-def rollback(config: PipelineConfig, to: str | None = None) -> RollbackResult:
-    """Serve `to` (default: the version before the serving one) until a newer push; record it in MLMD.
+def rollback(config: PipelineConfig, to: str | None = None, reason: str = "operator") -> RollbackResult:
+    """Serve `to` (default: the version before the serving one) until a newer push; record it in MLMD
+    with `reason` (who or what decided it, and why).
 
     Only a version this pipeline pushed (MLMD has its PushedModel) and the Evaluator blessed, and
     which is still complete on disk, can be rolled back to.
@@ -45,7 +46,7 @@ def rollback(config: PipelineConfig, to: str | None = None) -> RollbackResult:
     execution_id = runs.record_execution(
         store,
         registry.ROLLBACK_TYPE,
-        {"from_version": current or "", "to_version": target},
+        {"from_version": current or "", "to_version": target, "reason": reason},
         {registry.ROLLED_BACK_TO: entry.pushed_model},
         context,
     )

@@ -16,12 +16,15 @@ from conveyor import local_run
 from metadata import lineage, runs
 from pipeline import configs, versions
 from pipeline.components import span_window
+from pipeline.components.data_gate import NAMESPACE_KEY
 from tests.conftest import SMALL_SPAN_ROWS
 
 
-def _validated(tmp_path, span: int, version: int = 0, splits=("train", "eval")) -> standard_artifacts.Examples:
+def _validated(tmp_path, span: int, version: int = 0, splits=("train", "eval"), namespace=None) -> standard_artifacts.Examples:
     artifact = standard_artifacts.Examples()
-    artifact.uri = str(tmp_path / f"validated-{span}-{version}")
+    artifact.uri = str(tmp_path / f"validated-{namespace or 'upstream'}-{span}-{version}")
+    if namespace:
+        artifact.set_string_custom_property(NAMESPACE_KEY, namespace)
     artifact.split_names = json.dumps(list(splits))
     artifact.set_int_custom_property("span", span)
     artifact.set_int_custom_property("version", version)
@@ -38,7 +41,7 @@ def test_the_index_keeps_the_newest_version_of_each_span(tmp_path):
     span_window.record(index, _validated(tmp_path, 1, version=1))  # an older version arrives late
     assert span_window.read_entry(index, 1)["version"] == 2
     span_window.record(index, _validated(tmp_path, 1, version=3))
-    assert span_window.read_entry(index, 1)["uri"].endswith("validated-1-3")
+    assert span_window.read_entry(index, 1)["uri"].endswith("validated-upstream-1-3")
     assert span_window.read_entry(index, 2) is None
 
 
@@ -57,6 +60,26 @@ def test_a_window_is_one_artifact_with_every_span_s_files_and_a_hole_for_a_missi
     assert output.get_int_custom_property("span") == 3
     assert json.loads(output.get_string_custom_property(span_window.WINDOW_SOURCES_PROPERTY)) == [e["uri"] for e in entries]
     assert runs.window_spans([output.mlmd_artifact]) == [1, 3]
+
+
+def test_feedback_spans_have_their_own_entries_and_join_the_window(tmp_path):
+    index = str(tmp_path / "index")
+    for span in (1, 2):
+        span_window.record(index, _validated(tmp_path, span))
+    span_window.record(index, _validated(tmp_path, 2, namespace=spans_io.FEEDBACK))  # same number, other namespace
+    assert span_window.read_entry(index, 2)["uri"].endswith("validated-upstream-2-0")
+    assert span_window.read_entry(index, 2, spans_io.FEEDBACK)["uri"].endswith("validated-feedback-2-0")
+    lengths = {spans_io.UPSTREAM: 2, spans_io.FEEDBACK: 2}
+    # A feedback run on span 2 trains on upstream 1, 2 (the newest validated) and feedback 2.
+    entries = span_window.window_entries(index, 2, spans_io.FEEDBACK, lengths)
+    assert [(e["namespace"], e["span"]) for e in entries] == [("upstream", 1), ("upstream", 2), ("feedback", 2)]
+    output = standard_artifacts.Examples()
+    output.uri = str(tmp_path / "window")
+    span_window.assemble(entries, output, span_window.read_entry(index, 2, spans_io.FEEDBACK))
+    assert "feedback-2-data_tfrecord-00000-of-00001.gz" in os.listdir(tmp_path / "window" / "Split-train")
+    assert runs.window_spans([output.mlmd_artifact]) == [1, 2]
+    assert runs.window_spans([output.mlmd_artifact], spans_io.FEEDBACK) == [2]
+    assert runs.namespace_of(output.mlmd_artifact) == spans_io.FEEDBACK
 
 
 def test_spans_with_different_splits_cannot_share_a_window(tmp_path):

@@ -7,8 +7,9 @@ ExampleValidator only records anomalies. DataGate
    per-feature scores to its `drift_report`; scores over threshold fail the run under the "block"
    policy and are reported under "warn";
 3. otherwise publishes the span as `validated_examples` and `validated_statistics` (copies with the
-   same span, version and splits). The training window and the next span's drift baseline are
-   drawn only from these, so a blocked span is never trained on, and every model's lineage passes
+   same span, version and splits, stamped with the span's namespace, `span_namespace`: upstream or
+   feedback, data/spans_io.py). The training window and the next span's drift baseline are drawn
+   only from these, so a blocked span is never trained on, and every model's lineage passes
    through the gate.
 """
 # No `from __future__ import annotations`: TFX reads the real type hints of DataGate.
@@ -24,6 +25,7 @@ from pipeline import anomalies as anomalies_lib
 from pipeline import drift
 
 SPAN_KEYS = ("span", "version")
+NAMESPACE_KEY = "span_namespace"  # on validated artifacts: which namespace the span belongs to
 STATS_SPLIT = "train"
 REPORT_FILE = "drift.json"
 BLOCK, WARN = "block", "warn"
@@ -45,13 +47,14 @@ def _load_stats(statistics: tfx.dsl.Artifact):
     )
 
 
-def _copy_span(source: tfx.dsl.Artifact, target: tfx.dsl.Artifact, examples: tfx.dsl.Artifact) -> None:
-    """Copy `source` into `target`, labelled with the span and version of `examples`."""
+def _copy_span(source: tfx.dsl.Artifact, target: tfx.dsl.Artifact, examples: tfx.dsl.Artifact, namespace: str) -> None:
+    """Copy `source` into `target`, labelled with the span and version of `examples` and its namespace."""
     io_utils.copy_dir(source.uri, target.uri)
     target.split_names = source.split_names
     for key in SPAN_KEYS:  # ExampleGen records span and version as custom properties
         if examples.has_custom_property(key):
             target.set_int_custom_property(key, examples.get_int_custom_property(key))
+    target.set_string_custom_property(NAMESPACE_KEY, namespace)
 
 
 @tfx.dsl.components.component
@@ -66,6 +69,8 @@ def DataGate(
     drift_thresholds: tfx.dsl.components.Parameter[str],
     completeness_drop: tfx.dsl.components.Parameter[float],
     drift_policy: tfx.dsl.components.Parameter[str],
+    median_shift: tfx.dsl.components.Parameter[float],
+    span_namespace: tfx.dsl.components.Parameter[str],
     serving_statistics_path: tfx.dsl.components.Parameter[str] = "",
     previous_statistics: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleStatistics] = None,
 ) -> None:
@@ -84,6 +89,7 @@ def DataGate(
         schema=tfdv.load_schema_text(os.path.join(schema.uri, "schema.pbtxt")),
         thresholds=json.loads(drift_thresholds),
         completeness_drop=completeness_drop,
+        median_shift=median_shift,
         previous=_load_stats(previous_statistics) if previous_statistics is not None else None,
         serving=serving,
     )
@@ -100,5 +106,5 @@ def DataGate(
             f"span {span} blocked before training: drift/skew over threshold (policy {BLOCK})\n" + drift.describe(scores)
         )
 
-    _copy_span(examples, validated_examples, examples)
-    _copy_span(statistics, validated_statistics, examples)
+    _copy_span(examples, validated_examples, examples, span_namespace)
+    _copy_span(statistics, validated_statistics, examples, span_namespace)
