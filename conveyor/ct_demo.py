@@ -105,7 +105,8 @@ class ServerProcess:
 
 def play(config: configs.PipelineConfig, say: Callable[[str], None] = print, seed: int = 0) -> None:
     """The scenario above. Evidence is counted per version since it went live, so the shifted phase
-    sends three times the clean one: 900 shifted trips in 1200 move the median trip_miles enough."""
+    outweighs the clean one (1400 trips to 200), and outnumbers the upstream span (800 trips): the
+    retrained model must learn the new world from the served traffic."""
     reference = generator.shipped_reference()
 
     def tick(title: str) -> controller.Decision:
@@ -113,19 +114,19 @@ def play(config: configs.PipelineConfig, say: Callable[[str], None] = print, see
         say(f"\n[{title}]\n{controller.format_decision(decision)}")
         return decision
 
-    generator.write_generated_span(config.spans_root, 1, reference, 1200, seed + 1)
+    generator.write_generated_span(config.spans_root, 1, reference, 800, seed + 1)
     first = tick("upstream span 1 arrives")
     if not first.pushed_version:
         raise SystemExit("the first run pushed nothing: see the decision above")
     with ServerProcess(config.home) as server:
         say(f"\n[conveyor serve is up at {server.url}, serving version {server.served_version(config.model_name, reference[0])}]")
-        clean = generator.generate(reference, 300, seed + 2)
+        clean = generator.generate(reference, 200, seed + 2)
         sent = send_trips(server.url, config.model_name, clean, "clean")
         say(f"[client: {len(sent)} trips over HTTP; the label feed delivers their outcomes]")
         deliver_labels(config, "clean", sent)
         tick("clean traffic, labels in")
 
-        shifted = shifted_trips(reference, 900, seed + 3)
+        shifted = shifted_trips(reference, 1400, seed + 3)
         sent = send_trips(server.url, config.model_name, shifted, "shifted")
         say(f"\n[the world shifts: {len(sent)} trips, 1.5 times longer, credit-card riders stop tipping; no labels yet]")
         tick("shifted traffic, labels not in yet")

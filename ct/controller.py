@@ -108,11 +108,13 @@ def evaluate(config: PipelineConfig, now: float, reason: str | None = None) -> D
         decision.reason = _nothing(found)
         return decision
     decision.attempt = 1
+    any_run = {"on_demand", "schedule"}  # answered by whichever run is launched
     if hits["guard"]:
-        decision.reason = guard.describe(found["guard"])
+        decision.reason, acted = guard.describe(found["guard"]), {"guard"}
     elif crashed:
         decision.span, decision.span_source, decision.attempt = crashed.span, crashed.span_source, crashed.attempt + 1
         decision.reason = f"retry of span {label(crashed.span, crashed.span_source)} after a crash (attempt {decision.attempt} of {MAX_ATTEMPTS})"
+        acted = {"retry"} | any_run
     elif hits["new_data"]:
         if new["pending_spans"]:
             decision.span = new["pending_spans"][0]
@@ -120,15 +122,17 @@ def evaluate(config: PipelineConfig, now: float, reason: str | None = None) -> D
         else:
             decision.span, decision.span_source = new["pending_feedback_spans"][0], FEEDBACK
             decision.reason = f"feedback span {decision.span} was built but never launched"
+        acted = {"new_data"} | any_run
     elif hits["performance"] or hits["drift"]:
         decision.span_source = FEEDBACK  # the span number is given when the tick builds it
         decision.reason = "; ".join(_why(t, found) for t in fired if t in ("performance", "drift"))
+        acted = {"performance", "drift"} | any_run
     else:
         decision.span = spans.newest(config)
         decision.reason = "; ".join(_why(t, found) for t in fired)
-    acted = {fired[0]} if fired[0] in ("guard", "retry", "new_data") else {"performance", "drift"} & set(fired) or set(fired)
-    if fired[0] != "guard":
-        acted |= {"on_demand", "schedule"}  # any run answers those
+        acted = any_run
+    if hits["on_demand"] and "on_demand" in acted and not decision.reason.startswith("on demand"):
+        decision.reason += f"; {_why('on_demand', found)}"
     waiting = [t for t in fired if t not in acted]
     if waiting:
         decision.reason += f" (also fired: {', '.join(waiting)}; judged again next tick)"

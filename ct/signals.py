@@ -15,7 +15,7 @@ from typing import Any
 from ct import feedback
 from ct.decisions import Decision
 from data.spans_io import FEEDBACK, UPSTREAM
-from metadata import spans
+from metadata import connection, runs, spans
 from monitoring import evidence
 from monitoring import labels as labels_lib
 from monitoring import live
@@ -27,8 +27,12 @@ HOUR = 3600.0
 
 
 def schedule(config: PipelineConfig, now: float, history: list[Decision]) -> dict[str, Any]:
-    """Due when no run has been launched for ct_schedule_hours."""
-    last = max((d.time for d in history if d.launched), default=None)
+    """Due when no run has been launched (by CT or anyone: ML Metadata's newest run) for ct_schedule_hours."""
+    launched = [d.time for d in history if d.launched]
+    if connection.store_exists(config):
+        newest = runs.latest_run_time(connection.open_store(connection.connection_config(config)), config.pipeline_name)
+        launched += [newest] if newest is not None else []
+    last = max(launched, default=None)
     due = last is None or now - last >= config.ct_schedule_hours * HOUR
     return {"due": due, "last_launch": last, "every_hours": config.ct_schedule_hours}
 

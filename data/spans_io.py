@@ -30,6 +30,7 @@ DIR_PREFIXES = {UPSTREAM: "span-", FEEDBACK: "feedback-"}
 SPAN_DIR_PREFIX = DIR_PREFIXES[UPSTREAM]
 SPAN_FILE = "data.csv"
 MANIFEST_FILE = "manifest.json"  # not *.csv: CsvExampleGen never reads it
+NAMESPACE_PROPERTY = "span_namespace"  # the custom property DataGate stamps on validated spans
 
 
 def span_dir(spans_root: Path, span: int, namespace: str = UPSTREAM) -> Path:

@@ -8,7 +8,7 @@ from typing import Any
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from data.spans_io import FEEDBACK, UPSTREAM, namespace_of_pattern
+from data.spans_io import FEEDBACK, NAMESPACE_PROPERTY, UPSTREAM, namespace_of_pattern
 
 
 PIPELINE_CONTEXT = "pipeline"
@@ -52,6 +52,13 @@ def latest_run_id(store: metadata_store.MetadataStore, pipeline_name: str) -> st
     """The newest pipeline_run context of `pipeline_name`."""
     ids = run_ids(store, pipeline_name)
     return ids[-1] if ids else None
+
+
+def latest_run_time(store: metadata_store.MetadataStore, pipeline_name: str) -> float | None:
+    """When the newest pipeline run of `pipeline_name` started (seconds since the epoch)."""
+    run_id = latest_run_id(store, pipeline_name)
+    run = store.get_context_by_type_and_name(PIPELINE_RUN_CONTEXT, run_id) if run_id else None
+    return run.create_time_since_epoch / 1000 if run else None
 
 
 def _pipeline_of_run(store: metadata_store.MetadataStore, run: metadata_store_pb2.Context) -> str | None:
@@ -227,9 +234,7 @@ def span_of(artifact: metadata_store_pb2.Artifact) -> int:
 
 def namespace_of(artifact: metadata_store_pb2.Artifact) -> str:
     """The span namespace DataGate stamped on a validated artifact (upstream if unstamped)."""
-    from pipeline.components.data_gate import NAMESPACE_KEY
-
-    return custom_property(artifact, NAMESPACE_KEY) or UPSTREAM
+    return custom_property(artifact, NAMESPACE_PROPERTY) or UPSTREAM
 
 
 def example_gen_namespace(node: NodeExecution) -> str:

@@ -16,7 +16,6 @@ from conveyor import local_run
 from metadata import lineage, runs
 from pipeline import configs, versions
 from pipeline.components import span_window
-from pipeline.components.data_gate import NAMESPACE_KEY
 from tests.conftest import SMALL_SPAN_ROWS
 
 
@@ -24,7 +23,7 @@ def _validated(tmp_path, span: int, version: int = 0, splits=("train", "eval"), 
     artifact = standard_artifacts.Examples()
     artifact.uri = str(tmp_path / f"validated-{namespace or 'upstream'}-{span}-{version}")
     if namespace:
-        artifact.set_string_custom_property(NAMESPACE_KEY, namespace)
+        artifact.set_string_custom_property(spans_io.NAMESPACE_PROPERTY, namespace)
     artifact.split_names = json.dumps(list(splits))
     artifact.set_int_custom_property("span", span)
     artifact.set_int_custom_property("version", version)
@@ -80,6 +79,29 @@ def test_feedback_spans_have_their_own_entries_and_join_the_window(tmp_path):
     assert runs.window_spans([output.mlmd_artifact]) == [1, 2]
     assert runs.window_spans([output.mlmd_artifact], spans_io.FEEDBACK) == [2]
     assert runs.namespace_of(output.mlmd_artifact) == spans_io.FEEDBACK
+
+
+def test_the_mlmd_window_takes_each_namespace_s_window_and_the_newest_artifact_per_span(tmp_path):
+    from pipeline.components.span_resolvers import CANDIDATES, CURRENT, PreviousSpanStrategy, SpanWindowStrategy
+
+    candidates = []
+    for i, (span, namespace) in enumerate([(1, None), (2, None), (3, None), (1, "feedback"), (2, "feedback"), (2, "feedback")]):
+        artifact = _validated(tmp_path / str(i), span, namespace=namespace)
+        artifact.id = i + 1
+        candidates.append(artifact)
+    current = standard_artifacts.Examples()
+    current.set_int_custom_property("span", 2)
+
+    def window(namespace):
+        resolved = SpanWindowStrategy(2, 2, namespace).resolve_artifacts(None, {CANDIDATES: candidates, CURRENT: [current]})
+        return [(runs.namespace_of(a.mlmd_artifact), a.get_int_custom_property("span"), a.id) for a in resolved[CANDIDATES]]
+
+    # An upstream run of span 2: upstream 1..2, and the newest feedback spans (2, re-validated: id 6).
+    assert window("upstream") == [("upstream", 1, 1), ("upstream", 2, 2), ("feedback", 1, 4), ("feedback", 2, 6)]
+    # A feedback run of span 2: the newest upstream spans 2..3, feedback 1..2.
+    assert window("feedback") == [("upstream", 2, 2), ("upstream", 3, 3), ("feedback", 1, 4), ("feedback", 2, 6)]
+    previous = PreviousSpanStrategy("feedback").resolve_artifacts(None, {CANDIDATES: candidates, CURRENT: [current]})
+    assert [(a.id) for a in previous[CANDIDATES]] == [4]  # feedback span 1, not upstream span 1
 
 
 def test_spans_with_different_splits_cannot_share_a_window(tmp_path):

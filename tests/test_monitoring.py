@@ -6,6 +6,7 @@ every trip is paid in cash; and a small window (fewer predictions than distances
 from __future__ import annotations
 
 import json
+import math
 import random
 from datetime import datetime, timedelta, timezone
 
@@ -71,9 +72,11 @@ def test_drifted_log_is_flagged_with_the_drifting_features_named(logged, tmp_pat
     assert DRIFTING <= set(data["skew"]["flagged"])  # against the model's training statistics
     assert "small_run" in data["skew"]["baseline"] and "pre_transform_stats" in data["skew"]["baseline"]
     assert data["alerts"] and "drift" in data["alerts"] and not data["ok"]
-    by_feature = {d["feature"]: d for d in data["drift"]["features"]}
-    assert by_feature["fare"]["measure"] == drift.JENSEN_SHANNON and by_feature["payment_type"]["measure"] == drift.L_INFINITY
-    assert by_feature["fare"]["value"] > by_feature["fare"]["threshold"] == config.drift_thresholds["fare"]
+    by_measure = {(d["feature"], d["measure"]): d for d in data["drift"]["features"]}
+    fare, shift = by_measure["fare", drift.JENSEN_SHANNON], by_measure["fare", drift.MEDIAN_SHIFT]
+    assert by_measure["payment_type", drift.L_INFINITY]["flagged"]
+    assert fare["value"] > fare["threshold"] == config.drift_thresholds["fare"]
+    assert shift["flagged"] and shift["value"] == pytest.approx(math.log(3), abs=0.05)  # fares x3
     assert json.loads((tmp_path / "out" / job.RESULT_FILE).read_text()) == data
     html = (tmp_path / "out" / job.REPORT_FILE).read_text()
     assert "ALERT: skew, drift" in html and "Distributions of the flagged features" in html
@@ -132,23 +135,24 @@ def test_auc_counts_ties_as_half():
     assert live.auc([0.2, 0.3], [1, 1]) is None
 
 
-def _label(path, pairs, tips=None):
-    labels.write(path, [(r["request_id"], r["index"], float(row["tips"]) if tips is None else tips) for r, row in pairs])
+def _label(path, pairs, tips=lambda row: float(row["tips"])):
+    labels.write(path, [(r["request_id"], r["index"], tips(row)) for r, row in pairs])
 
 
 def test_a_live_accuracy_drop_is_an_alert_with_its_reason(logged, tmp_path, capsys):
-    """Nobody tipped in the clean window: the model's big-tipper answers are wrong, accuracy falls
-    below the floor and far below the version's offline accuracy."""
+    """Every rider in the clean window tipped the whole fare: the model's "no big tip" answers are
+    wrong, accuracy falls below the floor and far below the version's offline accuracy."""
     config, windows = logged
     records, rows = windows["clean"]
-    _label(tmp_path / "labels" / "none-tipped.jsonl", list(zip(records, rows)), tips=0.0)
+    _label(tmp_path / "labels" / "all-tipped.jsonl", list(zip(records, rows)), tips=lambda row: float(row["fare"]))
     code = cli.main(["monitor", "--home", str(config.home), "--end", (END - DAY).isoformat(), "--hours", "24",
                      "--labels", str(tmp_path / "labels"), "--out", str(tmp_path / "out")])
     out = capsys.readouterr().out
     data = json.loads((tmp_path / "out" / job.RESULT_FILE).read_text())
     [(version, m)] = data["live_metrics"].items()
-    predicted_no = sum(r["output"]["probability"] <= 0.5 for r in records)
-    assert m["labeled"] == ROWS_PER_WINDOW and m["accuracy"] == pytest.approx(predicted_no / ROWS_PER_WINDOW)
+    truth = [features.is_big_tipper(float(row["fare"]), r["features"]["fare"]) for r, row in zip(records, rows)]
+    right = sum((r["output"]["probability"] > 0.5) == t for r, t in zip(records, truth))
+    assert m["labeled"] == ROWS_PER_WINDOW and m["accuracy"] == pytest.approx(right / ROWS_PER_WINDOW)
     assert m["accuracy"] < config.live_min_accuracy and m["state"] == live.LOW
     assert m["offline_accuracy"] == m["evaluation"]["binary_accuracy"] and m["offline_accuracy"] - m["accuracy"] > config.live_max_accuracy_drop
     assert m["auc"] is None  # one class: no AUC, however many labels

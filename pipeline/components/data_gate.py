@@ -21,11 +21,11 @@ from tfx import v1 as tfx
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
+from data import spans_io
 from pipeline import anomalies as anomalies_lib
 from pipeline import drift
 
 SPAN_KEYS = ("span", "version")
-NAMESPACE_KEY = "span_namespace"  # on validated artifacts: which namespace the span belongs to
 STATS_SPLIT = "train"
 REPORT_FILE = "drift.json"
 BLOCK, WARN = "block", "warn"
@@ -54,7 +54,7 @@ def _copy_span(source: tfx.dsl.Artifact, target: tfx.dsl.Artifact, examples: tfx
     for key in SPAN_KEYS:  # ExampleGen records span and version as custom properties
         if examples.has_custom_property(key):
             target.set_int_custom_property(key, examples.get_int_custom_property(key))
-    target.set_string_custom_property(NAMESPACE_KEY, namespace)
+    target.set_string_custom_property(spans_io.NAMESPACE_PROPERTY, namespace)
 
 
 @tfx.dsl.components.component

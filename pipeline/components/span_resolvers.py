@@ -11,8 +11,7 @@ from typing import Any
 from tfx import v1 as tfx
 from tfx import types
 
-from data.spans_io import FEEDBACK, UPSTREAM
-from pipeline.components.data_gate import NAMESPACE_KEY
+from data.spans_io import FEEDBACK, NAMESPACE_PROPERTY, UPSTREAM
 
 CANDIDATES, CURRENT = "candidates", "current"
 
@@ -22,7 +21,9 @@ def _span(artifact: types.Artifact) -> int:
 
 
 def namespace_of(artifact: types.Artifact) -> str:
-    return artifact.get_string_custom_property(NAMESPACE_KEY) if artifact.has_custom_property(NAMESPACE_KEY) else UPSTREAM
+    if artifact.has_custom_property(NAMESPACE_PROPERTY):
+        return artifact.get_string_custom_property(NAMESPACE_PROPERTY)
+    return UPSTREAM
 
 
 def _current_span(input_dict: dict[str, list[types.Artifact]]) -> int | None:

@@ -19,8 +19,8 @@ from tfx import v1 as tfx
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
-from data.spans_io import DIR_PREFIXES, FEEDBACK, UPSTREAM
-from pipeline.components.data_gate import NAMESPACE_KEY, SPAN_KEYS
+from data.spans_io import DIR_PREFIXES, FEEDBACK, NAMESPACE_PROPERTY, UPSTREAM
+from pipeline.components.data_gate import SPAN_KEYS
 from pipeline.components.span_resolvers import namespace_of
 
 # Set on the one Examples artifact of a window: its upstream spans ("1,3"), its feedback spans
@@ -105,7 +105,7 @@ def assemble(
     output.split_names = current["split_names"]
     output.set_int_custom_property("span", current["span"])
     output.set_int_custom_property("version", current["version"])
-    output.set_string_custom_property(NAMESPACE_KEY, current.get("namespace", UPSTREAM))
+    output.set_string_custom_property(NAMESPACE_PROPERTY, current.get("namespace", UPSTREAM))
     for key, namespace in ((WINDOW_SPANS_PROPERTY, UPSTREAM), (WINDOW_FEEDBACK_SPANS_PROPERTY, FEEDBACK)):
         output.set_string_custom_property(key, ",".join(str(e["span"]) for e in entries if e.get("namespace", UPSTREAM) == namespace))
     output.set_string_custom_property(WINDOW_SOURCES_PROPERTY, json.dumps([e["uri"] for e in entries]))
