@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.conveyor-installed
 export GRPC_ENABLE_FORK_SUPPORT = false
 export TF_CPP_MIN_LOG_LEVEL = 2
 
-.PHONY: setup data run test bench bench-serving serve monitor tensorboard notebooks lock clean
+.PHONY: setup data run test test-slow bench bench-scale bench-serving serve monitor tensorboard notebooks lock clean
 
 ## setup: host prerequisites (glibc >= 2.39), .venv from requirements.lock, the project (editable)
 setup: $(STAMP) data
@@ -34,6 +34,11 @@ test: setup
 	bash scripts/setup_host.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+## test-slow: the long sweeps the default suite leaves out (pytest -m slow), e.g. nightly:
+## kill -9 of a real run after every component
+test-slow: setup
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
 ## tensorboard: TensorBoard on 127.0.0.1:6006 for the newest trained model (ARGS="--port 0 --home DIR")
 tensorboard: setup
 	$(PY) -m conveyor.cli tensorboard $(ARGS)
@@ -42,10 +47,15 @@ tensorboard: setup
 notebooks: setup
 	$(PY) -m conveyor.cli notebooks $(ARGS)
 
-## bench: cold and no-change runs of the default pipeline; Beam in_memory vs multi_processing
+## bench: Conveyor vs the official TFX taxi template (made from the installed wheel) side by side,
+## `make run` cold, a no-change re-run, and the cost per new span over 6 generated spans (~15 min)
 bench: setup
 	$(PY) -m benchmarks.pipeline_bench $(ARGS)
-	$(PY) -m benchmarks.beam_bench $(BEAM_BENCH_ARGS)
+
+## bench-scale: 100k / 1M / 5M synthetic trips through ExampleGen, StatisticsGen, validation and
+## Transform, in_memory and multi_processing, vs a pandas describe() (long: about an hour)
+bench-scale: setup
+	$(PY) -m benchmarks.scale_bench $(ARGS)
 
 ## bench-serving: server latency/throughput vs the in-process SavedModel call, and hot swaps under load
 bench-serving: setup

@@ -7,7 +7,8 @@
     conveyor ct status [--last N]       the last decisions and why
     conveyor ct demo [--home DIR]       the closed loop played for real: server, traffic, late labels, ticks
     conveyor serve [options]            serve the pushed models over TF Serving's REST API (serving/)
-    conveyor models                     list pushed versions, marking the one serving now
+    conveyor models [--clean]           list pushed versions, marking the one serving now (--clean:
+                                        remove incomplete and unrecorded version folders)
     conveyor rollback [--to V]          serve an earlier blessed version, without retraining
     conveyor monitor [options]          statistics, skew, drift and live metrics of the request log
     conveyor tensorboard                TensorBoard on 127.0.0.1 for the newest trained model's logs
@@ -166,9 +167,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from metadata import registry
+    from pipeline import home_lock
     from pipeline.versions import read_rollback, serving_version
 
     config = configs.load(home=args.home)
+    if args.clean:
+        with home_lock.hold(config.home, "conveyor models --clean"):
+            removed = registry.clean(config)
+        for entry in removed:
+            print(f"removed {entry.version} ({entry.state}): {entry.problem()}")
+        print(f"cleaned {len(removed)} version folder(s) under {config.serving_root}")
     entries = registry.list_versions(config)
     if not entries:
         print(f"no pushed versions under {config.serving_root}")
@@ -188,9 +196,6 @@ def _overall_metrics(entries) -> dict[str, dict[str, float]]:
     with_eval = [e for e in entries if e.evaluation_uri]
     if not with_eval:
         return {}
-    import logging
-
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # TFMA's deprecation notices
     from pipeline import evaluation
 
     return {e.version: evaluation.load_evaluation(e.evaluation_uri).metrics.get(evaluation.OVERALL, {}) for e in with_eval}
@@ -211,11 +216,11 @@ def format_models(entries, serving: str | None, metrics: dict[str, dict[str, flo
         auc = f"{m['auc']:.4f}" if "auc" in m else "-"
         spans = ",".join([*map(str, e.window_spans), *(f"f{f}" for f in e.window_feedback_spans)]) or "-"
         mark = "*" if e.version == serving else " "
-        missing = "" if e.ready else "  (missing on disk)"
+        problem = f"  ({e.problem()})" if e.problem() else ""
         lines.append(
-            f"{mark} {e.version:<12}{when:<21}{spans:<10}{flag(e.blessed):<9}{flag(e.infra_blessed):<7}{acc:>9}{auc:>8}  {e.run_id or '-'}{missing}"
+            f"{mark} {e.version:<12}{when:<21}{spans:<10}{flag(e.blessed):<9}{flag(e.infra_blessed):<7}{acc:>9}{auc:>8}  {e.run_id or '-'}{problem}"
         )
-    lines.append("* = serving now; spans fN = feedback span N (served traffic)")
+    lines.append("* = serving now; only published versions are served; spans fN = feedback span N (served traffic)")
     return "\n".join(lines)
 
 
@@ -282,17 +287,12 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
 
 def cmd_lineage(args: argparse.Namespace) -> int:
     from metadata import lineage
-    from conveyor.progress import quiet_logs
 
     config = _load(home=args.home)
-    error = None
-    with quiet_logs(config.logs_dir / "lineage.log", args.verbose):  # TensorFlow and MLMD chatter
-        try:
-            found = lineage.for_config(config, args.version)
-        except lineage.LineageError as exc:
-            error = exc
-    if error:
-        print(f"conveyor lineage: {error}", file=sys.stderr)
+    try:
+        found = lineage.for_config(config, args.version)
+    except lineage.LineageError as exc:
+        print(f"conveyor lineage: {exc}", file=sys.stderr)
         return 1
     print(lineage.format_lineage(found))
     return 0
@@ -399,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
 
     models = commands.add_parser("models", help="list pushed versions, marking the one serving now")
     models.add_argument("--home", type=Path)
+    models.add_argument("--clean", action="store_true", help="remove incomplete and unrecorded version folders first")
     models.set_defaults(func=cmd_models)
 
     rollback = commands.add_parser("rollback", help="serve an earlier blessed version")
@@ -431,6 +432,22 @@ def main(argv: list[str] | None = None) -> int:
     _add_kubeflow_args(kubeflow_parser)
     kubeflow_parser.set_defaults(func=cmd_kubeflow)
     args = parser.parse_args(argv)
+    if args.command == "notebooks" or getattr(args, "verbose", False):  # JupyterLab prints its own URL
+        return _dispatch(args)
+    from conveyor.progress import quiet_command
+
+    with quiet_command(_logs_dir(args) / f"{args.command}.log"):
+        return _dispatch(args)
+
+
+def _logs_dir(args: argparse.Namespace) -> Path:
+    try:
+        return configs.load(home=getattr(args, "home", None)).logs_dir
+    except ValueError:  # a bad CONVEYOR_* setting: the command itself reports it
+        return configs.PipelineConfig().logs_dir
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     from pipeline.home_lock import BUSY_EXIT_CODE, HomeBusy
 
     try:

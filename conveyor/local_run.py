@@ -1,10 +1,14 @@
 """Run the pipeline locally (LocalDagRunner; MLMD on SQLite or MySQL; Beam as configured) and summarise it."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 from conveyor.progress import quiet_logs
 from conveyor.run_summary import RunSummary, read_back
@@ -20,15 +24,16 @@ def run(config: PipelineConfig, verbose: bool = False) -> RunSummary:
     """
     os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     log_file = config.logs_dir / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-    started = time.monotonic()
     error = failed = None
-    with quiet_logs(log_file, verbose) as progress:
+    with quiet_logs(log_file, verbose) as progress, _scratch(config.home):
         before: set[str] = set()
+        loading = started = time.monotonic()
         try:
             from tfx import v1 as tfx  # imported here so TensorFlow's start-up chatter goes to the log
 
             from pipeline.pipeline import create_pipeline
 
+            started = time.monotonic()  # the first run of a process loads TFX, TensorFlow and Beam (~10 s)
             mlmd = connection.connection_config(config)
             before = _run_ids(config, mlmd)
             tfx.orchestration.LocalDagRunner().run(create_pipeline(config, mlmd))
@@ -39,6 +44,7 @@ def run(config: PipelineConfig, verbose: bool = False) -> RunSummary:
             run_id=None,
             ok=error is None,
             seconds=time.monotonic() - started,
+            startup_seconds=started - loading,
             log_file=log_file,
             timings=progress.timings,
             error=error,
@@ -53,6 +59,41 @@ def run(config: PipelineConfig, verbose: bool = False) -> RunSummary:
             summary.error = summary.error or f"reading the run back failed: {type(exc).__name__}: {exc}"
         summary.report_file = _write_report(config, summary)
     return summary
+
+
+@contextlib.contextmanager
+def _scratch(home: Path) -> Iterator[None]:
+    """The run's temp folder: `<home>/tmp/run-<pid>`, TMPDIR for the libraries and Beam's worker
+    processes, removed when the run ends (Beam leaves a folder per pipeline in the temp folder, TFX
+    its build folders). A folder left by a killed run is removed by the next run."""
+    root = home / "tmp"
+    for stale in root.glob("run-*"):
+        pid = stale.name.removeprefix("run-")
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    scratch = root / f"run-{os.getpid()}"
+    scratch.mkdir(parents=True, exist_ok=True)
+    saved_env, saved_tempdir = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"], tempfile.tempdir = str(scratch), str(scratch)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = saved_tempdir
+        if saved_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved_env
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _run_ids(config: PipelineConfig, mlmd) -> set[str]:

@@ -64,35 +64,58 @@ class ComponentProgress(logging.Handler):
         return self._node
 
 
+# The real terminal (stdout, stderr) while file descriptors 1 and 2 point at a log file; innermost last.
+_TERMINALS: list[tuple[TextIO, TextIO]] = []
+
+
 @contextlib.contextmanager
-def _console_to(log_file: Path) -> Iterator[TextIO]:
-    """Send file descriptors 1 and 2 (Python, C++ and subprocess output) to `log_file`;
-    yield a stream to the real console."""
+def _console_to(log_file: Path) -> Iterator[tuple[TextIO, TextIO]]:
+    """Send file descriptors 1 and 2 (Python, C++ and subprocess output) to `log_file`; yield
+    streams to the real terminal. Nested calls re-point the descriptors and share the terminal."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    console = os.fdopen(os.dup(1), "w", buffering=1)
+    saved_streams = sys.stdout, sys.stderr
+    if _TERMINALS:
+        terminal, owned = _TERMINALS[-1], []
+    else:
+        (out, own_out), (err, own_err) = _terminal_stream(sys.stdout, 1), _terminal_stream(sys.stderr, 2)
+        terminal, owned = (out, err), [s for s, own in ((out, own_out), (err, own_err)) if own]
     log_fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__  # library print()s follow the descriptors
+    _TERMINALS.append(terminal)
     try:
-        yield console
+        yield terminal
     finally:
+        _TERMINALS.pop()
         sys.stdout.flush()
         sys.stderr.flush()
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
         for fd in (*saved, log_fd):
             os.close(fd)
-        console.close()
+        sys.stdout, sys.stderr = saved_streams
+        for stream in owned:
+            stream.close()
+
+
+def _terminal_stream(stream: TextIO, fd: int) -> tuple[TextIO, bool]:
+    """A stream to where `stream` writes now: a duplicate of `fd` if it writes there (the descriptor
+    is about to point at the log), else `stream` itself (e.g. an in-memory capture). Owned: close it."""
+    try:
+        on_fd = stream.fileno() == fd
+    except (AttributeError, OSError, ValueError):  # no descriptor behind it
+        on_fd = False
+    return (os.fdopen(os.dup(fd), "w", buffering=1), True) if on_fd else (stream, False)
 
 
 @contextlib.contextmanager
-def quiet_logs(log_file: Path, verbose: bool) -> Iterator[ComponentProgress]:
-    """All logging to `log_file`; the console gets progress lines only (everything if verbose)."""
+def _logging_to(log_file: Path, replace_handlers: bool, extra: tuple[logging.Handler, ...] = ()) -> Iterator[None]:
+    """Python and absl logging at INFO into `log_file` (and `extra`), passwords redacted; restored afterwards."""
     from absl import logging as absl_logging
 
-    log_file.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
     saved_level, saved_handlers = root.level, list(root.handlers)
     saved_verbosity = absl_logging.get_verbosity()
@@ -101,28 +124,50 @@ def quiet_logs(log_file: Path, verbose: bool) -> Iterator[ComponentProgress]:
     file_handler = logging.FileHandler(log_file)
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     redact = RedactPasswords()
-    with contextlib.ExitStack() as stack:
-        if verbose:
-            console: TextIO = sys.stdout
-        else:
-            console = stack.enter_context(_console_to(log_file))
-            for handler in saved_handlers:
-                root.removeHandler(handler)
-        progress = ComponentProgress(lambda line: print(line, file=console, flush=True))
-        root.addHandler(file_handler)
-        root.addHandler(progress)
-        for handler in root.handlers:  # the first handler a record reaches redacts it for all
-            handler.addFilter(redact)
+    if replace_handlers:
+        for handler in saved_handlers:
+            root.removeHandler(handler)
+    for handler in (file_handler, *extra):
+        root.addHandler(handler)
+    for handler in root.handlers:  # the first handler a record reaches redacts it for all
+        handler.addFilter(redact)
+    try:
+        yield
+    finally:
+        for handler in root.handlers:
+            handler.removeFilter(redact)
+        file_handler.close()
+        # Back to exactly the handlers we found: libraries (Beam) add their own during a run.
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved_handlers:
+            root.addHandler(handler)
+        root.setLevel(saved_level)
+        absl_logging.set_verbosity(saved_verbosity)
+
+
+@contextlib.contextmanager
+def quiet_command(log_file: Path) -> Iterator[None]:
+    """A whole command: what libraries print or log (TensorFlow's C++ start-up lines, absl, TFMA
+    notices) goes to `log_file`; the command's own print()s and errors stay on the terminal."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    logging.captureWarnings(True)
+    with _console_to(log_file) as (out, err), _logging_to(log_file, replace_handlers=True):
+        sys.stdout, sys.stderr = out, err
         try:
-            yield progress
+            yield
         finally:
-            for handler in root.handlers:
-                handler.removeFilter(redact)
-            file_handler.close()
-            # Back to exactly the handlers we found: libraries (Beam) add their own during a run.
-            for handler in list(root.handlers):
-                root.removeHandler(handler)
-            for handler in saved_handlers:
-                root.addHandler(handler)
-            root.setLevel(saved_level)
-            absl_logging.set_verbosity(saved_verbosity)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            logging.captureWarnings(False)
+
+
+@contextlib.contextmanager
+def quiet_logs(log_file: Path, verbose: bool) -> Iterator[ComponentProgress]:
+    """A run: all logging and output to `log_file`; the terminal gets progress lines only (everything if verbose)."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        console: TextIO = sys.stdout if verbose else stack.enter_context(_console_to(log_file))[0]
+        progress = ComponentProgress(lambda line: print(line, file=console, flush=True))
+        stack.enter_context(_logging_to(log_file, replace_handlers=not verbose, extra=(progress,)))
+        yield progress

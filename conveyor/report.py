@@ -282,6 +282,8 @@ def _threshold_text(rule: Threshold) -> str:
     text = f"{rule.metric} ≥ {rule.lower_bound:g}"
     if rule.max_drop is not None:
         text += f" and at most {rule.max_drop:g} below the baseline"
+    if rule.slice_max_drop is not None:
+        text += f"; on every slice at most {rule.slice_max_drop:g} below the baseline"
     return text
 
 
@@ -303,9 +305,9 @@ def _evaluation(data: ReportData) -> _Html:
             drop = c.diff is not None and c.diff < 0
             row += [_cell(_num(c.baseline), "num base"), _cell(_signed(c.diff), "num base drop" if drop else "num base")]
     baseline_text = (
-        "Compared with the baseline: the last blessed model."
+        "Compared with the baseline: the model serving when this one was evaluated."
         if has_baseline
-        else "No baseline: this is the first model to be evaluated (no earlier blessed model)."
+        else "No baseline: no model was serving when this one was evaluated."
     )
     parts: list[object] = [_tag("p", baseline_text, id="baseline")]
     parts.append(_table(headers, list(rows.values()), "slices"))
@@ -313,9 +315,12 @@ def _evaluation(data: ReportData) -> _Html:
     parts.append(_tag("h3", "Blessing"))
     parts.append(_tag("p", verdict, class_="good-text" if result.blessed else "bad-text"))
     rules = "; ".join(_threshold_text(t) for t in data.thresholds)
-    parts.append(_tag("p", f"Thresholds on the overall slice: {rules}."))
+    parts.append(_tag("p", f"Thresholds (overall unless said): {rules}."))
     if result.failures:
         parts.append(_tag("ul", _join(_tag("li", f) for f in result.failures)))
+    if result.not_gated:
+        parts.append(_tag("p", "Not gated by the blessing rule:"))
+        parts.append(_tag("ul", _join(_tag("li", f) for f in result.not_gated), id="not-gated"))
     if s.missing_metrics:
         missing = f"ERROR: threshold metrics missing from the evaluation: {sorted(s.missing_metrics)}"
         parts.append(_tag("p", missing, class_="bad-text"))

@@ -20,7 +20,7 @@ class RunSummary:
 
     run_id: str | None
     ok: bool
-    seconds: float
+    seconds: float  # the pipeline pass, from after the imports to the summary read back
     log_file: Path
     timings: list[tuple[str, str, float]]
     error: str | None = None
@@ -36,10 +36,23 @@ class RunSummary:
     infra_failure: str | None = None  # why InfraCheck refused the candidate (None: passed or did not run)
     infra_checked: int = 0  # examples the candidate answered through the serving code
     report_file: Path | None = None  # the HTML run report (None if writing it failed: see the log)
+    startup_seconds: float = 0.0  # importing TFX, TensorFlow and Beam (the first run of a process only)
 
     @property
     def blessed(self) -> bool:
         return bool(self.evaluation and self.evaluation.blessed)
+
+    @property
+    def refusals(self) -> list[str]:
+        """Why the candidate was not pushed, one sentence each ([] when pushed or not evaluated)."""
+        reasons = []
+        if self.evaluation is not None and not self.evaluation.blessed:
+            reasons += [f"not blessed: {reason}" for reason in self.evaluation.failures] or ["not blessed (no reason recorded)"]
+        if self.missing_metrics:
+            reasons.append(f"threshold metrics missing from the evaluation: {sorted(self.missing_metrics)}")
+        if self.infra_failure:
+            reasons.append(f"infra check failed: {self.infra_failure}")
+        return reasons
 
 
 def read_back(config: PipelineConfig, summary: RunSummary) -> None:
@@ -121,14 +134,17 @@ def format_summary(summary: RunSummary) -> str:
             lines.append(f"{name:<28}{cells}")
         if summary.evaluation.baseline:
             base = ", ".join(f"{k}={v:.4f}" for k, v in sorted(summary.evaluation.baseline.items()) if k in SUMMARY_METRICS)
-            lines.append(f"baseline (last blessed model), overall: {base}")
+            lines.append(f"baseline (the model serving when it was evaluated), overall: {base}")
         else:
-            lines.append("baseline: none (first blessed model candidate)")
+            lines.append("baseline: none (nothing was serving)")
         if summary.evaluation.blessed:
-            lines.append("blessed: yes (every threshold met)")
+            lines.append("blessed: yes (every gated threshold met)")
         else:
             lines.append("blessed: NO")
             lines.extend(f"  - {reason}" for reason in summary.evaluation.failures)
+        if summary.evaluation.not_gated:
+            lines.append("not gated (blessing rule, docs/pipeline.md):")
+            lines.extend(f"  - {note}" for note in summary.evaluation.not_gated)
         if summary.missing_metrics:
             lines.append(f"ERROR: threshold metrics missing from the evaluation: {sorted(summary.missing_metrics)}")
     if summary.infra_failure:
@@ -145,5 +161,6 @@ def format_summary(summary: RunSummary) -> str:
         lines.extend(f"  {line}" for line in details)
         lines.append(f"  (traceback in {summary.log_file})")
     lines.append(f"report: {summary.report_file}" if summary.report_file else "report: not written (see the log)")
-    lines.append(f"total: {summary.seconds:.1f} s   run: {summary.run_id}   log: {summary.log_file}")
+    startup = f" (+ {summary.startup_seconds:.1f} s loading TFX)" if summary.startup_seconds >= 0.1 else ""
+    lines.append(f"total: {summary.seconds:.1f} s{startup}   run: {summary.run_id}   log: {summary.log_file}")
     return "\n".join(lines)

@@ -244,6 +244,8 @@ def _launch(config: PipelineConfig, launch: Launch, decision: Decision) -> None:
         decision.outcome = OK
         decision.pushed_version = Path(outcome.pushed_path).name if outcome.pushed_path else None
         decision.detail = f"blessed: {outcome.blessed}; pushed: {outcome.pushed_path or 'nothing'}"
+        if not outcome.pushed_path and outcome.refusals:
+            decision.detail += "; why: " + "; ".join(outcome.refusals)
         if all(status in ("cached", "resolved") for _, status, _ in outcome.timings):
             decision.detail += "; fully cached: nothing changed since the last run"
         if outcome.drift and outcome.drift["exceeded"]:

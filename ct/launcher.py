@@ -26,5 +26,10 @@ class RunOutcome(Protocol):
     @property
     def blessed(self) -> bool: ...
 
+    @property
+    def refusals(self) -> list[str]:
+        """Why the candidate was not pushed, one sentence each."""
+        ...
+
 
 Launch = Callable[[PipelineConfig], RunOutcome]

@@ -57,8 +57,11 @@ def _categorical_sizes(tf_transform_output: tft.TFTransformOutput) -> dict[str, 
     return {features.transformed_name(k): v for k, v in sizes.items()}
 
 
-def build_model(categorical_sizes: dict[str, int], hparams: HParams) -> keras.Model:
-    """A deep network: z-scored numerics plus an embedding per categorical feature."""
+def build_model(categorical_sizes: dict[str, int], hparams: HParams, steps_per_execution: int = 1) -> keras.Model:
+    """A deep network: z-scored numerics plus an embedding per categorical feature.
+
+    `steps_per_execution` training steps run in one graph call (same steps, less per-step overhead).
+    """
     inputs: dict[str, keras.Input] = {}
     parts = []
     numeric = []
@@ -82,6 +85,7 @@ def build_model(categorical_sizes: dict[str, int], hparams: HParams) -> keras.Mo
         optimizer=keras.optimizers.Adam(hparams.learning_rate),
         loss="binary_crossentropy",
         metrics=[keras.metrics.BinaryAccuracy(name="binary_accuracy"), keras.metrics.AUC(name="auc")],
+        steps_per_execution=steps_per_execution,
     )
     return model
 
@@ -131,30 +135,52 @@ def _dataset(
     data_accessor: tfx.components.DataAccessor,
     tf_transform_output: tft.TFTransformOutput,
     batch_size: int,
+    seed: int,
 ) -> tf.data.Dataset:
-    return data_accessor.tf_dataset_factory(
+    """(model inputs, label) batches, shuffled and repeated: raw examples through the Transform
+    graph, in tf.data. Transform does not materialise transformed examples (it only analyses), so
+    training applies the same graph the served model carries. The same order for the same seed and
+    files: the factory lists one split folder's files sorted, then shuffles files and records with
+    `seed` (unseeded, the shuffle differs on every run); the map keeps the order.
+    """
+    tft_layer = tf_transform_output.transform_features_layer()
+
+    def transform(raw: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        transformed = tft_layer(raw)
+        return {k: transformed[k] for k in MODEL_INPUTS}, transformed[features.LABEL_KEY]
+
+    raw = data_accessor.tf_dataset_factory(
         file_pattern,
-        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=features.LABEL_KEY),
-        tf_transform_output.transformed_metadata.schema,
-    ).repeat()
+        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, shuffle_seed=seed, sloppy_ordering=False),
+        tf_transform_output.raw_metadata.schema,
+    )
+    return raw.map(transform, num_parallel_calls=tf.data.AUTOTUNE).repeat()
+
+
+def make_deterministic(seed: int) -> None:
+    """Seed Python, NumPy, TensorFlow and Keras, and make TensorFlow's ops deterministic."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
-    """TFX Trainer entry point: train on the transformed window, log to TensorBoard, export."""
+    """TFX Trainer entry point: train on the window (through the Transform graph), log to TensorBoard, export."""
     hparams = HParams.from_config(fn_args.custom_config)
+    seed = int((fn_args.custom_config or {}).get("seed", 0))
+    make_deterministic(seed)  # before anything random is created: the datasets' shuffles included
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    train = _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, hparams.batch_size)
-    evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, hparams.batch_size)
-
-    keras.utils.set_random_seed(int((fn_args.custom_config or {}).get("seed", 0)))
-    model = build_model(_categorical_sizes(tf_transform_output), hparams)
+    train = _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, hparams.batch_size, seed)
+    evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, hparams.batch_size, seed)
     epochs = max(1, min(hparams.epochs, fn_args.train_steps))
+    steps_per_epoch = max(1, fn_args.train_steps // epochs)
+    model = build_model(_categorical_sizes(tf_transform_output), hparams, steps_per_execution=steps_per_epoch)
     model.fit(
         train,
-        steps_per_epoch=max(1, fn_args.train_steps // epochs),
+        steps_per_epoch=steps_per_epoch,
         epochs=epochs,
         validation_data=evaluation,
         validation_steps=max(1, fn_args.eval_steps),
+        validation_freq=epochs,  # the eval split once, after the last epoch: validation feeds no decision
         callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch")],
         shuffle=False,  # the dataset factory already shuffles
         verbose=0,

@@ -3,9 +3,10 @@
 Used by `conveyor monitor` for its window and by the CT controller for the serving version since it
 went live, so both judge with the same measures and thresholds:
   - live metrics and their verdict: monitoring/live.py;
-  - skew: TFDV statistics of the version's logged features against its training statistics (its
-    Transform's pre_transform_stats, found through MLMD lineage), scored by pipeline/drift.py with the
-    thresholds DataGate uses, on at least `monitor_min_predictions` predictions.
+  - skew: TFDV statistics of the version's logged features against its training statistics
+    (DataGate's statistics of the newest span it was trained on, found through MLMD lineage), scored
+    by pipeline/drift.py with the thresholds DataGate uses, on at least `monitor_min_predictions`
+    predictions.
 """
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 For the window [end - hours, end) and the one before it:
   - TFDV statistics of the logged features, validated against the schema's SERVING environment;
   - skew: distances to the training statistics of the model that answered most of the window's
-    predictions (monitoring/evidence.py, the same check the CT controller makes);
+    predictions (DataGate's statistics of the newest span it was trained on, found through MLMD
+    lineage; monitoring/evidence.py, the same check the CT controller makes);
   - drift: distances to the previous window;
   - live metrics per model version from the labels that have arrived, against the version's own
     offline accuracy and the floor (monitoring/live.py, the same rules the CT controller applies).

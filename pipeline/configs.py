@@ -26,24 +26,30 @@ LOCAL_BEAM_MODES = ("in_memory", "multi_processing")
 #            (KubeflowV2DagRunner: Kubeflow Pipelines v2 and Vertex AI).
 HISTORY_SOURCES = ("mlmd", "stores")
 # How Transform and Trainer find the model code:
-#   "module_file" TFX packages models/*.py into a wheel per run (its name carries a content hash);
-#   "installed"   module paths of the installed `conveyor` package (the container image), with a
-#                 fingerprint of the code in custom_config so a code change invalidates the cache.
-USER_CODE_FORMS = ("module_file", "installed")
+#   "installed"   module paths of the installed `conveyor` package (`make setup` installs it in the
+#                 venv, the Dockerfile in the image), with a fingerprint of models/ in custom_config
+#                 so a code change invalidates the cache (the default: nothing is built per run);
+#   "module_file" TFX packages models/*.py into a wheel per run (its name carries a content hash):
+#                 two `setup.py bdist_wheel` and two `pip install` subprocesses, ~5 s of every run.
+USER_CODE_FORMS = ("installed", "module_file")
 DRIFT_POLICIES = ("block", "warn")
 # Span namespaces (data/spans_io.py): "upstream" spans under spans_root, "feedback" spans the CT
 # controller builds from labelled served traffic under <home>/feedback/spans.
 SPAN_SOURCES = ("upstream", "feedback")
+# The official TFX image of the locked TFX version: KubeflowV2DagRunner's default and the Dockerfile's base.
+TFX_IMAGE = "gcr.io/tfx-oss-public/tfx:1.21.0"
 
 
 @dataclass(frozen=True)
 class Threshold:
-    """Blessing rule for one TFMA metric on the overall slice."""
+    """Blessing rule for one TFMA metric (pipeline/evaluation.py applies it)."""
 
     metric: str
-    lower_bound: float
-    # Largest drop against the baseline (last blessed model) still accepted; None = no change check.
+    lower_bound: float  # floor on the overall slice
+    # Largest drop against the baseline (the model serving now) still accepted on the overall
+    # slice / on each slice of the slice features; None = no such check.
     max_drop: float | None = None
+    slice_max_drop: float | None = None
 
 
 @dataclass(frozen=True)
@@ -99,15 +105,17 @@ class PipelineConfig:
     hparams: Mapping[str, Any] = field(default_factory=dict)  # overrides of models.model.HParams
     seed: int = 0
 
-    # Evaluation and blessing.
+    # Evaluation and blessing (docs/pipeline.md, "Blessing", has the measurements behind them).
     thresholds: tuple[Threshold, ...] = (
-        Threshold("binary_accuracy", lower_bound=0.7, max_drop=0.01),
-        Threshold("auc", lower_bound=0.7, max_drop=0.01),
+        Threshold("binary_accuracy", lower_bound=0.7, max_drop=0.015, slice_max_drop=0.08),
+        Threshold("auc", lower_bound=0.7, max_drop=0.01, slice_max_drop=0.05),
     )
+    min_slice_examples: int = 100  # a feature slice with fewer eval examples is not gated
+    min_class_examples: int = 10  # AUC, precision, recall gate only with this many of each class
 
     # Beam (see BEAM_MODES), passed to every Beam-powered component. beam_workers: processes for
-    # multi_processing (0 = one per core). Every runner gets --setup_file (beam_setup_file; None =
-    # this checkout's setup.py): remote workers install this project from it.
+    # multi_processing (0 = one per core). Remote runners get --setup_file so workers install
+    # this project (beam_setup_file; None = this checkout's setup.py).
     beam_mode: str = "in_memory"
     beam_workers: int = 0
     gcp_project: str | None = None  # Dataflow, and Vertex AI for kubeflow_runner --submit
@@ -127,7 +135,7 @@ class PipelineConfig:
     mysql_user: str = "conveyor"
 
     history: str = "mlmd"  # see HISTORY_SOURCES
-    user_code: str = "module_file"  # see USER_CODE_FORMS
+    user_code: str = "installed"  # see USER_CODE_FORMS
 
     # Production locations (URIs such as gs://bucket/conveyor/...); None = the local paths above.
     remote_pipeline_root: str | None = None
@@ -284,10 +292,14 @@ class PipelineConfig:
             ]
             if self.beam_environment_config:
                 args.append(f"--environment_config={self.beam_environment_config}")
-        # Every mode names setup.py: remote workers install Conveyor from it, and TFX builds a
-        # throwaway sdist of itself per Beam component (~52 MB in /tmp, never removed) whenever no
-        # dependency flag is given. The DirectRunner's workers share this venv and ignore it.
-        args.append(f"--setup_file={self.beam_setup_file or REPO_ROOT / 'setup.py'}")
+        if self.beam_mode in LOCAL_BEAM_MODES:
+            # TFX builds a throwaway sdist of itself per Beam component and run (~52 MB, ~1 s) unless
+            # a dependency flag says the workers have their packages. The DirectRunner's workers run
+            # in this venv and never pull an image; naming the image whose packages match the lock
+            # tells TFX so (a --setup_file would make Beam build an sdist of Conveyor instead).
+            args.append(f"--sdk_container_image={TFX_IMAGE}")
+        else:  # remote workers install Conveyor from setup.py
+            args.append(f"--setup_file={self.beam_setup_file or REPO_ROOT / 'setup.py'}")
         return args + list(self.beam_extra_args)
 
     def trainer_config(self) -> dict[str, Any]:

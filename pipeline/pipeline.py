@@ -4,9 +4,11 @@
     -> DataGate (blocks a span with anomalies or, by policy, drift vs the previous validated span;
                  else publishes it as validated examples and statistics)
     -> span window (validated upstream spans N-K+1..N and feedback spans M-J+1..M, one artifact per span)
-    -> Transform -> Trainer -> Evaluator (vs the previous blessed model)
+    -> Transform (analyses only the new span: the analyzer cache of the previous span's Transform
+                  holds the rest of the window) -> Trainer
+    -> Evaluator (vs the model serving now; Conveyor's blessing rule)
     -> InfraCheck (the candidate answers real eval examples through the serving code)
-    -> Pusher (blessed by both only)
+    -> Pusher (blessed by both only; stages the version) -> Publish (makes it visible once recorded)
 
 `config.history` picks how the pipeline reaches earlier runs: TFX resolvers over MLMD ("mlmd",
 local) or components over the validated-span index and the serving root ("stores", Kubeflow v2 /
@@ -26,13 +28,17 @@ from data import spans_io
 from pipeline import evaluation, user_code
 from pipeline.components.baseline_model import baseline_resolver
 from pipeline.components.data_gate import DataGate
+from pipeline.components.gated_evaluator import GatedEvaluator
 from pipeline.components.infra_check import InfraCheck
-from pipeline.components.pushed_baseline import OptionalBaselineEvaluator, PreviousPushedModel
+from pipeline.components.push import Publish, StagingPusher
+from pipeline.components.pushed_baseline import PreviousPushedModel
 from pipeline.components.span_window import SpanWindow
-from pipeline.components.span_resolvers import previous_span_resolver, span_window_resolver
+from pipeline.components.span_resolvers import earlier_output_resolver, previous_span_resolver, span_window_resolver
 from pipeline.configs import PipelineConfig
 
 DATA_GATE_ID = "DataGate"
+TRANSFORM_ID = "Transform"
+ANALYZER_CACHE_ID = "analyzer_cache"
 
 
 def _example_gen(config: PipelineConfig) -> tfx.components.CsvExampleGen:
@@ -125,9 +131,33 @@ def create_components(config: PipelineConfig) -> list[Any]:
 
     span_window, examples = _span_window(config, data_gate, example_gen)
 
-    transform = tfx.components.Transform(examples=examples, schema=schema, **user_code.transform_args(config))
+    # Transform analyses only the spans its analyzer cache does not cover: with the MLMD window
+    # each span is its own artifact, so the cache the previous span's Transform wrote holds every
+    # span of this window but the new one. (The stores window copies its spans into one new
+    # artifact, which no cache entry matches, so it gets no cache input.) Transform computes no
+    # statistics (DataGate's validated statistics of each span already describe the window) and
+    # writes no transformed examples: the Trainer applies the transform graph as it reads the window.
+    analyzer_cache = None
+    if config.history == "mlmd":
+        analyzer_cache = earlier_output_resolver(
+            ANALYZER_CACHE_ID,
+            candidates=tfx.dsl.Channel(
+                type=tfx.types.standard_artifacts.TransformCache,
+                producer_component_id=TRANSFORM_ID,
+                output_key="updated_analyzer_cache",
+            ),
+            current=example_gen.outputs["examples"],
+        )
+    transform = tfx.components.Transform(
+        examples=examples,
+        schema=schema,
+        analyzer_cache=analyzer_cache.outputs["candidates"] if analyzer_cache else None,
+        disable_statistics=True,
+        materialize=False,
+        **user_code.transform_args(config),
+    ).with_id(TRANSFORM_ID)
     trainer = tfx.components.Trainer(
-        examples=transform.outputs["transformed_examples"],
+        examples=examples,
         transform_graph=transform.outputs["transform_graph"],
         schema=schema,
         train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
@@ -135,18 +165,17 @@ def create_components(config: PipelineConfig) -> list[Any]:
         **user_code.trainer_args(config),
     )
     if config.history == "mlmd":
-        baseline_model = baseline_resolver(trainer.outputs["model"])
-        evaluator_class = tfx.components.Evaluator
+        baseline_model = baseline_resolver(trainer.outputs["model"], config.serving_root_uri)
     else:
         baseline_model = PreviousPushedModel(
             candidate=trainer.outputs["model"], serving_root=config.serving_root_uri
         ).with_id("baseline_model")
-        evaluator_class = OptionalBaselineEvaluator
-    evaluator = evaluator_class(
+    evaluator = GatedEvaluator(
         examples=examples,
         model=trainer.outputs["model"],
         baseline_model=baseline_model.outputs["model"],
         eval_config=evaluation.eval_config(config),
+        gate=evaluation.Gate.from_config(config),
     ).with_id("Evaluator")
     infra_check = InfraCheck(
         model=trainer.outputs["model"],
@@ -154,14 +183,15 @@ def create_components(config: PipelineConfig) -> list[Any]:
         schema=schema,
         sample_size=config.infra_check_examples,
     )
-    pusher = tfx.components.Pusher(
+    pusher = StagingPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         infra_blessing=infra_check.outputs["infra_blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_root_uri)
         ),
-    )
+    ).with_id("Pusher")
+    publish = Publish(pushed_model=pusher.outputs["pushed_model"]).with_id("Publish")
     return [
         example_gen,
         statistics_gen,
@@ -170,12 +200,14 @@ def create_components(config: PipelineConfig) -> list[Any]:
         *([previous_statistics] if previous_statistics else []),
         data_gate,
         span_window,
+        *([analyzer_cache] if analyzer_cache else []),
         transform,
         trainer,
         baseline_model,
         evaluator,
         infra_check,
         pusher,
+        publish,
     ]
 
 

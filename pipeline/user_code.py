@@ -1,9 +1,9 @@
 """How Transform and Trainer reach the model code (see configs.USER_CODE_FORMS).
 
-Locally TFX packages `models/*.py` into a wheel per run. In the container image Conveyor is
-installed, so the components name functions by module path instead; a fingerprint of the code is
-then put into their custom_config, so changed code changes their execution properties and is never
-served from the cache of an older version.
+Conveyor is installed (editable by `make setup`, into the container image), so the components name
+functions by module path; a fingerprint of the code is put into their custom_config, so changed
+code changes their execution properties and is never served from the cache of an older version.
+The "module_file" form has TFX package `models/*.py` into a wheel per run instead.
 """
 from __future__ import annotations
 

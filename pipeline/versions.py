@@ -1,15 +1,27 @@
 """The serving root: which pushed versions exist and which one serves. The one decision shared by
 the pipeline (the Evaluator's baseline), the server, `conveyor models`, lineage and rollback.
 
-Pusher writes each blessed model to `<serving_root>/<version>/` (version = Unix seconds) and copies
-`saved_model.pb` last, so a version is *ready* once that file exists. Reading works on local paths
-and on object storage (gs://, through TFX's fileio); the rollback pointer is written locally.
+A push reaches the serving root in two steps, so that a version is seen only complete and recorded:
+
+  1. Pusher *stages* the blessed model under `<serving_root>/.staging/<version>/` (version = Unix
+     seconds, newer than every version there), each file fsync'ed. TFX records the PushedModel in
+     ML Metadata only after Pusher's executor returns.
+  2. Publish, the next component, runs only once that record exists. It writes the push record
+     `PUSH.json` (version, PushedModel and Model ids) into the staged folder, fsyncs it, and renames
+     the folder to `<serving_root>/<version>/`: one atomic rename(2) on a local disk. On object
+     storage (gs://), where no rename is atomic, the files are copied and `PUSH.json` is written last.
+
+A version is *ready* when `<version>/PUSH.json` names that version and `saved_model.pb` is there. A
+kill at any moment leaves either nothing visible or a ready version; a folder without its record
+(a torn copy, a copy made by hand or by an older Pusher) is *incomplete* and never served, and
+leftovers under `.staging/` are listed for `conveyor models --clean` (metadata/registry.py).
 
 Rule: the newest ready version serves, unless a rollback is in force. `conveyor rollback` writes
 `<serving_root>/ROLLBACK.json` atomically (temp file + rename) naming the version to serve and
 the newest version that existed at that moment. The rollback stays in force until a version newer
 than that one is pushed: a new push supersedes a rollback (the pipeline blessed a new model after
 the operator's decision). A rollback naming a version that has since disappeared is ignored.
+Reading works on local paths and on object storage (through TFX's fileio).
 """
 from __future__ import annotations
 
@@ -20,9 +32,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 POINTER_FILE = "ROLLBACK.json"
 READY_FILE = "saved_model.pb"
+RECORD_FILE = "PUSH.json"
+STAGING_DIR = ".staging"
 
 
 @dataclass(frozen=True)
@@ -37,21 +52,62 @@ class Rollback:
         return self.version in ready and not any(int(v) > int(self.newest_at_rollback) for v in ready)
 
 
-def ready_versions(serving_root: str | Path) -> list[str]:
-    """Pushed versions whose copy is complete, oldest first."""
+def _is_remote(path: str) -> bool:
+    return "://" in path
+
+
+def _names(folder: str) -> list[str]:
     from tfx.dsl.io import fileio
 
-    root = str(serving_root)
-    if not fileio.isdir(root):
+    if not fileio.isdir(folder):
         return []
-    names = [name.rstrip("/") for name in fileio.listdir(root)]
-    return sorted((n for n in names if n.isdigit() and fileio.exists(os.path.join(root, n, READY_FILE))), key=int)
+    return sorted((n.rstrip("/") for n in fileio.listdir(folder) if n.rstrip("/").isdigit()), key=int)
 
 
-def latest_version(serving_root: str | Path) -> str | None:
-    """The newest ready version (what serves when no rollback is in force)."""
-    ready = ready_versions(serving_root)
-    return ready[-1] if ready else None
+def read_record(serving_root: str | Path, version: str) -> dict[str, Any] | None:
+    """The push record of published `version` (None: not published, or the record is unreadable)."""
+    from tfx.dsl.io import fileio
+
+    path = os.path.join(str(serving_root), version, RECORD_FILE)
+    if not fileio.exists(path):
+        return None
+    try:
+        with fileio.open(path, "r") as handle:
+            record = json.loads(handle.read())
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def is_ready(serving_root: str | Path, version: str) -> bool:
+    """Published by the two-step push: its record names it and its SavedModel is complete."""
+    from tfx.dsl.io import fileio
+
+    record = read_record(serving_root, version)
+    return (
+        record is not None
+        and str(record.get("version")) == version
+        and fileio.exists(os.path.join(str(serving_root), version, READY_FILE))
+    )
+
+
+def ready_versions(serving_root: str | Path) -> list[str]:
+    """Published versions (complete and recorded), oldest first."""
+    return [v for v in _names(str(serving_root)) if is_ready(serving_root, v)]
+
+
+def incomplete_versions(serving_root: str | Path) -> list[str]:
+    """Version folders in the serving root that are not published: never served, to be cleaned."""
+    return [v for v in _names(str(serving_root)) if not is_ready(serving_root, v)]
+
+
+def staged_versions(serving_root: str | Path) -> list[str]:
+    """Versions staged by Pusher and not (yet) published, oldest first."""
+    return _names(os.path.join(str(serving_root), STAGING_DIR))
+
+
+def staged_path(serving_root: str | Path, version: str) -> str:
+    return os.path.join(str(serving_root), STAGING_DIR, version)
 
 
 def read_rollback(serving_root: str | Path) -> Rollback | None:
@@ -81,12 +137,14 @@ def serving_version(serving_root: str | Path) -> str | None:
 
 def live_since(serving_root: str | Path, version: str) -> float:
     """When `version` last started serving (Unix seconds): the rollback that made it serve, if one is
-    in force, else its push (versions are named by push time). Evidence about a version is counted
-    from here, so a version that serves again after a rollback starts with a clean slate."""
+    in force, else its publication (its push record; versions are named by their staging time).
+    Evidence about a version is counted from here, so a version that serves again after a rollback
+    starts with a clean slate."""
     rollback = read_rollback(serving_root)
     if rollback is not None and rollback.version == version and rollback.in_force(ready_versions(serving_root)):
         return rollback.time
-    return float(version)
+    record = read_record(serving_root, version) or {}
+    return float(record.get("published", version))
 
 
 def write_rollback(serving_root: Path, version: str) -> Rollback:
@@ -109,10 +167,94 @@ def write_rollback(serving_root: Path, version: str) -> Rollback:
     return rollback
 
 
+def new_version(serving_root: str | Path) -> str:
+    """Unix seconds now, or one more than the newest version published or staged if that is later."""
+    taken = _names(str(serving_root)) + staged_versions(serving_root)
+    return str(max([int(time.time())] + [int(v) + 1 for v in taken]))
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _copy_synced(source: Path, target: Path) -> None:
+    """Copy the folder `source` to `target`, every file and folder fsync'ed, saved_model.pb last."""
+    files = sorted(p for p in source.rglob("*") if p.is_file())
+    files.sort(key=lambda p: p.name == READY_FILE and p.parent == source)
+    target.mkdir(parents=True)
+    for path in files:
+        destination = target / path.relative_to(source)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, destination)
+        _fsync(destination)
+    for folder in sorted({p.parent for p in target.rglob("*")} | {target}, key=lambda p: len(p.parts), reverse=True):
+        _fsync(folder)
+
+
+def stage(model_dir: str, serving_root: str | Path, version: str) -> str:
+    """Step 1 of a push: copy the SavedModel in `model_dir` to the staging area; returns its path."""
+    from tfx.utils import io_utils
+
+    target = staged_path(serving_root, version)
+    if _is_remote(target):
+        io_utils.copy_dir(model_dir, target, deny_regex_patterns=[r"saved_model\.pb"])
+        io_utils.copy_file(os.path.join(model_dir, READY_FILE), os.path.join(target, READY_FILE))
+        return target
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    _copy_synced(Path(model_dir), Path(target))
+    return target
+
+
+def publish(serving_root: str | Path, version: str, record: dict[str, Any]) -> str:
+    """Step 2 of a push: make staged `version` ready with its push record; idempotent."""
+    from tfx.dsl.io import fileio
+    from tfx.utils import io_utils
+
+    root = str(serving_root)
+    final, staged = os.path.join(root, version), staged_path(root, version)
+    if is_ready(root, version):
+        return final  # published already (a re-run after a kill between the rename and the record)
+    if not fileio.exists(os.path.join(staged, READY_FILE)):
+        raise FileNotFoundError(f"version {version} is neither published under {root} nor staged in {staged}")
+    body = json.dumps({**record, "version": version, "published": time.time()}, sort_keys=True)
+    if _is_remote(root):
+        io_utils.copy_dir(staged, final, deny_regex_patterns=[RECORD_FILE.replace(".", r"\.")])
+        io_utils.write_string_file(os.path.join(final, RECORD_FILE), body)  # last: the version is ready
+        fileio.rmtree(staged)
+        return final
+    if os.path.isdir(final):  # a folder of that name that is not published: never served, set aside
+        shutil.rmtree(final)
+    with open(os.path.join(staged, RECORD_FILE), "w") as out:
+        out.write(body)
+        out.flush()
+        os.fsync(out.fileno())
+    _fsync(Path(staged))
+    os.rename(staged, final)
+    _fsync(Path(root))
+    return final
+
+
+def remove(serving_root: str | Path, version: str, staged: bool) -> None:
+    """Delete a version folder that is not published (`staged`: the one under the staging area)."""
+    from tfx.dsl.io import fileio
+
+    path = staged_path(serving_root, version) if staged else os.path.join(str(serving_root), version)
+    if not staged and is_ready(serving_root, version):
+        raise ValueError(f"version {version} is published; only unpublished folders are removed")
+    fileio.rmtree(path)
+
+
 def republish(serving_root: Path, version: str, new_version: str) -> Path:
-    """Copy pushed `version` as `new_version`, saved_model.pb last as Pusher does (a push without
-    a pipeline run: benchmarks and tests use it to make the server swap)."""
-    src, dst = Path(serving_root) / version, Path(serving_root) / new_version
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(READY_FILE))
-    shutil.copy2(src / READY_FILE, dst / READY_FILE)
-    return dst
+    """Publish a copy of published `version` as `new_version` through the same two steps (a push
+    without a pipeline run: benchmarks and tests use it to make the server swap). The copy's record
+    says what it copies; ML Metadata has no push of its own, so `conveyor models` says so and
+    rollback refuses it."""
+    record = read_record(serving_root, version) or {}
+    stage(str(Path(serving_root) / version), serving_root, new_version)
+    (Path(staged_path(serving_root, new_version)) / RECORD_FILE).unlink(missing_ok=True)
+    publish(serving_root, new_version, {**record, "copy_of": version})
+    return Path(serving_root) / new_version

@@ -16,12 +16,21 @@ class RollbackResult:
 
 
 def default_rollback_target(config: PipelineConfig) -> str:
-    """The newest pushed version older than the one serving now."""
+    """The newest version older than the one serving now that could be rolled back to: published,
+    pushed by this pipeline (recorded in MLMD) and not refused by the Evaluator. Staged, incomplete
+    or unrecorded folders are skipped."""
     current = versions.serving_version(config.serving_root)
-    older = [v for v in versions.ready_versions(config.serving_root) if current is not None and int(v) < int(current)]
+    older = [
+        e.version for e in registry.list_versions(config)
+        if current is not None and int(e.version) < int(current) and _eligible(e)
+    ]
     if not older:
-        raise LookupError(f"no version older than the serving one ({current}) to roll back to")
+        raise LookupError(f"no published, recorded, blessed version older than the serving one ({current}) to roll back to")
     return older[-1]
+
+
+def _eligible(entry: registry.ModelVersion) -> bool:
+    return entry.ready and entry.pushed_model is not None and entry.blessed is not False
 
 
 def rollback(config: PipelineConfig, to: str | None = None, reason: str = "operator") -> RollbackResult:
@@ -38,7 +47,7 @@ def rollback(config: PipelineConfig, to: str | None = None, reason: str = "opera
     if entry.blessed is False:
         raise ValueError(f"version {target} was not blessed by the Evaluator")
     if not entry.ready:
-        raise FileNotFoundError(f"version {target} is no longer under {config.serving_root}")
+        raise FileNotFoundError(f"version {target} is not published under {config.serving_root}: {entry.problem()}")
     current = versions.serving_version(config.serving_root)
     store = connection.open_store(connection.connection_config(config))
     context = runs.pipeline_context(store, config.pipeline_name)

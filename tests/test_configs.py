@@ -8,19 +8,19 @@ from pipeline import configs
 from pipeline.configs import PipelineConfig
 
 
-def test_local_beam_modes_run_direct_runner_and_name_setup_py():
-    setup_file = f"--setup_file={configs.REPO_ROOT / 'setup.py'}"  # so TFX builds no throwaway sdist
+def test_local_beam_modes_run_direct_runner_and_build_no_package():
+    image = f"--sdk_container_image={configs.TFX_IMAGE}"  # a dependency flag: TFX builds no throwaway sdist
     assert PipelineConfig().beam_args() == [
         "--runner=DirectRunner",
         "--direct_running_mode=in_memory",
         "--direct_num_workers=1",
-        setup_file,
+        image,
     ]
     assert PipelineConfig(beam_mode="multi_processing", beam_workers=3).beam_args() == [
         "--runner=DirectRunner",
         "--direct_running_mode=multi_processing",
         "--direct_num_workers=3",
-        setup_file,
+        image,
     ]
 
 

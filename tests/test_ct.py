@@ -274,3 +274,22 @@ def test_mcnemar_is_exact_and_one_sided():
     assert guard.mcnemar_p(0, 0) == 1.0
     assert guard.mcnemar_p(6, 4) == pytest.approx(sum(math.comb(10, k) for k in range(6, 11)) / 1024)
     assert guard.mcnemar_p(30, 12) < 0.01 < guard.mcnemar_p(20, 12)
+
+
+def test_a_refused_run_s_decision_gives_every_reason(shipped_rows, tmp_path):
+    """The decision of a run whose candidate was not blessed names why (not just "blessed: False")."""
+    from conveyor.run_summary import RunSummary
+    from data import spans_io
+    from pipeline import evaluation
+
+    config = configs.load(home=tmp_path / "home", spans_root=tmp_path / "spans")
+    spans_io.write_span(config.spans_root, 1, shipped_rows[:50])
+    refusal = "payment_type=Cash (412 examples): binary_accuracy dropped 0.1500 against the baseline's 0.8500 (at most 0.05 allowed)"
+    refused = evaluation.Evaluation(metrics={"overall": {"example_count": 900}}, blessed=False, failures=[refusal])
+    outcome = RunSummary(
+        run_id="run-1", ok=True, seconds=1.0, log_file=tmp_path / "run.log", timings=[("Evaluator", "ran", 1.0)],
+        span=1, evaluation=refused,
+    )
+    decision = controller.tick(config, lambda cfg: outcome)
+    assert decision.fired and decision.outcome == decisions.OK
+    assert decision.detail == f"blessed: False; pushed: nothing; why: not blessed: {refusal}"

@@ -19,13 +19,13 @@ def _instructions(name: str) -> list[str]:
 
 def test_the_base_is_the_official_tfx_image_of_the_locked_tfx_version():
     (base,) = _instructions("FROM")
-    assert base == f"gcr.io/tfx-oss-public/tfx:{LOCK['tfx']}"  # KubeflowV2DagRunner's default image
+    assert base == f"gcr.io/tfx-oss-public/tfx:{LOCK['tfx']}" == configs.TFX_IMAGE  # KubeflowV2DagRunner's default image
 
 
 def test_the_image_installs_exactly_the_lock_then_conveyor_without_resolving():
     installs = [line for line in _instructions("RUN") if "pip install" in line]
     assert "--no-deps -r requirements.lock" in installs[0]
-    assert installs[1].startswith("python -m pip install --no-cache-dir --no-deps .")
+    assert installs[1].startswith("python -m pip install --no-cache-dir --no-deps --no-build-isolation .")
 
 
 def test_the_python_the_image_requires_is_the_one_setup_py_requires():

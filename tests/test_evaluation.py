@@ -1,4 +1,5 @@
-"""Evaluator config: thresholds on the overall slice, and missing threshold metrics are caught."""
+"""Evaluator config (thresholds on the overall slice and per slice), the blessing rule, and missing
+threshold metrics are caught."""
 import pytest
 import tensorflow_model_analysis as tfma
 
@@ -7,16 +8,76 @@ from pipeline import evaluation
 from pipeline.configs import PipelineConfig, Threshold
 
 
-def test_thresholds_apply_to_the_overall_slice_with_value_and_change_rules():
-    config = evaluation.eval_config(PipelineConfig())
+def test_thresholds_gate_the_overall_slice_and_each_feature_slice_against_the_baseline():
+    config = evaluation.eval_config(
+        PipelineConfig(thresholds=(Threshold("binary_accuracy", 0.7, max_drop=0.02, slice_max_drop=0.06),))
+    )
     by_name = {m.class_name: m for m in config.metrics_specs[0].metrics}
     accuracy = by_name["BinaryAccuracy"]
     assert not accuracy.HasField("threshold")
-    (rule,) = accuracy.per_slice_thresholds
-    assert list(rule.slicing_specs) == [tfma.SlicingSpec()]
-    assert rule.threshold.value_threshold.lower_bound.value == 0.7
-    assert rule.threshold.change_threshold.absolute.value == -0.01
-    assert rule.threshold.change_threshold.direction == tfma.MetricDirection.HIGHER_IS_BETTER
+    overall, by_slice = accuracy.per_slice_thresholds
+    assert list(overall.slicing_specs) == [tfma.SlicingSpec()]
+    assert overall.threshold.value_threshold.lower_bound.value == 0.7
+    assert overall.threshold.change_threshold.absolute.value == -0.02
+    assert overall.threshold.change_threshold.direction == tfma.MetricDirection.HIGHER_IS_BETTER
+    assert [list(s.feature_keys) for s in by_slice.slicing_specs] == [[k] for k in features.SLICE_FEATURES]
+    assert not by_slice.threshold.HasField("value_threshold")
+    assert by_slice.threshold.change_threshold.absolute.value == pytest.approx(-0.06)
+    assert not by_name["AUC"].per_slice_thresholds  # no threshold configured for it here
+
+
+def _result(metrics, failures, baseline=None):
+    return evaluation.TfmaResult(metrics=metrics, baseline_by_slice=baseline or {}, failures=failures, unchecked=[])
+
+
+GATE = evaluation.Gate(min_slice_examples=100, min_class_examples=10)
+
+
+def test_a_metric_undefined_on_one_class_eval_data_is_not_gated_and_accuracy_still_is():
+    # What TFMA reports on an eval split without a positive label: AUC 0.0, accuracy defined.
+    metrics = {"overall": {"example_count": 400, "mean_label": 0.0, "binary_accuracy": 0.99, "auc": 0.0}}
+    failures = [
+        evaluation.Failure("overall", "auc", change=False, value=0.0, bound=0.7),
+        evaluation.Failure("overall", "auc", change=True, value=-0.8, bound=0.01),
+    ]
+    verdict = evaluation.judge(_result(metrics, failures), GATE)
+    assert verdict.blessed and verdict.refusals == []
+    assert verdict.not_gated == [
+        "overall: auc not gated, undefined on these eval examples: 0 positive and 400 negative "
+        "(it needs at least 10 of each class); the other metrics gate"
+    ]
+    failures.append(evaluation.Failure("overall", "binary_accuracy", change=False, value=0.6, bound=0.7))
+    refused = evaluation.judge(_result({"overall": {**metrics["overall"], "binary_accuracy": 0.6}}, failures), GATE)
+    assert not refused.blessed
+    assert refused.refusals == ["overall: binary_accuracy 0.6000 is below the floor 0.7"]
+
+
+def test_a_slice_regression_refuses_and_a_small_slice_is_not_gated():
+    metrics = {
+        "overall": {"example_count": 1000, "mean_label": 0.3},
+        "payment_type=Cash": {"example_count": 400, "mean_label": 0.05, "binary_accuracy": 0.70},
+        "trip_start_hour=3": {"example_count": 12, "mean_label": 0.5, "binary_accuracy": 0.40},
+    }
+    baseline = {"payment_type=Cash": {"binary_accuracy": 0.85}, "trip_start_hour=3": {"binary_accuracy": 0.75}}
+    failures = [
+        evaluation.Failure("payment_type=Cash", "binary_accuracy", change=True, value=-0.15, bound=0.05),
+        evaluation.Failure("trip_start_hour=3", "binary_accuracy", change=True, value=-0.35, bound=0.05),
+        evaluation.Failure("payment_type=Cash", "auc", change=True, value=-0.2, bound=0.05),  # 20 positives: gated
+    ]
+    verdict = evaluation.judge(_result(metrics, failures, baseline), GATE)
+    assert not verdict.blessed
+    assert verdict.refusals[0] == (
+        "payment_type=Cash (400 examples): binary_accuracy dropped 0.1500 against the baseline's 0.8500 (at most 0.05 allowed)"
+    )
+    assert len(verdict.refusals) == 2 and verdict.refusals[1].startswith("payment_type=Cash (400 examples): auc dropped 0.2000")
+    assert verdict.not_gated == ["trip_start_hour=3: not gated, 12 eval examples (fewer than 100)"]
+
+
+def test_an_empty_eval_split_or_an_unchecked_threshold_refuses():
+    empty = evaluation.judge(_result({"overall": {"example_count": 0}}, []), GATE)
+    assert not empty.blessed and empty.refusals == ["overall: the eval split has no examples, so no metric is defined"]
+    unchecked = evaluation.TfmaResult({"overall": {"example_count": 50}}, {}, [], ["a configured threshold had no metric to check"])
+    assert evaluation.judge(unchecked, GATE).refusals == ["a configured threshold had no metric to check"]
 
 
 def test_metrics_and_slices_are_configured():

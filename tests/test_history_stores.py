@@ -17,6 +17,7 @@ from metadata import lineage, runs
 from pipeline import configs, versions
 from pipeline.components import span_window
 from tests.conftest import SMALL_SPAN_ROWS
+from tests.serving_helpers import publish_fake
 
 
 def _validated(tmp_path, span: int, version: int = 0, splits=("train", "eval"), namespace=None) -> standard_artifacts.Examples:
@@ -114,15 +115,14 @@ def test_spans_with_different_splits_cannot_share_a_window(tmp_path):
         span_window.assemble([span_window.read_entry(index, 1), span_window.read_entry(index, 2)], output)
 
 
-def test_pushed_versions_are_complete_pushes_in_time_order(tmp_path):
-    for version, complete in (("1700000100", True), ("1700000020", True), ("1700000200", False)):
-        os.makedirs(tmp_path / version)
-        if complete:
-            (tmp_path / version / versions.READY_FILE).write_bytes(b"")
+def test_pushed_versions_are_published_pushes_in_time_order(tmp_path):
+    for version in ("1700000100", "1700000020"):
+        publish_fake(tmp_path, version)
+    os.makedirs(tmp_path / "1700000200")  # a torn copy: never published
     (tmp_path / "notes").mkdir()
     assert versions.ready_versions(str(tmp_path)) == ["1700000020", "1700000100"]
     assert versions.serving_version(str(tmp_path)) == "1700000100"
-    assert versions.latest_version(str(tmp_path / "missing")) is None
+    assert versions.serving_version(str(tmp_path / "missing")) is None
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ def refused_run(shipped_rows, tmp_path_factory):
     base = tmp_path_factory.mktemp("infra")
     config = configs.load(
         home=base / "home", spans_root=base / "spans", train_steps=100, eval_steps=5, span=1,
-        model_module=BAD_MODEL_MODULE,
+        model_module=BAD_MODEL_MODULE, user_code="module_file",  # a model file outside the installed package
     )
     spans_io.write_span(config.spans_root, 1, shipped_rows[:SMALL_SPAN_ROWS])
     return config, local_run.run(config)

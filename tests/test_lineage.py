@@ -37,10 +37,9 @@ def test_schema_transform_and_trainer_with_steps_config_and_code(traced):
     assert found.schema_file == str(config.schema_path)
     assert "/Transform/transform_graph/" in found.transform_graph_uri
     assert (found.train_steps, found.eval_steps) == (config.train_steps, config.eval_steps)
-    assert found.custom_config == config.trainer_config()
-    # module_file form: the wheel TFX built, named by a hash of the code.
-    assert found.trainer_code.startswith("model from tfx_user_code_Trainer-") and found.trainer_code.endswith(".whl")
-    assert user_code.CODE_VERSION_KEY not in found.custom_config
+    # The installed form (the default): the function by module path and a fingerprint of models/.
+    assert found.custom_config == {**config.trainer_config(), user_code.CODE_VERSION_KEY: user_code.fingerprint()}
+    assert found.trainer_code == f"{user_code.RUN_FN} (installed, code {user_code.fingerprint()})"
 
 
 def test_evaluation_metrics_and_blessing_match_the_run(traced):

@@ -70,7 +70,7 @@ def test_drifted_log_is_flagged_with_the_drifting_features_named(logged, tmp_pat
     assert data["window"]["predictions"] == data["previous_window"]["predictions"] == ROWS_PER_WINDOW
     assert set(data["drift"]["flagged"]) == DRIFTING
     assert DRIFTING <= set(data["skew"]["flagged"])  # against the model's training statistics
-    assert "small_run" in data["skew"]["baseline"] and "pre_transform_stats" in data["skew"]["baseline"]
+    assert "small_run" in data["skew"]["baseline"] and "/DataGate/validated_statistics/" in data["skew"]["baseline"]
     assert data["alerts"] and "drift" in data["alerts"] and not data["ok"]
     by_measure = {(d["feature"], d["measure"]): d for d in data["drift"]["features"]}
     fare, shift = by_measure["fare", drift.JENSEN_SHANNON], by_measure["fare", drift.MEDIAN_SHIFT]

@@ -57,11 +57,11 @@ def test_model_analysis_notebook_shows_the_latest_evaluation(blocked_run, small_
     text = execute("model_analysis.ipynb", config.home, monkeypatch)
     assert f"evaluation: ModelEvaluation #{evaluated.output('Evaluator', 'evaluation').id}" in text
     assert f"candidate: Model #{evaluated.output('Trainer', 'model').id}" in text
-    assert "baseline: none (no earlier blessed model)" in text
+    assert "baseline: none (nothing was serving)" in text
     assert f"{first.evaluation.metrics['overall']['binary_accuracy']:.6f}" in text  # the metrics table
     assert "payment_type=Credit Card" in text
     assert "no baseline: this is the first model evaluated" in text
-    assert "TFMA validation_ok: True" in text
+    assert "TFMA validation_ok (before the blessing rule): True" in text
     assert f"ModelBlessing #{evaluated.output('Evaluator', 'blessing').id}: BLESSED" in text
 
 

@@ -17,15 +17,16 @@ from data import spans_io
 from models import features, model
 from conveyor import analysis, local_run
 from metadata import connection, runs, spans
-from pipeline import configs
+from pipeline import configs, versions
 from tests.test_model import _example
 
 from tests.conftest import SMALL_SPAN_ROWS as ROWS_PER_SPAN
 
 
 def _versions(config: configs.PipelineConfig) -> list[str]:
+    """Everything in the serving root but the staging area (empty between pushes)."""
     root = config.serving_root
-    return sorted(p.name for p in root.iterdir()) if root.exists() else []
+    return sorted(p.name for p in root.iterdir() if p.name != versions.STAGING_DIR) if root.exists() else []
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +83,7 @@ def test_every_threshold_metric_appears_in_the_evaluation(e2e):
 def test_progress_reports_each_component_once(e2e):
     _, results = e2e
     names = [name for name, _, _ in results["first"].timings]
-    assert names.count("Trainer") == 1 and len(names) == len(set(names)) == 13
+    assert names.count("Trainer") == 1 and len(names) == len(set(names)) == 15
     assert dict((n, s) for n, s, _ in results["first"].timings)["Trainer"] == "ran"
 
 
@@ -99,7 +100,7 @@ def test_second_run_without_change_is_fully_cached(e2e):
     summary = results["cached"]
     assert summary.ok, summary.error
     statuses = {name: status for name, status, _ in summary.timings}
-    for resolver in ("span_window", "baseline_model", "previous_statistics"):
+    for resolver in ("span_window", "baseline_model", "previous_statistics", "analyzer_cache"):
         assert statuses.pop(resolver) == "resolved"
     assert set(statuses.values()) == {"cached"}, statuses
     assert results["versions_after_cached"] == results["versions_after_first"]
@@ -152,7 +153,24 @@ def test_a_later_evaluation_and_its_report_compare_every_slice_with_the_baseline
     result = summary.evaluation
     assert set(result.baseline_by_slice) == set(result.metrics)  # TFMA evaluated the baseline on every slice
     page = summary.report_file.read_text(encoding="utf-8")
-    assert "Compared with the baseline: the last blessed model." in page
+    assert "Compared with the baseline: the model serving when this one was evaluated." in page
     assert "accuracy baseline" in page and f"{result.baseline['binary_accuracy']:.4f}" in page
     blocked_page = results["blocked"].report_file.read_text(encoding="utf-8")
     assert "FAILED in DataGate" in blocked_page and "ENUM_TYPE_UNEXPECTED_STRING_VALUES" in blocked_page
+
+
+def test_transform_analyses_only_what_the_previous_span_s_analyzer_cache_does_not_hold(e2e):
+    """Run 4 (span 3, window [1, 3]) gets the cache run 1's Transform wrote (the blocked run 3 wrote
+    none), so TFT reads span 1 from the cache and analyses span 3 only; Transform writes no
+    statistics and no transformed examples (the Trainer applies the graph to the window)."""
+    config, results = e2e
+    store = connection.open_store(connection.sqlite_config(config.metadata_path))
+    first = runs.load_run(store, results["first"].run_id).nodes["Transform"]
+    later = runs.load_run(store, results["next"].run_id).nodes["Transform"]
+    assert "analyzer_cache" not in first.inputs  # span 1: nothing earlier to reuse
+    [written] = first.outputs["updated_analyzer_cache"]
+    assert [a.id for a in later.inputs["analyzer_cache"]] == [written.id]
+    assert sorted(runs.span_of(a) for a in later.inputs["examples"]) == [1, 3]
+    assert not {"pre_transform_stats", "post_transform_stats", "transformed_examples"} & set(later.outputs)
+    trainer = runs.load_run(store, results["next"].run_id).nodes["Trainer"]
+    assert [a.id for a in trainer.inputs["examples"]] == [a.id for a in later.inputs["examples"]]

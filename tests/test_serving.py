@@ -23,7 +23,7 @@ from serving import request_log, server
 from metadata import registry
 from pipeline import versions
 from models.instances import from_row, to_example
-from tests.serving_helpers import copy_home
+from tests.serving_helpers import copy_home, publish_fake
 
 MODEL = "taxi"
 
@@ -223,15 +223,15 @@ def test_registry_lists_the_pushed_version_with_its_lineage(small_run):
 def test_serving_version_rule(tmp_path):
     root = tmp_path / "serving"
     for v in ("100", "200"):
-        (root / v).mkdir(parents=True)
-        (root / v / versions.READY_FILE).write_bytes(b"")
-    (root / "300").mkdir()  # still being copied: no saved_model.pb yet
+        publish_fake(root, v)
+    (root / "300").mkdir()  # a version folder that was never published
+    (root / "300" / versions.READY_FILE).write_bytes(b"")
     assert versions.ready_versions(root) == ["100", "200"]
     assert versions.serving_version(root) == "200"
     versions.write_rollback(root, "100")
     assert versions.serving_version(root) == "100"
-    (root / "300" / versions.READY_FILE).write_bytes(b"")
-    assert versions.serving_version(root) == "300"  # a newer push supersedes the rollback
+    publish_fake(root, "400")
+    assert versions.serving_version(root) == "400"  # a newer push supersedes the rollback
     with pytest.raises(ValueError, match="not a pushed version"):
         versions.write_rollback(root, "999")
     (root / versions.POINTER_FILE).write_text("{broken")

@@ -1,4 +1,5 @@
-"""Resolver strategies over spans that passed DataGate, namespace by namespace.
+"""Resolver strategies over spans that passed DataGate, namespace by namespace, and over what
+earlier runs left for this one.
 
 Validated artifacts carry their span's namespace (DataGate stamps `span_namespace`: "upstream"
 or "feedback"; artifacts from before namespaces existed are upstream). This run's own span
@@ -84,6 +85,21 @@ class SpanWindowStrategy(tfx.dsl.experimental.ResolverStrategy):
         return {CANDIDATES: window, CURRENT: input_dict[CURRENT]}
 
 
+class EarlierOutputStrategy(tfx.dsl.experimental.ResolverStrategy):
+    """The newest candidate created before the current artifact (by MLMD id).
+
+    Used for Transform's analyzer cache: the cache the last Transform wrote before this run's span
+    was ingested. A re-run of the same span resolves the same cache (the cache its first run wrote
+    is newer than its ExampleGen output), so the re-run stays cached.
+    """
+
+    def resolve_artifacts(self, store: Any, input_dict: dict[str, list[types.Artifact]]) -> dict[str, list[types.Artifact]]:
+        current = min((a.id for a in input_dict[CURRENT]), default=None)
+        earlier = [a for a in input_dict[CANDIDATES] if current is not None and a.id < current]
+        best = max(earlier, key=lambda a: a.id, default=None)
+        return {CANDIDATES: [best] if best else [], CURRENT: input_dict[CURRENT]}
+
+
 def span_window_resolver(
     window_spans: int, feedback_window_spans: int, namespace: str, candidates: types.BaseChannel, current: types.BaseChannel
 ) -> tfx.dsl.Resolver:
@@ -99,4 +115,10 @@ def previous_span_resolver(
 ) -> tfx.dsl.Resolver:
     return tfx.dsl.Resolver(
         strategy_class=PreviousSpanStrategy, config={"namespace": namespace}, **{CANDIDATES: candidates, CURRENT: current}
+    ).with_id(node_id)
+
+
+def earlier_output_resolver(node_id: str, candidates: types.BaseChannel, current: types.BaseChannel) -> tfx.dsl.Resolver:
+    return tfx.dsl.Resolver(
+        strategy_class=EarlierOutputStrategy, **{CANDIDATES: candidates, CURRENT: current}
     ).with_id(node_id)
