@@ -22,7 +22,7 @@ from metadata import ct_records, spans
 from models.instances import FeatureRules, from_row, parse_instance
 from models.saved_model import LoadedModel
 from monitoring import labels, live
-from pipeline import home_lock, versions
+from pipeline import configs, home_lock, versions
 from serving import request_log
 from tests.serving_helpers import copy_home
 
