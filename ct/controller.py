@@ -14,9 +14,9 @@ and takes at most one action: the rollback, or one run of the crashed span, of t
 span, for performance or drift of a new feedback span (the labelled predictions not yet trained on,
 ct/feedback.py), otherwise of the newest upstream span (fully cached if nothing changed, and the
 decision says so). Drift whose labelled predictions do not show it yet is an alert, not a run (a
-retrain learns only from labelled predictions); it acts once the labels arrive. The home's writer lock (pipeline/home_lock.py) makes concurrent
-ticks and runs safe: a tick that finds another writer records "busy", naming it. Runs start
-through a Launch the front door passes (ct/launcher.py).
+retrain learns only from labelled predictions); it acts once the labels arrive. The home's writer
+lock (pipeline/home_lock.py) makes concurrent ticks and runs safe: a tick that finds another
+writer records "busy", naming it. Runs start through a Launch the front door passes (ct/launcher.py).
 """
 from __future__ import annotations
 
