@@ -27,12 +27,14 @@ data: $(STAMP)
 run: setup
 	$(PY) local_runner.py $(ARGS)
 
-## test: the default test suite; also installs the Debian packages the tests use: chromium (the run
-## report is checked in it) and mariadb-server (a throwaway MariaDB for ML Metadata on MySQL)
+## test: the default test suite, its files spread over TEST_WORKERS processes (1: one process); also
+## installs the Debian packages the tests use: chromium (the run report is checked in it) and
+## mariadb-server (a throwaway MariaDB for ML Metadata on MySQL)
+TEST_WORKERS ?= 2
 test: export CONVEYOR_APT_PACKAGES := $(CONVEYOR_APT_PACKAGES) chromium mariadb-server
 test: setup
 	bash scripts/setup_host.sh
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 ## test-slow: the long sweeps the default suite leaves out (pytest -m slow), e.g. nightly:
 ## kill -9 of a real run after every component

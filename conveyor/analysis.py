@@ -19,6 +19,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
 from metadata import runs
+from pipeline.drift import examples_with_values
 
 SCHEMA_FILE = "schema.pbtxt"  # ImportSchemaGen's output file
 
@@ -44,7 +45,7 @@ class FeatureSummary:
 
     feature: str
     kind: str  # "numeric" or "categorical"
-    present: float  # share of examples that have a value
+    present: float  # share of examples that have a value (an empty CSV cell is no value)
     mean: float | None = None
     std_dev: float | None = None
     minimum: float | None = None
@@ -116,7 +117,7 @@ def compare_statistics(
 
 def _present(common: statistics_pb2.CommonStatistics) -> float:
     total = common.num_non_missing + common.num_missing
-    return common.num_non_missing / total if total else 0.0
+    return examples_with_values(common) / total if total else 0.0
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from data import spans_io
 from metadata import connection, runs
 from pipeline import anomalies, evaluation
 from pipeline.configs import PipelineConfig, Threshold
+from pipeline.validation import pct
 
 if TYPE_CHECKING:
     from conveyor.run_summary import RunSummary
@@ -232,12 +233,14 @@ def _data(data: ReportData) -> _Html:
         return _section(title, _tag("p", "StatisticsGen did not run in this run."))
     counts = ", ".join(f"{split}: {n:,} examples" for split, n in data.examples.items())
     parts: list[object] = [_tag("p", f"TFDV statistics of the ingested span ({counts}).")]
+    if data.summary.validation is not None:
+        parts += _completeness(data.summary.validation)
     split = "train" if "train" in data.statistics else next(iter(data.statistics))
     rows = [
         [
             f.feature,
             f.kind,
-            _cell(f"{100 * f.present:.1f} %", "num"),
+            _cell(pct(f.present), "num"),
             _cell(_stat(f.mean), "num"),
             _cell(_stat(f.std_dev), "num"),
             _cell(_stat(f.minimum), "num"),
@@ -248,7 +251,7 @@ def _data(data: ReportData) -> _Html:
         for f in data.statistics[split]
     ]
     parts.append(_tag("h3", f"Features ({split} split)"))
-    headers = ["feature", "kind", "present", "mean", "std dev", "min", "max", "unique", "top value"]
+    headers = ["feature", "kind", "with a value", "mean", "std dev", "min", "max", "unique", "top value"]
     parts.append(_table(headers, rows, "features"))
     parts.append(_tag("h3", "Anomalies against the schema"))
     if data.anomalies is None:
@@ -259,6 +262,28 @@ def _data(data: ReportData) -> _Html:
         rows = [[a.split, a.feature, a.kind, a.description] for a in data.anomalies]
         parts.append(_table(["split", "feature", "anomaly", "description"], rows, "anomalies"))
     return _section(title, *parts)
+
+
+def _completeness(validation: dict) -> list[_Html]:
+    """DataGate's verdict on the span's empty cells: completeness per feature against its floor."""
+    rows = [
+        [
+            f["feature"],
+            _cell(pct(f["completeness"]), "num"),
+            _cell(pct(f["floor"]), "num"),
+            _cell(pct(f["natural_missing"]), "num"),
+            _cell(f"{f['empty']:,} of {f['rows']:,}", "num"),
+            _cell("tolerated", "bad") if f["tolerated"] else _cell("ok", "good"),
+        ]
+        for f in validation["features"]
+    ]
+    intro = (
+        f"DataGate counted the empty cells of the span's {validation['rows']:,} rows: every feature has a value "
+        "in at least its floor's share of rows. Tolerated: more empty cells than is natural for the feature, "
+        "within the floor (schema/completeness.json)."
+    )
+    headers = ["feature", "with a value", "floor", "natural empty", "empty rows", ""]
+    return [_tag("h3", "Completeness (DataGate)"), _tag("p", intro), _table(headers, rows, "completeness")]
 
 
 def _drift(data: ReportData) -> _Html:

@@ -30,6 +30,7 @@ class RunSummary:
     window_spans: list[int] = field(default_factory=list)
     window_feedback_spans: list[int] = field(default_factory=list)
     drift: dict | None = None  # DataGate's drift report (pipeline/drift.py to_json), if it ran
+    validation: dict | None = None  # DataGate's validation.json (pipeline/validation.py report), if the span passed
     evaluation: Evaluation | None = None
     missing_metrics: set[str] = field(default_factory=set)
     pushed_path: str | None = None
@@ -58,7 +59,7 @@ class RunSummary:
 def read_back(config: PipelineConfig, summary: RunSummary) -> None:
     """Fill `summary` from MLMD: what run `summary.run_id` recorded (nothing if it never started)."""
     from pipeline import evaluation
-    from pipeline.components.data_gate import REPORT_FILE
+    from pipeline.components.data_gate import REPORT_FILE, VALIDATION_FILE
 
     if summary.run_id is None:
         return
@@ -73,6 +74,9 @@ def read_back(config: PipelineConfig, summary: RunSummary) -> None:
         summary.drift = json.loads(Path(report.uri, REPORT_FILE).read_text())
         if "baseline_span" in report.custom_properties:
             summary.drift["baseline_span"] = report.custom_properties["baseline_span"].int_value
+        validation = Path(report.uri, VALIDATION_FILE)
+        if validation.exists():
+            summary.validation = json.loads(validation.read_text())
     evaluation_output = run.output("Evaluator", "evaluation")
     if evaluation_output is not None:
         summary.evaluation = evaluation.load_evaluation(evaluation_output.uri)
@@ -90,6 +94,14 @@ def read_back(config: PipelineConfig, summary: RunSummary) -> None:
     pushed = run.output("Pusher", "pushed_model")
     if pushed is not None and pushed.custom_properties["pushed"].int_value == 1:
         summary.pushed_path = pushed.custom_properties["pushed_destination"].string_value
+
+
+def _format_validation(validation: dict) -> str:
+    from pipeline.validation import tolerated
+
+    text = f"validation: {validation['rows']:,} rows; every feature at or above its completeness floor"
+    bad_rows = tolerated(validation)
+    return text + (f"; tolerated (more empty cells than natural): {bad_rows}" if bad_rows else "")
 
 
 def _format_drift(report: dict) -> str:
@@ -121,6 +133,8 @@ def format_summary(summary: RunSummary) -> str:
         lines.append(
             f"span ingested: {spans_io.label(summary.span, summary.span_source)}; training window: spans {summary.window_spans or '-'}{fed}"
         )
+    if summary.validation is not None:
+        lines.append(_format_validation(summary.validation))
     if summary.drift is not None:
         lines.append(_format_drift(summary.drift))
     if summary.evaluation:

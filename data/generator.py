@@ -10,7 +10,8 @@ multiplicative noise on money, distance and duration. Problems are applied on to
   new_payment_type       20 % of trips paid by an unknown type (schema anomaly)
   vanished_payment_type  no "Credit Card" trips left: they become "Cash" (categorical drift)
   label_shift            credit-card tips cut to 5 % of the fare (far fewer big tippers)
-  missing_spike          60 % of trips lose company and dropoff fields (completeness drift)
+  missing_spike          60 % of trips lose company and dropoff fields (below the completeness floors)
+  unit_change            trip_seconds written in milliseconds (a broken feed)
   dropped_column         the fare column is missing (schema breakage)
   wrong_types            trip_seconds written as text (schema breakage)
 """
@@ -68,6 +69,12 @@ def _missing_spike(rows: list[Row], rng: random.Random) -> None:
             row[key] = ""
 
 
+def _unit_change(rows: list[Row], rng: random.Random) -> None:
+    for row in rows:
+        if row["trip_seconds"]:
+            row["trip_seconds"] = str(int(row["trip_seconds"]) * 1000)
+
+
 def _dropped_column(rows: list[Row], rng: random.Random) -> None:
     for row in rows:
         del row["fare"]
@@ -86,6 +93,7 @@ PROBLEMS: dict[str, Callable[[list[Row], random.Random], None]] = {
     "vanished_payment_type": _vanished_payment_type,
     "label_shift": _label_shift,
     "missing_spike": _missing_spike,
+    "unit_change": _unit_change,
     "dropped_column": _dropped_column,
     "wrong_types": _wrong_types,
 }

@@ -60,6 +60,7 @@ class PipelineConfig:
     home: Path = REPO_ROOT / "outputs"
     spans_root: Path = REPO_ROOT / "data" / "spans"
     schema_path: Path = REPO_ROOT / "schema" / "schema.pbtxt"
+    completeness_path: Path = REPO_ROOT / "schema" / "completeness.json"  # floors, from schema/derive.py
     preprocessing_module: Path = REPO_ROOT / "models" / "preprocessing.py"
     model_module: Path = REPO_ROOT / "models" / "model.py"
 
@@ -97,6 +98,15 @@ class PipelineConfig:
     # fare, trip_miles and trip_seconds; trip_miles x1.5 scores 0.405.
     median_shift: float = 0.25
     drift_policy: str = "warn"  # "block": drift over threshold stops the run; "warn": report and go on
+    # Gates DataGate applies under every drift policy (pipeline/validation.py), besides the schema
+    # and the completeness floors. A span with fewer rows than min_rows_ratio x the previous
+    # validated span's is blocked (the shipped spans: 5,000 after 10,000; set 0 to allow any size).
+    min_rows_ratio: float = 0.1
+    # A broken feed: a numeric feature without an upper bound in the schema whose upper decile is
+    # more than broken_feed_factor times (or less than 1/broken_feed_factor of) the previous span's.
+    # Between the shipped spans the ratio is 0.46-1.0 (trip_miles 10.3 vs 4.7); unit changes are
+    # x60 and more (seconds -> minutes or ms, dollars -> cents, miles -> feet).
+    broken_feed_factor: float = 10.0
     serving_statistics_path: Path | None = None  # TFDV statistics of served traffic, for skew
 
     # Training.

@@ -1,8 +1,10 @@
 """create_pipeline(): the one wiring of Conveyor's TFX DAG, shared by every runner.
 
   CsvExampleGen (this run's span, upstream or feedback) -> StatisticsGen -> ExampleValidator (vs ImportSchemaGen)
-    -> DataGate (blocks a span with anomalies or, by policy, drift vs the previous validated span;
-                 else publishes it as validated examples and statistics)
+    -> DataGate (blocks a span that breaks the span rules (pipeline/validation.py: rows, header,
+                 values, completeness floors, broken feed, schema anomalies) or, by policy, drifted
+                 vs the previous validated span of its namespace; else publishes it as validated
+                 examples and statistics)
     -> span window (validated upstream spans N-K+1..N and feedback spans M-J+1..M, one artifact per span)
     -> Transform (analyses only the new span: the analyzer cache of the previous span's Transform
                   holds the rest of the window) -> Trainer
@@ -35,10 +37,18 @@ from pipeline.components.pushed_baseline import PreviousPushedModel
 from pipeline.components.span_window import SpanWindow
 from pipeline.components.span_resolvers import earlier_output_resolver, previous_span_resolver, span_window_resolver
 from pipeline.configs import PipelineConfig
+from schema import derive
 
 DATA_GATE_ID = "DataGate"
 TRANSFORM_ID = "Transform"
 ANALYZER_CACHE_ID = "analyzer_cache"
+COMPLETENESS_KEYS = ("floors", "natural_missing", "variation", "tolerance")  # what DataGate reads of completeness.json
+
+
+def completeness_rules(config: PipelineConfig) -> str:
+    """The completeness floors DataGate applies, as its JSON parameter (a change re-runs it)."""
+    rules = derive.load_completeness(config.completeness_path)
+    return json.dumps({key: rules[key] for key in COMPLETENESS_KEYS}, sort_keys=True)
 
 
 def _example_gen(config: PipelineConfig) -> tfx.components.CsvExampleGen:
@@ -121,6 +131,10 @@ def create_components(config: PipelineConfig) -> list[Any]:
         anomalies=example_validator.outputs["anomalies"],
         schema=schema,
         previous_statistics=previous_statistics.outputs["candidates"] if previous_statistics else None,
+        input_pattern=f"{config.input_root_uri.rstrip('/')}/{spans_io.file_pattern(config.span_source)}",
+        completeness=completeness_rules(config),
+        min_rows_ratio=config.min_rows_ratio,
+        broken_feed_factor=config.broken_feed_factor,
         drift_thresholds=json.dumps(dict(config.drift_thresholds), sort_keys=True),
         completeness_drop=config.completeness_drop,
         drift_policy=config.drift_policy,

@@ -1,8 +1,15 @@
-"""Shared fixtures. Beam runs in_memory and gRPC fork support is off (as TFX's own tests do)."""
+"""Shared fixtures. Beam runs in_memory and gRPC fork support is off (as TFX's own tests do).
+
+`make test` runs the files on two pytest-xdist workers; the expensive session fixtures (a real
+pipeline run each) are built once per test session by whichever worker needs them first.
+"""
 from __future__ import annotations
 
+import fcntl
 import os
+import pickle
 import shutil
+from typing import Any, Callable
 
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -30,6 +37,22 @@ def shipped_rows(shipped_spans: Path) -> list[dict[str, str]]:
 SMALL_SPAN_ROWS = 800
 
 
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], Any]) -> Any:
+    """`build(folder)` once per test session. Under pytest-xdist the first worker builds it in the
+    session's shared temp folder, holding a lock, and the others wait and read its pickled result."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return build(tmp_path_factory.mktemp(name))
+    root = tmp_path_factory.getbasetemp().parent / f"shared-{name}"
+    root.mkdir(exist_ok=True)
+    result = root / "result.pickle"
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not result.exists():
+            value = build(root / "data")
+            result.write_bytes(pickle.dumps(value))
+        return pickle.loads(result.read_bytes())
+
+
 @pytest.fixture(scope="session")
 def small_run(shipped_rows, tmp_path_factory):
     """One clean pipeline run on a small span 1 (800 rows, 100 steps): blessed and pushed.
@@ -40,12 +63,14 @@ def small_run(shipped_rows, tmp_path_factory):
     from conveyor import local_run
     from pipeline import configs
 
-    base = tmp_path_factory.mktemp("small_run")
-    config = configs.load(home=base / "home", spans_root=base / "spans", train_steps=100, eval_steps=5, span=1)
-    spans_io.write_span(config.spans_root, 1, shipped_rows[:SMALL_SPAN_ROWS])
-    summary = local_run.run(config)
-    assert summary.ok and summary.pushed_path, summary.error
-    return config, summary
+    def build(base: Path):
+        config = configs.load(home=base / "home", spans_root=base / "spans", train_steps=100, eval_steps=5, span=1)
+        spans_io.write_span(config.spans_root, 1, shipped_rows[:SMALL_SPAN_ROWS])
+        summary = local_run.run(config)
+        assert summary.ok and summary.pushed_path, summary.error
+        return config, summary
+
+    return built_once(tmp_path_factory, "small_run", build)
 
 
 @pytest.fixture(scope="session")
@@ -57,14 +82,17 @@ def blocked_run(small_run, shipped_rows, tmp_path_factory):
     from conveyor import local_run
 
     small_config, _ = small_run
-    base = tmp_path_factory.mktemp("blocked_run")
-    config = small_config.replace(home=base / "home", spans_root=base / "spans", span=2)
-    shutil.copytree(small_config.home, config.home)
-    shutil.copytree(small_config.spans_root, config.spans_root)
-    rows = [dict(r) for r in shipped_rows[SMALL_SPAN_ROWS : 2 * SMALL_SPAN_ROWS]]
-    for row in rows[:40]:
-        row["payment_type"] = "Bitcoin"
-    spans_io.write_span(config.spans_root, 2, rows)
-    summary = local_run.run(config)
-    assert not summary.ok and summary.failed_component == "DataGate", summary.error
-    return config, summary
+
+    def build(base: Path):
+        config = small_config.replace(home=base / "home", spans_root=base / "spans", span=2)
+        shutil.copytree(small_config.home, config.home)
+        shutil.copytree(small_config.spans_root, config.spans_root)
+        rows = [dict(r) for r in shipped_rows[SMALL_SPAN_ROWS : 2 * SMALL_SPAN_ROWS]]
+        for row in rows[:40]:
+            row["payment_type"] = "Bitcoin"
+        spans_io.write_span(config.spans_root, 2, rows)
+        summary = local_run.run(config)
+        assert not summary.ok and summary.failed_component == "DataGate", summary.error
+        return config, summary
+
+    return built_once(tmp_path_factory, "blocked_run", build)

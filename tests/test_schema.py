@@ -1,4 +1,4 @@
-"""The curated schema: reproducible from schema/derive.py, accepts the shipped data, rejects bad data."""
+"""The curated schema and completeness floors: reproducible from schema/derive.py, accept the shipped data, reject bad data."""
 from pathlib import Path
 
 import pytest
@@ -28,6 +28,19 @@ def _anomalies(csv_path: Path, schema: schema_pb2.Schema, environment: str = "TR
 
 def test_committed_schema_is_what_derive_produces(shipped_spans, schema):
     assert derive.derive(shipped_spans) == schema, "re-run `python -m schema.derive` and review the diff"
+
+
+def test_committed_completeness_floors_are_what_derive_produces(shipped_spans):
+    committed = derive.load_completeness(PipelineConfig().completeness_path)
+    assert derive.derive_completeness(shipped_spans) == committed, "re-run `python -m schema.derive` and review the diff"
+
+
+def test_no_feature_has_a_fixed_shape_and_optional_presence_is_the_floor(schema):
+    floors = derive.load_completeness(PipelineConfig().completeness_path)["floors"]
+    for feature in schema.feature:
+        assert not feature.HasField("shape") and (feature.value_count.min, feature.value_count.max) == (0, 1)
+        expected = floors[feature.name] if feature.name in derive.OPTIONAL else 1.0
+        assert feature.presence.min_fraction == expected, feature.name
 
 
 def test_shipped_spans_validate_cleanly(shipped_spans, schema):

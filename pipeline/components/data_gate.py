@@ -1,7 +1,11 @@
 """DataGate: the step that stops an invalid or drifted span before Transform and Trainer.
 
 ExampleValidator only records anomalies. DataGate
-1. fails the run with every schema anomaly named, if there are any;
+1. reads the span's CSV files once (data/span_audit.py) and fails the run, under every drift
+   policy, when the span breaks a rule of pipeline/validation.py: no rows or far fewer than the
+   previous validated span, a repeated header, values of the wrong type or outside the schema,
+   a feature emptier than its completeness floor (schema/completeness.json), a broken feed, or a
+   schema anomaly; the error names each problem in a sentence, with rows and example lines;
 2. scores drift of the span against the previous validated span, and skew of the serving
    statistics (when a serving log has been summarised) against it (pipeline/drift.py), writing the
    per-feature scores to its `drift_report`; scores over threshold fail the run under the "block"
@@ -10,24 +14,30 @@ ExampleValidator only records anomalies. DataGate
    same span, version and splits, stamped with the span's namespace, `span_namespace`: upstream or
    feedback, data/spans_io.py). The training window and the next span's drift baseline are drawn
    only from these, so a blocked span is never trained on, and every model's lineage passes
-   through the gate.
+   through the gate. Its drift_report also holds validation.json: the span's rows and each
+   feature's completeness against its floor.
 """
 # No `from __future__ import annotations`: TFX reads the real type hints of DataGate.
+import io
 import json
 import os
+from typing import BinaryIO, List
 
 import tensorflow_data_validation as tfdv
 from tfx import v1 as tfx
+from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from data import spans_io
+from data import span_audit, spans_io
 from pipeline import anomalies as anomalies_lib
-from pipeline import drift
+from pipeline import drift, validation
 
 SPAN_KEYS = ("span", "version")
 STATS_SPLIT = "train"
 REPORT_FILE = "drift.json"
+VALIDATION_FILE = "validation.json"
+SPAN_PLACEHOLDER = "{SPAN}"
 BLOCK, WARN = "block", "warn"
 
 
@@ -36,15 +46,49 @@ class DataValidationError(RuntimeError):
 
 
 class DriftReport(tfx.dsl.Artifact):
-    """Per-feature drift and skew scores of a span (drift.json)."""
+    """Per-feature drift and skew scores of a span (drift.json) and its validation (validation.json)."""
 
     TYPE_NAME = "conveyor.DriftReport"
 
 
-def _load_stats(statistics: tfx.dsl.Artifact):
-    return tfdv.load_stats_binary(
-        io_utils.get_only_uri_in_dir(artifact_utils.get_split_uri([statistics], STATS_SPLIT))
+def _load_stats(statistics: tfx.dsl.Artifact, split: str = STATS_SPLIT):
+    return tfdv.load_stats_binary(io_utils.get_only_uri_in_dir(artifact_utils.get_split_uri([statistics], split)))
+
+
+def _rows(statistics: tfx.dsl.Artifact) -> int:
+    """Examples in every split of a statistics artifact."""
+    return sum(
+        sum(d.num_examples for d in _load_stats(statistics, split).datasets)
+        for split in artifact_utils.decode_split_names(statistics.split_names)
     )
+
+
+class _Readable(io.RawIOBase):
+    """A tfx fileio file (local or remote) as the binary stream Python's io and pyarrow read."""
+
+    def __init__(self, handle) -> None:
+        self._handle = handle
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._handle.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._handle.close()
+        super().close()
+
+
+def _open(path: str) -> BinaryIO:
+    return io.BufferedReader(_Readable(fileio.open(path, "rb")))
+
+
+def span_files(input_pattern: str, span: int) -> List[str]:
+    """The CSV files of `span`: ExampleGen's pattern with the span number filled in."""
+    return sorted(fileio.glob(input_pattern.replace(SPAN_PLACEHOLDER, str(span))))
 
 
 def _copy_span(source: tfx.dsl.Artifact, target: tfx.dsl.Artifact, examples: tfx.dsl.Artifact, namespace: str) -> None:
@@ -66,6 +110,10 @@ def DataGate(
     validated_examples: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Examples],
     validated_statistics: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.ExampleStatistics],
     drift_report: tfx.dsl.components.OutputArtifact[DriftReport],
+    input_pattern: tfx.dsl.components.Parameter[str],
+    completeness: tfx.dsl.components.Parameter[str],
+    min_rows_ratio: tfx.dsl.components.Parameter[float],
+    broken_feed_factor: tfx.dsl.components.Parameter[float],
     drift_thresholds: tfx.dsl.components.Parameter[str],
     completeness_drop: tfx.dsl.components.Parameter[float],
     drift_policy: tfx.dsl.components.Parameter[str],
@@ -75,30 +123,55 @@ def DataGate(
     previous_statistics: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleStatistics] = None,
 ) -> None:
     span = examples.get_int_custom_property("span")
-    found = anomalies_lib.read(anomalies.uri, anomalies.split_names)
-    if found:
-        raise DataValidationError(
-            f"span {span} blocked before training: {len(found)} schema anomalies\n" + anomalies_lib.report(found)
+    schema_proto = tfdv.load_schema_text(os.path.join(schema.uri, "schema.pbtxt"))
+    rules = json.loads(completeness)
+    try:
+        audit = span_audit.audit(span_files(input_pattern, span), _open, validation.domains(schema_proto))
+    except span_audit.AuditError as exc:
+        raise DataValidationError(f"span {span} blocked before training: {exc}") from exc
+    rows = _rows(statistics)
+    current = _load_stats(statistics) if rows else None
+    previous = None
+    if previous_statistics is not None:
+        previous = validation.Previous(
+            previous_statistics.get_int_custom_property("span"), _rows(previous_statistics), _load_stats(previous_statistics)
         )
+    problems = validation.check(
+        span,
+        audit,
+        examples_read=rows,
+        anomalies=anomalies_lib.read(anomalies.uri, anomalies.split_names),
+        completeness=rules,
+        schema=schema_proto,
+        current=current,
+        previous=previous,
+        min_rows_ratio=min_rows_ratio,
+        broken_feed_factor=broken_feed_factor,
+    )
+    if problems:
+        raise DataValidationError(validation.blocked_message(span, problems))
 
     serving = None
     if serving_statistics_path and os.path.exists(serving_statistics_path):
         serving = tfdv.load_stats_binary(serving_statistics_path)
     scores = drift.compare(
-        current=_load_stats(statistics),
-        schema=tfdv.load_schema_text(os.path.join(schema.uri, "schema.pbtxt")),
+        current=current,
+        schema=schema_proto,
         thresholds=json.loads(drift_thresholds),
         completeness_drop=completeness_drop,
         median_shift=median_shift,
-        previous=_load_stats(previous_statistics) if previous_statistics is not None else None,
+        previous=previous.statistics if previous is not None else None,
         serving=serving,
     )
     os.makedirs(drift_report.uri, exist_ok=True)
     report = drift.to_json(scores, drift_policy)
     io_utils.write_string_file(os.path.join(drift_report.uri, REPORT_FILE), report)
+    io_utils.write_string_file(
+        os.path.join(drift_report.uri, VALIDATION_FILE), json.dumps(validation.report(audit, rules), indent=2)
+    )
     drift_report.set_int_custom_property("span", span)
-    if previous_statistics is not None:
-        drift_report.set_int_custom_property("baseline_span", previous_statistics.get_int_custom_property("span"))
+    if previous is not None:
+        drift_report.set_int_custom_property("baseline_span", previous.span)
     exceeded = [s for s in scores if s.exceeded]
     drift_report.set_string_custom_property("exceeded", ",".join(sorted({s.feature for s in exceeded})))
     if exceeded and drift_policy == BLOCK:

@@ -3,7 +3,8 @@
 TFX's InfraValidator needs TF Serving binaries or docker and is not supported by the Kubeflow V2
 runner, so this component does the same job with the code the server runs (serving/): it loads the
 candidate SavedModel with models.saved_model.LoadedModel and asks it about real examples of this run's
-eval split, sent both as raw JSON features and as base64 tf.Examples, exactly as a client would.
+eval split (those a client could send: with every feature a request must carry), sent both as raw
+JSON features and as base64 tf.Examples, exactly as a client would.
 The model passes when every request is accepted, every probability is in [0, 1], and both forms
 agree. The InfraBlessing output carries `blessed` 1/0 (what TFX's Pusher reads) and, on failure,
 `failure` with the reason; a model that fails is never pushed.
@@ -14,7 +15,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from tfx import v1 as tfx
 from tfx.types import artifact_utils
@@ -36,15 +37,31 @@ class InfraResult:
     failure: Optional[str] = None
 
 
-def sample_examples(examples_uri: str, split: str, count: int) -> List[bytes]:
-    """The first `count` serialized tf.Examples of `split` in an Examples artifact."""
+def sample_examples(
+    examples_uri: str, split: str, count: int, keep: Callable[[bytes], bool] = lambda serialized: True
+) -> List[bytes]:
+    """The first `count` serialized tf.Examples of `split` in an Examples artifact that `keep` accepts."""
     import tensorflow as tf
 
     files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
     if not files:
         raise FileNotFoundError(f"no {split} examples under {examples_uri}")
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)
-    return [record.numpy() for record in dataset]
+    samples = []
+    for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+        if keep(record.numpy()):
+            samples.append(record.numpy())
+            if len(samples) == count:
+                break
+    return samples
+
+
+def sendable(schema_path: Path) -> Callable[[bytes], bool]:
+    """Whether a client could send an example: it has every feature a request must carry. DataGate
+    tolerates a few rows with empty cells in such features; the server would refuse them."""
+    from models.instances import FeatureRules, from_example
+
+    required = FeatureRules.from_schema(schema_path).required
+    return lambda serialized: required <= from_example(serialized).keys()
 
 
 def check_model(model_dir: Path, samples: List[bytes], schema_path: Path) -> InfraResult:
@@ -96,10 +113,9 @@ def InfraCheck(
     if split is None:
         result = InfraResult(False, 0, f"the examples have no {SAMPLE_SPLIT!r} split")
     else:
-        samples = sample_examples(examples.uri, split, sample_size)
-        result = check_model(
-            Path(path_utils.serving_model_path(model.uri)), samples, Path(schema.uri) / SCHEMA_FILE
-        )
+        schema_path = Path(schema.uri) / SCHEMA_FILE
+        samples = sample_examples(examples.uri, split, sample_size, keep=sendable(schema_path))
+        result = check_model(Path(path_utils.serving_model_path(model.uri)), samples, schema_path)
     infra_blessing.set_int_custom_property(BLESSED_KEY, int(result.ok))
     infra_blessing.set_int_custom_property(CHECKED_KEY, result.checked)
     if result.failure:
