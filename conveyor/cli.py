@@ -6,7 +6,7 @@
     conveyor ct watch [--interval S]    tick in a loop
     conveyor ct run --reason TEXT       retrain on demand
     conveyor ct status [--last N]       the last decisions and why
-    conveyor ct demo [--home DIR]       the scripted CT scenario on generated spans
+    conveyor ct demo [--home DIR]       the closed loop played for real: server, traffic, late labels, ticks
     conveyor serve [options]            serve the pushed models over TF Serving's REST API (serving/)
     conveyor models [--clean]           list pushed versions, marking the one serving now (--clean:
                                         remove incomplete and unrecorded version folders)
@@ -120,24 +120,18 @@ def cmd_ct(args: argparse.Namespace) -> int:
     if args.home and "://" in args.home:
         print(f"conveyor ct: --home {args.home} is a URI: only `ct tick|run --target kfp|vertex` reads a cluster home", file=sys.stderr)
         return 2
-    home = Path(args.home) if args.home else None
-    config = configs.load(home=home, spans_root=args.spans_root, drift_policy=args.drift_policy)
+    if args.ct_command == "demo":
+        from conveyor import ct_demo
+
+        return ct_demo.main(args.home)
+    config = configs.load(home=args.home, spans_root=args.spans_root, drift_policy=args.drift_policy)
     if args.ct_command == "status":
         for decision in decisions.history(config)[-args.last:]:
             print(controller.format_decision(decision))
+        print(format_rollbacks(config))
         return 0
     if args.ct_command == "watch":
         controller.watch(config, local_run.launch, args.interval, args.max_ticks)
-        return 0
-    if args.ct_command == "demo":
-        from ct import scenario
-
-        home = home or configs.REPO_ROOT / "outputs" / "ct-demo"
-        import shutil
-
-        shutil.rmtree(home, ignore_errors=True)
-        demo = configs.load(home=home, spans_root=home / "spans", train_steps=100, eval_steps=5)
-        scenario.run(demo, local_run.launch, on_step=lambda step: print(f"\n[{step.name}]\n" + controller.format_decision(step.decision), flush=True))
         return 0
     decision = controller.tick(config, local_run.launch, reason=args.reason if args.ct_command == "run" else None)
     print(controller.format_decision(decision))
@@ -145,7 +139,25 @@ def cmd_ct(args: argparse.Namespace) -> int:
         from pipeline.home_lock import BUSY_EXIT_CODE
 
         return BUSY_EXIT_CODE
-    return 0 if decision.outcome in (None, decisions.OK) else 1
+    return 0 if decision.outcome in (None, decisions.OK, decisions.ROLLED_BACK) else 1
+
+
+def format_rollbacks(config: configs.PipelineConfig) -> str:
+    """Every recorded rollback (operator or CT guard) with its reason."""
+    import datetime
+
+    from metadata import registry
+
+    recorded = [registry.RecordedRollback.of(e) for e in registry.rollbacks(config)]
+    if not recorded:
+        return "rollbacks: none"
+    lines = ["rollbacks:"]
+    for r in recorded:
+        when = datetime.datetime.fromtimestamp(r.time, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        lines.append(f"  {when} UTC  {r.from_version or '-'} -> {r.to_version}: {r.reason}")
+    return "\n".join(lines)
+
+
 
 def _ct_on_cluster(args: argparse.Namespace) -> int:
     """`ct tick|run --target kfp|vertex --home URI`: decide here, submit to the cluster (conveyor/cluster_ct.py)."""
@@ -219,6 +231,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     print(_serving_note(state, servers))
     for version, (server, found) in sorted(failed.items()):
         print(f"version {version} failed to load in server pid {server['pid']}: {found['error']}")
+    print(format_rollbacks(config))
     return 0
 
 
@@ -263,7 +276,7 @@ def format_models(entries, serving: set, metrics: dict[str, dict[str, float]], f
         m = metrics.get(e.version, {})
         acc = f"{m['binary_accuracy']:.4f}" if "binary_accuracy" in m else "-"
         auc = f"{m['auc']:.4f}" if "auc" in m else "-"
-        spans = ",".join(map(str, e.window_spans)) or "-"
+        spans = ",".join([*map(str, e.window_spans), *(f"f{f}" for f in e.window_feedback_spans)]) or "-"
         mark = "*" if e.version in serving else "!" if e.version in failed else " "
         problem = f"  ({e.problem()})" if e.problem() else ""
         lines.append(
@@ -271,7 +284,7 @@ def format_models(entries, serving: set, metrics: dict[str, dict[str, float]], f
         )
     if failed:
         lines.append("! = failed to load in a running server (the last good version keeps serving)")
-    lines.append("only published versions are served")
+    lines.append("only published versions are served; spans fN = feedback span N (served traffic)")
     return "\n".join(lines)
 
 
@@ -321,7 +334,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         out_dir=args.out,
     )
     print(job.format_result(result))
-    return 0 if result.ok else 3
+    return result.exit_code
 
 
 def _iso_time(text: str):
@@ -471,7 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("watch", "tick in a loop"),
         ("run", "retrain on demand"),
         ("status", "show the last decisions"),
-        ("demo", "run the scripted scenario in a scratch home"),
+        ("demo", "play the closed loop in a scratch home (server, traffic, late labels, ticks)"),
     ):
         sub = ct_commands.add_parser(name, help=help_text)
         sub.add_argument("--home", help="the home folder; with --target, the cluster home URI (gs://BUCKET/conveyor)")

@@ -16,6 +16,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from conveyor import analysis
+from data import spans_io
 from metadata import connection, runs
 from pipeline import anomalies, evaluation
 from pipeline.configs import PipelineConfig, Threshold
@@ -197,8 +198,8 @@ def _outcome(data: ReportData) -> _Html:
         blessed, blessed_tone = ("yes", "good") if s.evaluation.blessed else ("no", "bad")
     cards = [
         _card("status", status, "status", "good" if s.ok else "bad"),
-        _card("span ingested", "–" if s.span is None else s.span, "span"),
-        _card("training window", ", ".join(map(str, s.window_spans)) or "–", "window"),
+        _card("span ingested", "–" if s.span is None else spans_io.label(s.span, s.span_source), "span"),
+        _card("training window", ", ".join([*map(str, s.window_spans), *(spans_io.label(f, spans_io.FEEDBACK) for f in s.window_feedback_spans)]) or "–", "window"),
         _card("accuracy (overall)", _num(overall.get("binary_accuracy")), "accuracy"),
         _card("AUC (overall)", _num(overall.get("auc")), "auc"),
         _card("blessed", blessed, "blessed", blessed_tone),

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from data import spans_io
 from metadata import connection, runs
 from pipeline.configs import PipelineConfig
 
@@ -25,7 +26,9 @@ class RunSummary:
     error: str | None = None
     failed_component: str | None = None
     span: int | None = None
+    span_source: str = "upstream"  # the namespace of `span` (data/spans_io.py)
     window_spans: list[int] = field(default_factory=list)
+    window_feedback_spans: list[int] = field(default_factory=list)
     drift: dict | None = None  # DataGate's drift report (pipeline/drift.py to_json), if it ran
     validation: dict | None = None  # DataGate's validation.json (pipeline/validation.py report), if the span passed
     evaluation: Evaluation | None = None
@@ -63,7 +66,9 @@ def read_back(config: PipelineConfig, summary: RunSummary) -> None:
     store = connection.open_store(connection.connection_config(config))
     run = runs.load_run(store, summary.run_id)
     summary.span = run.span
+    summary.span_source = run.span_namespace
     summary.window_spans = run.window_spans
+    summary.window_feedback_spans = run.window_feedback_spans
     report = run.output("DataGate", "drift_report")
     if report is not None:
         summary.drift = json.loads(Path(report.uri, REPORT_FILE).read_text())
@@ -124,7 +129,10 @@ def format_summary(summary: RunSummary) -> str:
 
     lines = [""]
     if summary.span is not None:
-        lines.append(f"span ingested: {summary.span}; training window: spans {summary.window_spans or '-'}")
+        fed = f" + feedback spans {summary.window_feedback_spans}" if summary.window_feedback_spans else ""
+        lines.append(
+            f"span ingested: {spans_io.label(summary.span, summary.span_source)}; training window: spans {summary.window_spans or '-'}{fed}"
+        )
     if summary.validation is not None:
         lines.append(_format_validation(summary.validation))
     if summary.drift is not None:

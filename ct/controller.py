@@ -1,92 +1,159 @@
-"""The continuous-training controller: decide, launch, record.
+"""The continuous-training controller: decide, act, record.
 
-Triggers, in priority order: retry (a crashed run, once), on_demand, new_data, performance,
-drift, schedule. One tick launches at most one run:
-  - retry          the crashed span again (a second crash quarantines it: reported, not retried)
-  - new_data       the oldest pending span
-  - performance / drift with labelled feedback: the feedback becomes the next span
-  - otherwise      the newest span again (cached if nothing changed; the decision says so)
-The home's writer lock (pipeline/home_lock.py) makes concurrent ticks and runs safe: a tick that
-finds another writer records "busy", naming it. Runs start through a Launch the front door passes.
+Each tick evaluates every trigger, in priority order:
+  guard        the serving version does significantly worse on live traffic than the version it
+               replaced (ct/guard.py): roll back to that one
+  retry        the last launch crashed: once more (a second crash quarantines the span)
+  on_demand    `conveyor ct run --reason TEXT`
+  new_data     an upstream span newer than the newest ingested one (or a feedback span a tick built
+               and did not get to launch)
+  performance  the serving version's live accuracy is low (monitoring/live.py) on enough labels
+  drift        the serving version's served features are skewed against its training statistics
+  schedule     no launch for ct_schedule_hours
+and takes at most one action: the rollback, or one run of the crashed span, of the oldest pending
+span, for performance or drift of a new feedback span (the labelled predictions not yet trained on,
+ct/feedback.py), otherwise of the newest upstream span (fully cached if nothing changed, and the
+decision says so). Drift whose labelled predictions do not show it yet is an alert, not a run (a
+retrain learns only from labelled predictions); it acts once the labels arrive. The home's writer
+lock (pipeline/home_lock.py) makes concurrent ticks and runs safe: a tick that finds another
+writer records "busy", naming it. Runs start through a Launch the front door passes (ct/launcher.py).
 """
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
+from pathlib import Path
 
-from ct import decisions, feedback, signals
-from ct.decisions import BLOCKED, BUSY, CRASHED, OK, Decision
+from ct import decisions, feedback, guard, signals
+from ct.decisions import BLOCKED, BUSY, CRASHED, OK, ROLLED_BACK, Decision
 from ct.launcher import Launch
-from data import spans_io
+from data.spans_io import FEEDBACK, label
 from metadata import spans
-from pipeline import home_lock
+from monitoring import labels as labels_lib
+from monitoring import live
+from pipeline import home_lock, versions
 from pipeline.configs import PipelineConfig
+from serving import request_log, rollback
 
 MAX_ATTEMPTS = 2
+TRIGGERS = ("guard", "retry", "on_demand", "new_data", "performance", "drift", "schedule")
 
 
-def _quarantined(history: list[Decision]) -> set[int]:
-    """Spans whose last two launches both crashed."""
-    crashes: dict[int, int] = {}
+def _quarantined(history: list[Decision]) -> set[tuple[str, int]]:
+    """(namespace, span) of spans whose last two launches both crashed."""
+    crashes: dict[tuple[str, int], int] = {}
     for d in history:
-        if d.fired and d.span is not None and d.outcome in (OK, BLOCKED, CRASHED):
-            crashes[d.span] = crashes.get(d.span, 0) + 1 if d.outcome == CRASHED else 0
-    return {span for span, count in crashes.items() if count >= MAX_ATTEMPTS}
+        if d.launched and d.span is not None:
+            key = (d.span_source, d.span)
+            crashes[key] = crashes.get(key, 0) + 1 if d.outcome == CRASHED else 0
+    return {key for key, count in crashes.items() if count >= MAX_ATTEMPTS}
 
 
 def _retry(history: list[Decision]) -> Decision | None:
-    launched = [d for d in history if d.fired and d.outcome in (OK, BLOCKED, CRASHED)]
+    launched = [d for d in history if d.launched]
     if launched and launched[-1].outcome == CRASHED and launched[-1].attempt < MAX_ATTEMPTS:
         return launched[-1]
     return None
 
 
+def _utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, timezone.utc)
+
+
+def _guard_pairs(config: PipelineConfig, version: str | None, now: float, labels: labels_lib.Labels):
+    """The serving version's labelled predictions since it went live (what the guard judges it on)."""
+    if version is None:
+        return []
+    window = request_log.read(config.request_log_root, _utc(versions.live_since(config.serving_root, version)), _utc(now))
+    return live.labelled([r for r in window.records if r["model_version"] == version], labels)
+
+
 def evaluate(config: PipelineConfig, now: float, reason: str | None = None) -> Decision:
-    """What this tick would do, without launching anything."""
+    """What this tick would do, without acting."""
     history = decisions.history(config)
-    quarantined = _quarantined(history)
+    labels = labels_lib.read(config.labels_root)
+    found_evidence = signals.serving_evidence(config, now, labels)
+    serving = found_evidence["version"] if found_evidence else None
+    pending = feedback.pending(config, _utc(now), labels)
     found = {
+        "serving": {k: found_evidence[k] for k in ("version", "live_since", "since", "until")} if found_evidence else {"version": None},
         "schedule": signals.schedule(config, now, history),
-        "new_data": signals.new_data(config, quarantined),
-        "performance": signals.performance(config),
-        "drift": signals.drift(config),
+        "new_data": signals.new_data(config, _quarantined(history)),
+        "performance": signals.performance(found_evidence),
+        "drift": signals.drift(found_evidence, history),
+        "guard": guard.check(config, serving, _guard_pairs(config, serving, now, labels), history),
+        "feedback": {
+            "labelled": len(pending.labelled), "needed": config.live_min_labels,
+            "since": pending.start.isoformat(), "until": pending.end.isoformat(),
+        },
     }
     if reason:
         found["on_demand"] = {"reason": reason}
+    learnable = bool(found["drift"].get("learnable"))
     crashed = _retry(history)
-    fired = []
-    if crashed:
-        fired.append("retry")
-    if reason:
-        fired.append("on_demand")
-    if found["new_data"]["pending_spans"]:
-        fired.append("new_data")
-    if found["performance"]["low"]:
-        fired.append("performance")
-    drift_acted = _acted_on(history, found["drift"])
-    found["drift"]["already_acted_on"] = drift_acted
-    if found["drift"]["exceeded"] and not drift_acted:
-        fired.append("drift")
-    if found["schedule"]["due"]:
-        fired.append("schedule")
-    decision = Decision(time=now, fired=bool(fired), triggers=fired, reason="", signals=found)
-    if crashed:
-        decision.span, decision.attempt = crashed.span, crashed.attempt + 1
-        decision.reason = f"retry of span {crashed.span} after a crash (attempt {decision.attempt} of {MAX_ATTEMPTS})"
-    elif found["new_data"]["pending_spans"]:
-        decision.span, decision.attempt = found["new_data"]["pending_spans"][0], 1
-        decision.reason = f"new span {decision.span}"
-    elif fired:
-        decision.attempt = 1
-        decision.reason = ", ".join(_why(t, found) for t in fired)
-    else:
+    new = found["new_data"]
+    hits = {
+        "guard": found["guard"]["state"] == guard.WORSE and not found["guard"].get("already_judged"),
+        "retry": crashed is not None,
+        "on_demand": bool(reason),
+        "new_data": bool(new["pending_spans"] or new["pending_feedback_spans"]),
+        "performance": found["performance"]["low"],
+        "drift": bool(found["drift"]["exceeded"]) and learnable,
+        "schedule": found["schedule"]["due"],
+    }
+    fired = [t for t in TRIGGERS if hits[t]]
+    decision = Decision(time=now, fired=bool(fired), triggers=fired, reason="", signals=found, serving_before=serving)
+    decision.alerts = _alerts(found, learnable)
+    if not fired:
         decision.reason = _nothing(found)
+        return decision
+    decision.attempt = 1
+    any_run = {"on_demand", "schedule"}  # answered by whichever run is launched
+    if hits["guard"]:
+        decision.reason, acted = guard.describe(found["guard"]), {"guard"}
+    elif crashed:
+        decision.span, decision.span_source, decision.attempt = crashed.span, crashed.span_source, crashed.attempt + 1
+        decision.reason = f"retry of span {label(crashed.span, crashed.span_source)} after a crash (attempt {decision.attempt} of {MAX_ATTEMPTS})"
+        acted = {"retry"} | any_run
+    elif hits["new_data"]:
+        if new["pending_spans"]:
+            decision.span = new["pending_spans"][0]
+            decision.reason = f"new span {decision.span}"
+        else:
+            decision.span, decision.span_source = new["pending_feedback_spans"][0], FEEDBACK
+            decision.reason = f"feedback span {decision.span} was built but never launched"
+        acted = {"new_data"} | any_run
+    elif hits["performance"] or hits["drift"]:
+        decision.span_source = FEEDBACK  # the span number is given when the tick builds it
+        decision.reason = "; ".join(_why(t, found) for t in fired if t in ("performance", "drift"))
+        acted = {"performance", "drift"} | any_run
+    else:
+        decision.span = spans.newest(config)
+        decision.reason = "; ".join(_why(t, found) for t in fired)
+        acted = any_run
+    if hits["on_demand"] and "on_demand" in acted and not decision.reason.startswith("on demand"):
+        decision.reason += f"; {_why('on_demand', found)}"
+    waiting = [t for t in fired if t not in acted]
+    if waiting:
+        decision.reason += f" (also fired: {', '.join(waiting)}; judged again next tick)"
     return decision
 
 
-def _acted_on(history: list[Decision], drift: dict) -> bool:
-    """True if the same feedback files already fired a drift retrain (no loop on one batch)."""
-    acted = [d for d in history if "drift" in d.triggers]
-    return bool(acted) and acted[-1].signals["drift"].get("feedback_files") == drift.get("feedback_files")
+def _alerts(found: dict, learnable: bool) -> list[str]:
+    alerts = []
+    p, d, g = found["performance"], found["drift"], found["guard"]
+    if p["low"]:
+        alerts.append(f"version {p['version']}: {'; '.join(p['reasons'])}")
+    if d["exceeded"]:
+        alerts.append(
+            f"version {d['version']}: served features skewed against its training data: {', '.join(d['exceeded'])}"
+            + ("" if learnable else f" (waiting for labels: {d['labelled_reason']})")
+        )
+    if g["state"] == guard.WORSE:
+        alerts.append(guard.describe(g))
+    if found["new_data"]["quarantined_spans"]:
+        alerts.append(f"span(s) {found['new_data']['quarantined_spans']} crashed twice: needs attention")
+    return alerts
 
 
 def _why(trigger: str, found: dict) -> str:
@@ -94,53 +161,49 @@ def _why(trigger: str, found: dict) -> str:
         return f"on demand: {found['on_demand']['reason']}"
     if trigger == "performance":
         p = found["performance"]
-        return f"live accuracy {p['live_accuracy']:.3f} on {p['labelled_rows']} labelled rows (floor {p['floor']}, offline {p['offline_accuracy']})"
+        return f"performance of version {p['version']}: {'; '.join(p['reasons'])} ({p['labeled']} labelled predictions since {p['since']})"
     if trigger == "drift":
-        return f"feedback drifted on {', '.join(found['drift']['exceeded'])}"
+        d = found["drift"]
+        return f"drift: version {d['version']}'s traffic since {d['since']} skewed on {', '.join(d['exceeded'])}"
     return f"schedule: no run for {found['schedule']['every_hours']} h"
 
 
 def _nothing(found: dict) -> str:
     parts = ["no new span"]
-    if found["new_data"]["quarantined_spans"]:
-        parts.append(f"span(s) {found['new_data']['quarantined_spans']} crashed twice: needs attention")
-    p = found["performance"]
-    parts.append(
-        f"live accuracy {p['live_accuracy']:.3f} ok" if p["live_accuracy"] is not None and p["labelled_rows"] >= p["min_rows"]
-        else f"{p['labelled_rows']} labelled rows (< {p['min_rows']})"
-    )
-    d = found["drift"]
-    parts.append(
-        f"drift not checked ({d['why']})" if not d["checked"]
-        else "feedback drift already acted on" if d["already_acted_on"] and d["exceeded"] else "no drift"
-    )
+    serving = found["serving"]["version"]
+    if serving is None:
+        return "no new span; nothing is serving yet; schedule not due"
+    p, d = found["performance"], found["drift"]
+    if p["state"] == live.OK:
+        parts.append(f"version {serving}: live accuracy {p['accuracy']:.3f} ok on {p['labeled']} labels")
+    elif p["state"] == live.NO_TRAFFIC:
+        parts.append(f"version {serving}: no traffic since {found['serving']['since']}")
+    else:
+        parts.append(f"version {serving}: {p['reasons'][0]}")
+    if d["already_acted_on"]:
+        parts.append("drift already acted on")
+    elif d["exceeded"]:
+        parts.append(f"drift on {', '.join(d['exceeded'])}: waiting for labels to learn from ({d['labelled_reason']})")
+    elif d["state"] == "scored":
+        parts.append("no drift")
+    else:
+        parts.append(f"drift not judged ({d['reason']})")
+    parts.append(guard.describe(found["guard"]))
     parts.append("schedule not due")
     return "; ".join(parts)
 
 
-def _span_for(config: PipelineConfig, decision: Decision) -> int:
-    """The span to launch; labelled feedback becomes a new span for performance/drift triggers."""
-    if decision.span is not None:
-        return decision.span
-    if {"performance", "drift"} & set(decision.triggers):
-        files = feedback.incoming(config)
-        if feedback.labelled_rows(files):
-            span = max(spans_io.existing_spans(config.spans_root), default=0) + 1
-            feedback.fold_into_span(config, files, span)
-            decision.reason += f"; labelled feedback folded into span {span}"
-            return span
-        decision.reason += "; no labelled feedback to learn from, re-running the newest span"
-    return spans.newest(config)
-
-
 def tick(config: PipelineConfig, launch: Launch, now: float | None = None, reason: str | None = None) -> Decision:
-    """Evaluate the triggers, launch at most one run (through `launch`), record the decision."""
+    """Evaluate the triggers, take at most one action (a rollback, or a run through `launch`), record the decision."""
     now = time.time() if now is None else now
     try:
         with home_lock.hold(config.home, "conveyor ct tick"):
             decision = evaluate(config, now, reason)
-            if decision.fired:
-                decision.span = _span_for(config, decision)
+            if decision.fired and decision.triggers[0] == "guard":
+                _roll_back(config, decision)
+            elif decision.fired:
+                if decision.span is None:
+                    _build_feedback_span(config, decision, now)
                 _launch(config, launch, decision)
             decisions.record(config, decision)
             return decision
@@ -150,13 +213,36 @@ def tick(config: PipelineConfig, launch: Launch, now: float | None = None, reaso
         return decision
 
 
+def _build_feedback_span(config: PipelineConfig, decision: Decision, now: float) -> None:
+    built_by = {"triggers": decision.triggers, "time": _utc(now).isoformat(), "reason": decision.reason}
+    manifest = feedback.build(config, feedback.pending(config, _utc(now)), built_by)
+    decision.span, decision.feedback = manifest["span"], manifest
+    decision.reason += f"; served traffic becomes {feedback.describe(manifest)}"
+
+
+def _roll_back(config: PipelineConfig, decision: Decision) -> None:
+    found = decision.signals["guard"]
+    why = f"CT guard: {guard.describe(found)}"
+    try:
+        result = rollback.rollback(config, to=found["replaced"], reason=why)
+    except (LookupError, ValueError, FileNotFoundError) as exc:
+        decision.fired, decision.outcome = False, None
+        decision.alerts.append(f"guard could not roll back to {found['replaced']}: {exc}")
+        decision.detail = str(exc)
+        return
+    decision.outcome = ROLLED_BACK
+    decision.rollback = {"from": result.from_version, "to": result.to_version, "reason": why, "execution_id": result.execution_id}
+    decision.detail = f"rolled back {result.from_version} -> {result.to_version} (MLMD execution {result.execution_id})"
+    decision.alerts.append(decision.detail)
+
+
 def _launch(config: PipelineConfig, launch: Launch, decision: Decision) -> None:
-    """Run `decision.span` and record the outcome on the decision."""
-    outcome = launch(config.replace(span=decision.span), "+".join(decision.triggers))
+    """Run `decision.span` of `decision.span_source` and record the outcome on the decision."""
+    outcome = launch(config.replace(span=decision.span, span_source=decision.span_source), "+".join(decision.triggers))
     decision.run_id = outcome.run_id
-    decision.span = outcome.span if outcome.span is not None else decision.span
     if outcome.ok:
         decision.outcome = OK
+        decision.pushed_version = Path(outcome.pushed_path).name if outcome.pushed_path else None
         decision.detail = f"blessed: {outcome.blessed}; pushed: {outcome.pushed_path or 'nothing'}"
         if not outcome.pushed_path and outcome.refusals:
             decision.detail += "; why: " + "; ".join(outcome.refusals)
@@ -183,8 +269,11 @@ def watch(config: PipelineConfig, launch: Launch, interval_seconds: float, max_t
 def format_decision(d: Decision) -> str:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d.time))
     head = f"{stamp}  {'FIRED ' + '+'.join(d.triggers) if d.fired else 'no run'}: {d.reason}"
-    if d.fired:
-        head += f"\n    span {d.span} -> {d.outcome} (run {d.run_id})"
+    if d.outcome == ROLLED_BACK:
+        head += f"\n    {d.detail}"
+    elif d.fired:
+        head += f"\n    span {label(d.span, d.span_source) if d.span is not None else '-'} -> {d.outcome} (run {d.run_id})"
         if d.detail:
-            head += f"\n    {d.detail.splitlines()[0]}" + "".join(f"\n    {line}" for line in d.detail.splitlines()[1:])
+            head += "".join(f"\n    {line}" for line in d.detail.splitlines())
+    head += "".join(f"\n    ALERT: {a}" for a in d.alerts)
     return head

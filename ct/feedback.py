@@ -1,60 +1,104 @@
-"""Labelled feedback: served predictions whose outcome (the tip) has arrived.
+"""Served traffic becomes training data: labelled predictions become a feedback span.
 
-File format: CSV files in <home>/feedback/incoming/, one row per served trip, with the span
-columns of models/features.py (canonical format, data/spans_io.py) plus
-  request_id      the serving request's id
-  model_version   the served model version that answered
-  probability     the probability it returned
-`tips` is empty until the outcome is known; only rows with `tips` are labelled. When the CT
-controller retrains on feedback it folds the labelled rows into a new span and moves the files
-to <home>/feedback/consumed/span-N/.
+The feedback is what the server and the label feed already write: the request log
+(serving/request_log.py) and the labels files (`<home>/labels/*.jsonl`, monitoring/labels.py).
+A feedback span holds every prediction logged in [start, end) whose label has arrived, whichever
+version answered it, as canonical span rows (the logged features plus `tips`), written by the span
+writer in the feedback namespace: `<home>/feedback/spans/feedback-N/data.csv`, never among the
+upstream spans. Its `manifest.json` says where it came from: the time range, the label files, the
+versions that answered, and the decision (trigger, time) that built it.
+
+  start  the previous feedback span's end (the first one starts with the log);
+  end    just after the newest labelled prediction: later predictions wait for their labels.
+A prediction before `end` whose label arrives after the span was built joins no span (the
+manifest counts those without a label).
 """
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
-import numpy as np
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from data import spans_io
-from models import features
+from data.spans_io import FEEDBACK
+from monitoring import labels as labels_lib
+from monitoring import live
 from pipeline.configs import PipelineConfig
+from serving import request_log
 
-EXTRA_COLUMNS = ("request_id", "model_version", "probability")
-COLUMNS = features.CSV_COLUMNS + EXTRA_COLUMNS
-
-
-def incoming_dir(config: PipelineConfig) -> Path:
-    return config.feedback_dir / "incoming"
+MANIFEST_FORMAT = 1
+TICK = timedelta(microseconds=1)
 
 
-def incoming(config: PipelineConfig) -> list[Path]:
-    return sorted(incoming_dir(config).glob("*.csv"))
+def manifests(config: PipelineConfig) -> dict[int, dict[str, Any]]:
+    """span -> manifest of every feedback span on disk."""
+    root = config.feedback_spans_root
+    return {s: spans_io.read_manifest(root, s) or {} for s in spans_io.existing_spans(root, FEEDBACK)}
 
 
-def labelled_rows(files: list[Path]) -> list[dict[str, str]]:
-    return [row for path in files for row in spans_io.read_rows(path) if row.get(features.TIPS_KEY, "") != ""]
+def consumed_until(config: PipelineConfig) -> datetime | None:
+    """The end of the newest feedback span: predictions before it are already training data."""
+    ends = [datetime.fromisoformat(m["end"]) for m in manifests(config).values() if m.get("end")]
+    return max(ends, default=None)
 
 
-def live_accuracy(rows: list[dict[str, str]]) -> float | None:
-    """Binary accuracy of the served probabilities against the arrived labels (float32, as in-graph)."""
-    if not rows:
-        return None
-    labels = [features.is_big_tipper(float(r[features.TIPS_KEY]), float(r[features.FARE_KEY])) for r in rows]
-    predicted = [float(r["probability"]) > 0.5 for r in rows]
-    return float(np.mean([p == y for p, y in zip(predicted, labels)]))
+@dataclass
+class Pending:
+    """Labelled predictions not yet in any feedback span."""
+
+    start: datetime
+    end: datetime  # just after the newest labelled prediction (start when there is none)
+    records: list[request_log.Record]  # every prediction logged in [start, end)
+    labelled: list[tuple[request_log.Record, float]]  # those whose label arrived, with the tip
+    label_files: list[str]
+    skipped_lines: int
 
 
-def write(config: PipelineConfig, name: str, rows: list[dict[str, object]]) -> Path:
-    """Write a feedback file (rows carry COLUMNS) atomically into the incoming folder."""
-    return spans_io.write_csv(incoming_dir(config) / f"{name}.csv", rows, COLUMNS)
+def pending(config: PipelineConfig, now: datetime, labels: labels_lib.Labels | None = None) -> Pending:
+    """What a feedback span built at `now` would hold."""
+    start = consumed_until(config) or request_log.earliest(config.request_log_root) or now
+    window = request_log.read(config.request_log_root, start, now)
+    labels = labels if labels is not None else labels_lib.read(config.labels_root)
+    pairs = live.labelled(window.records, labels)
+    end = max((datetime.fromisoformat(r["time"]) for r, _ in pairs), default=start - TICK) + TICK
+    in_range = [r for r in window.records if datetime.fromisoformat(r["time"]) < end]
+    files = sorted({labels.source[(r["request_id"], r["index"])] for r, _ in pairs})
+    return Pending(start, max(end, start), in_range, pairs, files, window.skipped_lines)
 
 
-def fold_into_span(config: PipelineConfig, files: list[Path], span: int) -> Path:
-    """Write the labelled rows of `files` as span `span` and move the files out of incoming."""
-    path = spans_io.write_span(config.spans_root, span, labelled_rows(files))
-    consumed = config.feedback_dir / "consumed" / f"span-{span}"
-    consumed.mkdir(parents=True, exist_ok=True)
-    for file in files:
-        shutil.move(str(file), consumed / file.name)
-    return path
+def build(config: PipelineConfig, found: Pending, built_by: dict[str, Any]) -> dict[str, Any]:
+    """Write `found`'s labelled predictions as the next feedback span; returns its manifest.
+
+    `built_by` names the decision: {"triggers": [...], "time": ISO, "reason": "..."}.
+    """
+    span = max(spans_io.existing_spans(config.feedback_spans_root, FEEDBACK), default=0) + 1
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "span": span,
+        "namespace": FEEDBACK,
+        "start": found.start.isoformat(),
+        "end": found.end.isoformat(),
+        "predictions": len(found.records),
+        "labelled": len(found.labelled),
+        "without_label": len(found.records) - len(found.labelled),
+        "versions": dict(sorted(Counter(r["model_version"] for r, _ in found.labelled).items())),
+        "label_files": found.label_files,
+        "request_log": str(config.request_log_root),
+        "built_at": datetime.now(timezone.utc).isoformat(),
+        "built_by": built_by,
+    }
+    tips = {(r["request_id"], r["index"]): t for r, t in found.labelled}
+    path = request_log.write_serving_span(
+        [r for r, _ in found.labelled], config.feedback_spans_root, span, tips=tips, manifest=manifest
+    )
+    return {**manifest, "path": str(path)}
+
+
+def describe(manifest: dict[str, Any]) -> str:
+    """One line: what a feedback span holds."""
+    return (
+        f"feedback span {manifest['span']}: {manifest['labelled']} labelled predictions served "
+        f"{manifest['start']} .. {manifest['end']} by version(s) {', '.join(manifest['versions']) or '-'}, "
+        f"labels from {', '.join(manifest['label_files']) or '-'}"
+    )

@@ -3,8 +3,9 @@
 CT decides; it never imports the front door. `conveyor ct` passes a Launch (for a local home, a
 local run; with `--target kfp|vertex`, conveyor/cluster_ct.py's ClusterLaunch, which submits the
 compiled pipeline), and the controller reads the outcome through RunOutcome. A Launch is given the
-config with the span to ingest and the trigger ("new_data", "performance+drift", ...), which a
-cluster run records in its name and labels.
+config naming the span to ingest and its namespace (`span`, `span_source`: an upstream span or a
+feedback span the controller built) and the trigger ("new_data", "performance+drift", ...), which
+a cluster run records in its name and labels.
 """
 from __future__ import annotations
 

@@ -1,85 +1,107 @@
-"""What the CT controller looks at on each tick. Every check returns its inputs and scores."""
+"""What the CT controller looks at on each tick. Every check returns its inputs and its evidence.
+
+Performance and drift are judged by the monitoring code (monitoring/evidence.py, the same measures
+and thresholds as `conveyor monitor` and DataGate) on the serving version's own traffic in its
+evidence window: from when it went live (its push, or the rollback that made it serve) or from the
+end of the newest feedback span, whichever is later. Predictions become a feedback span when a
+trigger acts on them, so each piece of evidence fires at most once, and a new version starts with
+an empty window.
+"""
 from __future__ import annotations
 
-import os
+from datetime import datetime, timezone
 from typing import Any
 
 from ct import feedback
 from ct.decisions import Decision
+from data.spans_io import FEEDBACK, UPSTREAM
 from metadata import connection, runs, spans
+from monitoring import evidence
+from monitoring import labels as labels_lib
+from monitoring import live
+from pipeline import versions
 from pipeline.configs import PipelineConfig
+from serving import request_log
 
 HOUR = 3600.0
 
 
 def schedule(config: PipelineConfig, now: float, history: list[Decision]) -> dict[str, Any]:
-    """Due when no run has been launched for ct_schedule_hours."""
-    launched = [d.time for d in history if d.fired and d.outcome != "busy"]
+    """Due when no run has been launched (by CT or anyone: ML Metadata's newest run) for ct_schedule_hours."""
+    launched = [d.time for d in history if d.launched]
+    if connection.store_exists(config):
+        newest = runs.latest_run_time(connection.open_store(connection.connection_config(config)), config.pipeline_name)
+        launched += [newest] if newest is not None else []
     last = max(launched, default=None)
     due = last is None or now - last >= config.ct_schedule_hours * HOUR
     return {"due": due, "last_launch": last, "every_hours": config.ct_schedule_hours}
 
 
-def new_data(config: PipelineConfig, quarantined: set[int]) -> dict[str, Any]:
-    """Spans on disk newer than the newest ingested one (minus spans that crashed twice)."""
-    pending = [s for s in spans.pending(config) if s not in quarantined]
-    return {"pending_spans": pending, "quarantined_spans": sorted(quarantined)}
-
-
-def _store(config: PipelineConfig):
-    return connection.open_store(connection.connection_config(config)) if connection.store_exists(config) else None
-
-
-def drift(config: PipelineConfig) -> dict[str, Any]:
-    """Drift of the incoming feedback's features against the newest validated (trained) span."""
-    files = feedback.incoming(config)
-    store = _store(config)
-    baseline = runs.newest_validated_statistics_uri(store, config.pipeline_name) if store else None
-    if not files or baseline is None:
-        return {"checked": False, "why": "no feedback" if not files else "no trained span yet", "exceeded": []}
-    import tensorflow_data_validation as tfdv
-    from tfx.utils import io_utils
-
-    from monitoring import statistics as monitoring_statistics
-    from pipeline.components.data_gate import STATS_SPLIT
-
-    current = tfdv.generate_statistics_from_csv(str(feedback.incoming_dir(config) / "*.csv"))
-    previous = tfdv.load_stats_binary(io_utils.get_only_uri_in_dir(os.path.join(baseline, f"Split-{STATS_SPLIT}")))
-    schema = tfdv.load_schema_text(str(config.schema_path))
-    # Served traffic carries no label source (tips arrive later): the serving features only.
-    scores = monitoring_statistics.drift(previous, current, schema, config)
-    exceeded = [s for s in scores if s.exceeded]
+def new_data(config: PipelineConfig, quarantined: set[tuple[str, int]]) -> dict[str, Any]:
+    """Spans on disk newer than the newest ingested one, per namespace (minus spans that crashed
+    twice). A feedback span is pending only if a tick built it and died before launching it."""
+    found = {ns: [s for s in spans.pending(config, ns) if (ns, s) not in quarantined] for ns in (UPSTREAM, FEEDBACK)}
     return {
-        "checked": True,
-        "baseline": baseline,
-        "feedback_files": [f.name for f in files],
-        "exceeded": sorted({s.feature for s in exceeded}),
-        "scores": {f"{s.feature}:{s.measure}": round(s.value, 4) for s in scores},
+        "pending_spans": found[UPSTREAM],
+        "pending_feedback_spans": found[FEEDBACK],
+        "quarantined_spans": sorted(f"{ns}:{s}" for ns, s in quarantined),
     }
 
 
-def performance(config: PipelineConfig) -> dict[str, Any]:
-    """Live accuracy from labelled feedback vs an absolute floor and vs the blessed model's offline accuracy."""
-    rows = feedback.labelled_rows(feedback.incoming(config))
-    live = feedback.live_accuracy(rows)
-    store = _store(config)
-    offline = None
-    uri = runs.latest_blessed_evaluation_uri(store, config.pipeline_name) if store else None
-    if uri:
-        from pipeline.evaluation import OVERALL, load_evaluation
+def _utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, timezone.utc)
 
-        offline = load_evaluation(uri).metrics.get(OVERALL, {}).get("binary_accuracy")
-    enough = len(rows) >= config.ct_min_feedback
-    low = enough and live is not None and (
-        live < config.ct_min_live_accuracy
-        or (offline is not None and live < offline - config.ct_max_accuracy_drop)
+
+def serving_evidence(config: PipelineConfig, now: float, labels: labels_lib.Labels) -> dict[str, Any] | None:
+    """The evidence about the serving version in its evidence window (None: nothing serves)."""
+    version = versions.serving_version(config.serving_root)
+    if version is None:
+        return None
+    since = _utc(versions.live_since(config.serving_root, version))
+    consumed = feedback.consumed_until(config)
+    if consumed is not None and consumed > since:
+        since = consumed
+    until = _utc(now)
+    window = request_log.read(config.request_log_root, since, until)
+    found = evidence.for_version(config, version, window.records, labels, since, until)
+    found["live_since"] = _utc(versions.live_since(config.serving_root, version)).isoformat()
+    return found
+
+
+def performance(found: dict[str, Any] | None) -> dict[str, Any]:
+    """Low live accuracy of the serving version (monitoring/live.py's verdict) on enough labels."""
+    if found is None:
+        return {"low": False, "state": "nothing_serving"}
+    p = found["performance"]
+    return {"version": found["version"], "since": found["since"], "low": p["state"] == live.LOW, **p}
+
+
+def drift(found: dict[str, Any] | None, history: list[Decision]) -> dict[str, Any]:
+    """Skew of the serving version's traffic against its training statistics, once per window."""
+    if found is None:
+        return {"exceeded": [], "state": "nothing_serving"}
+    s = found["skew"]
+    acted = any(
+        "drift" in d.triggers and d.launched
+        and d.signals.get("drift", {}).get("version") == found["version"]
+        and d.signals.get("drift", {}).get("since") == found["since"]
+        for d in history
     )
+    flagged = s.get("flagged", [])
+    labelled = found.get("labelled_skew") or {}
     return {
-        "labelled_rows": len(rows),
-        "min_rows": config.ct_min_feedback,
-        "live_accuracy": live,
-        "offline_accuracy": offline,
-        "floor": config.ct_min_live_accuracy,
-        "max_drop": config.ct_max_accuracy_drop,
-        "low": bool(low),
+        "version": found["version"],
+        "since": found["since"],
+        "predictions": found["predictions"],
+        "state": s["state"],
+        "reason": s.get("reason"),
+        "exceeded": [] if acted else flagged,
+        "already_acted_on": acted and bool(flagged),
+        # A retrain learns only from labelled predictions: drift acts once they show the skew too.
+        "learnable": sorted(set(flagged) & set(labelled.get("flagged", []))),
+        "labelled_reason": (
+            f"labelled predictions: {labelled['reason']}" if labelled.get("reason")
+            else "" if labelled.get("flagged") else "the labelled predictions are not skewed"
+        ),
+        "scores": {f"{d['feature']}:{d['measure']}": [round(d["value"], 4), d["threshold"]] for d in s.get("features", [])},
     }

@@ -6,6 +6,7 @@ A normal span is a bootstrap resample of the shipped spans (real joint distribut
 multiplicative noise on money, distance and duration. Problems are applied on top:
 
   fare_drift             fares, tips and trip_miles x1.8 (covariate drift, label kept)
+  miles_scale            trip_miles x1.5 (a skewed feature scaled: median 0.9 -> 1.35)
   new_payment_type       20 % of trips paid by an unknown type (schema anomaly)
   vanished_payment_type  no "Credit Card" trips left: they become "Cash" (categorical drift)
   label_shift            credit-card tips cut to 5 % of the fare (far fewer big tippers)
@@ -38,6 +39,11 @@ def _fare_drift(rows: list[Row], rng: random.Random) -> None:
     for row in rows:
         for key in ("fare", "tips", "trip_miles"):
             _scale(row, key, 1.8)
+
+
+def _miles_scale(rows: list[Row], rng: random.Random) -> None:
+    for row in rows:
+        _scale(row, "trip_miles", 1.5)
 
 
 def _new_payment_type(rows: list[Row], rng: random.Random) -> None:
@@ -82,6 +88,7 @@ def _wrong_types(rows: list[Row], rng: random.Random) -> None:
 
 PROBLEMS: dict[str, Callable[[list[Row], random.Random], None]] = {
     "fare_drift": _fare_drift,
+    "miles_scale": _miles_scale,
     "new_payment_type": _new_payment_type,
     "vanished_payment_type": _vanished_payment_type,
     "label_shift": _label_shift,

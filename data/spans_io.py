@@ -3,35 +3,68 @@
 CsvExampleGen infers each column's type from the text, so a column written as "180.0" in one
 span and "180" in the next would change type and trip schema validation. Every writer of spans
 goes through `write_span`, which formats values by the type the feature contract declares.
+
+Spans live in one of two namespaces, each with its own folder prefix and numbering:
+  upstream  `<spans_root>/span-N/`: the data the world delivers (data/spans by default);
+  feedback  `<home>/feedback/spans/feedback-N/`: labelled served traffic the CT controller turns
+            into training data (ct/feedback.py), with a `manifest.json` saying where it came from.
+Feedback span N and upstream span N are different spans; a feedback span is never overwritten.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping, TextIO
 
 from models import features
 
-SPAN_DIR_PREFIX = "span-"
+UPSTREAM, FEEDBACK = "upstream", "feedback"
+NAMESPACES = (UPSTREAM, FEEDBACK)
+DIR_PREFIXES = {UPSTREAM: "span-", FEEDBACK: "feedback-"}
+SPAN_DIR_PREFIX = DIR_PREFIXES[UPSTREAM]
 SPAN_FILE = "data.csv"
+MANIFEST_FILE = "manifest.json"  # not *.csv: CsvExampleGen never reads it
+NAMESPACE_PROPERTY = "span_namespace"  # the custom property DataGate stamps on validated spans
 
 
-def span_dir(spans_root: Path, span: int) -> Path:
-    return Path(spans_root) / f"{SPAN_DIR_PREFIX}{span}"
+def span_dir(spans_root: Path, span: int, namespace: str = UPSTREAM) -> Path:
+    return Path(spans_root) / f"{DIR_PREFIXES[namespace]}{span}"
 
 
-def existing_spans(spans_root: Path) -> list[int]:
-    """Span numbers that have a data file under `spans_root`, ascending."""
+def file_pattern(namespace: str = UPSTREAM) -> str:
+    """CsvExampleGen's input pattern for the spans of `namespace` (relative to their root)."""
+    return f"{DIR_PREFIXES[namespace]}{{SPAN}}/*.csv"
+
+
+def namespace_of_pattern(pattern: str) -> str:
+    """The namespace whose spans `pattern` reads (as file_pattern wrote it, or with the span filled in)."""
+    for namespace, prefix in DIR_PREFIXES.items():
+        if re.match(re.escape(prefix) + r"(\{SPAN\}|\d+)/", pattern):
+            return namespace
+    raise ValueError(f"{pattern!r} is not a span pattern of any namespace")
+
+
+def label(span: int, namespace: str = UPSTREAM) -> str:
+    """How a span is named to a person: "3" upstream, "feedback-3" in the feedback namespace."""
+    return str(span) if namespace == UPSTREAM else f"{DIR_PREFIXES[namespace]}{span}"
+
+
+def existing_spans(spans_root: Path, namespace: str = UPSTREAM) -> list[int]:
+    """Span numbers of `namespace` that have a data file under `spans_root`, ascending."""
     root = Path(spans_root)
     if not root.is_dir():
         return []
+    prefix = DIR_PREFIXES[namespace]
     spans = []
     for child in root.iterdir():
-        suffix = child.name.removeprefix(SPAN_DIR_PREFIX)
-        if child.name.startswith(SPAN_DIR_PREFIX) and suffix.isdigit() and (child / SPAN_FILE).exists():
+        suffix = child.name.removeprefix(prefix)
+        if child.name.startswith(prefix) and suffix.isdigit() and (child / SPAN_FILE).exists():
             spans.append(int(suffix))
     return sorted(spans)
 
@@ -60,30 +93,37 @@ def write_span(
     rows: Iterable[Mapping[str, object]],
     columns: tuple[str, ...] = features.CSV_COLUMNS,
     canonical: bool = True,
+    namespace: str = UPSTREAM,
+    manifest: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write `rows` as span `span` atomically (temp file + rename); returns the file path.
+    """Write `rows` as span `span` of `namespace` atomically (temp file + rename); returns the file path.
 
     With canonical=False values are written as given (used to produce deliberately broken spans).
+    A feedback span is written once: FileExistsError if it exists. `manifest` (JSON) is written
+    before the data file, so a span whose data is visible always has its manifest.
     """
-    return write_csv(span_dir(spans_root, span) / SPAN_FILE, rows, columns, canonical)
+    folder = span_dir(spans_root, span, namespace)
+    if namespace == FEEDBACK and (folder / SPAN_FILE).exists():
+        raise FileExistsError(f"feedback span {span} already exists at {folder}: feedback spans are never rewritten")
+    if manifest is not None:
+        write_text(folder / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return write_csv(folder / SPAN_FILE, rows, columns, canonical)
 
 
-def write_csv(
-    target: Path, rows: Iterable[Mapping[str, object]], columns: tuple[str, ...], canonical: bool = True
-) -> Path:
-    """Write `rows` to `target` atomically in the canonical format (columns outside the feature
-    contract are written as text)."""
+def read_manifest(spans_root: Path, span: int, namespace: str = FEEDBACK) -> dict[str, Any] | None:
+    path = span_dir(spans_root, span, namespace) / MANIFEST_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+@contextlib.contextmanager
+def _atomic(target: Path) -> Iterator[TextIO]:
+    """A text handle whose content appears at `target` only once complete (temp file, fsync, rename)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".partial")  # never matches *.csv
     try:
         with os.fdopen(fd, "w", newline="") as out:
-            writer = csv.writer(out)
-            writer.writerow(columns)
-            for row in rows:
-                writer.writerow(
-                    [format_value(c, row.get(c)) if canonical else row.get(c, "") for c in columns]
-                )
+            yield out
             out.flush()
             os.fsync(out.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; spans are ordinary data files
@@ -91,7 +131,26 @@ def write_csv(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return target
+
+
+def write_text(target: Path, text: str) -> Path:
+    """Write `text` to `target` atomically."""
+    with _atomic(target) as out:
+        out.write(text)
+    return Path(target)
+
+
+def write_csv(
+    target: Path, rows: Iterable[Mapping[str, object]], columns: tuple[str, ...], canonical: bool = True
+) -> Path:
+    """Write `rows` to `target` atomically in the canonical format (columns outside the feature
+    contract are written as text)."""
+    with _atomic(target) as out:
+        writer = csv.writer(out)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([format_value(c, row.get(c)) if canonical else row.get(c, "") for c in columns])
+    return Path(target)
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:

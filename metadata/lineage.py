@@ -3,9 +3,12 @@
     conveyor lineage [--version V] [--home DIR]
 
 From the push back to the data: Pusher <- Evaluator (metrics, blessing, baseline) <- Trainer
-(steps, hyperparameters, code) <- Transform (graph, code) <- the training window's spans, each
-through DataGate <- ExampleValidator (anomalies) <- StatisticsGen <- CsvExampleGen (files), and the
-schema. Works on any MLMD the pipeline wrote (SQLite or MySQL), for both history sources.
+(steps, hyperparameters, code) <- Transform (graph, code) <- the training window's spans (upstream
+and feedback), each through DataGate <- ExampleValidator (anomalies) <- StatisticsGen <-
+CsvExampleGen (files), and the schema. A feedback span also says which served traffic it holds and
+where its labels came from (its manifest, ct/feedback.py); the CT decision that launched the run
+(trigger, reason, time) comes from metadata/ct_records.py. Works on any MLMD the pipeline wrote
+(SQLite or MySQL), for both history sources.
 Modules that load TensorFlow are imported inside the functions, so the command can keep their
 start-up logs off the console.
 """
@@ -20,6 +23,7 @@ from typing import Any
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from data import spans_io
 from metadata import connection, runs
 from pipeline import versions
 from pipeline.configs import PipelineConfig
@@ -32,6 +36,7 @@ class LineageError(LookupError):
 @dataclass
 class SpanLineage:
     span: int
+    namespace: str  # upstream or feedback (data/spans_io.py)
     version: int
     data_pattern: str  # what CsvExampleGen read
     data_files: list[str]  # files matching it now
@@ -41,6 +46,11 @@ class SpanLineage:
     anomalies_uri: str
     anomalies: list[str]
     validated_uri: str  # DataGate's output: the span passed the gate
+    manifest: dict[str, Any] | None = None  # a feedback span's: served traffic, label files, who built it
+
+    @property
+    def label(self) -> str:
+        return spans_io.label(self.span, self.namespace)
 
 
 @dataclass
@@ -65,6 +75,7 @@ class ModelLineage:
     blessed: bool
     baseline: str | None
     baseline_metrics: dict[str, float] = field(default_factory=dict)
+    launched_by: dict[str, Any] | None = None  # the CT decision that launched the run (None: not CT)
 
 
 def _producer(store: metadata_store.MetadataStore, artifact: metadata_store_pb2.Artifact, expected: str) -> runs.NodeExecution:
@@ -96,7 +107,6 @@ def _code(node: runs.NodeExecution, fn_property: str) -> str:
 
 def _span_lineage(store: metadata_store.MetadataStore, validated: metadata_store_pb2.Artifact) -> SpanLineage:
     from pipeline import anomalies as anomalies_lib
-    from pipeline.pipeline import SPAN_PATTERN
     from tfx.dsl.io import fileio
 
     gate = _producer(store, validated, "DataGate")
@@ -106,10 +116,14 @@ def _span_lineage(store: metadata_store.MetadataStore, validated: metadata_store
     validator = _producer(store, anomalies, "ExampleValidator")
     statistics = _single(validator, "inputs", "statistics")
     span = runs.span_of(examples)
-    pattern = os.path.join(str(runs.exec_property(example_gen, "input_base")), SPAN_PATTERN.replace("{SPAN}", str(span)))
+    namespace = runs.example_gen_namespace(example_gen)
+    input_base = str(runs.exec_property(example_gen, "input_base"))
+    pattern = os.path.join(input_base, spans_io.file_pattern(namespace).replace("{SPAN}", str(span)))
     found = anomalies_lib.read(anomalies.uri, anomalies.properties["split_names"].string_value)
     return SpanLineage(
         span=span,
+        namespace=namespace,
+        manifest=spans_io.read_manifest(input_base, span, namespace) if namespace == spans_io.FEEDBACK else None,
         version=int(runs.custom_property(examples, "version") or 0),
         data_pattern=pattern,
         data_files=sorted(fileio.glob(pattern)),
@@ -145,7 +159,7 @@ def _validated_spans(store: metadata_store.MetadataStore, window: list[metadata_
             if not matches:
                 raise LineageError(f"window source {uri} is not a DataGate output in ML Metadata")
             validated.append(matches[0])
-    return sorted(validated, key=runs.span_of)
+    return sorted(validated, key=lambda a: (runs.namespace_of(a) != spans_io.UPSTREAM, runs.span_of(a)))
 
 
 def trace(store: metadata_store.MetadataStore, serving_root: str, version: str) -> ModelLineage:
@@ -197,24 +211,54 @@ def for_config(config: PipelineConfig, version: str | None = None) -> ModelLinea
     version = version or versions.serving_version(config.serving_root_uri)
     if version is None:
         raise LineageError(f"no pushed model under {config.serving_root_uri}")
+    from metadata import ct_records
+
     store = connection.open_store(connection.connection_config(config))
-    return trace(store, config.serving_root_uri, version)
+    found = trace(store, config.serving_root_uri, version)
+    found.launched_by = ct_records.decision_for_run(config, found.run_id)
+    return found
 
 
 def _metrics_line(metrics: dict[str, float]) -> str:
     return ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if k != "example_count")
 
 
+def _launched_by(decision: dict[str, Any] | None) -> str:
+    if decision is None:
+        return "launched by: a person (conveyor run), not the CT controller"
+    when = datetime.datetime.fromtimestamp(decision["time"], datetime.timezone.utc) if decision.get("time") else None
+    at = f" at {when:%Y-%m-%d %H:%M:%S} UTC" if when else ""
+    return f"launched by: CT trigger {decision['triggers'] or '-'}{at} (decision {decision['execution_id']}): {decision['reason']}"
+
+
+def _feedback_line(manifest: dict[str, Any] | None) -> str:
+    if not manifest:
+        return "    served     (no manifest found)"
+    built = manifest.get("built_by", {})
+    return (
+        f"    served     traffic from {manifest['start']} to {manifest['end']}: {manifest['labelled']} labelled predictions"
+        f" of version(s) {', '.join(manifest['versions']) or '-'} ({manifest['without_label']} without a label left out)\n"
+        f"    labels     from {', '.join(manifest['label_files']) or '-'}\n"
+        f"    built by   CT trigger {','.join(built.get('triggers', [])) or '-'} at {built.get('time', '-')}"
+    )
+
+
 def format_lineage(lineage: ModelLineage) -> str:
     serving = " (serving now)" if lineage.serving_now else ""
+    upstream = [s.span for s in lineage.spans if s.namespace == spans_io.UPSTREAM]
+    fed = [s.span for s in lineage.spans if s.namespace == spans_io.FEEDBACK]
     lines = [
         f"model version {lineage.version}{serving}",
         f"  pushed     {lineage.pushed_at:%Y-%m-%d %H:%M:%S} UTC to {lineage.pushed_path} (run {lineage.run_id})",
-        f"data: training window spans {[s.span for s in lineage.spans]}",
+        f"  {_launched_by(lineage.launched_by)}",
+        f"data: training window spans {upstream}" + (f" + feedback spans {fed} (served traffic)" if fed else ""),
     ]
     for span in lineage.spans:
+        kind = "feedback span" if span.namespace == spans_io.FEEDBACK else "span"
+        lines += [f"  {kind} {span.span} (version {span.version})"]
+        if span.namespace == spans_io.FEEDBACK:
+            lines.append(_feedback_line(span.manifest))
         lines += [
-            f"  span {span.span} (version {span.version})",
             f"    files      {span.data_pattern}: {', '.join(span.data_files) or 'none there now'}",
             f"    read as    {span.input_fingerprint}",
             f"    examples   {span.examples_uri}",

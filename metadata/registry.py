@@ -47,7 +47,8 @@ class ModelVersion:
     run_id: str | None = None
     blessed: bool | None = None  # by the Evaluator
     infra_blessed: bool | None = None  # by InfraCheck
-    window_spans: list[int] = field(default_factory=list)
+    window_spans: list[int] = field(default_factory=list)  # upstream spans it was trained on
+    window_feedback_spans: list[int] = field(default_factory=list)  # feedback spans (served traffic) it was trained on
     evaluation_uri: str | None = None
     training_statistics_uri: str | None = None
     superseded: bool = False  # staged, and a newer version is published
@@ -125,13 +126,15 @@ def _add_lineage(store, push: runs.NodeExecution, entry: ModelVersion) -> None:
     if transform is None:
         return
     window = transform.inputs.get("examples", [])
-    entry.window_spans = sorted(runs.span_of(a) for a in window)
+    entry.window_spans = runs.window_spans(window)
+    entry.window_feedback_spans = runs.window_spans(window, runs.FEEDBACK)
     if window:
-        entry.training_statistics_uri = _training_statistics(store, max(window, key=runs.span_of))
+        entry.training_statistics_uri = _training_statistics(store, max(window, key=lambda a: a.id))
 
 
 def _training_statistics(store, examples) -> str | None:
-    """The train-split statistics file DataGate validated for the newest span of a model's window.
+    """The train-split statistics file DataGate validated for the newest span of a model's window
+    (the most recently validated one: this run's own span, upstream or feedback).
 
     Transform computes no statistics of its own (DataGate has those of every span); the newest
     span stands for the window, whose spans DataGate kept within the drift thresholds of each other.
@@ -161,8 +164,23 @@ def find(config: PipelineConfig, version: str) -> ModelVersion:
     raise LookupError(f"version {version} is unknown (not under {config.serving_root} nor in {config.metadata_path})")
 
 
+@dataclass(frozen=True)
+class RecordedRollback:
+    from_version: str
+    to_version: str
+    reason: str  # "operator" for `conveyor rollback`, the guard's verdict for CT
+    time: float  # seconds since the epoch
+
+    @classmethod
+    def of(cls, execution: metadata_store_pb2.Execution) -> "RecordedRollback":
+        props = execution.properties
+        reason = props["reason"].string_value if "reason" in props else "operator"
+        return cls(props["from_version"].string_value, props["to_version"].string_value, reason,
+                   execution.create_time_since_epoch / 1000)
+
+
 def rollbacks(config: PipelineConfig) -> list[metadata_store_pb2.Execution]:
-    """Recorded rollbacks of this pipeline, oldest first."""
+    """Recorded rollbacks of this pipeline, oldest first (RecordedRollback.of reads one)."""
     if not connection.store_exists(config):
         return []
     store = connection.open_store(connection.connection_config(config))

@@ -8,6 +8,8 @@ from typing import Any
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from data.spans_io import FEEDBACK, NAMESPACE_PROPERTY, UPSTREAM, namespace_of_pattern
+
 
 PIPELINE_CONTEXT = "pipeline"
 PIPELINE_RUN_CONTEXT = "pipeline_run"
@@ -50,6 +52,13 @@ def latest_run_id(store: metadata_store.MetadataStore, pipeline_name: str) -> st
     """The newest pipeline_run context of `pipeline_name`."""
     ids = run_ids(store, pipeline_name)
     return ids[-1] if ids else None
+
+
+def latest_run_time(store: metadata_store.MetadataStore, pipeline_name: str) -> float | None:
+    """When the newest pipeline run of `pipeline_name` started (seconds since the epoch)."""
+    run_id = latest_run_id(store, pipeline_name)
+    run = store.get_context_by_type_and_name(PIPELINE_RUN_CONTEXT, run_id) if run_id else None
+    return run.create_time_since_epoch / 1000 if run else None
 
 
 def _pipeline_of_run(store: metadata_store.MetadataStore, run: metadata_store_pb2.Context) -> str | None:
@@ -211,16 +220,18 @@ def pushed_model(store: metadata_store.MetadataStore, destination: str) -> metad
     return None
 
 
-def window_spans(examples: list[metadata_store_pb2.Artifact]) -> list[int]:
-    """Span numbers in a training window: K validated artifacts ("mlmd") or one assembled ("stores")."""
-    from pipeline.components.span_window import WINDOW_SPANS_PROPERTY
+def window_spans(examples: list[metadata_store_pb2.Artifact], namespace: str = UPSTREAM) -> list[int]:
+    """Span numbers of `namespace` in a training window: validated artifacts ("mlmd") or one
+    assembled artifact that lists them ("stores")."""
+    from pipeline.components.span_window import WINDOW_FEEDBACK_SPANS_PROPERTY, WINDOW_SPANS_PROPERTY
 
+    listing = WINDOW_SPANS_PROPERTY if namespace == UPSTREAM else WINDOW_FEEDBACK_SPANS_PROPERTY
     spans = []
     for artifact in examples:
-        listed = custom_property(artifact, WINDOW_SPANS_PROPERTY)
-        if listed:
-            spans.extend(int(span) for span in listed.split(","))
-        else:
+        if WINDOW_SPANS_PROPERTY in artifact.custom_properties:
+            listed = custom_property(artifact, listing) or ""
+            spans.extend(int(span) for span in listed.split(",") if span)
+        elif namespace_of(artifact) == namespace:
             spans.append(span_of(artifact))
     return sorted(spans)
 
@@ -230,9 +241,28 @@ def span_of(artifact: metadata_store_pb2.Artifact) -> int:
     return artifact.custom_properties["span"].int_value
 
 
-def ingested_spans(store: metadata_store.MetadataStore, pipeline_name: str, node_id: str = "CsvExampleGen") -> set[int]:
-    """Spans that `node_id` has produced Examples for in this pipeline, across all runs."""
-    return {span_of(a) for a in _node_artifacts(store, pipeline_name, node_id, EXAMPLES_TYPE)}
+def namespace_of(artifact: metadata_store_pb2.Artifact) -> str:
+    """The span namespace DataGate stamped on a validated artifact (upstream if unstamped)."""
+    return custom_property(artifact, NAMESPACE_PROPERTY) or UPSTREAM
+
+
+def example_gen_namespace(node: NodeExecution) -> str:
+    """Which namespace a CsvExampleGen execution read, from its input pattern."""
+    config = exec_property(node, "input_config") or {}
+    return namespace_of_pattern(config["splits"][0]["pattern"]) if config.get("splits") else UPSTREAM
+
+
+def ingested_spans(
+    store: metadata_store.MetadataStore, pipeline_name: str, namespace: str = UPSTREAM, node_id: str = "CsvExampleGen"
+) -> set[int]:
+    """Spans of `namespace` that `node_id` has produced Examples for in this pipeline, across all runs."""
+    return {
+        span_of(a)
+        for node in node_executions(store, pipeline_name, node_id)
+        if example_gen_namespace(node) == namespace
+        for a in node.outputs.get("examples", [])
+        if a.state == metadata_store_pb2.Artifact.LIVE
+    }
 
 
 def _node_artifacts(store: metadata_store.MetadataStore, pipeline_name: str, node_id: str, type_name: str) -> list[metadata_store_pb2.Artifact]:
@@ -287,8 +317,19 @@ class Run:
 
     @property
     def window_spans(self) -> list[int]:
-        """The training window, as Transform received it."""
+        """The training window's upstream spans, as Transform received them."""
         return window_spans(self.inputs("Transform", "examples"))
+
+    @property
+    def window_feedback_spans(self) -> list[int]:
+        """The training window's feedback spans."""
+        return window_spans(self.inputs("Transform", "examples"), FEEDBACK)
+
+    @property
+    def span_namespace(self) -> str:
+        """The namespace of the span this run ingested."""
+        node = self.nodes.get("CsvExampleGen")
+        return example_gen_namespace(node) if node else UPSTREAM
 
 
 def load_run(store: metadata_store.MetadataStore, run_id: str) -> Run:

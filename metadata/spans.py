@@ -1,26 +1,36 @@
-"""Which spans a run should ingest."""
+"""Which spans a run should ingest, in each namespace (data/spans_io.py)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from data import spans_io
+from data.spans_io import UPSTREAM
 from metadata import connection, runs
 from pipeline.configs import PipelineConfig
-
 
 INGESTED_DIR = "ingested_spans"
 
 
-def ingested(config: PipelineConfig) -> set[int]:
-    """Spans a run has taken for this pipeline (empty before the first run): the spans
-    CsvExampleGen ingested according to this home's ML Metadata, and those the pipeline root
-    knows of, for runs on a cluster whose metadata is not this home's: the spans DataGate
-    validated (the "stores" index) and those of finished cluster runs (record_ingested)."""
+def root(config: PipelineConfig, namespace: str) -> Path:
+    """Where the spans of `namespace` live for this home."""
+    return config.spans_root if namespace == UPSTREAM else config.feedback_spans_root
+
+
+def ingested(config: PipelineConfig, namespace: str = UPSTREAM) -> set[int]:
+    """Spans of `namespace` a run has taken for this pipeline (empty before the first run): the
+    spans CsvExampleGen ingested according to this home's ML Metadata and, for upstream spans,
+    those the pipeline root knows of for runs on a cluster whose metadata is not this home's: the
+    spans DataGate validated (the "stores" index) and those of finished cluster runs
+    (record_ingested)."""
     from pipeline.components.span_window import indexed_spans
 
-    found = set(indexed_spans(config.validated_spans_uri)) | _recorded(config)
+    found: set[int] = set()
+    if namespace == UPSTREAM:
+        found = set(indexed_spans(config.validated_spans_uri)) | _recorded(config)
     if connection.store_exists(config):
-        found |= runs.ingested_spans(connection.open_store(connection.connection_config(config)), config.pipeline_name)
+        store = connection.open_store(connection.connection_config(config))
+        found |= runs.ingested_spans(store, config.pipeline_name, namespace)
     return found
 
 
@@ -29,7 +39,7 @@ def _ingested_dir(config: PipelineConfig) -> str:
 
 
 def record_ingested(config: PipelineConfig, span: int, run_id: str, state: str) -> None:
-    """Note that a cluster run of `span` finished (`state`, the orchestrator's word), whatever its outcome."""
+    """Note that a cluster run of upstream `span` finished (`state`, the orchestrator's word), whatever its outcome."""
     from tfx.dsl.io import fileio
 
     folder = _ingested_dir(config)
@@ -48,15 +58,16 @@ def _recorded(config: PipelineConfig) -> set[int]:
     return {int(n[len("span-") : -len(".json")]) for n in names if n.startswith("span-") and n.endswith(".json")}
 
 
-def pending(config: PipelineConfig) -> list[int]:
-    """Spans on disk newer than the newest span ingested, oldest first."""
-    newest = max(ingested(config), default=0)
-    return [s for s in spans_io.existing_spans(config.spans_root) if s > newest]
+def pending(config: PipelineConfig, namespace: str = UPSTREAM) -> list[int]:
+    """Spans of `namespace` on disk newer than the newest one ingested, oldest first. Feedback span
+    N being ingested says nothing about upstream span N: each namespace is counted alone."""
+    newest = max(ingested(config, namespace), default=0)
+    return [s for s in spans_io.existing_spans(root(config, namespace), namespace) if s > newest]
 
 
 def newest(config: PipelineConfig) -> int:
-    """The newest span on disk. Runners always name the span they ingest: a run pinned to span N
-    and one left to find the newest span differ in ExampleGen's properties, so they would not
+    """The newest upstream span on disk. Runners always name the span they ingest: a run pinned to
+    span N and one left to find the newest span differ in ExampleGen's properties, so they would not
     share a cache."""
     on_disk = spans_io.existing_spans(config.spans_root)
     if not on_disk:
@@ -65,8 +76,8 @@ def newest(config: PipelineConfig) -> int:
 
 
 def spans_to_run(config: PipelineConfig, latest_only: bool) -> list[int]:
-    """Spans a `conveyor run` ingests, oldest first: `config.span` if set, else every pending span,
-    else (or with `latest_only`) the newest span."""
+    """Upstream spans a `conveyor run` ingests, oldest first: `config.span` if set, else every pending
+    span, else (or with `latest_only`) the newest span."""
     if config.span is not None:
         return [config.span]
     todo = [] if latest_only else pending(config)

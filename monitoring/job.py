@@ -4,11 +4,15 @@ For the window [end - hours, end) and the one before it:
   - TFDV statistics of the logged features, validated against the schema's SERVING environment;
   - skew: distances to the training statistics of the model that answered most of the window's
     predictions (DataGate's statistics of the newest span it was trained on, found through MLMD
-    lineage, metadata.registry);
+    lineage; monitoring/evidence.py, the same check the CT controller makes);
   - drift: distances to the previous window;
-  - live metrics per model version from the labels that have arrived (monitoring/labels.py).
-Writes result.json (fields in the README; read by the CT controller), report.html and the
-window's statistics (serving_statistics.pb) to HOME/monitoring/<window end>/ unless told otherwise.
+  - live metrics per model version from the labels that have arrived, against the version's own
+    offline accuracy and the floor (monitoring/live.py, the same rules the CT controller applies).
+Distances need `monitor_min_predictions` predictions and live accuracy `live_min_labels` labels:
+below that they are listed as not judged, never as OK. Status: "alert" (something flagged, exit 3),
+"no_traffic" (no predictions in the window: nothing to judge, exit 4) or "ok" (exit 0).
+Writes result.json (fields in docs/serving.md), report.html and the window's statistics
+(serving_statistics.pb) to HOME/monitoring/<window end>/ unless told otherwise.
 """
 from __future__ import annotations
 
@@ -21,16 +25,18 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from monitoring import evidence
 from monitoring import labels as labels_lib
+from monitoring import live as live_lib
 from monitoring import statistics
-from pipeline import drift
+from pipeline import versions
 from pipeline.configs import PipelineConfig
 from serving import request_log
-from metadata import registry
-from pipeline import versions
 
-RESULT_FORMAT = 1
+RESULT_FORMAT = 2
 RESULT_FILE, REPORT_FILE, STATS_FILE = "result.json", "report.html", "serving_statistics.pb"
+OK, ALERT, NO_TRAFFIC = "ok", "alert", "no_traffic"
+EXIT_CODES = {OK: 0, ALERT: 3, NO_TRAFFIC: 4}
 
 
 @dataclass
@@ -43,6 +49,10 @@ class MonitoringResult:
     def ok(self) -> bool:
         return bool(self.data["ok"])
 
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.data["status"]]
+
 
 def _window_json(window: request_log.Window) -> dict[str, Any]:
     return {
@@ -54,27 +64,8 @@ def _window_json(window: request_log.Window) -> dict[str, Any]:
     }
 
 
-def _training_statistics(config: PipelineConfig, version: str | None) -> tuple[str | None, str | None]:
-    """(uri, None) of the training statistics of `version`, or (None, why not)."""
-    if version is None:
-        return None, "no model version answered in this window and none is pushed"
-    try:
-        entry = registry.find(config, version)
-    except LookupError as exc:
-        return None, str(exc)
-    if entry.training_statistics_uri is None:
-        return None, f"MLMD has no training statistics for version {version}"
-    return entry.training_statistics_uri, None
-
-
-def _evaluation_metrics(config: PipelineConfig, wanted: list[str]) -> dict[str, dict[str, float]]:
-    """version -> the Evaluator's overall metrics, for comparison with the live ones."""
-    entries = [e for e in registry.list_versions(config) if e.version in wanted and e.evaluation_uri]
-    if not entries:
-        return {}
-    from pipeline import evaluation
-
-    return {e.version: evaluation.load_evaluation(e.evaluation_uri).metrics.get(evaluation.OVERALL, {}) for e in entries}
+def _not_computed(reason: str) -> dict[str, Any]:
+    return {"available": False, "reason": reason, "features": [], "flagged": []}
 
 
 def run(
@@ -105,8 +96,6 @@ def run(
         "serving_version": serving_now,
         "model_version": model_version,
         "anomalies": [],
-        "skew": {"available": False, "reason": "no predictions in the window", "features": [], "flagged": []},
-        "drift": {"available": False, "reason": "no predictions in the window", "features": [], "flagged": []},
     }
     stats: dict[str, Any] = {}
     if current.records:
@@ -115,54 +104,46 @@ def run(
             {"feature": a.feature, "kind": a.kind, "description": a.description}
             for a in statistics.schema_anomalies(stats["current"], schema)
         ]
-        uri, why_not = _training_statistics(config, model_version)
-        if uri is not None:
-            stats["training"] = statistics.load_statistics(uri)
-            distances = statistics.skew(stats["training"], stats["current"], schema, config)
-            data["skew"] = _distances_json(distances, baseline=f"training statistics of version {model_version}: {uri}")
-        else:
-            data["skew"]["reason"] = why_not
-        if previous.records:
-            stats["previous"] = statistics.compute(r["features"] for r in previous.records)
-            distances = statistics.drift(stats["previous"], stats["current"], schema, config)
-            data["drift"] = _distances_json(distances, baseline=f"previous window {data['previous_window']['start']}")
-        else:
-            data["drift"]["reason"] = "no predictions in the previous window"
+    skew = evidence.skew(config, model_version, current.records, schema, stats.get("current"))
+    data["skew"] = skew.data
+    if skew.training is not None:
+        stats["training"] = skew.training
+    too_few = evidence.enough_predictions(config, len(current.records))
+    too_few_before = evidence.enough_predictions(config, len(previous.records))
+    if too_few or too_few_before:
+        data["drift"] = _not_computed(too_few or f"previous window: {too_few_before}")
+    else:
+        stats["previous"] = statistics.compute(r["features"] for r in previous.records)
+        distances = statistics.drift(stats["previous"], stats["current"], schema, config)
+        data["drift"] = statistics.distances_json(distances, baseline=f"previous window {data['previous_window']['start']}")
 
     labels = labels_lib.read(labels_root or config.labels_root)
-    live = labels_lib.live_metrics(current.records, labels)
-    data["labels"] = {"files": labels.files, "invalid_lines": labels.invalid_lines,
-                      "joined": sum(m.labeled for m in live.values())}
-    offline = _evaluation_metrics(config, list(live))
+    offline = evidence.offline_metrics(config, list(counts))
+    live = live_lib.by_version(current.records, labels, config, offline)
+    data["labels"] = {"files": labels.files, "invalid_lines": labels.invalid_lines, "joined": sum(m.labeled for m in live.values())}
     data["live_metrics"] = {v: {**m.to_json(), "evaluation": offline.get(v, {})} for v, m in live.items()}
 
-    alerts = []
-    if data["anomalies"]:
-        alerts.append("anomalies")
-    if data["skew"]["flagged"]:
-        alerts.append("skew")
-    if data["drift"]["flagged"]:
-        alerts.append("drift")
+    alerts = [name for name, hit in (
+        ("anomalies", data["anomalies"]),
+        ("skew", data["skew"]["flagged"]),
+        ("drift", data["drift"]["flagged"]),
+        ("performance", [v for v, m in live.items() if m.low]),
+    ) if hit]
     data["alerts"] = alerts
-    data["ok"] = not alerts
+    data["not_judged"] = [f"{name}: {data[name]['reason']}" for name in ("skew", "drift") if not data[name]["available"]] + [
+        f"live accuracy of version {v}: {m.reasons[0]}" for v, m in live.items() if m.state == live_lib.TOO_FEW_LABELS
+    ]
+    if not current.records:
+        data["status"] = NO_TRAFFIC
+    else:
+        data["status"] = ALERT if alerts else OK
+    data["ok"] = data["status"] == OK
 
     out_dir = Path(out_dir or config.monitoring_root / end.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
     data["report"] = str(out_dir / REPORT_FILE)
     result = MonitoringResult(data, out_dir, stats)
     _write(result)
     return result
-
-
-def _distances_json(scores: list[drift.Score], baseline: str) -> dict[str, Any]:
-    return {
-        "available": True,
-        "baseline": baseline,
-        "features": [
-            {"feature": s.feature, "measure": s.measure, "value": s.value, "threshold": s.threshold, "flagged": s.exceeded}
-            for s in scores
-        ],
-        "flagged": sorted({s.feature for s in scores if s.exceeded}),
-    }
 
 
 def _write(result: MonitoringResult) -> None:
@@ -191,11 +172,22 @@ def format_result(result: MonitoringResult) -> str:
         if part["available"]:
             lines.append(f"{name}: {', '.join(part['flagged']) or 'none'} over the threshold")
         else:
-            lines.append(f"{name}: not computed ({part['reason']})")
+            lines.append(f"{name}: not judged ({part['reason']})")
     for version, m in d["live_metrics"].items():
-        auc = f"{m['auc']:.4f}" if m["auc"] is not None else "-"
-        lines.append(f"live metrics, version {version}: {m['labeled']} labeled, accuracy {m['accuracy']:.4f}, auc {auc}")
+        accuracy = "-" if m["accuracy"] is None else f"{m['accuracy']:.4f}"
+        offline = "-" if m["offline_accuracy"] is None else f"{m['offline_accuracy']:.4f}"
+        auc = "-" if m["auc"] is None else f"{m['auc']:.4f}"
+        verdict = "; ".join(m["reasons"]) if m["reasons"] else m["state"]
+        lines.append(
+            f"live metrics, version {version}: {m['labeled']} of {m['predictions']} labelled, accuracy {accuracy} "
+            f"(offline {offline}, floor {m['floor']}), auc {auc}: {verdict}"
+        )
     if not d["live_metrics"]:
-        lines.append(f"live metrics: no labels joined ({d['labels']['files']} label files)")
-    lines.append(f"{'OK' if d['ok'] else 'ALERT: ' + ', '.join(d['alerts'])}   result: {result.out_dir / RESULT_FILE}   report: {d['report']}")
+        lines.append(f"live metrics: no predictions to join labels to ({d['labels']['files']} label files)")
+    head = {OK: "OK", NO_TRAFFIC: "NO TRAFFIC: nothing was served in the window, nothing judged"}.get(
+        d["status"], "ALERT: " + ", ".join(d["alerts"])
+    )
+    if d["status"] == OK and d["not_judged"]:
+        head += " (not judged: " + "; ".join(d["not_judged"]) + ")"
+    lines.append(f"{head}   result: {result.out_dir / RESULT_FILE}   report: {d['report']}")
     return "\n".join(lines)

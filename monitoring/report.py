@@ -14,7 +14,7 @@ STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#1d2330;padding:0 16px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #dde2ea;padding-bottom:4px}
 .sub{color:#5b6475}.banner{padding:12px 16px;border-radius:8px;font-weight:600;margin:16px 0}
-.ok{background:#e3f6e8;color:#135c2a}.alert{background:#fde5e3;color:#8a1c12}
+.ok{background:#e3f6e8;color:#135c2a}.alert{background:#fde5e3;color:#8a1c12}.none{background:#fff4d6;color:#6b4e00}
 .cards{display:flex;gap:12px;flex-wrap:wrap}.card{border:1px solid #dde2ea;border-radius:8px;padding:10px 14px;min-width:150px}
 .card b{display:block;font-size:20px}table{border-collapse:collapse;width:100%}
 td,th{padding:5px 8px;border-bottom:1px solid #eef1f5;text-align:left;vertical-align:middle}th{color:#5b6475;font-weight:600}
@@ -33,11 +33,14 @@ SERIES = (("training", "training"), ("previous", "previous window"), ("current",
 
 def render(data: dict[str, Any], stats: dict[str, Any]) -> str:
     w = data["window"]
-    status = (
-        '<div class="banner ok">OK: no anomalies, skew or drift over the thresholds</div>'
-        if data["ok"]
-        else f'<div class="banner alert">ALERT: {escape(", ".join(data["alerts"]))}</div>'
-    )
+    if data["status"] == "ok":
+        status = '<div class="banner ok">OK: no anomalies, skew, drift or live-performance drop</div>'
+    elif data["status"] == "no_traffic":
+        status = '<div class="banner none">NO TRAFFIC: nothing was served in this window, so nothing could be judged</div>'
+    else:
+        status = f'<div class="banner alert">ALERT: {escape(", ".join(data["alerts"]))}</div>'
+    if data["not_judged"]:
+        status += "<p class='muted'>Not judged: " + escape("; ".join(data["not_judged"])) + ".</p>"
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>Conveyor monitoring: {escape(data['model_name'])} {escape(w['end'])}</title><style>{STYLE}</style></head><body>",
@@ -77,7 +80,7 @@ def _anomalies(anomalies: list[dict[str, str]]) -> str:
 
 def _distances(title: str, part: dict[str, Any]) -> str:
     if not part["available"]:
-        return f"<h2>{escape(title)}</h2><p class='muted'>Not computed: {escape(part['reason'])}.</p>"
+        return f"<h2>{escape(title)}</h2><p class='muted'>Not judged: {escape(part['reason'])}.</p>"
     rows = []
     for d in sorted(part["features"], key=lambda d: -d["value"] / d["threshold"] if d["threshold"] else 0):
         share = min(d["value"] / d["threshold"], 2.0) / 2 * 100 if d["threshold"] else 100
@@ -99,19 +102,28 @@ def _distances(title: str, part: dict[str, Any]) -> str:
 def _live(data: dict[str, Any]) -> str:
     live = data["live_metrics"]
     if not live:
-        return f"<h2>Live metrics</h2><p class='muted'>No labels joined yet ({data['labels']['files']} label files).</p>"
+        return f"<h2>Live metrics</h2><p class='muted'>No predictions to join labels to ({data['labels']['files']} label files).</p>"
+
+    def number(value: float | None, digits: str = ".4f") -> str:
+        return "-" if value is None else format(value, digits)
+
     rows = "".join(
-        f"<tr><td>{escape(v)}</td><td class='num'>{m['labeled']}</td><td class='num'>{m['accuracy']:.4f}</td>"
-        f"<td class='num'>{'-' if m['auc'] is None else format(m['auc'], '.4f')}</td>"
-        f"<td class='num'>{m['positive_rate']:.3f}</td><td class='num'>{m['mean_probability']:.3f}</td>"
-        f"<td class='num'>{_offline(m, 'binary_accuracy')}</td><td class='num'>{_offline(m, 'auc')}</td></tr>"
+        f"<tr><td>{escape(v)}</td><td class='num'>{m['predictions']}</td><td class='num'>{m['labeled']}</td>"
+        f"<td class='num'>{number(m['accuracy'])}</td><td class='num'>{number(m['offline_accuracy'])}</td>"
+        f"<td class='num'>{number(m['auc'])}</td><td class='num'>{_offline(m, 'auc')}</td>"
+        f"<td class='num'>{number(m['positive_rate'], '.3f')}</td><td class='num'>{number(m['mean_probability'], '.3f')}</td>"
+        f"<td class='{'flag' if m['state'] == 'low' else ''}'>{escape(m['state'])}{': ' + escape('; '.join(m['reasons'])) if m['reasons'] else ''}</td></tr>"
         for v, m in live.items()
     )
+    first = next(iter(live.values()))
     return (
-        "<h2>Live metrics (labels that arrived)</h2><table><tr><th>model version</th><th class='num'>labeled</th>"
-        "<th class='num'>accuracy</th><th class='num'>AUC</th><th class='num'>big-tipper rate</th>"
-        "<th class='num'>mean probability</th><th class='num'>evaluation accuracy</th>"
-        f"<th class='num'>evaluation AUC</th></tr>{rows}</table>"
+        "<h2>Live metrics (labels that arrived)</h2>"
+        f"<p class='sub'>Accuracy needs {escape(str(first['floor']))} or more and no more than {escape(str(first['max_drop']))} "
+        "below the version's offline (Evaluator) accuracy; it is computed only on enough labels, AUC only with enough of each class.</p>"
+        "<table><tr><th>model version</th><th class='num'>predictions</th><th class='num'>labelled</th>"
+        "<th class='num'>accuracy</th><th class='num'>offline accuracy</th><th class='num'>AUC</th><th class='num'>offline AUC</th>"
+        "<th class='num'>big-tipper rate</th><th class='num'>mean probability</th><th>verdict</th></tr>"
+        f"{rows}</table>"
     )
 
 

@@ -71,7 +71,9 @@ def skew(
     config: PipelineConfig,
 ) -> list[drift_lib.Score]:
     """Training/serving skew of each monitored serving feature."""
-    return drift_lib.compare(training, schema, _serving_thresholds(config), config.completeness_drop, serving=serving)
+    return drift_lib.compare(
+        training, schema, _serving_thresholds(config), config.completeness_drop, median_shift=config.median_shift, serving=serving
+    )
 
 
 def drift(
@@ -81,4 +83,19 @@ def drift(
     config: PipelineConfig,
 ) -> list[drift_lib.Score]:
     """Drift of each monitored serving feature from the previous window to the current one."""
-    return drift_lib.compare(current, schema, _serving_thresholds(config), config.completeness_drop, previous=previous)
+    return drift_lib.compare(
+        current, schema, _serving_thresholds(config), config.completeness_drop, median_shift=config.median_shift, previous=previous
+    )
+
+
+def distances_json(scores: list[drift_lib.Score], baseline: str) -> dict[str, Any]:
+    """Skew or drift scores as result.json holds them."""
+    return {
+        "available": True,
+        "baseline": baseline,
+        "features": [
+            {"feature": s.feature, "measure": s.measure, "value": s.value, "threshold": s.threshold, "flagged": s.exceeded}
+            for s in scores
+        ],
+        "flagged": sorted({s.feature for s in scores if s.exceeded}),
+    }

@@ -33,6 +33,9 @@ HISTORY_SOURCES = ("mlmd", "stores")
 #                 two `setup.py bdist_wheel` and two `pip install` subprocesses, ~5 s of every run.
 USER_CODE_FORMS = ("installed", "module_file")
 DRIFT_POLICIES = ("block", "warn")
+# Span namespaces (data/spans_io.py): "upstream" spans under spans_root, "feedback" spans the CT
+# controller builds from labelled served traffic under <home>/feedback/spans.
+SPAN_SOURCES = ("upstream", "feedback")
 # The official TFX image of the locked TFX version: KubeflowV2DagRunner's default and the Dockerfile's base.
 TFX_IMAGE = "gcr.io/tfx-oss-public/tfx:1.21.0"
 
@@ -61,10 +64,15 @@ class PipelineConfig:
     preprocessing_module: Path = REPO_ROOT / "models" / "preprocessing.py"
     model_module: Path = REPO_ROOT / "models" / "model.py"
 
-    # Data: each run ingests one span N (the newest, or `span` if set) and trains on the validated
-    # spans numbered N - window_spans + 1 .. N (a span blocked by DataGate leaves a hole).
+    # Data: each run ingests one span N (the newest, or `span` if set) of one namespace
+    # (`span_source`, see SPAN_SOURCES) and trains on the validated spans of both namespaces: upstream
+    # spans K-window_spans+1..K and feedback spans M-feedback_window_spans+1..M, where K (or M) is this
+    # run's span in its own namespace and the newest validated span in the other (a span blocked by
+    # DataGate leaves a hole).
     span: int | None = None
+    span_source: str = "upstream"
     window_spans: int = 2
+    feedback_window_spans: int = 2
     train_buckets: int = 3  # hash split of each span: train:eval = 3:1
     eval_buckets: int = 1
 
@@ -85,6 +93,10 @@ class PipelineConfig:
         }
     )
     completeness_drop: float = 0.2  # largest accepted drop in the fraction of examples with a value
+    # Largest accepted |ln(median ratio)| of a numeric feature with a positive median (0.25: x1.28 or
+    # x0.78), raised to the samples' own noise when that is larger. The shipped spans score 0.105 on
+    # fare, trip_miles and trip_seconds; trip_miles x1.5 scores 0.405.
+    median_shift: float = 0.25
     drift_policy: str = "warn"  # "block": drift over threshold stops the run; "warn": report and go on
     # Gates DataGate applies under every drift policy (pipeline/validation.py), besides the schema
     # and the completeness floors. A span with fewer rows than min_rows_ratio x the previous
@@ -143,11 +155,14 @@ class PipelineConfig:
 
     enable_cache: bool = True
 
-    # Continuous training (ct/): when the controller retrains besides new spans and on demand.
-    ct_schedule_hours: float = 24.0  # retrain at least this often
-    ct_min_feedback: int = 200  # labelled feedback rows needed before live accuracy counts
-    ct_min_live_accuracy: float = 0.75  # live binary accuracy below this fires "performance"
-    ct_max_accuracy_drop: float = 0.05  # ... as does live accuracy this far below the offline one
+    # Continuous training (ct/): besides new spans, on demand, performance and drift (the live
+    # rules below), retrain at least every ct_schedule_hours. After a push, the guard rolls the new
+    # version back when, on at least guard_min_labels labelled predictions it served, it is right
+    # significantly less often than the version it replaced re-scored on the same instances
+    # (one-sided exact McNemar test, p < guard_alpha).
+    ct_schedule_hours: float = 24.0
+    guard_min_labels: int = 200
+    guard_alpha: float = 0.01
 
     @property
     def ct_dir(self) -> Path:
@@ -156,6 +171,11 @@ class PipelineConfig:
     @property
     def feedback_dir(self) -> Path:
         return self.home / "feedback"
+
+    @property
+    def feedback_spans_root(self) -> Path:
+        """Where the CT controller writes feedback spans (served traffic with its labels)."""
+        return self.feedback_dir / "spans"
 
     # Infra check before Pusher: how many eval examples the candidate must answer through the
     # serving code.
@@ -183,9 +203,18 @@ class PipelineConfig:
     request_log_retention_hours: float = 168.0  # hour partitions older than this are deleted
     request_log_max_bytes: int = 10_000_000_000  # then the oldest while the log is larger
 
-    # Monitoring (monitoring/): window length. Skew against training and drift between windows
-    # use pipeline/drift.py with drift_thresholds and completeness_drop, like DataGate.
+    # Monitoring (monitoring/), for `conveyor monitor` and the CT controller alike. Skew against
+    # training and drift between windows use pipeline/drift.py with the thresholds DataGate uses, on
+    # at least monitor_min_predictions predictions. Live metrics of a version: accuracy once
+    # live_min_labels of its predictions are labelled, AUC once each class has live_min_class_labels;
+    # accuracy below live_min_accuracy, or more than live_max_accuracy_drop below the version's own
+    # offline (Evaluator) accuracy, is a performance alert.
     monitor_window_hours: float = 24.0
+    monitor_min_predictions: int = 500
+    live_min_labels: int = 200
+    live_min_class_labels: int = 20
+    live_min_accuracy: float = 0.75
+    live_max_accuracy_drop: float = 0.05
 
     def __post_init__(self) -> None:
         for name, allowed in (
@@ -193,11 +222,12 @@ class PipelineConfig:
             ("history", HISTORY_SOURCES),
             ("user_code", USER_CODE_FORMS),
             ("drift_policy", DRIFT_POLICIES),
+            ("span_source", SPAN_SOURCES),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if self.window_spans < 1:
-            raise ValueError("window_spans must be >= 1")
+        if self.window_spans < 1 or self.feedback_window_spans < 0:
+            raise ValueError("window_spans must be >= 1 and feedback_window_spans >= 0")
         required = {
             "dataflow": ("gcp_project", "gcp_region", "beam_temp_location"),
             "flink": ("beam_job_endpoint",),
@@ -247,6 +277,11 @@ class PipelineConfig:
     @property
     def spans_root_uri(self) -> str:
         return self.remote_spans_root or str(self.spans_root)
+
+    @property
+    def input_root_uri(self) -> str:
+        """Where this run's span is read from: the root of its namespace."""
+        return self.spans_root_uri if self.span_source == "upstream" else str(self.feedback_spans_root)
 
     @property
     def schema_uri(self) -> str:

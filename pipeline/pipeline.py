@@ -1,10 +1,11 @@
 """create_pipeline(): the one wiring of Conveyor's TFX DAG, shared by every runner.
 
-  CsvExampleGen (newest span) -> StatisticsGen -> ExampleValidator (vs ImportSchemaGen)
+  CsvExampleGen (this run's span, upstream or feedback) -> StatisticsGen -> ExampleValidator (vs ImportSchemaGen)
     -> DataGate (blocks a span that breaks the span rules (pipeline/validation.py: rows, header,
                  values, completeness floors, broken feed, schema anomalies) or, by policy, drifted
-                 vs the previous validated span; else publishes it as validated examples and statistics)
-    -> span window (validated spans N-K+1..N, one artifact per span)
+                 vs the previous validated span of its namespace; else publishes it as validated
+                 examples and statistics)
+    -> span window (validated upstream spans N-K+1..N and feedback spans M-J+1..M, one artifact per span)
     -> Transform (analyses only the new span: the analyzer cache of the previous span's Transform
                   holds the rest of the window) -> Trainer
     -> Evaluator (vs the model serving now; Conveyor's blessing rule)
@@ -25,6 +26,7 @@ from typing import Any
 from tfx import v1 as tfx
 from tfx.proto import range_config_pb2
 
+from data import spans_io
 from pipeline import evaluation, user_code
 from pipeline.components.baseline_model import baseline_resolver
 from pipeline.components.data_gate import DataGate
@@ -39,7 +41,6 @@ from pipeline.components.span_resolvers import earlier_output_resolver, previous
 from pipeline.configs import PipelineConfig
 from schema import derive
 
-SPAN_PATTERN = "span-{SPAN}/*.csv"
 DATA_GATE_ID = "DataGate"
 TRANSFORM_ID = "Transform"
 ANALYZER_CACHE_ID = "analyzer_cache"
@@ -60,9 +61,13 @@ def _example_gen(config: PipelineConfig) -> CsvExampleGen:
                 start_span_number=config.span, end_span_number=config.span
             )
         )
+    # One namespace per run: its root and its folder prefix (span-{SPAN} or feedback-{SPAN}), so the
+    # two never share files, cache entries or ExampleGen properties.
     return CsvExampleGen(
-        input_base=config.spans_root_uri,
-        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="all", pattern=SPAN_PATTERN)]),
+        input_base=config.input_root_uri,
+        input_config=tfx.proto.Input(
+            splits=[tfx.proto.Input.Split(name="all", pattern=spans_io.file_pattern(config.span_source))]
+        ),
         output_config=tfx.proto.Output(
             split_config=tfx.proto.SplitConfig(
                 splits=[
@@ -83,10 +88,13 @@ def _span_window(config: PipelineConfig, data_gate: Any, example_gen: Any) -> tu
             validated_statistics=data_gate.outputs["validated_statistics"],
             index_uri=config.validated_spans_uri,
             window_spans=config.window_spans,
+            feedback_window_spans=config.feedback_window_spans,
         ).with_id("span_window")
         return window, window.outputs["examples"]
     window = span_window_resolver(
         config.window_spans,
+        config.feedback_window_spans,
+        config.span_source,
         candidates=tfx.dsl.Channel(
             type=tfx.types.standard_artifacts.Examples,
             producer_component_id=DATA_GATE_ID,
@@ -101,7 +109,8 @@ def _span_window(config: PipelineConfig, data_gate: Any, example_gen: Any) -> tu
 
 def _previous_statistics(config: PipelineConfig, example_gen: Any) -> tuple[Any, Any]:
     """DataGate's drift baseline (the validated statistics of the newest span older than this
-    run's): the node giving it and its channel."""
+    run's, in its namespace): the node giving it and its channel. The stores form keeps an index
+    of upstream spans only (feedback spans are built on a local home)."""
     if config.history == "stores":
         node = PreviousValidatedStatistics(
             current=example_gen.outputs["examples"], index_uri=config.validated_spans_uri
@@ -109,6 +118,7 @@ def _previous_statistics(config: PipelineConfig, example_gen: Any) -> tuple[Any,
         return node, node.outputs["statistics"]
     node = previous_span_resolver(
         "previous_statistics",
+        config.span_source,
         candidates=tfx.dsl.Channel(
             type=tfx.types.standard_artifacts.ExampleStatistics,
             producer_component_id=DATA_GATE_ID,
@@ -134,13 +144,15 @@ def create_components(config: PipelineConfig) -> list[Any]:
         anomalies=example_validator.outputs["anomalies"],
         schema=schema,
         previous_statistics=baseline_statistics,
-        input_pattern=f"{config.spans_root_uri.rstrip('/')}/{SPAN_PATTERN}",
+        input_pattern=f"{config.input_root_uri.rstrip('/')}/{spans_io.file_pattern(config.span_source)}",
         completeness=completeness_rules(config),
         min_rows_ratio=config.min_rows_ratio,
         broken_feed_factor=config.broken_feed_factor,
         drift_thresholds=json.dumps(dict(config.drift_thresholds), sort_keys=True),
         completeness_drop=config.completeness_drop,
         drift_policy=config.drift_policy,
+        median_shift=config.median_shift,
+        span_namespace=config.span_source,
         serving_statistics_path=str(config.serving_statistics_path or ""),
     ).with_id(DATA_GATE_ID)
 

@@ -172,6 +172,18 @@ def serving_version(serving_root: str | Path) -> str | None:
     return serving_state(serving_root).version
 
 
+def live_since(serving_root: str | Path, version: str) -> float:
+    """When `version` last started serving (Unix seconds): the rollback that made it serve, if one is
+    in force, else its publication (its push record; versions are named by their staging time).
+    Evidence about a version is counted from here, so a version that serves again after a rollback
+    starts with a clean slate."""
+    state = serving_state(serving_root)
+    if state.rollback_in_force and state.rollback.version == version:
+        return state.rollback.time
+    record = read_record(serving_root, version) or {}
+    return float(record.get("published", version))
+
+
 def write_rollback(serving_root: Path, version: str, execution_id: int | None = None) -> Rollback:
     """Make `version` serve until a newer version is pushed; atomic and durable."""
     ready = ready_versions(serving_root)

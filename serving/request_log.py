@@ -253,10 +253,27 @@ def read(root: Path, start: datetime, end: datetime) -> Window:
     return window
 
 
+def earliest(root: Path) -> datetime | None:
+    """The start of the oldest hour partition under `root` (None for an empty log)."""
+    hours = []
+    for day in Path(root).glob("date=*"):
+        for hour in day.glob("hour=*"):
+            try:
+                hours.append(datetime.strptime(f"{day.name[5:]} {hour.name[5:]}", "%Y-%m-%d %H").replace(tzinfo=timezone.utc))
+            except ValueError:
+                continue
+    return min(hours, default=None)
+
+
 def write_serving_span(
-    records: Iterable[Record], spans_root: Path, span: int, tips: Mapping[tuple[str, int], float] | None = None
+    records: Iterable[Record],
+    spans_root: Path,
+    span: int,
+    tips: Mapping[tuple[str, int], float] | None = None,
+    manifest: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write logged predictions as a span in the canonical CSV format (spans_io.write_span).
+    """Write logged predictions as feedback span `span` in the canonical CSV format (spans_io.write_span):
+    served traffic lives in its own namespace, never among the upstream spans.
 
     `tips` (from monitoring.labels, keyed by (request_id, index)) fills the label column where known.
     """
@@ -266,4 +283,4 @@ def write_serving_span(
         if tips is not None and (item["request_id"], item["index"]) in tips:
             row["tips"] = tips[(item["request_id"], item["index"])]
         rows.append(row)
-    return spans_io.write_span(spans_root, span, rows)
+    return spans_io.write_span(spans_root, span, rows, namespace=spans_io.FEEDBACK, manifest=manifest)

@@ -47,8 +47,9 @@ def default_rollback_target(config: PipelineConfig) -> str:
     return older[-1]
 
 
-def rollback(config: PipelineConfig, to: str | None = None) -> RollbackResult:
-    """Serve `to` (default: the newest eligible version before the serving one) until a newer push.
+def rollback(config: PipelineConfig, to: str | None = None, reason: str = "operator") -> RollbackResult:
+    """Serve `to` (default: the newest eligible version before the serving one) until a newer push;
+    record it in MLMD with `reason` (who or what decided it, and why).
 
     Only a version this pipeline pushed (MLMD has its PushedModel), the Evaluator blessed, and
     which is still complete on disk can be rolled back to; not the one serving now.
@@ -69,8 +70,12 @@ def rollback(config: PipelineConfig, to: str | None = None) -> RollbackResult:
     store, context = _store(config)
     settle(config, store, context)
     execution_id = runs.record_execution(
-        store, registry.ROLLBACK_TYPE, {"from_version": current or "", "to_version": target, CLEARED: "0"},
-        {registry.ROLLED_BACK_TO: entry.pushed_model}, context, state=RUNNING,
+        store,
+        registry.ROLLBACK_TYPE,
+        {"from_version": current or "", "to_version": target, "reason": reason, CLEARED: "0"},
+        {registry.ROLLED_BACK_TO: entry.pushed_model},
+        context,
+        state=RUNNING,
     )
     versions.write_rollback(config.serving_root, target, execution_id)
     runs.set_execution_state(store, execution_id, COMPLETE)

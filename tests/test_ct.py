@@ -1,128 +1,279 @@
-"""The continuous-training controller, driven through every trigger by the scripted scenario."""
+"""The continuous-training controller's signals and decisions, on copies of small_run's home.
+
+Served traffic is written by the real request-log writer with the real model's answers, labels in
+the documented labels format; the end-to-end loop through a real server is tests/test_ct_loop.py.
+"""
 from __future__ import annotations
 
+import json
+import math
 import os
+import shutil
+import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from conveyor import local_run
-from ct import controller, decisions, scenario
-from metadata import connection, runs
-from pipeline import configs, home_lock
+from ct import controller, decisions, feedback, guard, signals
+from data import generator, spans_io
+from data.spans_io import FEEDBACK, UPSTREAM
+from metadata import ct_records, spans
+from models.instances import FeatureRules, from_row, parse_instance
+from models.saved_model import LoadedModel
+from monitoring import labels, live
+from pipeline import configs, home_lock, versions
+from serving import request_log
+from tests.serving_helpers import copy_home
 
 
 @pytest.fixture(scope="module")
-def steps(tmp_path_factory):
-    home = tmp_path_factory.mktemp("ct") / "home"
-    config = configs.load(home=home, spans_root=home / "spans", train_steps=50, eval_steps=5)
-    return config, {s.name: s.decision for s in scenario.run(config, local_run.launch, rows_per_span=400)}
+def reference():
+    return generator.shipped_reference()
 
 
-def _step(steps, name):
-    return steps[1][name]
+@pytest.fixture
+def home(small_run, tmp_path):
+    """A writable copy of small_run's home (version V serving, span 1 ingested); its spans folder is
+    small_run's, read only (the same input base, so an unchanged re-run is cached)."""
+    return copy_home(small_run, tmp_path / "home")
 
 
-def test_new_span_fires_new_data_and_trains(steps):
-    first = _step(steps, "span 1 arrives")
-    assert first.fired and first.triggers[0] == "new_data" and first.span == 1
-    assert first.outcome == decisions.OK and "pushed: " in first.detail
-    second = _step(steps, "span 2 arrives")
-    assert second.triggers == ["new_data"] and second.span == 2 and second.outcome == decisions.OK
+@pytest.fixture
+def own_spans(home, tmp_path):
+    """`home` with its own copy of the spans folder, for tests that add spans."""
+    config = home.replace(spans_root=tmp_path / "spans")
+    shutil.copytree(home.spans_root, config.spans_root)
+    return config
 
 
-def test_quiet_tick_does_not_fire_and_says_why(steps):
-    quiet = _step(steps, "nothing changed")
+def _version(config) -> str:
+    return versions.serving_version(config.serving_root)
+
+
+def _serve(config, rows, prefix, when=None, version=None):
+    """Log `rows` as answered by the serving model (its real outputs), ten instances per request.
+    `version` relabels who answered (the same model's outputs, logged under another version)."""
+    served = _version(config)
+    model = LoadedModel.load(config.serving_root / served, served)
+    rules = FeatureRules.from_schema(config.schema_path)
+    instances = [parse_instance(from_row(r), rules) for r in rows]
+    outputs = model.predict(instances)
+    when = when or datetime.now(timezone.utc)
+    records = [
+        request_log.record(f"{prefix}-{i // 10}", i % 10, when, config.model_name, version or served, inst.features, out)
+        for i, (inst, out) in enumerate(zip(instances, outputs))
+    ]
+    log = request_log.RequestLog(config.request_log_root)
+    log.append(records, when)
+    log.close()
+    return list(zip(records, rows))
+
+
+def _label(config, name, pairs, tips=lambda row: float(row["tips"])):
+    labels.write(config.labels_root / f"{name}.jsonl", [(r["request_id"], r["index"], tips(row)) for r, row in pairs])
+
+
+def all_tipped(row):
+    """A world where every rider tips the whole fare: every "no big tip" answer is wrong."""
+    return float(row["fare"])
+
+
+def _evaluate(config, **kwargs):
+    return controller.evaluate(config, datetime.now(timezone.utc).timestamp() + 1, **kwargs)
+
+
+# --- performance: version-aware, minimum samples, fire once ---------------------------------------------
+
+
+def test_low_live_accuracy_of_the_serving_version_fires_performance(home, reference):
+    pairs = _serve(home, generator.generate(reference, 300, 1), "t")
+    _label(home, "all-tipped", pairs, tips=all_tipped)
+    decision = _evaluate(home)
+    p = decision.signals["performance"]
+    assert decision.triggers == ["performance"] and p["version"] == _version(home)
+    right = sum((r["output"]["probability"] > 0.5) == live.truth(r, all_tipped(row)) for r, row in pairs)
+    assert p["labeled"] == 300 and p["accuracy"] == pytest.approx(right / 300) and p["state"] == live.LOW
+    assert p["auc"] is None  # one class
+    assert decision.span_source == FEEDBACK and decision.span is None  # the tick builds the span
+    assert "performance of version" in decision.reason and "below" in decision.reason
+
+
+def test_too_few_labels_do_not_fire(home, reference):
+    pairs = _serve(home, generator.generate(reference, 300, 2), "t")
+    _label(home, "few", pairs[: home.live_min_labels - 1], tips=all_tipped)
+    decision = _evaluate(home)
+    p = decision.signals["performance"]
+    assert not decision.fired and p["state"] == live.TOO_FEW_LABELS and p["accuracy"] is None
+    assert f"{home.live_min_labels - 1} labelled predictions (accuracy needs {home.live_min_labels})" in decision.reason
+
+
+def test_other_versions_and_traffic_before_going_live_are_not_evidence(home, reference):
+    live_since = datetime.fromtimestamp(versions.live_since(home.serving_root, _version(home)), timezone.utc)
+    before = _serve(home, generator.generate(reference, 300, 3), "old", when=live_since - timedelta(hours=2))
+    other = _serve(home, generator.generate(reference, 300, 4), "other", version="12345")
+    _label(home, "all", before + other, tips=all_tipped)
+    decision = _evaluate(home)
+    assert not decision.fired and decision.signals["performance"]["state"] == live.NO_TRAFFIC
+    assert f"version {_version(home)}: no traffic since" in decision.reason
+
+
+def test_evidence_fires_once_and_a_new_version_starts_a_new_window(home, reference):
+    pairs = _serve(home, generator.generate(reference, 300, 5), "t")
+    _label(home, "all-tipped", pairs, tips=all_tipped)
+    assert _evaluate(home).triggers == ["performance"]
+    # What a firing tick does with the evidence: it becomes a feedback span ...
+    manifest = feedback.build(home, feedback.pending(home, datetime.now(timezone.utc)), {"triggers": ["performance"]})
+    assert manifest["labelled"] == 300
+    again = _evaluate(home)
+    assert "performance" not in again.triggers and again.signals["performance"]["state"] == live.NO_TRAFFIC
+    assert again.signals["serving"]["since"] == manifest["end"]  # ... and the window starts after it
+    # (This test built the span without launching it, as a tick dying in between would: the next
+    # tick launches it as new data.)
+    assert again.triggers == ["new_data"] and (again.span, again.span_source) == (1, FEEDBACK)
+    # More low evidence after the span fires again; a new push resets the window to the new version.
+    _label(home, "later", _serve(home, generator.generate(reference, 300, 6), "later"), tips=all_tipped)
+    assert "performance" in _evaluate(home).triggers
+    newer = versions.republish(home.serving_root, _version(home), str(int(time.time()))).name
+    fresh = _evaluate(home)
+    assert fresh.signals["serving"]["version"] == newer and "performance" not in fresh.triggers
+    assert fresh.signals["performance"]["state"] == live.NO_TRAFFIC
+
+
+# --- drift / skew of served features against the serving model's training statistics -------------
+
+
+def test_scaled_trip_miles_are_skew_and_wait_for_labels_before_a_run(home, reference):
+    rows = generator.generate(reference, 600, 7, "miles_scale")
+    pairs = _serve(home, rows, "miles")
+    waiting = _evaluate(home)
+    d = waiting.signals["drift"]
+    # (The decile JSD of dropoff_latitude, a feature of few distinct values, is noisy between samples
+    # this small, 600 served against small_run's ~600 training rows: it may cross its threshold too.)
+    assert "trip_miles" in d["exceeded"] and d["version"] == _version(home)
+    value, threshold = d["scores"]["trip_miles:MEDIAN_SHIFT"]
+    assert value > threshold >= home.median_shift
+    assert not waiting.fired and "waiting for labels to learn from (labelled predictions: no predictions)" in waiting.reason
+    assert any("skewed against its training data" in a and "trip_miles" in a and "waiting for labels" in a for a in waiting.alerts)
+    _label(home, "miles", pairs)
+    labelled = _evaluate(home)
+    assert "drift" in labelled.triggers and "trip_miles" in labelled.signals["drift"]["learnable"]
+
+
+def test_clean_traffic_is_not_skew_and_small_traffic_is_not_judged(home, reference):
+    _serve(home, generator.generate(reference, home.monitor_min_predictions - 100, 8), "few")
+    small = _evaluate(home).signals["drift"]
+    assert small["state"] == "too_few_predictions" and small["exceeded"] == []
+    _serve(home, generator.generate(reference, 600, 9), "clean")
+    clean = _evaluate(home).signals["drift"]
+    assert clean["state"] == "scored" and clean["exceeded"] == [] and clean["predictions"] == 1000
+
+
+# --- feedback spans: the request log and the labels, in their own namespace ------------------------
+
+
+def test_a_feedback_span_is_the_labelled_served_traffic_with_its_manifest(home, reference):
+    rows = generator.generate(reference, 40, 10)
+    pairs = _serve(home, rows, "f")
+    _label(home, "part", pairs[:30])
+    found = feedback.pending(home, datetime.now(timezone.utc) + timedelta(seconds=1))
+    manifest = feedback.build(home, found, {"triggers": ["performance"], "time": "t"})
+    path = spans_io.span_dir(home.feedback_spans_root, 1, FEEDBACK) / spans_io.SPAN_FILE
+    assert manifest["path"] == str(path) and spans_io.existing_spans(home.spans_root) == [1]  # upstream untouched
+    written = spans_io.read_rows(path)
+    assert [from_row(r) for r in written] == [from_row(row) for _, row in pairs[:30]]
+    assert [float(r["tips"]) for r in written] == [float(row["tips"]) for _, row in pairs[:30]]
+    assert manifest["labelled"] == 30 and manifest["label_files"] == ["part.jsonl"]
+    assert manifest["versions"] == {_version(home): 30} and manifest["built_by"]["triggers"] == ["performance"]
+    assert json.loads((path.parent / spans_io.MANIFEST_FILE).read_text())["end"] == manifest["end"]
+    assert feedback.consumed_until(home).isoformat() == manifest["end"]
+    with pytest.raises(FileExistsError):  # a feedback span is never rewritten
+        spans_io.write_span(home.feedback_spans_root, 1, written, namespace=FEEDBACK)
+
+
+def test_an_upstream_span_with_a_feedback_span_s_number_is_still_ingested(own_spans, shipped_rows):
+    """Feedback span 2 is ingested first (its run stops at DataGate: cheap); upstream span 2 arrives
+    later and is still new data, ingested from its own folder, and feedback span 2 is untouched."""
+    home = own_spans
+    broken = [dict(r) for r in shipped_rows[2000:2400]]
+    for row in broken[:80]:
+        row["payment_type"] = "Crypto"  # unknown to the schema: blocked before training
+    fed = spans_io.write_span(home.feedback_spans_root, 2, broken, namespace=FEEDBACK)
+    before = fed.read_bytes()
+    first = controller.tick(home, local_run.launch)
+    assert first.triggers == ["new_data"] and (first.span, first.span_source) == (2, FEEDBACK)
+    assert first.outcome == decisions.BLOCKED and "payment_type" in first.detail
+    assert spans.ingested(home, FEEDBACK) == {2} and spans.ingested(home) == {1}
+    assert spans.pending(home) == []
+    spans_io.write_span(home.spans_root, 2, [{**r, "payment_type": "Bitcoin"} for r in broken])
+    assert spans.pending(home) == [2]
+    second = controller.tick(home, local_run.launch)
+    assert second.triggers == ["new_data"] and (second.span, second.span_source) == (2, UPSTREAM)
+    assert second.outcome == decisions.BLOCKED
+    assert spans.ingested(home) == {1, 2} and spans.ingested(home, FEEDBACK) == {2}
+    assert fed.read_bytes() == before
+
+
+# --- the controller --------------------------------------------------------------------------------
+
+
+def test_a_quiet_tick_does_not_fire_and_says_why(home):
+    quiet = controller.tick(home, local_run.launch)
     assert not quiet.fired and quiet.outcome is None
-    assert "no new span" in quiet.reason and "schedule not due" in quiet.reason
+    assert quiet.reason.startswith("no new span") and "no traffic since" in quiet.reason and "schedule not due" in quiet.reason
+    assert quiet.serving_before == _version(home)
 
 
-def test_on_demand_fires_with_its_reason(steps):
-    asked = _step(steps, "operator asks for a run")
-    assert asked.triggers == ["on_demand"] and "manual check" in asked.reason
-    assert asked.outcome == decisions.OK and "fully cached" in asked.detail
+def test_schedule_fires_after_its_interval_since_the_last_run(home):
+    now = datetime.now(timezone.utc).timestamp()
+    assert not signals.schedule(home, now, [])["due"]  # small_run ran minutes ago (in ML Metadata)
+    day_later = now + (home.ct_schedule_hours + 1) * 3600
+    assert signals.schedule(home, day_later, [])["due"]
+    launched = decisions.Decision(time=day_later - 60, fired=True, triggers=["new_data"], reason="", outcome=decisions.OK)
+    assert not signals.schedule(home, day_later, [launched])["due"]
+    due = controller.evaluate(home, day_later)
+    assert due.triggers == ["schedule"] and due.span == 1 and "schedule: no run for 24.0 h" in due.reason
 
 
-def test_schedule_fires_after_its_interval(steps):
-    due = _step(steps, "a day passes")
-    assert due.triggers == ["schedule"] and due.signals["schedule"]["due"]
-    assert due.outcome == decisions.OK
+def test_on_demand_reruns_the_newest_span(home):
+    asked = controller.tick(home, local_run.launch, reason="manual check")
+    assert asked.triggers == ["on_demand"] and asked.reason == "on demand: manual check"
+    assert (asked.span, asked.span_source) == (1, UPSTREAM) and asked.outcome == decisions.OK and asked.run_id
 
 
-def test_schema_broken_span_is_blocked_before_training(steps):
-    config, _ = steps
-    broken = _step(steps, "span 3 arrives without its fare column")
-    assert broken.triggers == ["new_data"] and broken.span == 3
-    assert broken.outcome == decisions.BLOCKED
-    assert "fare: SCHEMA_MISSING_COLUMN" in broken.detail
-    nodes = runs.run_executions(connection.open_store(connection.sqlite_config(config.metadata_path)), broken.run_id)
-    assert "DataGate" in nodes and not {"Transform", "Trainer", "Pusher"} & set(nodes)
-
-
-def test_drifted_span_is_warned_with_the_drifting_feature_named(steps):
-    drifted = _step(steps, "span 4 arrives with no credit-card trips")
-    assert drifted.outcome == decisions.OK  # default policy: warn and continue
-    assert "drift over threshold (policy warn): payment_type" in drifted.detail
-
-
-def test_feedback_drift_fires_once_per_batch(steps):
-    drift = _step(steps, "served traffic drifts (no labels yet)")
-    assert drift.triggers == ["drift"] and "fare" in drift.signals["drift"]["exceeded"]
-    assert "no labelled feedback" in drift.reason and drift.outcome == decisions.OK
-    again = _step(steps, "same traffic, next tick")
-    assert not again.fired and "already acted on" in again.reason
-
-
-def test_poor_live_accuracy_fires_performance_and_learns_from_the_feedback(steps):
-    perf = _step(steps, "labels arrive: far fewer big tippers than predicted")
-    assert "performance" in perf.triggers
-    signal = perf.signals["performance"]
-    assert signal["low"] and signal["labelled_rows"] >= signal["min_rows"]
-    assert signal["live_accuracy"] < max(signal["floor"], signal["offline_accuracy"] - signal["max_drop"])
-    assert "folded into span 5" in perf.reason and perf.span == 5 and perf.outcome == decisions.OK
-    after = steps[1]["nothing changed"]  # the later quiet tick has the same name: the dict keeps the last
-    assert not after.fired and after.signals["performance"]["labelled_rows"] == 0
-
-
-def test_crashed_run_is_retried_once_then_reported(steps):
-    crash = _step(steps, "span 6 arrives malformed")
+def test_crashed_run_is_retried_once_then_reported(own_spans):
+    home = own_spans
+    broken = spans_io.span_dir(home.spans_root, 3) / spans_io.SPAN_FILE
+    broken.parent.mkdir(parents=True)
+    broken.write_text(",".join(spans_io.features.CSV_COLUMNS) + "\n1,2,3\n")  # rows shorter than the header
+    crash = controller.tick(home, local_run.launch)
     assert crash.triggers == ["new_data"] and crash.outcome == decisions.CRASHED and crash.attempt == 1
-    retry = _step(steps, "next tick")
-    assert retry.triggers[0] == "retry" and retry.span == 6 and retry.attempt == 2 and retry.outcome == decisions.CRASHED
-    settled = _step(steps, "next tick again")
-    assert not settled.fired and "[6] crashed twice: needs attention" in settled.reason
+    retry = controller.tick(home, local_run.launch)
+    assert retry.triggers[0] == "retry" and retry.span == 3 and retry.attempt == 2 and retry.outcome == decisions.CRASHED
+    settled = controller.tick(home, local_run.launch)
+    assert not settled.fired and any("upstream:3" in a and "crashed twice" in a for a in settled.alerts)
+    # Every decision is in the log and in ML Metadata, in the same order.
+    logged = decisions.history(home)
+    recorded = [ct_records.as_dict(e) for e in ct_records.decisions(home)]
+    assert len(logged) == len(recorded) == 3
+    assert [r["triggers"] for r in recorded] == [",".join(d.triggers) for d in logged]
+    assert [r["run_id"] for r in recorded] == [d.run_id or "" for d in logged]
 
 
-def test_every_decision_is_logged_and_recorded_in_mlmd(steps):
-    config, by_name = steps
-    logged = decisions.history(config)
-    assert len(logged) == 14
-    assert all(d.reason and d.signals for d in logged)
-    recorded = decisions.recorded_in_mlmd(config)
-    assert len(recorded) == len(logged)
-    assert [e.properties["fired"].int_value for e in recorded] == [int(d.fired) for d in logged]
-    assert [e.properties["triggers"].string_value for e in recorded] == [",".join(d.triggers) for d in logged]
-
-
-def test_a_tick_during_a_run_does_not_launch_another(steps):
-    config, _ = steps
-    with home_lock.hold(config.home, "conveyor run"):
-        busy = controller.tick(config, local_run.launch)
+def test_a_tick_during_a_run_does_not_launch_another(home):
+    with home_lock.hold(home.home, "conveyor run"):
+        busy = controller.tick(home, local_run.launch)
     assert not busy.fired and busy.outcome == decisions.BUSY
     assert "conveyor run started at" in busy.reason and f"by pid {os.getpid()}" in busy.reason
-    assert decisions.history(config)[-1].outcome == decisions.BUSY
+    assert decisions.history(home)[-1].outcome == decisions.BUSY
 
 
-def test_live_accuracy_compares_served_probabilities_with_arrived_labels():
-    from ct import feedback
-
-    rows = [
-        {"fare": "10.0", "tips": "3.0", "probability": "0.9"},  # big tipper, predicted: right
-        {"fare": "10.0", "tips": "0.0", "probability": "0.8"},  # not, predicted: wrong
-        {"fare": "10.0", "tips": "2.0", "probability": "0.1"},  # exactly 20 %: not, right
-        {"fare": "10.0", "tips": "5.0", "probability": "0.2"},  # big tipper missed: wrong
-    ]
-    assert feedback.live_accuracy(rows) == 0.5
-    assert feedback.live_accuracy([]) is None
+def test_mcnemar_is_exact_and_one_sided():
+    assert guard.mcnemar_p(10, 0) == pytest.approx(2**-10)
+    assert guard.mcnemar_p(0, 10) == 1.0
+    assert guard.mcnemar_p(0, 0) == 1.0
+    assert guard.mcnemar_p(6, 4) == pytest.approx(sum(math.comb(10, k) for k in range(6, 11)) / 1024)
+    assert guard.mcnemar_p(30, 12) < 0.01 < guard.mcnemar_p(20, 12)
 
 
 def test_a_refused_run_s_decision_gives_every_reason(shipped_rows, tmp_path):

@@ -25,21 +25,34 @@ def baseline(shipped_spans):
 def _scores(tmp_path, reference, baseline, problem):
     path = generator.write_generated_span(tmp_path, 9, reference, 1500, 7, problem)
     current = tfdv.generate_statistics_from_csv(str(path))
-    return drift.compare(current, load_schema(), CONFIG.drift_thresholds, CONFIG.completeness_drop, previous=baseline)
+    return _compare(current, previous=baseline)
+
+
+def _compare(current, **against):
+    return drift.compare(
+        current, load_schema(), CONFIG.drift_thresholds, CONFIG.completeness_drop, median_shift=CONFIG.median_shift, **against
+    )
 
 
 def test_real_next_span_is_within_every_threshold(shipped_spans, baseline):
     current = tfdv.generate_statistics_from_csv(str(spans_io.span_dir(shipped_spans, 2) / spans_io.SPAN_FILE))
-    scores = drift.compare(current, load_schema(), CONFIG.drift_thresholds, CONFIG.completeness_drop, previous=baseline)
+    scores = _compare(current, previous=baseline)
     assert {s.feature for s in scores} == set(CONFIG.drift_thresholds)
     assert [s for s in scores if s.exceeded] == []
+    # The shipped spans' own difference, the noise any measure must stay quiet on: span 2's trips are
+    # about 10 % shorter and cheaper at the median (ln(8.25/7.45) = 0.102, ln(1.0/0.9) = 0.105).
+    medians = {s.feature: s.value for s in scores if s.measure == drift.MEDIAN_SHIFT}
+    assert medians["fare"] == pytest.approx(0.102, abs=0.002) and medians["trip_miles"] == pytest.approx(0.105, abs=0.002)
+    assert max(medians.values()) < CONFIG.median_shift
+    assert "tips" not in medians  # a median of 0 has no ratio: the decile JSD covers tips
 
 
 @pytest.mark.parametrize(
     "problem, flagged",
     [
         (None, set()),
-        ("fare_drift", {"fare"}),
+        ("fare_drift", {"fare", "trip_miles"}),  # both x1.8 (tips too, but its median is 0)
+        ("miles_scale", {"trip_miles"}),
         ("vanished_payment_type", {"payment_type"}),
         ("label_shift", {"tips"}),
         ("missing_spike", {"company", "dropoff_latitude"}),
@@ -54,7 +67,7 @@ def test_report_json_lists_scores_and_exceeded(tmp_path, reference, baseline):
     import json
 
     report = json.loads(drift.to_json(_scores(tmp_path, reference, baseline, "fare_drift"), "block"))
-    assert report["policy"] == "block" and report["exceeded"] == ["fare"]
+    assert report["policy"] == "block" and report["exceeded"] == ["fare", "trip_miles"]
     fare = [s for s in report["scores"] if s["feature"] == "fare" and s["measure"] == drift.JENSEN_SHANNON]
     assert fare[0]["exceeded"] and fare[0]["value"] > fare[0]["threshold"]
 
@@ -63,10 +76,10 @@ def test_skew_compares_serving_statistics_without_the_label_source(tmp_path, ref
     rows = [{k: v for k, v in r.items() if k != "tips"} for r in generator.generate(reference, 1500, 3, "fare_drift")]
     path = spans_io.write_span(tmp_path, 1, rows, columns=tuple(rows[0]))
     serving = tfdv.generate_statistics_from_csv(str(path))
-    scores = drift.compare(baseline, load_schema(), CONFIG.drift_thresholds, CONFIG.completeness_drop, serving=serving)
+    scores = _compare(baseline, serving=serving)
     assert {s.comparison for s in scores} == {drift.SKEW}
     assert "tips" not in {s.feature for s in scores}
-    assert {s.feature for s in scores if s.exceeded} == {"fare"}
+    assert {s.feature for s in scores if s.exceeded} == {"fare", "trip_miles"}
 
 
 def test_block_policy_stops_a_drifted_span_at_the_gate(small_run, shipped_rows, tmp_path):

@@ -15,10 +15,10 @@ from tfx.utils import proto_utils
 
 from data import spans_io
 from pipeline.components import example_gen
-from pipeline.pipeline import SPAN_PATTERN
+from data.spans_io import file_pattern
 
 
-def _properties(spans_root, pattern: str = SPAN_PATTERN, span: int | None = None) -> dict:
+def _properties(spans_root, pattern: str = file_pattern(), span: int | None = None) -> dict:
     output = example_gen_pb2.Output(
         split_config=example_gen_pb2.SplitConfig(splits=[example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=1)])
     )
@@ -46,7 +46,7 @@ def test_the_compiled_span_or_else_the_newest_is_resolved_with_its_fingerprint(s
     newest = example_gen.resolve(_properties(tmp_path))
     assert (newest[utils.SPAN_PROPERTY_NAME], _pattern(newest)) == (3, "span-3/*.csv")
     assert newest[utils.FINGERPRINT_PROPERTY_NAME] != fixed[utils.FINGERPRINT_PROPERTY_NAME]
-    assert example_gen.needs_resolving(example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="all", pattern=SPAN_PATTERN)]))
+    assert example_gen.needs_resolving(example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="all", pattern=file_pattern())]))
     assert not example_gen.needs_resolving(example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="all", pattern="span-3/*.csv")]))
 
 

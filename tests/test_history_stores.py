@@ -20,9 +20,11 @@ from tests.conftest import SMALL_SPAN_ROWS
 from tests.serving_helpers import publish_fake
 
 
-def _validated(tmp_path, span: int, version: int = 0, splits=("train", "eval")) -> standard_artifacts.Examples:
+def _validated(tmp_path, span: int, version: int = 0, splits=("train", "eval"), namespace=None) -> standard_artifacts.Examples:
     artifact = standard_artifacts.Examples()
-    artifact.uri = str(tmp_path / f"validated-{span}-{version}")
+    artifact.uri = str(tmp_path / f"validated-{namespace or 'upstream'}-{span}-{version}")
+    if namespace:
+        artifact.set_string_custom_property(spans_io.NAMESPACE_PROPERTY, namespace)
     artifact.split_names = json.dumps(list(splits))
     artifact.set_int_custom_property("span", span)
     artifact.set_int_custom_property("version", version)
@@ -40,8 +42,8 @@ def _statistics(tmp_path, span: int, version: int = 0) -> standard_artifacts.Exa
     return artifact
 
 
-def _record(index: str, tmp_path, span: int, version: int = 0, splits=("train", "eval")) -> None:
-    span_window.record(index, _validated(tmp_path, span, version, splits), _statistics(tmp_path, span, version))
+def _record(index: str, tmp_path, span: int, version: int = 0, splits=("train", "eval"), namespace=None) -> None:
+    span_window.record(index, _validated(tmp_path, span, version, splits, namespace), _statistics(tmp_path, span, version))
 
 
 def test_the_index_keeps_the_newest_version_of_each_span_and_its_statistics(tmp_path):
@@ -51,7 +53,7 @@ def test_the_index_keeps_the_newest_version_of_each_span_and_its_statistics(tmp_
     assert span_window.read_entry(index, 1)["version"] == 2
     _record(index, tmp_path, 1, version=3)
     entry = span_window.read_entry(index, 1)
-    assert entry["uri"].endswith("validated-1-3") and entry["statistics_uri"].endswith("statistics-1-3")
+    assert entry["uri"].endswith("validated-upstream-1-3") and entry["statistics_uri"].endswith("statistics-1-3")
     assert span_window.read_entry(index, 2) is None
     _record(index, tmp_path, 12)
     assert span_window.indexed_spans(index) == [1, 12]  # numeric order, temp files never listed
@@ -72,6 +74,49 @@ def test_a_window_is_one_artifact_with_every_span_s_files_and_a_hole_for_a_missi
     assert output.get_int_custom_property("span") == 3
     assert json.loads(output.get_string_custom_property(span_window.WINDOW_SOURCES_PROPERTY)) == [e["uri"] for e in entries]
     assert runs.window_spans([output.mlmd_artifact]) == [1, 3]
+
+
+def test_feedback_spans_have_their_own_entries_and_join_the_window(tmp_path):
+    index = str(tmp_path / "index")
+    for span in (1, 2):
+        _record(index, tmp_path, span)
+    _record(index, tmp_path, 2, namespace=spans_io.FEEDBACK)  # same number, other namespace
+    assert span_window.read_entry(index, 2)["uri"].endswith("validated-upstream-2-0")
+    assert span_window.read_entry(index, 2, spans_io.FEEDBACK)["uri"].endswith("validated-feedback-2-0")
+    lengths = {spans_io.UPSTREAM: 2, spans_io.FEEDBACK: 2}
+    # A feedback run on span 2 trains on upstream 1, 2 (the newest validated) and feedback 2.
+    entries = span_window.window_entries(index, 2, spans_io.FEEDBACK, lengths)
+    assert [(e["namespace"], e["span"]) for e in entries] == [("upstream", 1), ("upstream", 2), ("feedback", 2)]
+    output = standard_artifacts.Examples()
+    output.uri = str(tmp_path / "window")
+    span_window.assemble(entries, output, span_window.read_entry(index, 2, spans_io.FEEDBACK))
+    assert "feedback-2-data_tfrecord-00000-of-00001.gz" in os.listdir(tmp_path / "window" / "Split-train")
+    assert runs.window_spans([output.mlmd_artifact]) == [1, 2]
+    assert runs.window_spans([output.mlmd_artifact], spans_io.FEEDBACK) == [2]
+    assert runs.namespace_of(output.mlmd_artifact) == spans_io.FEEDBACK
+
+
+def test_the_mlmd_window_takes_each_namespace_s_window_and_the_newest_artifact_per_span(tmp_path):
+    from pipeline.components.span_resolvers import CANDIDATES, CURRENT, PreviousSpanStrategy, SpanWindowStrategy
+
+    candidates = []
+    for i, (span, namespace) in enumerate([(1, None), (2, None), (3, None), (1, "feedback"), (2, "feedback"), (2, "feedback")]):
+        artifact = _validated(tmp_path / str(i), span, namespace=namespace)
+        artifact.id = i + 1
+        candidates.append(artifact)
+    current = standard_artifacts.Examples()
+    current.set_int_custom_property("span", 2)
+
+    def window(namespace):
+        resolved = SpanWindowStrategy(2, 2, namespace).resolve_artifacts(None, {CANDIDATES: candidates, CURRENT: [current]})
+        return [(runs.namespace_of(a.mlmd_artifact), a.get_int_custom_property("span"), a.id) for a in resolved[CANDIDATES]]
+
+    # An upstream run of span 2: upstream 1..2, and the newest feedback spans (2, re-validated: id 6).
+    assert window("upstream") == [("upstream", 1, 1), ("upstream", 2, 2), ("feedback", 1, 4), ("feedback", 2, 6)]
+    # A feedback run of span 2: the newest upstream spans 2..3, feedback 1..2.
+    assert window("feedback") == [("upstream", 2, 2), ("upstream", 3, 3), ("feedback", 1, 4), ("feedback", 2, 6)]
+    previous = PreviousSpanStrategy("feedback").resolve_artifacts(None, {CANDIDATES: candidates, CURRENT: [current]})
+    assert [(a.id) for a in previous[CANDIDATES]] == [4]  # feedback span 1, not upstream span 1
 
 
 def test_spans_with_different_splits_cannot_share_a_window(tmp_path):

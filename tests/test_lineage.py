@@ -54,7 +54,8 @@ def test_the_command_prints_the_chain(small_run, capsys):
     out = capsys.readouterr().out
     version = summary.pushed_path.rsplit("/", 1)[-1]
     assert out.startswith(f"model version {version} (serving now)\n")
-    for line in ("data: training window spans [1]", "data gate  passed", "steps train 100, eval 5", "blessed yes"):
+    for line in ("data: training window spans [1]\n", "launched by: a person (conveyor run), not the CT controller",
+                 "data gate  passed", "steps train 100, eval 5", "blessed yes"):
         assert line in out
 
 

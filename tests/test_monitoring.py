@@ -1,18 +1,19 @@
 """The monitoring job on request logs written by the real writer with small_run's model's answers.
 
 Three one-day windows ending at END: two clean samples of span 1, then one where fares triple and
-every trip is paid in cash.
+every trip is paid in cash; and a small window (fewer predictions than distances need) a week earlier.
 """
 from __future__ import annotations
 
 import json
+import math
 import random
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from models import features
-from monitoring import job, labels, statistics
+from monitoring import job, labels, live, statistics
 from conveyor import cli
 from pipeline import configs, drift
 from serving import request_log
@@ -25,6 +26,7 @@ END = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
 DAY = timedelta(days=1)
 ROWS_PER_WINDOW = 600
 DRIFTING = {"fare", "payment_type"}
+SMALL_WINDOW = 100  # < monitor_min_predictions
 
 
 def _drifted(row: dict[str, str]) -> dict[str, str]:
@@ -44,6 +46,7 @@ def logged(small_run, shipped_rows, tmp_path_factory):
         "older": (pool[:ROWS_PER_WINDOW], END - 2 * DAY - timedelta(hours=6)),
         "clean": (pool[ROWS_PER_WINDOW : 2 * ROWS_PER_WINDOW], END - DAY - timedelta(hours=6)),
         "drifted": ([_drifted(r) for r in pool[2 * ROWS_PER_WINDOW : 3 * ROWS_PER_WINDOW]], END - timedelta(hours=6)),
+        "small": (pool[3 * ROWS_PER_WINDOW : 3 * ROWS_PER_WINDOW + SMALL_WINDOW], END - 7 * DAY),
     }
     log = request_log.RequestLog(config.request_log_root)
     windows = {}
@@ -69,9 +72,11 @@ def test_drifted_log_is_flagged_with_the_drifting_features_named(logged, tmp_pat
     assert DRIFTING <= set(data["skew"]["flagged"])  # against the model's training statistics
     assert "small_run" in data["skew"]["baseline"] and "/DataGate/validated_statistics/" in data["skew"]["baseline"]
     assert data["alerts"] and "drift" in data["alerts"] and not data["ok"]
-    by_feature = {d["feature"]: d for d in data["drift"]["features"]}
-    assert by_feature["fare"]["measure"] == drift.JENSEN_SHANNON and by_feature["payment_type"]["measure"] == drift.L_INFINITY
-    assert by_feature["fare"]["value"] > by_feature["fare"]["threshold"] == config.drift_thresholds["fare"]
+    by_measure = {(d["feature"], d["measure"]): d for d in data["drift"]["features"]}
+    fare, shift = by_measure["fare", drift.JENSEN_SHANNON], by_measure["fare", drift.MEDIAN_SHIFT]
+    assert by_measure["payment_type", drift.L_INFINITY]["flagged"]
+    assert fare["value"] > fare["threshold"] == config.drift_thresholds["fare"]
+    assert shift["flagged"] and shift["value"] == pytest.approx(math.log(3), abs=0.05)  # fares x3
     assert json.loads((tmp_path / "out" / job.RESULT_FILE).read_text()) == data
     html = (tmp_path / "out" / job.REPORT_FILE).read_text()
     assert "ALERT: skew, drift" in html and "Distributions of the flagged features" in html
@@ -125,6 +130,62 @@ def test_serving_anomalies_name_the_feature(shipped_rows):
 
 
 def test_auc_counts_ties_as_half():
-    assert labels.auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)
-    assert labels.auc([0.5, 0.5], [0, 1]) == pytest.approx(0.5)
-    assert labels.auc([0.2, 0.3], [1, 1]) is None
+    assert live.auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)
+    assert live.auc([0.5, 0.5], [0, 1]) == pytest.approx(0.5)
+    assert live.auc([0.2, 0.3], [1, 1]) is None
+
+
+def _label(path, pairs, tips=lambda row: float(row["tips"])):
+    labels.write(path, [(r["request_id"], r["index"], tips(row)) for r, row in pairs])
+
+
+def test_a_live_accuracy_drop_is_an_alert_with_its_reason(logged, tmp_path, capsys):
+    """Every rider in the clean window tipped the whole fare: the model's "no big tip" answers are
+    wrong, accuracy falls below the floor and far below the version's offline accuracy."""
+    config, windows = logged
+    records, rows = windows["clean"]
+    _label(tmp_path / "labels" / "all-tipped.jsonl", list(zip(records, rows)), tips=lambda row: float(row["fare"]))
+    code = cli.main(["monitor", "--home", str(config.home), "--end", (END - DAY).isoformat(), "--hours", "24",
+                     "--labels", str(tmp_path / "labels"), "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    data = json.loads((tmp_path / "out" / job.RESULT_FILE).read_text())
+    [(version, m)] = data["live_metrics"].items()
+    truth = [features.is_big_tipper(float(row["fare"]), r["features"]["fare"]) for r, row in zip(records, rows)]
+    right = sum((r["output"]["probability"] > 0.5) == t for r, t in zip(records, truth))
+    assert m["labeled"] == ROWS_PER_WINDOW and m["accuracy"] == pytest.approx(right / ROWS_PER_WINDOW)
+    assert m["accuracy"] < config.live_min_accuracy and m["state"] == live.LOW
+    assert m["offline_accuracy"] == m["evaluation"]["binary_accuracy"] and m["offline_accuracy"] - m["accuracy"] > config.live_max_accuracy_drop
+    assert m["auc"] is None  # one class: no AUC, however many labels
+    assert data["alerts"] == ["performance"] and data["status"] == job.ALERT and code == 3
+    assert "below the floor" in out and "ALERT: performance" in out
+    html = (tmp_path / "out" / job.REPORT_FILE).read_text()
+    assert "ALERT: performance" in html and "below the floor" in html
+
+
+def test_a_handful_of_labels_gives_no_accuracy_and_is_not_judged(logged, tmp_path):
+    config, windows = logged
+    records, rows = windows["clean"]
+    _label(tmp_path / "labels" / "few.jsonl", list(zip(records, rows))[:20])
+    data = job.run(config, end=END - DAY, hours=24, labels_root=tmp_path / "labels", out_dir=tmp_path / "out").data
+    [m] = data["live_metrics"].values()
+    assert m["labeled"] == 20 and m["accuracy"] is None and m["auc"] is None and m["state"] == live.TOO_FEW_LABELS
+    assert data["status"] == job.OK and any("live accuracy" in n and "20 labelled" in n for n in data["not_judged"])
+
+
+def test_no_traffic_is_its_own_state_not_ok(logged, tmp_path, capsys):
+    config, _ = logged
+    code = cli.main(["monitor", "--home", str(config.home), "--end", (END + 30 * DAY).isoformat(), "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    data = json.loads((tmp_path / job.RESULT_FILE).read_text())
+    assert data["status"] == job.NO_TRAFFIC and not data["ok"] and code == 4
+    assert data["live_metrics"] == {} and data["skew"]["reason"] == "no predictions"
+    assert "NO TRAFFIC" in out and "NO TRAFFIC" in (tmp_path / job.REPORT_FILE).read_text()
+
+
+def test_distances_need_enough_predictions(logged, tmp_path):
+    config, _ = logged
+    data = job.run(config, end=END - 7 * DAY + timedelta(hours=6), hours=24, out_dir=tmp_path).data
+    assert data["window"]["predictions"] == SMALL_WINDOW and data["status"] == job.OK
+    for name in ("skew", "drift"):
+        assert not data[name]["available"] and data[name]["reason"] == f"{SMALL_WINDOW} predictions; distances need {config.monitor_min_predictions}"
+    assert len([n for n in data["not_judged"] if "distances need" in n]) == 2

@@ -12,8 +12,9 @@ ExampleValidator only records anomalies. DataGate
    writing the per-feature scores to its `drift_report`; scores over threshold fail the run under
    the "block" policy and are reported under "warn";
 3. otherwise publishes the span as `validated_examples` and `validated_statistics` (copies with the
-   same span, version and splits). The training window and the next span's drift baseline are
-   drawn only from these, so a blocked span is never trained on, and every model's lineage passes
+   same span, version and splits, stamped with the span's namespace, `span_namespace`: upstream or
+   feedback, data/spans_io.py). The training window and the next span's drift baseline are drawn
+   only from these, so a blocked span is never trained on, and every model's lineage passes
    through the gate. Its drift_report also holds validation.json: the span's rows and each
    feature's completeness against its floor.
 """
@@ -29,7 +30,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from data import span_audit
+from data import span_audit, spans_io
 from pipeline import anomalies as anomalies_lib
 from pipeline import drift, validation
 
@@ -96,13 +97,14 @@ def _has_stats(statistics: tfx.dsl.Artifact | None) -> bool:
     return statistics is not None and fileio.exists(os.path.join(statistics.uri, f"Split-{STATS_SPLIT}"))
 
 
-def _copy_span(source: tfx.dsl.Artifact, target: tfx.dsl.Artifact, examples: tfx.dsl.Artifact) -> None:
-    """Copy `source` into `target`, labelled with the span and version of `examples`."""
+def _copy_span(source: tfx.dsl.Artifact, target: tfx.dsl.Artifact, examples: tfx.dsl.Artifact, namespace: str) -> None:
+    """Copy `source` into `target`, labelled with the span and version of `examples` and its namespace."""
     io_utils.copy_dir(source.uri, target.uri)
     target.split_names = source.split_names
     for key in SPAN_KEYS:  # ExampleGen records span and version as custom properties
         if examples.has_custom_property(key):
             target.set_int_custom_property(key, examples.get_int_custom_property(key))
+    target.set_string_custom_property(spans_io.NAMESPACE_PROPERTY, namespace)
 
 
 @tfx.dsl.components.component
@@ -121,6 +123,8 @@ def DataGate(
     drift_thresholds: tfx.dsl.components.Parameter[str],
     completeness_drop: tfx.dsl.components.Parameter[float],
     drift_policy: tfx.dsl.components.Parameter[str],
+    median_shift: tfx.dsl.components.Parameter[float],
+    span_namespace: tfx.dsl.components.Parameter[str],
     serving_statistics_path: tfx.dsl.components.Parameter[str] = "",
     previous_statistics: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleStatistics] = None,
 ) -> None:
@@ -161,6 +165,7 @@ def DataGate(
         schema=schema_proto,
         thresholds=json.loads(drift_thresholds),
         completeness_drop=completeness_drop,
+        median_shift=median_shift,
         previous=previous.statistics if previous is not None else None,
         serving=serving,
     )
@@ -180,5 +185,5 @@ def DataGate(
             f"span {span} blocked before training: drift/skew over threshold (policy {BLOCK})\n" + drift.describe(scores)
         )
 
-    _copy_span(examples, validated_examples, examples)
-    _copy_span(statistics, validated_statistics, examples)
+    _copy_span(examples, validated_examples, examples, span_namespace)
+    _copy_span(statistics, validated_statistics, examples, span_namespace)

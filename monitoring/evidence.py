@@ -1,0 +1,102 @@
+"""What the served traffic says about one model version: live metrics and skew against its training data.
+
+Used by `conveyor monitor` for its window and by the CT controller for the serving version since it
+went live, so both judge with the same measures and thresholds:
+  - live metrics and their verdict: monitoring/live.py;
+  - skew: TFDV statistics of the version's logged features against its training statistics
+    (DataGate's statistics of the newest span it was trained on, found through MLMD lineage), scored
+    by pipeline/drift.py with the thresholds DataGate uses, on at least `monitor_min_predictions`
+    predictions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from metadata import registry
+from monitoring import live as live_lib
+from monitoring import statistics
+from monitoring.labels import Labels
+from pipeline.configs import PipelineConfig
+from serving.request_log import Record
+
+NO_TRAFFIC, TOO_FEW, NO_BASELINE, SCORED = "no_traffic", "too_few_predictions", "no_baseline", "scored"
+
+
+def offline_metrics(config: PipelineConfig, wanted: list[str]) -> dict[str, dict[str, float]]:
+    """version -> the Evaluator's overall metrics of that version (versions without one are left out)."""
+    entries = [e for e in registry.list_versions(config) if e.version in wanted and e.evaluation_uri]
+    if not entries:
+        return {}
+    from pipeline import evaluation
+
+    return {e.version: evaluation.load_evaluation(e.evaluation_uri).metrics.get(evaluation.OVERALL, {}) for e in entries}
+
+
+def training_statistics(config: PipelineConfig, version: str | None) -> tuple[str | None, str | None]:
+    """(uri, None) of the training statistics of `version`, or (None, why not)."""
+    if version is None:
+        return None, "no model version answered and none is pushed"
+    try:
+        entry = registry.find(config, version)
+    except LookupError as exc:
+        return None, str(exc)
+    if entry.training_statistics_uri is None:
+        return None, f"MLMD has no training statistics for version {version}"
+    return entry.training_statistics_uri, None
+
+
+def enough_predictions(config: PipelineConfig, count: int) -> str | None:
+    """Why `count` predictions are too few to score distances on (None when they are enough)."""
+    if count == 0:
+        return "no predictions"
+    if count < config.monitor_min_predictions:
+        return f"{count} predictions; distances need {config.monitor_min_predictions}"
+    return None
+
+
+@dataclass
+class Skew:
+    data: dict[str, Any]  # JSON: state, available, reason or baseline + features + flagged
+    current: Any = None  # the records' statistics (DatasetFeatureStatisticsList), when computed
+    training: Any = None
+
+
+def skew(config: PipelineConfig, version: str | None, records: list[Record], schema: Any, current: Any = None) -> Skew:
+    """Skew of `records`' features (their statistics: `current`, computed if None) against the
+    training statistics of `version`."""
+    too_few = enough_predictions(config, len(records))
+    if too_few:
+        state = NO_TRAFFIC if not records else TOO_FEW
+        return Skew({"state": state, "available": False, "reason": too_few, "features": [], "flagged": []})
+    current = current if current is not None else statistics.compute(r["features"] for r in records)
+    uri, why_not = training_statistics(config, version)
+    if uri is None:
+        return Skew({"state": NO_BASELINE, "available": False, "reason": why_not, "features": [], "flagged": []}, current)
+    training = statistics.load_statistics(uri)
+    scores = statistics.skew(training, current, schema, config)
+    data = {"state": SCORED, **statistics.distances_json(scores, f"training statistics of version {version}: {uri}")}
+    return Skew(data, current, training)
+
+
+def for_version(
+    config: PipelineConfig, version: str, records: list[Record], labels: Labels, since: datetime, until: datetime
+) -> dict[str, Any]:
+    """The evidence about `version` in its `records` (the ones it answered in [since, until))."""
+    own = [r for r in records if r["model_version"] == version]
+    offline = offline_metrics(config, [version]).get(version)
+    pairs = live_lib.labelled(own, labels)
+    performance = live_lib.measure(len(own), pairs, config, offline)
+    schema = statistics.load_schema(config.schema_path)
+    found = {
+        "version": version,
+        "since": since.isoformat(),
+        "until": until.isoformat(),
+        "predictions": len(own),
+        "performance": performance.to_json(),
+        "skew": skew(config, version, own, schema).data,
+    }
+    if found["skew"]["flagged"]:  # is the skew in the traffic whose labels arrived, what a retrain would learn from?
+        found["labelled_skew"] = skew(config, version, [r for r, _ in pairs], schema).data
+    return found

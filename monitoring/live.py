@@ -1,0 +1,128 @@
+"""Live metrics of a served version from the labels that arrived, and what they say about it.
+
+One set of rules, used by `conveyor monitor` (per window) and the CT controller (per version, since
+it went live), thresholds in pipeline/configs.py:
+  - accuracy only on at least `live_min_labels` labelled predictions, AUC only when each class has
+    at least `live_min_class_labels` (never on one class);
+  - the verdict (`state`): NO_TRAFFIC (the version answered nothing), TOO_FEW_LABELS, LOW (accuracy
+    below `live_min_accuracy`, or more than `live_max_accuracy_drop` below the version's own offline
+    accuracy, the Evaluator's overall binary_accuracy) or OK.
+The label is the model's: tips > 20 % of the logged fare (features.is_big_tipper).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable
+
+from models import features
+from models.model import PROBABILITY_KEY
+from monitoring.labels import Labels
+from pipeline.configs import PipelineConfig
+from serving.request_log import Record
+
+NO_TRAFFIC, TOO_FEW_LABELS, OK, LOW = "no_traffic", "too_few_labels", "ok", "low"
+ACCURACY = "binary_accuracy"  # the Evaluator's name for what `accuracy` measures live
+
+
+def labelled(records: Iterable[Record], labels: Labels) -> list[tuple[Record, float]]:
+    """(record, tips) for every logged prediction whose label arrived and whose fare was logged."""
+    out = []
+    for item in records:
+        tips = labels.tips.get((item["request_id"], item["index"]))
+        if tips is not None and item["features"].get(features.FARE_KEY) is not None:
+            out.append((item, tips))
+    return out
+
+
+def truth(record: Record, tips: float) -> int:
+    return int(features.is_big_tipper(tips, record["features"][features.FARE_KEY]))
+
+
+def correct(record: Record, tips: float) -> bool:
+    """Was the served answer right? (probability > 0.5 is the predicted class, as in-graph)."""
+    return int(record["output"][PROBABILITY_KEY] > 0.5) == truth(record, tips)
+
+
+@dataclass(frozen=True)
+class LiveMetrics:
+    predictions: int  # predictions the version answered in the window
+    labeled: int
+    accuracy: float | None  # None below live_min_labels
+    auc: float | None  # None unless each class has live_min_class_labels labels
+    positive_rate: float | None  # share of big tippers among the labelled predictions
+    mean_probability: float | None
+    state: str  # NO_TRAFFIC | TOO_FEW_LABELS | OK | LOW
+    reasons: list[str] = field(default_factory=list)  # why LOW, or what is missing
+    offline_accuracy: float | None = None  # the version's own Evaluator accuracy, if known
+    floor: float | None = None
+    max_drop: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def low(self) -> bool:
+        return self.state == LOW
+
+
+def measure(
+    predictions: int, pairs: list[tuple[Record, float]], config: PipelineConfig, offline: dict[str, float] | None = None
+) -> LiveMetrics:
+    """Live metrics of one version from its `predictions` count and its labelled (record, tips) pairs."""
+    offline_accuracy = (offline or {}).get(ACCURACY)
+    common = dict(offline_accuracy=offline_accuracy, floor=config.live_min_accuracy, max_drop=config.live_max_accuracy_drop)
+    n = len(pairs)
+    if predictions == 0:
+        return LiveMetrics(0, 0, None, None, None, None, NO_TRAFFIC, ["no predictions"], **common)
+    scores = [r["output"][PROBABILITY_KEY] for r, _ in pairs]
+    labels = [truth(r, t) for r, t in pairs]
+    positives = sum(labels)
+    rate = positives / n if n else None
+    mean_probability = sum(scores) / n if n else None
+    auc_value = (
+        auc(scores, labels) if min(positives, n - positives) >= config.live_min_class_labels else None
+    )
+    if n < config.live_min_labels:
+        why = f"{n} labelled predictions (accuracy needs {config.live_min_labels})"
+        return LiveMetrics(predictions, n, None, auc_value, rate, mean_probability, TOO_FEW_LABELS, [why], **common)
+    accuracy = sum(correct(r, t) for r, t in pairs) / n
+    reasons = []
+    if accuracy < config.live_min_accuracy:
+        reasons.append(f"live accuracy {accuracy:.3f} below the floor {config.live_min_accuracy}")
+    if offline_accuracy is not None and accuracy < offline_accuracy - config.live_max_accuracy_drop:
+        reasons.append(
+            f"live accuracy {accuracy:.3f} more than {config.live_max_accuracy_drop} below its offline {offline_accuracy:.3f}"
+        )
+    return LiveMetrics(predictions, n, accuracy, auc_value, rate, mean_probability, LOW if reasons else OK, reasons, **common)
+
+
+def by_version(
+    records: list[Record], labels: Labels, config: PipelineConfig, offline: dict[str, dict[str, float]]
+) -> dict[str, LiveMetrics]:
+    """version -> its live metrics over `records` (every version that answered any of them)."""
+    counts: dict[str, int] = {}
+    for item in records:
+        counts[item["model_version"]] = counts.get(item["model_version"], 0) + 1
+    pairs = labelled(records, labels)
+    return {
+        version: measure(count, [(r, t) for r, t in pairs if r["model_version"] == version], config, offline.get(version))
+        for version, count in sorted(counts.items())
+    }
+
+
+def auc(scores: list[float], truth: list[int]) -> float | None:
+    """ROC AUC as the Mann-Whitney statistic (ties count one half); None with a single class."""
+    positives = sum(truth)
+    negatives = len(truth) - positives
+    if positives == 0 or negatives == 0:
+        return None
+    order = sorted(range(len(scores)), key=lambda i: scores[i])
+    rank_sum, i = 0.0, 0
+    while i < len(order):  # average ranks over runs of equal scores
+        j = i
+        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
+            j += 1
+        mean_rank = (i + j) / 2 + 1
+        rank_sum += sum(mean_rank for k in range(i, j + 1) if truth[order[k]] == 1)
+        i = j + 1
+    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
