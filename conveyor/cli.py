@@ -120,11 +120,12 @@ def cmd_ct(args: argparse.Namespace) -> int:
     if args.home and "://" in args.home:
         print(f"conveyor ct: --home {args.home} is a URI: only `ct tick|run --target kfp|vertex` reads a cluster home", file=sys.stderr)
         return 2
+    home = Path(args.home) if args.home else None
     if args.ct_command == "demo":
         from conveyor import ct_demo
 
-        return ct_demo.main(args.home)
-    config = configs.load(home=args.home, spans_root=args.spans_root, drift_policy=args.drift_policy)
+        return ct_demo.main(home)
+    config = configs.load(home=home, spans_root=args.spans_root, drift_policy=args.drift_policy)
     if args.ct_command == "status":
         for decision in decisions.history(config)[-args.last:]:
             print(controller.format_decision(decision))

@@ -93,7 +93,7 @@ def clear(config: PipelineConfig) -> RollbackResult | None:
     settle(config, store, context)
     inputs = {registry.ROLLED_BACK_TO: entry.pushed_model} if entry.pushed_model is not None else {}
     execution_id = runs.record_execution(
-        store, registry.ROLLBACK_TYPE, {"from_version": state.version or "", "to_version": newest, CLEARED: "1"},
+        store, registry.ROLLBACK_TYPE, {"from_version": state.version or "", "to_version": newest, "reason": "operator cleared the pointer", CLEARED: "1"},
         inputs, context, state=RUNNING,
     )
     versions.clear_rollback(config.serving_root)
