@@ -184,6 +184,17 @@ def test_a_kill_after_each_component_leaves_serving_intact_and_the_rerun_pushes_
     config, url, first = crash_home
     run = Run(config)
     run.kill_when(lambda: run.finished(component), f"{component} to finish")
-    _assert_safe(config, url, shipped_rows[0], first)
-    _finish_and_check(config, url, shipped_rows[0], first)
+    if component == "Publish":  # killed after the last node: the push is complete, recorded and serves
+        [_, new] = _pushes(config)
+        root = config.serving_root
+        assert versions.incomplete_versions(root) == [] and versions.serving_version(root) == new
+        deadline = time.monotonic() + 60  # the server loads the new version, then swaps
+        while _served_version(url, shipped_rows[0]) != new:
+            assert time.monotonic() < deadline, "the server never swapped to the published version"
+            time.sleep(0.2)
+        Run(config).complete()  # the re-run pushes nothing more
+        assert _pushes(config) == [first, new] and versions.ready_versions(config.serving_root) == [first, new]
+    else:
+        _assert_safe(config, url, shipped_rows[0], first)
+        _finish_and_check(config, url, shipped_rows[0], first)
     assert versions.staged_versions(config.serving_root) == []
