@@ -34,7 +34,8 @@ def _recorded(config: PipelineConfig, version: str, key: str) -> Any:
 def offline_metrics(config: PipelineConfig, wanted: list[str]) -> dict[str, dict[str, float]]:
     """version -> the Evaluator's overall metrics of that version (versions without one are left out)."""
     found = {v: m for v in wanted if isinstance(m := _recorded(config, v, versions.OFFLINE_METRICS), dict)}
-    older = [e for e in registry.list_versions(config) if e.version in wanted and e.version not in found and e.evaluation_uri]
+    missing = [v for v in wanted if v not in found]  # published before push records carried them
+    older = [e for e in registry.list_versions(config) if e.version in missing and e.evaluation_uri] if missing else []
     if older:
         from pipeline import evaluation
 

@@ -262,23 +262,21 @@ def test_a_cluster_tick_decides_as_a_local_tick_on_the_same_traffic_labels_and_s
     now = datetime.now(timezone.utc).timestamp() + 1
     local = controller.evaluate(local_config, now)
 
-    api = KfpStandIn().__enter__()
     seen = {}
+    with KfpStandIn() as api:
 
-    def cluster_side() -> None:
-        (run_id,) = api.wait_for_runs(1)
-        seen["feedback_span_in_bucket"] = (bucket / "feedback" / "spans" / "feedback-1" / spans_io.SPAN_FILE).exists()
-        api.finish(run_id, "SUCCEEDED", tasks={name: "SUCCEEDED" for name in TASKS})
+        def cluster_side() -> None:
+            (run_id,) = api.wait_for_runs(1)
+            seen["feedback_span_in_bucket"] = (bucket / "feedback" / "spans" / "feedback-1" / spans_io.SPAN_FILE).exists()
+            api.finish(run_id, "SUCCEEDED", tasks={name: "SUCCEEDED" for name in TASKS})
 
-    thread = threading.Thread(target=cluster_side)
-    thread.start()
-    try:
+        thread = threading.Thread(target=cluster_side)
+        thread.start()
         launch = cluster_ct.ClusterLaunch(target="kfp", image=IMAGE, spec_dir=tmp_path / "specs", endpoint=api.endpoint,
                                           poll_seconds=0.1, timeout_seconds=300)
         on_cluster = cluster_ct.tick(configs.load(live_min_accuracy=0.0), f"file://{bucket}", launch, work_dir=tmp_path / "work", now=now)
         thread.join()
-    finally:
-        api.__exit__(None, None, None)
+        posts = api.posts()
 
     assert local.triggers == on_cluster.triggers == ["performance", "drift"]
     assert on_cluster.reason.startswith(local.reason + "; served traffic becomes feedback span 1: 600 labelled predictions")
@@ -294,7 +292,7 @@ def test_a_cluster_tick_decides_as_a_local_tick_on_the_same_traffic_labels_and_s
     assert "trip_miles" in local.signals["drift"]["learnable"]
     # The run the cluster tick launched reads the feedback span it built, already in the bucket.
     assert seen["feedback_span_in_bucket"] and on_cluster.span == 1 and on_cluster.span_source == spans_io.FEEDBACK
-    (_, run), = [p for p in api.posts() if p[0] == "/apis/v2beta1/runs"]
+    (_, run), = [p for p in posts if p[0] == "/apis/v2beta1/runs"]
     assert run["display_name"].startswith("conveyor-taxi-span-feedback-1-performance+drift-")
     example_gen = run["pipeline_spec"]["root"]["dag"]["tasks"]["CsvExampleGen"]["inputs"]["parameters"]
     assert example_gen["input_base"]["runtimeValue"]["constant"] == f"file://{bucket}/feedback/spans"
