@@ -198,7 +198,7 @@ def task_starter(state_dir: Path) -> warm_start.TaskStarter:
     return warm_start.TaskStarter(state_dir / "warm-start", env)
 
 
-def _executor_module(command: list[str]) -> list[str]:
+def _executor_modules(command: list[str]) -> list[str]:
     """The module of the command's `--executor_class_path` (the entrypoint imports it at run time)."""
     if "--executor_class_path" not in command[:-1]:
         return []
@@ -206,7 +206,7 @@ def _executor_module(command: list[str]) -> list[str]:
 
 
 def _run(starter: warm_start.TaskStarter, command: list[str], log: Path, cwd: Path) -> bool:
-    status = starter.run(command, log, cwd, preload=_executor_module(command), timeout=TASK_TIMEOUT_SECONDS)
+    status = starter.run(command, log, cwd, preload=_executor_modules(command), timeout=TASK_TIMEOUT_SECONDS)
     return status == 0
 
 

@@ -126,7 +126,7 @@ def test_an_import_that_starts_a_thread_makes_the_helper_refuse_to_fork(place):
     log = place["root"] / "task.log"
     with warm_start.TaskStarter(place["root"] / "helper", place["env"]) as starter:
         assert starter.run([sys.executable, "-m", "show", "5"], log, place["root"], preload=["threaded"]) == 5
-        assert starter.refused == "2 threads after importing for show: forking is not safe"
+        assert starter.refused == "after importing for show: Python threads running: 1, forking is not safe"
         assert starter.run([sys.executable, "-m", "show", "6"], place["root"] / "later.log", place["root"]) == 6
     first = log.read_text().splitlines()
     assert first[0] == f"{warm_start.FALLBACK_NOTE} ({starter.refused}); running a plain subprocess"
