@@ -125,10 +125,11 @@ def test_the_first_span_has_no_drift_baseline_and_the_second_is_scored_against_i
         schema=tfdv.load_schema_text(str(config.schema_path)),
         thresholds=config.drift_thresholds,
         completeness_drop=config.completeness_drop,
+        median_shift=config.median_shift,
         previous=stats(1),
     )
     assert json.loads(drift.to_json(expected, config.drift_policy))["scores"] == report["scores"]
-    assert {s["measure"] for s in report["scores"]} == {drift.L_INFINITY, drift.JENSEN_SHANNON, drift.COMPLETENESS}
+    assert {s["measure"] for s in report["scores"]} == {drift.L_INFINITY, drift.JENSEN_SHANNON, drift.COMPLETENESS, drift.MEDIAN_SHIFT}
 
 
 def test_the_unchanged_execution_is_fully_cached_and_publishes_nothing(checked):
