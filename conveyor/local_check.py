@@ -9,9 +9,10 @@ executed again with nothing changed.
 
 What differs from the spec you deploy, and only this: the bucket is a local directory, the files
 the image holds (schema, setup.py) are this checkout's, Beam is the in_memory DirectRunner, and
-the container's `python` is this one. For kfp one spec is compiled per span, with the span fixed
-(as conveyor/cluster_runs.py submits runs); for vertex one spec serves every span, the newest one
-being resolved at run time by the ExampleGen driver hook, which the harness runs as Vertex does.
+the container's `python` is this one, forked from a warm interpreter. For kfp one spec is compiled
+per span, with the span fixed (as conveyor/cluster_runs.py submits runs); for vertex one spec
+serves every span, the newest one being resolved at run time by the ExampleGen driver hook, which
+the harness runs as Vertex does.
 
 The check passes when every execution succeeds, the newest span ends with a blessed model pushed
 and published (its PUSH.json written by Publish), every span after the first has its drift scored
