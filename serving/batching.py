@@ -8,11 +8,6 @@ loop so that they never stall it) go to the predict thread (`submit`): requests 
 the model is busy wait in its queue and the next call takes all of them. Either way a batch holds
 at most max_batch_instances instances, under load one call and one fsync serve many requests,
 and at low load nothing waits: there is no timer.
-The request-log commit of a loop batch runs on the event-loop thread only while nothing else is
-being committed and the batch is one request (concurrency 1: no hand-off, no wake-up to wait for).
-Otherwise (several requests in the turn, or a commit under way) it goes to the commit thread, and
-the loop reads, parses and predicts the next requests while the fsync runs; batches that queue
-behind a commit share the next write and fsync. Answers still wait for their records.
 The serving version is taken once per batch, so a hot swap never splits a batch. If the model
 refuses a merged batch, each request is asked again alone, so only the faulty one gets the 400.
 A request is answered only after its records are on disk; if they cannot be written it gets 503
@@ -64,18 +59,12 @@ class Batcher:
         self._queue: deque[Job] = deque()
         self._cond = threading.Condition(threading.Lock())
         self._stopped = False
-        self._commits: list[list[Job]] = []  # loop batches predicted, waiting for the commit thread
-        self._committing = 0  # loop batches handed to the commit thread and not yet delivered
-        self._commit_cond = threading.Condition(threading.Lock())
-        self._commits_stopped = False
         self.log_failed_at = float("-inf")
         self.log_error: str | None = None
         self.thread = threading.Thread(target=self._run, name="predict", daemon=True)
-        self.commit_thread = threading.Thread(target=self._run_commits, name="commit", daemon=True)
 
     def start(self) -> None:
         self.thread.start()
-        self.commit_thread.start()
 
     def answer_now(self, jobs: list[Job]) -> None:
         """Answer `jobs` in the calling thread, in batches of at most max_instances instances."""
@@ -96,15 +85,11 @@ class Batcher:
             self._cond.notify()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Answer what is queued, then end the threads."""
+        """Answer what is queued, then end the thread."""
         with self._cond:
             self._stopped = True
             self._cond.notify()
         self.thread.join(timeout)
-        with self._commit_cond:
-            self._commits_stopped = True
-            self._commit_cond.notify()
-        self.commit_thread.join(timeout)
 
     def log_healthy(self) -> bool:
         return time.monotonic() - self.log_failed_at > LOG_ERROR_HOLD_SECONDS
@@ -132,53 +117,15 @@ class Batcher:
 
     def _process(self, jobs: list[Job], inline: bool) -> None:
         try:
-            self._predict_all(jobs)
-            background = len(jobs) > 1 or self._committing
-            if inline and self.requests is not None and background and any(job.error is None for job in jobs):
-                with self._commit_cond:
-                    self._commits.append(jobs)
-                    self._committing += 1
-                    self._commit_cond.notify()
-                return
-            self._commit(jobs)
+            self._answer(jobs)
         except Exception:  # a bug here must not kill the thread nor leave requests hanging
-            self._internal_error(jobs)
+            throttled("batch", logging.ERROR, "unexpected error answering a batch", exc_info=True)
+            for job in jobs:
+                if job.error is None and not job.outputs:
+                    job.fail(500, "internal error")
         self.deliver(jobs, inline)
 
-    def _run_commits(self) -> None:
-        """The commit thread: every batch queued since its last commit in one write and fsync."""
-        while True:
-            with self._commit_cond:
-                while not self._commits and not self._commits_stopped:
-                    self._commit_cond.wait()
-                batches, self._commits = self._commits, []
-            if not batches:
-                return
-            jobs = [job for batch in batches for job in batch]
-            try:
-                self._commit(jobs)
-            except Exception:
-                self._internal_error(jobs)
-            with self._commit_cond:
-                self._committing -= len(batches)
-            self.deliver(jobs, False)
-
-    def _internal_error(self, jobs: list[Job]) -> None:
-        throttled("batch", logging.ERROR, "unexpected error answering a batch", exc_info=True)
-        for job in jobs:
-            if job.error is None:
-                job.fail(500, "internal error")
-
-    def _commit(self, jobs: list[Job]) -> None:
-        """Log the answered jobs durably (503 for them if that fails), then count them."""
-        answered = [job for job in jobs if job.error is None]
-        if answered and self.requests is not None:
-            self._log(answered)
-        for job in answered:
-            if job.error is None:
-                self._count(job)
-
-    def _predict_all(self, jobs: list[Job]) -> None:
+    def _answer(self, jobs: list[Job]) -> None:
         groups: dict[int, tuple[LoadedModel, list[Job]]] = {}
         for job in jobs:
             model = job.model
@@ -191,6 +138,12 @@ class Batcher:
             groups.setdefault(id(model), (model, []))[1].append(job)
         for model, group in groups.values():
             self._predict(model, group)
+        answered = [job for job in jobs if job.error is None]
+        if answered and self.requests is not None:
+            self._log(answered)
+        for job in answered:
+            if job.error is None:
+                self._count(job)
 
     def _predict(self, model: LoadedModel, group: list[Job]) -> None:
         instances = [instance for job in group for instance in job.instances]
