@@ -80,7 +80,7 @@ def _plain_call(signature: Any) -> Any:
     The restored signature's own __call__ re-checks its structured signature and resolves its
     ~40 captured variable handles through the loader's wrapper on every call; the concrete
     function of this wrapper calls the same graph with the same variables, positionally, for
-    about 100 us (~15 %) less per call (docs/serving.md, Benchmark).
+    about 100 us (10-25 %) less per call (docs/serving.md, Benchmark).
     """
     import tensorflow as tf
 
