@@ -6,7 +6,8 @@ Works in scratch homes under outputs/bench-serving (wiped first) holding a copy 
 serving under --home (default outputs/, i.e. what `make run` pushed); with nothing pushed there it
 first runs a small pipeline (800 rows, 100 steps). Then, on the same 200 single-instance requests
 from span 1:
-  - the floor: the SavedModel's serving_default called in this process on the same inputs;
+  - the floor: the SavedModel's serving_default called in this process on the same inputs, and
+    models.saved_model.LoadedModel.predict (the server's model call: tensor in, predictions out);
   - `conveyor serve --workers W` for each W of --workers (and, with --before REF, the server of
     git revision REF, run from a temporary worktree; dependencies it needs that this venv lacks go
     on PYTHONPATH, e.g. REF 9196231 needs fastapi and uvicorn), each a real process on a free loopback port, measured by
@@ -38,7 +39,8 @@ from pathlib import Path
 
 from conveyor import local_run
 from data import materialize, spans_io
-from models.instances import from_row, to_example
+from models.instances import FeatureRules, from_row, parse_instance, to_example
+from models.saved_model import LoadedModel
 from pipeline import configs, versions
 from serving import request_log
 
@@ -124,13 +126,13 @@ def _load(url: str, bodies: Path, concurrency: int, requests: int | None = None,
     return json.loads(done.stdout)
 
 
-def _floor(signature, examples: list, count: int) -> dict:
-    """serving_default called in this process on the same inputs, one at a time."""
+def _floor(call, inputs: list, count: int) -> dict:
+    """`call` (the model, in this process) on the same inputs, one at a time."""
     latencies = []
     started = time.perf_counter()
     for i in range(count):
         begin = time.perf_counter()
-        signature(examples=examples[i % len(examples)])
+        call(inputs[i % len(inputs)])
         latencies.append(time.perf_counter() - begin)
     wall = time.perf_counter() - started
     ordered = sorted(latencies)
@@ -259,6 +261,9 @@ def main() -> None:
     big.write_text(json.dumps({"instances": instances}) + "\n")
     examples = [tf.constant([to_example(i)]) for i in instances[:200]]
     signature = tf.saved_model.load(str(model)).signatures["serving_default"]
+    loaded = LoadedModel.load(model)  # what the server calls: parsed instances -> predictions
+    rules = FeatureRules.from_schema(source.schema_path)
+    parsed = [[parse_instance(i, rules)] for i in instances[:200]]
 
     env = {**os.environ, "CONVEYOR_POLL_SECONDS": "0.5"}
     launcher = Path(sys.executable).parent / "conveyor"
@@ -289,12 +294,14 @@ def main() -> None:
             ))
         for i in range(50):  # warm-up: tracing, connections
             signature(examples=examples[i % len(examples)])
+            loaded.predict(parsed[i % len(parsed)])
         for served in servers:
             served.count(_load(served.url, bodies, 8, requests=400))
         load_before = os.getloadavg()
-        floors: dict[int, list[dict]] = {1: []}
+        floors: dict[str, list[dict]] = {"signature": [], "predict": []}
         for _ in range(args.rounds):
-            floors[1].append(_floor(signature, examples, args.requests))
+            floors["signature"].append(_floor(lambda batch: signature(examples=batch), examples, args.requests))
+            floors["predict"].append(_floor(loaded.predict, parsed, args.requests))
             for served in servers:
                 for concurrency in (1, 8):
                     run = served.count(_load(served.url, bodies, concurrency, requests=args.requests, warmup=50))
@@ -311,12 +318,13 @@ def main() -> None:
             subprocess.run(["git", "worktree", "remove", "--force", str(before_dir)], cwd=configs.REPO_ROOT, capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
 
-    floor_p50 = statistics.median(r["p50_ms"] for r in floors[1])
+    floor_p50 = statistics.median(r["p50_ms"] for r in floors["signature"])
     print(f"\nmodel {model}, 200 distinct single-instance JSON requests over loopback HTTP; clients in their own process")
     print(f"machine: {os.cpu_count()} cores, load average (1 min) {load_before[0]:.2f} before and {load_after[0]:.2f} after "
           f"the measurements; medians of {args.rounds} interleaved rounds of {args.requests} requests")
     print(f"{'path':<34}{'conc':>5}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}{'non-200':>8}")
-    print(_row("in-process serving_default", 1, floors[1]))
+    print(_row("in-process serving_default", 1, floors["signature"]))
+    print(_row("in-process LoadedModel.predict", 1, floors["predict"]))
     for served in servers:
         for concurrency in (1, 8):
             print(_row(served.label, concurrency, served.results[f"c{concurrency}"]))

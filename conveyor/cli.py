@@ -3,7 +3,7 @@
     conveyor run [options]              run the pipeline locally (see local_runner.py)
     conveyor ct tick                    one continuous-training decision (for cron / KFP recurring runs);
                                         --target kfp|vertex --home gs://...: launch on a cluster
-    conveyor ct watch [--interval S]    tick in a loop
+    conveyor ct watch [--interval S]    tick in a loop (on a cluster too, with tick's --target options)
     conveyor ct run --reason TEXT       retrain on demand
     conveyor ct status [--last N]       the last decisions and why
     conveyor ct demo [--home DIR]       the closed loop played for real: server, traffic, late labels, ticks
@@ -132,7 +132,7 @@ def cmd_ct(args: argparse.Namespace) -> int:
         print(format_rollbacks(config))
         return 0
     if args.ct_command == "watch":
-        controller.watch(config, local_run.launch, args.interval, args.max_ticks)
+        controller.watch(lambda: controller.tick(config, local_run.launch), args.interval, args.max_ticks)
         return 0
     decision = controller.tick(config, local_run.launch, reason=args.reason if args.ct_command == "run" else None)
     print(controller.format_decision(decision))
@@ -161,7 +161,7 @@ def format_rollbacks(config: configs.PipelineConfig) -> str:
 
 
 def _ct_on_cluster(args: argparse.Namespace) -> int:
-    """`ct tick|run --target kfp|vertex --home URI`: decide here, submit to the cluster (conveyor/cluster_ct.py)."""
+    """`ct tick|watch|run --target kfp|vertex --home URI`: decide here, submit to the cluster (conveyor/cluster_ct.py)."""
     import tempfile
 
     from conveyor import cluster_ct, kubeflow
@@ -185,6 +185,9 @@ def _ct_on_cluster(args: argparse.Namespace) -> int:
         timeout_seconds=args.timeout_seconds,
     )
     try:
+        if args.ct_command == "watch":
+            controller.watch(lambda: cluster_ct.tick(config, args.home, launch, work_dir=work_dir), args.interval, args.max_ticks)
+            return 0
         decision = cluster_ct.tick(config, args.home, launch, reason=args.reason, work_dir=work_dir)
     except (ValueError, kubeflow.SubmitError) as exc:
         print(f"conveyor ct: {exc}", file=sys.stderr)
@@ -499,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--max-ticks", type=int)
         if name == "status":
             sub.add_argument("--last", type=int, default=20)
-        if name in ("tick", "run"):
+        if name in ("tick", "watch", "run"):
             cluster = sub.add_argument_group("on a cluster (docs/production.md)")
             cluster.add_argument("--target", choices=("kfp", "vertex"), help="submit the run to this orchestrator")
             cluster.add_argument("--image", default=os.environ.get("CONVEYOR_IMAGE"), help="the pipeline image (default $CONVEYOR_IMAGE)")

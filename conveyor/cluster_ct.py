@@ -1,29 +1,35 @@
-"""`conveyor ct tick|run --target kfp|vertex --home gs://BUCKET/conveyor`: continuous training on a cluster.
+"""`conveyor ct tick|watch|run --target kfp|vertex --home gs://BUCKET/conveyor`: continuous training on a cluster.
 
-The tick decides with the controller's own code (ct/controller.py), exactly as locally, on a local
-working home that mirrors the cluster home in object storage, and launches through ClusterLaunch,
-which submits the compiled pipeline (conveyor/cluster_runs.py) instead of running it:
+The tick decides with the controller's own code (ct/controller.py), exactly as locally, on a
+working config whose roots are the cluster home's: the serving root, the spans, the feedback spans,
+the validated-span index and the ingested-span records are read in the bucket (TFX's fileio, i.e.
+TensorFlow's gfile: gs://, s3://, hdfs:// or a local path), so the controller finds the serving
+version, its push record (offline metrics, training statistics: pipeline/versions.py) and the span
+listing where a cluster run left them. Only what it reads whole or writes is mirrored into a local
+working home:
 
-  1. pull: the decision log (`ct/`), feedback (`feedback/`), the servers' request log and the
-     labels (`request_log/`, `labels/`), the controller's ML Metadata file (its CTDecision
-     records) and the spans are copied from the bucket (TFX's fileio, i.e. TensorFlow's gfile:
-     gs://, s3://, hdfs:// or a local path) into the working home;
-  2. the controller ticks there. A launch compiles the spec for the chosen span, submits it with
-     the span and the trigger in the run's name (and labels, on Vertex), then polls the
-     orchestrator until the run ends and records its outcome like a local run's: ok (pushed or
+  1. pull: the decision log (`ct/`), the controller's ML Metadata file (its CTDecision records),
+     the servers' request log and the labels (`request_log/`, `labels/`). No span file is copied:
+     spans are listed in place, and a feedback span is built from the request log and labels;
+  2. the controller ticks. A launch first pushes what the tick wrote so far (a feedback span it
+     built must be in the bucket before the run reads it), compiles the spec for the chosen span,
+     submits it with the span and the trigger in the run's name (and labels, on Vertex), then polls
+     the orchestrator until the run ends and records its outcome like a local run's: ok (pushed or
      not, fully cached or not), blocked (DataGate failed) or crashed. The span is then recorded as
      ingested in the bucket (metadata/spans.py), so the next tick sees it as taken;
-  3. push: what the tick wrote goes back to the bucket (the decision log, consumed feedback, the
-     ML Metadata file, a span folded from labelled feedback); request log and labels are only read.
-     A span already in the bucket is never overwritten (spans are immutable on KFP).
+  3. push: what the tick changed goes back to the bucket (the decision log, the ML Metadata file, a
+     feedback span it built); the request log and labels are only read, and a span already in the
+     bucket is never overwritten (spans are immutable on KFP).
 
 One tick at a time per cluster home: schedule it with `concurrencyPolicy: Forbid`
-(deploy/ct-tick.yaml). See docs/production.md, "Continuous training on a cluster".
+(deploy/ct-tick.yaml), or run `conveyor ct watch --target ...` in one place. See
+docs/production.md, "Continuous training on a cluster".
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -35,10 +41,10 @@ from metadata import spans
 from pipeline import versions
 from pipeline.configs import PipelineConfig
 
-# Folders and files of the cluster home the tick reads; the first group it also writes back.
-WRITTEN = ("ct", "feedback", "metadata.sqlite")
+# What the tick copies from the cluster home: these it writes back when changed, those it only reads.
+WRITTEN = ("ct", "metadata.sqlite")
 READ_ONLY = ("request_log", "labels")
-SPANS = "spans"
+FEEDBACK_SPANS = os.path.join("feedback", "spans")  # read in place; a span the tick builds is pushed
 # Task states that mean "served from the cache": Vertex's SKIPPED ("skipped due to cache hit"),
 # and KFP's, which reports a cached task as SKIPPED too.
 CACHED_TASK_STATES = {"SKIPPED", "CACHED"}
@@ -86,42 +92,45 @@ class Mirror:
 
     home_uri: str
     local: Path
-    spans_uri: str
-    pulled: dict[str, str] = field(default_factory=dict)  # relative path -> sha256 of what was pulled
+    feedback_spans_uri: str
+    pulled: dict[str, str] = field(default_factory=dict)  # relative path -> sha256 of what the bucket holds
 
     def pull(self) -> None:
+        """Replace the local copies with the bucket's (a reused working home keeps nothing stale)."""
+        for name in (*WRITTEN, *READ_ONLY, FEEDBACK_SPANS):
+            target = self.local / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+        self.pulled = {}
         for name in (*WRITTEN, *READ_ONLY):
-            self._pull(_join(self.home_uri, name), name)
-        for relative in _files(self.spans_uri):
-            _write(str(self.local / SPANS / relative), _read(_join(self.spans_uri, relative)))
-
-    def _pull(self, source: str, name: str) -> None:
-        for relative in _files(source):
-            data = _read(_join(source, relative))
-            key = os.path.normpath(os.path.join(name, relative))
-            (self.local / key).parent.mkdir(parents=True, exist_ok=True)
-            (self.local / key).write_bytes(data)
-            self.pulled[key] = hashlib.sha256(data).hexdigest()
+            source = _join(self.home_uri, name)
+            for relative in _files(source):
+                data = _read(_join(source, relative))
+                key = os.path.normpath(os.path.join(name, relative))
+                (self.local / key).parent.mkdir(parents=True, exist_ok=True)
+                (self.local / key).write_bytes(data)
+                self.pulled[key] = hashlib.sha256(data).hexdigest()
 
     def push(self) -> list[str]:
-        """Write back what the tick changed under WRITTEN, and new spans; returns what was written."""
-        fileio, written = _fileio(), []
+        """Write back what changed under WRITTEN since the pull (or the last push), and the files of
+        feedback spans the bucket does not have; returns what was written."""
+        written = []
         for name in WRITTEN:
             for relative in _files(str(self.local / name)):
                 key = os.path.normpath(os.path.join(name, relative))
                 data = (self.local / key).read_bytes()
-                if self.pulled.get(key) != hashlib.sha256(data).hexdigest():
+                digest = hashlib.sha256(data).hexdigest()
+                if self.pulled.get(key) != digest:
                     _write(_join(self.home_uri, key), data)
+                    self.pulled[key] = digest
                     written.append(key)
-        for key in self.pulled:  # moved away locally (feedback consumed into a span)
-            if key.split(os.sep)[0] in WRITTEN and not (self.local / key).exists():
-                fileio.remove(_join(self.home_uri, key))
-                written.append(f"-{key}")
-        for relative in _files(str(self.local / SPANS)):
-            target = _join(self.spans_uri, relative)
-            if not fileio.exists(target):
-                _write(target, (self.local / SPANS / relative).read_bytes())
-                written.append(os.path.join(SPANS, relative))
+        for relative in _files(str(self.local / FEEDBACK_SPANS)):
+            target = _join(self.feedback_spans_uri, relative)
+            if not _fileio().exists(target):
+                _write(target, (self.local / FEEDBACK_SPANS / relative).read_bytes())
+                written.append(os.path.join(FEEDBACK_SPANS, relative))
         return written
 
 
@@ -194,7 +203,7 @@ class ClusterLaunch:
                     f"(not cancelled){'; last poll: ' + error if state is None else ''}",
                 )
             time.sleep(self.poll_seconds)
-        spans.record_ingested(cluster, run.span, run.run_id, state.state)
+        spans.record_ingested(cluster, run.span, run.run_id, state.state, config.span_source)
         pushed = sorted(set(versions.ready_versions(cluster.serving_root_uri)) - before, key=int)
         timings = [(task, "cached" if word in CACHED_TASK_STATES else word.lower(), 0.0) for task, word in state.tasks]
         if not timings:  # the orchestrator listed no tasks: do not let the controller call it "fully cached"
@@ -215,12 +224,11 @@ class ClusterLaunch:
 
 
 def working_config(config: PipelineConfig, home_uri: str, work_dir: Path) -> PipelineConfig:
-    """The controller's config: a local working home, the cluster's roots under `home_uri`."""
-    return config.replace(
-        home=work_dir,
-        spans_root=work_dir / SPANS,
-        remote_pipeline_root=config.remote_pipeline_root or home_uri.rstrip("/"),
-    )
+    """The controller's config: a local working home, every cluster root in the bucket under `home_uri`
+    (the pipeline root, as the compiled spec lays it out: kubeflow.stores_form)."""
+    root = (config.remote_pipeline_root or home_uri).rstrip("/")
+    local = config.replace(home=work_dir, spans_root=work_dir / "spans")  # spans are read in the bucket
+    return kubeflow.stores_form(local, root, kubeflow.IMAGE_APP_DIR)
 
 
 def tick(
@@ -231,14 +239,24 @@ def tick(
     work_dir: Path | None = None,
     now: float | None = None,
 ):
-    """One CT decision for the cluster home `home_uri` (see the module docstring); returns it."""
+    """One CT decision for the cluster home `home_uri` (see the module docstring); returns it. A
+    working home made here (no `work_dir`) is removed afterwards."""
     from ct import controller
 
-    work_dir = work_dir or Path(tempfile.mkdtemp(prefix="conveyor-ct-"))
-    working = working_config(config, home_uri, work_dir)
-    roots = kubeflow.stores_form(working, working.remote_pipeline_root, kubeflow.IMAGE_APP_DIR)
-    mirror = Mirror(home_uri.rstrip("/"), work_dir, roots.spans_root_uri)
-    mirror.pull()
-    decision = controller.tick(working, launch, now=now, reason=reason)
-    mirror.push()
-    return decision
+    made = work_dir is None
+    work_dir = Path(tempfile.mkdtemp(prefix="conveyor-ct-")) if made else Path(work_dir)
+    try:
+        working = working_config(config, home_uri, work_dir)
+        mirror = Mirror(home_uri.rstrip("/"), work_dir, working.feedback_spans_root_uri)
+        mirror.pull()
+
+        def launch_from_the_bucket(run_config: PipelineConfig, trigger: str) -> ClusterOutcome:
+            mirror.push()  # the run reads its span in the bucket: a feedback span just built goes first
+            return launch(run_config, trigger)
+
+        decision = controller.tick(working, launch_from_the_bucket, now=now, reason=reason)
+        mirror.push()
+        return decision
+    finally:
+        if made:
+            shutil.rmtree(work_dir, ignore_errors=True)

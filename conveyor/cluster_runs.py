@@ -3,7 +3,8 @@
 `submit` compiles the spec for one span (fixed at compile time, as open-source KFP needs: see
 conveyor/kubeflow.py, KFP_NEEDS_SPAN) and sends it to Kubeflow Pipelines or Vertex AI with what
 launched it recorded where each orchestrator keeps it:
-  - the run's name, on both: `<pipeline>-span-<N>-<trigger>-<UTC time>`;
+  - the run's name, on both: `<pipeline>-span-<N>-<trigger>-<UTC time>` (`span-feedback-<N>` for a
+    feedback span);
   - labels, on Vertex (`conveyor-pipeline`, `conveyor-span`, `conveyor-trigger`); KFP runs have none;
   - no run parameters: the spec has no RuntimeParameter (see conveyor/kubeflow.py), the span is
     compiled in, and the trigger is deliberately not a pipeline input, so that it never changes a
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor import kubeflow
+from data.spans_io import label
 from pipeline.configs import PipelineConfig
 
 DATA_GATE_TASK = "DataGate"
@@ -66,8 +68,9 @@ class RunState:
 
 
 def run_name(config: PipelineConfig, span: int, trigger: str, when: float) -> str:
+    """`<pipeline>-span-<N>-<trigger>-<UTC time>`; a feedback span is named `span-feedback-<N>`."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(when))
-    return f"{config.pipeline_name}-span-{span}-{trigger}-{stamp}"
+    return f"{config.pipeline_name}-span-{label(span, config.span_source)}-{trigger}-{stamp}"
 
 
 def _label_value(text: str) -> str:
@@ -78,7 +81,7 @@ def _label_value(text: str) -> str:
 def run_labels(config: PipelineConfig, span: int, trigger: str) -> dict[str, str]:
     return {
         "conveyor-pipeline": _label_value(config.pipeline_name),
-        "conveyor-span": str(span),
+        "conveyor-span": _label_value(label(span, config.span_source)),
         "conveyor-trigger": _label_value(trigger),
     }
 

@@ -71,6 +71,7 @@ def stores_form(config: PipelineConfig, root: str, app_dir: str) -> PipelineConf
         remote_pipeline_root=root,
         remote_serving_root=config.remote_serving_root or f"{root}/serving_model",
         remote_spans_root=config.remote_spans_root or f"{root}/spans",
+        remote_feedback_spans_root=config.remote_feedback_spans_root or f"{root}/feedback/spans",
         remote_schema=config.remote_schema or f"{app_dir}/schema/schema.pbtxt",
         beam_setup_file=config.beam_setup_file or f"{app_dir}/setup.py",
     )

@@ -3,14 +3,16 @@
 For each span under the spans root, in order, the span is copied into a directory standing in for
 the bucket (`<check dir>/bucket/conveyor/spans`, where the cluster reads data by default), the
 spec is compiled as for the target, and every task is executed through TFX's container
-entrypoint, one subprocess per task (conveyor/spec_harness.py). Then the last spec is executed
-again with nothing changed.
+entrypoint, one process per task (conveyor/spec_harness.py), each forked from one warm
+interpreter shared by all executions of the check (conveyor/warm_start.py). Then the last spec is
+executed again with nothing changed.
 
 What differs from the spec you deploy, and only this: the bucket is a local directory, the files
 the image holds (schema, setup.py) are this checkout's, Beam is the in_memory DirectRunner, and
-the container's `python` is this one. For kfp one spec is compiled per span, with the span fixed
-(as conveyor/cluster_runs.py submits runs); for vertex one spec serves every span, the newest one
-being resolved at run time by the ExampleGen driver hook, which the harness runs as Vertex does.
+the container's `python` is this one, forked from a warm interpreter. For kfp one spec is compiled
+per span, with the span fixed (as conveyor/cluster_runs.py submits runs); for vertex one spec
+serves every span, the newest one being resolved at run time by the ExampleGen driver hook, which
+the harness runs as Vertex does.
 
 The check passes when every execution succeeds, the newest span ends with a blessed model pushed
 and published (its PUSH.json written by Publish), every span after the first has its drift scored
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from conveyor import kubeflow, spec_harness
+from conveyor import kubeflow, spec_harness, warm_start
 from data import spans_io
 from pipeline import configs, versions
 
@@ -122,20 +124,21 @@ def run(
         f"conveyor kubeflow: checking the {target} spec locally in {check_dir}: spans {spans} one run each, "
         "then the last run again unchanged (Beam in_memory; the bucket is a local directory)"
     )
-    for span in spans:
-        shutil.copytree(spans_io.span_dir(config.spans_root, span), spans_io.span_dir(Path(cluster.spans_root_uri), span))
-        compiled = cluster.replace(span=span) if target == "kfp" else cluster
-        kubeflow.check_target(compiled, target)
-        spec_path = state / "specs" / (f"span-{span}.yaml" if target == "kfp" else "spec.yaml")
-        spec = kubeflow.compile_spec(compiled, image, spec_path)
-        _execute(result, f"span {span}", spec, cluster, target, state, out)
-        if not result.ok:
+    with spec_harness.task_starter(state) as starter:
+        for span in spans:
+            shutil.copytree(spans_io.span_dir(config.spans_root, span), spans_io.span_dir(Path(cluster.spans_root_uri), span))
+            compiled = cluster.replace(span=span) if target == "kfp" else cluster
+            kubeflow.check_target(compiled, target)
+            spec_path = state / "specs" / (f"span-{span}.yaml" if target == "kfp" else "spec.yaml")
+            spec = kubeflow.compile_spec(compiled, image, spec_path)
+            _execute(result, f"span {span}", spec, cluster, target, state, starter, out)
+            if not result.ok:
+                return _finish(result, check_dir, out)
+        if not cluster.enable_cache:
+            out("caching is off (--no-cache): no unchanged execution to check")
             return _finish(result, check_dir, out)
-    if not cluster.enable_cache:
-        out("caching is off (--no-cache): no unchanged execution to check")
-        return _finish(result, check_dir, out)
-    before = versions.ready_versions(cluster.serving_root_uri)
-    _execute(result, f"span {spans[-1]} again, unchanged", spec, cluster, target, state, out)
+        before = versions.ready_versions(cluster.serving_root_uri)
+        _execute(result, f"span {spans[-1]} again, unchanged", spec, cluster, target, state, starter, out)
     _judge(result, spans, before, versions.ready_versions(cluster.serving_root_uri))
     return _finish(result, check_dir, out)
 
@@ -153,6 +156,7 @@ def _execute(
     cluster: configs.PipelineConfig,
     target: str,
     state: Path,
+    starter: warm_start.TaskStarter,
     out: Callable[[str], None],
 ) -> None:
     out(f"run {len(result.executions) + 1}: {what}")
@@ -163,6 +167,7 @@ def _execute(
         state,
         run_id=f"check-{len(result.executions) + 1}",
         on_task=lambda t: out(f"  {t.task:<20} {t.status:<7} {t.seconds:6.1f} s"),
+        starter=starter,
     )
     result.executions.append((what, execution))
     out(describe(execution))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 from ct import decisions, feedback, guard, signals
 from ct.decisions import BLOCKED, BUSY, CRASHED, OK, ROLLED_BACK, Decision
@@ -64,7 +65,7 @@ def _guard_pairs(config: PipelineConfig, version: str | None, now: float, labels
     """The serving version's labelled predictions since it went live (what the guard judges it on)."""
     if version is None:
         return []
-    window = request_log.read(config.request_log_root, _utc(versions.live_since(config.serving_root, version)), _utc(now))
+    window = request_log.read(config.request_log_root, _utc(versions.live_since(config.serving_root_uri, version)), _utc(now))
     return live.labelled([r for r in window.records if r["model_version"] == version], labels)
 
 
@@ -161,7 +162,10 @@ def _why(trigger: str, found: dict) -> str:
         return f"on demand: {found['on_demand']['reason']}"
     if trigger == "performance":
         p = found["performance"]
-        return f"performance of version {p['version']}: {'; '.join(p['reasons'])} ({p['labeled']} labelled predictions since {p['since']})"
+        return (
+            f"performance of version {p['version']}: {'; '.join(p['reasons'])} ({p['labeled']} labelled predictions "
+            f"since {p['since']}{'; ' + p['offline_unknown'] if p.get('offline_unknown') else ''})"
+        )
     if trigger == "drift":
         d = found["drift"]
         return f"drift: version {d['version']}'s traffic since {d['since']} skewed on {', '.join(d['exceeded'])}"
@@ -175,7 +179,8 @@ def _nothing(found: dict) -> str:
         return "no new span; nothing is serving yet; schedule not due"
     p, d = found["performance"], found["drift"]
     if p["state"] == live.OK:
-        parts.append(f"version {serving}: live accuracy {p['accuracy']:.3f} ok on {p['labeled']} labels")
+        parts.append(f"version {serving}: live accuracy {p['accuracy']:.3f} ok on {p['labeled']} labels"
+                     + (f" ({p['offline_unknown']})" if p.get("offline_unknown") else ""))
     elif p["state"] == live.NO_TRAFFIC:
         parts.append(f"version {serving}: no traffic since {found['serving']['since']}")
     else:
@@ -256,11 +261,12 @@ def _launch(config: PipelineConfig, launch: Launch, decision: Decision) -> None:
         decision.detail = outcome.error
 
 
-def watch(config: PipelineConfig, launch: Launch, interval_seconds: float, max_ticks: int | None = None) -> None:
-    """Tick forever (or max_ticks times), printing each decision."""
+def watch(tick_once: Callable[[], Decision], interval_seconds: float, max_ticks: int | None = None) -> None:
+    """Tick forever (or max_ticks times), printing each decision. `tick_once` is one tick: this
+    module's `tick` on a home, or a cluster tick (conveyor/cluster_ct.py)."""
     ticks = 0
     while max_ticks is None or ticks < max_ticks:
-        print(format_decision(tick(config, launch)), flush=True)
+        print(format_decision(tick_once()), flush=True)
         ticks += 1
         if max_ticks is None or ticks < max_ticks:
             time.sleep(interval_seconds)

@@ -33,7 +33,7 @@ TICK = timedelta(microseconds=1)
 
 def manifests(config: PipelineConfig) -> dict[int, dict[str, Any]]:
     """span -> manifest of every feedback span on disk."""
-    root = config.feedback_spans_root
+    root = config.feedback_spans_root_uri
     return {s: spans_io.read_manifest(root, s) or {} for s in spans_io.existing_spans(root, FEEDBACK)}
 
 
@@ -72,7 +72,7 @@ def build(config: PipelineConfig, found: Pending, built_by: dict[str, Any]) -> d
 
     `built_by` names the decision: {"triggers": [...], "time": ISO, "reason": "..."}.
     """
-    span = max(spans_io.existing_spans(config.feedback_spans_root, FEEDBACK), default=0) + 1
+    span = max(spans_io.existing_spans(config.feedback_spans_root_uri, FEEDBACK), default=0) + 1
     manifest = {
         "format": MANIFEST_FORMAT,
         "span": span,

@@ -12,6 +12,7 @@ serving because of a rollback is not judged again.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 from ct.decisions import Decision
@@ -31,7 +32,7 @@ def replaced_version(config: PipelineConfig, version: str, history: list[Decisio
     for decision in reversed(history):
         if decision.pushed_version == version:
             return decision.serving_before
-    older = [v for v in versions.ready_versions(config.serving_root) if int(v) < int(version)]
+    older = [v for v in versions.ready_versions(config.serving_root_uri) if int(v) < int(version)]
     return older[-1] if older else None
 
 
@@ -53,7 +54,7 @@ def mcnemar_p(b: int, c: int) -> float:
 
 
 def _rescore(config: PipelineConfig, version: str, records: list[request_log.Record]) -> list[float]:
-    model = LoadedModel.load(config.serving_root / version, version)
+    model = LoadedModel.load(os.path.join(config.serving_root_uri, version), version)
     scores: list[float] = []
     for i in range(0, len(records), BATCH):
         batch = [Instance(to_example(r["features"]), r["features"]) for r in records[i : i + BATCH]]
@@ -67,14 +68,14 @@ def check(
     """The guard's view of serving `version`, given its labelled predictions since it went live."""
     if version is None:
         return {"state": NOT_GUARDED, "why": "nothing is serving"}
-    rollback = versions.read_rollback(config.serving_root)
-    if rollback is not None and rollback.version == version and rollback.in_force(versions.ready_versions(config.serving_root)):
+    rollback = versions.read_rollback(config.serving_root_uri)
+    if rollback is not None and rollback.version == version and rollback.in_force(versions.ready_versions(config.serving_root_uri)):
         return {"state": NOT_GUARDED, "version": version, "why": f"serving because of a rollback to {version}"}
     earlier = judged(history, version)
     if earlier is not None:
         return {**earlier, "already_judged": True}
     replaced = replaced_version(config, version, history)
-    if replaced is None or replaced not in versions.ready_versions(config.serving_root):
+    if replaced is None or replaced not in versions.ready_versions(config.serving_root_uri):
         return {"state": NOT_GUARDED, "version": version, "why": "no earlier version on disk to compare with"}
     base = {"version": version, "replaced": replaced, "labelled": len(pairs), "needed": config.guard_min_labels,
             "alpha": config.guard_alpha}

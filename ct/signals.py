@@ -27,8 +27,11 @@ HOUR = 3600.0
 
 
 def schedule(config: PipelineConfig, now: float, history: list[Decision]) -> dict[str, Any]:
-    """Due when no run has been launched (by CT or anyone: ML Metadata's newest run) for ct_schedule_hours."""
+    """Due when no run has been launched (by CT or anyone: ML Metadata's newest run, or the newest
+    push, which is all a cluster tick sees of runs CT did not launch) for ct_schedule_hours."""
     launched = [d.time for d in history if d.launched]
+    pushed = versions.ready_versions(config.serving_root_uri)
+    launched += [versions.published_at(config.serving_root_uri, pushed[-1])] if pushed else []
     if connection.store_exists(config):
         newest = runs.latest_run_time(connection.open_store(connection.connection_config(config)), config.pipeline_name)
         launched += [newest] if newest is not None else []
@@ -54,17 +57,17 @@ def _utc(seconds: float) -> datetime:
 
 def serving_evidence(config: PipelineConfig, now: float, labels: labels_lib.Labels) -> dict[str, Any] | None:
     """The evidence about the serving version in its evidence window (None: nothing serves)."""
-    version = versions.serving_version(config.serving_root)
+    version = versions.serving_version(config.serving_root_uri)
     if version is None:
         return None
-    since = _utc(versions.live_since(config.serving_root, version))
+    since = _utc(versions.live_since(config.serving_root_uri, version))
     consumed = feedback.consumed_until(config)
     if consumed is not None and consumed > since:
         since = consumed
     until = _utc(now)
     window = request_log.read(config.request_log_root, since, until)
     found = evidence.for_version(config, version, window.records, labels, since, until)
-    found["live_since"] = _utc(versions.live_since(config.serving_root, version)).isoformat()
+    found["live_since"] = _utc(versions.live_since(config.serving_root_uri, version)).isoformat()
     return found
 
 

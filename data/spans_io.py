@@ -8,6 +8,8 @@ Spans live in one of two namespaces, each with its own folder prefix and numberi
   upstream  `<spans_root>/span-N/`: the data the world delivers (data/spans by default);
   feedback  `<home>/feedback/spans/feedback-N/`: labelled served traffic the CT controller turns
             into training data (ct/feedback.py), with a `manifest.json` saying where it came from.
+Spans are written on a local disk; they are listed, and manifests read, on a local disk or, for a
+cluster home, in object storage.
 Feedback span N and upstream span N are different spans; a feedback span is never overwritten.
 """
 from __future__ import annotations
@@ -55,18 +57,23 @@ def label(span: int, namespace: str = UPSTREAM) -> str:
     return str(span) if namespace == UPSTREAM else f"{DIR_PREFIXES[namespace]}{span}"
 
 
-def existing_spans(spans_root: Path, namespace: str = UPSTREAM) -> list[int]:
-    """Span numbers of `namespace` that have a data file under `spans_root`, ascending."""
-    root = Path(spans_root)
-    if not root.is_dir():
-        return []
+def existing_spans(spans_root: Path | str, namespace: str = UPSTREAM) -> list[int]:
+    """Span numbers of `namespace` that have a data file under `spans_root`, ascending. A URI
+    (gs://, file://) is listed through TFX's fileio, in one listing: no span file is read."""
     prefix = DIR_PREFIXES[namespace]
-    spans = []
-    for child in root.iterdir():
-        suffix = child.name.removeprefix(prefix)
-        if child.name.startswith(prefix) and suffix.isdigit() and (child / SPAN_FILE).exists():
-            spans.append(int(suffix))
-    return sorted(spans)
+    if _is_uri(spans_root):
+        from tfx.dsl.io import fileio
+
+        found = fileio.glob(f"{str(spans_root).rstrip('/')}/{prefix}*/{SPAN_FILE}")
+        names = [os.path.basename(os.path.dirname(str(path))) for path in found]
+    else:
+        root = Path(spans_root)
+        names = [child.name for child in root.iterdir() if (child / SPAN_FILE).exists()] if root.is_dir() else []
+    return sorted(int(n.removeprefix(prefix)) for n in names if n.startswith(prefix) and n.removeprefix(prefix).isdigit())
+
+
+def _is_uri(path: Path | str) -> bool:
+    return "://" in str(path)
 
 
 def format_value(column: str, value: object) -> str:
@@ -110,9 +117,18 @@ def write_span(
     return write_csv(folder / SPAN_FILE, rows, columns, canonical)
 
 
-def read_manifest(spans_root: Path, span: int, namespace: str = FEEDBACK) -> dict[str, Any] | None:
-    path = span_dir(spans_root, span, namespace) / MANIFEST_FILE
-    return json.loads(path.read_text()) if path.exists() else None
+def read_manifest(spans_root: Path | str, span: int, namespace: str = FEEDBACK) -> dict[str, Any] | None:
+    """A feedback span's manifest (None if it has none); `spans_root` may be a URI (TFX's fileio)."""
+    if not _is_uri(spans_root):
+        path = span_dir(spans_root, span, namespace) / MANIFEST_FILE
+        return json.loads(path.read_text()) if path.exists() else None
+    from tfx.dsl.io import fileio
+
+    uri = f"{str(spans_root).rstrip('/')}/{DIR_PREFIXES[namespace]}{span}/{MANIFEST_FILE}"
+    if not fileio.exists(uri):
+        return None
+    with fileio.open(uri, "r") as handle:
+        return json.loads(handle.read())
 
 
 @contextlib.contextmanager

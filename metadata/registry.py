@@ -20,7 +20,6 @@ older than the newest published version (a later push superseded them).
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from ml_metadata.proto import metadata_store_pb2
@@ -32,7 +31,6 @@ from pipeline import versions
 PUSHER = "Pusher"
 PUBLISHED, STAGED, INCOMPLETE, MISSING = "published", "staged", "incomplete", "missing"
 VALIDATED_EXAMPLES, VALIDATED_STATISTICS = "validated_examples", "validated_statistics"  # DataGate's outputs
-STATISTICS_SPLIT, STATISTICS_FILE = "train", "FeatureStats.pb"
 ROLLBACK_TYPE = "conveyor.Rollback"
 ROLLED_BACK_TO = "rolled_back_to"
 
@@ -145,7 +143,7 @@ def _training_statistics(store, examples) -> str | None:
         node = runs.producer(store, upstream[0].id) if upstream else None
     if node is None:
         return None
-    return os.path.join(node.outputs[VALIDATED_STATISTICS][0].uri, f"Split-{STATISTICS_SPLIT}", STATISTICS_FILE)
+    return versions.training_statistics_file(node.outputs[VALIDATED_STATISTICS][0].uri)
 
 
 def clean(config: PipelineConfig) -> list[ModelVersion]:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from data import spans_io
 from data.spans_io import UPSTREAM
@@ -12,22 +11,19 @@ from pipeline.configs import PipelineConfig
 INGESTED_DIR = "ingested_spans"
 
 
-def root(config: PipelineConfig, namespace: str) -> Path:
-    """Where the spans of `namespace` live for this home."""
-    return config.spans_root if namespace == UPSTREAM else config.feedback_spans_root
+def root(config: PipelineConfig, namespace: str) -> str:
+    """Where the spans of `namespace` live for this home (on a cluster, a URI in its bucket)."""
+    return config.spans_root_uri if namespace == UPSTREAM else config.feedback_spans_root_uri
 
 
 def ingested(config: PipelineConfig, namespace: str = UPSTREAM) -> set[int]:
     """Spans of `namespace` a run has taken for this pipeline (empty before the first run): the
-    spans CsvExampleGen ingested according to this home's ML Metadata and, for upstream spans,
-    those the pipeline root knows of for runs on a cluster whose metadata is not this home's: the
-    spans DataGate validated (the "stores" index) and those of finished cluster runs
-    (record_ingested)."""
+    spans CsvExampleGen ingested according to this home's ML Metadata and those the pipeline root
+    knows of for runs on a cluster whose metadata is not this home's: the spans DataGate validated
+    (the "stores" index) and those of finished cluster runs (record_ingested)."""
     from pipeline.components.span_window import indexed_spans
 
-    found: set[int] = set()
-    if namespace == UPSTREAM:
-        found = set(indexed_spans(config.validated_spans_uri)) | _recorded(config)
+    found = set(indexed_spans(config.validated_spans_uri, namespace)) | _recorded(config, namespace)
     if connection.store_exists(config):
         store = connection.open_store(connection.connection_config(config))
         found |= runs.ingested_spans(store, config.pipeline_name, namespace)
@@ -38,24 +34,24 @@ def _ingested_dir(config: PipelineConfig) -> str:
     return config.pipeline_root_uri.rstrip("/") + "/" + INGESTED_DIR
 
 
-def record_ingested(config: PipelineConfig, span: int, run_id: str, state: str) -> None:
-    """Note that a cluster run of upstream `span` finished (`state`, the orchestrator's word), whatever its outcome."""
+def record_ingested(config: PipelineConfig, span: int, run_id: str, state: str, namespace: str = UPSTREAM) -> None:
+    """Note that a cluster run of `span` of `namespace` finished (`state`, the orchestrator's word), whatever its outcome."""
     from tfx.dsl.io import fileio
 
     folder = _ingested_dir(config)
     fileio.makedirs(folder)
-    with fileio.open(f"{folder}/span-{span}.json", "w") as handle:
-        handle.write(json.dumps({"span": span, "run_id": run_id, "state": state}))
+    with fileio.open(f"{folder}/{spans_io.DIR_PREFIXES[namespace]}{span}.json", "w") as handle:
+        handle.write(json.dumps({"span": span, "namespace": namespace, "run_id": run_id, "state": state}))
 
 
-def _recorded(config: PipelineConfig) -> set[int]:
+def _recorded(config: PipelineConfig, namespace: str) -> set[int]:
     from tfx.dsl.io import fileio
 
-    folder = _ingested_dir(config)
+    folder, prefix = _ingested_dir(config), spans_io.DIR_PREFIXES[namespace]
     if not fileio.isdir(folder):
         return set()
     names = (n.rstrip("/") for n in fileio.listdir(folder))
-    return {int(n[len("span-") : -len(".json")]) for n in names if n.startswith("span-") and n.endswith(".json")}
+    return {int(n[len(prefix) : -len(".json")]) for n in names if n.startswith(prefix) and n.endswith(".json") and n[len(prefix) : -5].isdigit()}
 
 
 def pending(config: PipelineConfig, namespace: str = UPSTREAM) -> list[int]:
@@ -69,9 +65,9 @@ def newest(config: PipelineConfig) -> int:
     """The newest upstream span on disk. Runners always name the span they ingest: a run pinned to
     span N and one left to find the newest span differ in ExampleGen's properties, so they would not
     share a cache."""
-    on_disk = spans_io.existing_spans(config.spans_root)
+    on_disk = spans_io.existing_spans(config.spans_root_uri)
     if not on_disk:
-        raise SystemExit(f"no spans under {config.spans_root} (expected span-N/{spans_io.SPAN_FILE})")
+        raise SystemExit(f"no spans under {config.spans_root_uri} (expected span-N/{spans_io.SPAN_FILE})")
     return on_disk[-1]
 
 

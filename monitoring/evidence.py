@@ -2,11 +2,13 @@
 
 Used by `conveyor monitor` for its window and by the CT controller for the serving version since it
 went live, so both judge with the same measures and thresholds:
-  - live metrics and their verdict: monitoring/live.py;
+  - live metrics and their verdict: monitoring/live.py, against the version's offline accuracy;
   - skew: TFDV statistics of the version's logged features against its training statistics
-    (DataGate's statistics of the newest span it was trained on, found through MLMD lineage), scored
-    by pipeline/drift.py with the thresholds DataGate uses, on at least `monitor_min_predictions`
-    predictions.
+    (DataGate's statistics of the newest span it was trained on), scored by pipeline/drift.py with
+    the thresholds DataGate uses, on at least `monitor_min_predictions` predictions.
+A version's offline metrics and training statistics are read from its push record in the serving
+root (pipeline/versions.py), the same way on a local home and from a cluster's bucket; for a version
+published before push records carried them, from its lineage in ML Metadata where this home has it.
 """
 from __future__ import annotations
 
@@ -18,32 +20,42 @@ from metadata import registry
 from monitoring import live as live_lib
 from monitoring import statistics
 from monitoring.labels import Labels
+from pipeline import versions
 from pipeline.configs import PipelineConfig
 from serving.request_log import Record
 
 NO_TRAFFIC, TOO_FEW, NO_BASELINE, SCORED = "no_traffic", "too_few_predictions", "no_baseline", "scored"
 
 
+def _recorded(config: PipelineConfig, version: str, key: str) -> Any:
+    return (versions.read_record(config.serving_root_uri, version) or {}).get(key)
+
+
 def offline_metrics(config: PipelineConfig, wanted: list[str]) -> dict[str, dict[str, float]]:
     """version -> the Evaluator's overall metrics of that version (versions without one are left out)."""
-    entries = [e for e in registry.list_versions(config) if e.version in wanted and e.evaluation_uri]
-    if not entries:
-        return {}
-    from pipeline import evaluation
+    found = {v: m for v in wanted if isinstance(m := _recorded(config, v, versions.OFFLINE_METRICS), dict)}
+    missing = [v for v in wanted if v not in found]  # published before push records carried them
+    older = [e for e in registry.list_versions(config) if e.version in missing and e.evaluation_uri] if missing else []
+    if older:
+        from pipeline import evaluation
 
-    return {e.version: evaluation.load_evaluation(e.evaluation_uri).metrics.get(evaluation.OVERALL, {}) for e in entries}
+        found.update({e.version: evaluation.load_evaluation(e.evaluation_uri).metrics.get(evaluation.OVERALL, {}) for e in older})
+    return found
 
 
 def training_statistics(config: PipelineConfig, version: str | None) -> tuple[str | None, str | None]:
     """(uri, None) of the training statistics of `version`, or (None, why not)."""
     if version is None:
         return None, "no model version answered and none is pushed"
+    uri = _recorded(config, version, versions.TRAINING_STATISTICS)
+    if uri:
+        return str(uri), None
     try:
         entry = registry.find(config, version)
     except LookupError as exc:
         return None, str(exc)
     if entry.training_statistics_uri is None:
-        return None, f"MLMD has no training statistics for version {version}"
+        return None, f"neither the push record of version {version} nor ML Metadata names its training statistics"
     return entry.training_statistics_uri, None
 
 
@@ -87,14 +99,18 @@ def for_version(
     own = [r for r in records if r["model_version"] == version]
     offline = offline_metrics(config, [version]).get(version)
     pairs = live_lib.labelled(own, labels)
-    performance = live_lib.measure(len(own), pairs, config, offline)
+    performance = live_lib.measure(len(own), pairs, config, offline).to_json()
+    if performance["offline_accuracy"] is None:
+        performance["offline_unknown"] = (
+            f"no offline accuracy for version {version} in its push record or ML Metadata: judged against the floor only"
+        )
     schema = statistics.load_schema(config.schema_path)
     found = {
         "version": version,
         "since": since.isoformat(),
         "until": until.isoformat(),
         "predictions": len(own),
-        "performance": performance.to_json(),
+        "performance": performance,
         "skew": skew(config, version, own, schema).data,
     }
     if found["skew"]["flagged"]:  # is the skew in the traffic whose labels arrived, what a retrain would learn from?

@@ -5,6 +5,7 @@ Skew and drift are scored by pipeline/drift.py, the same measures and per-featur
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -28,8 +29,10 @@ def load_statistics(uri: str | Path) -> statistics_pb2.DatasetFeatureStatisticsL
     """A TFX statistics artifact directory (or a FeatureStats.pb file)."""
     import tensorflow_data_validation as tfdv
 
-    path = Path(uri)
-    return tfdv.load_stats_binary(str(path / STATS_FILE if path.is_dir() else path))
+    from tfx.dsl.io import fileio
+
+    uri = str(uri)  # a path or a URI (gs://, file://): Path() would fold the URI's "//"
+    return tfdv.load_stats_binary(os.path.join(uri, STATS_FILE) if fileio.isdir(uri) else uri)
 
 
 def save_statistics(stats: statistics_pb2.DatasetFeatureStatisticsList, path: Path) -> None:

@@ -155,6 +155,7 @@ class PipelineConfig:
     remote_pipeline_root: str | None = None
     remote_serving_root: str | None = None
     remote_spans_root: str | None = None
+    remote_feedback_spans_root: str | None = None
     remote_schema: str | None = None
 
     enable_cache: bool = True
@@ -283,9 +284,13 @@ class PipelineConfig:
         return self.remote_spans_root or str(self.spans_root)
 
     @property
+    def feedback_spans_root_uri(self) -> str:
+        return self.remote_feedback_spans_root or str(self.feedback_spans_root)
+
+    @property
     def input_root_uri(self) -> str:
         """Where this run's span is read from: the root of its namespace."""
-        return self.spans_root_uri if self.span_source == "upstream" else str(self.feedback_spans_root)
+        return self.spans_root_uri if self.span_source == "upstream" else self.feedback_spans_root_uri
 
     @property
     def schema_uri(self) -> str:

@@ -10,7 +10,8 @@
                   holds the rest of the window) -> Trainer
     -> Evaluator (vs the model serving now; Conveyor's blessing rule)
     -> InfraCheck (the candidate answers real eval examples through the serving code)
-    -> Pusher (blessed by both only; stages the version) -> Publish (makes it visible once recorded)
+    -> Pusher (blessed by both only; stages the version) -> Publish (makes it visible once recorded,
+                 its push record carrying the Evaluator's overall metrics and DataGate's statistics)
 
 `config.history` picks how the pipeline reaches earlier runs: TFX resolvers over MLMD ("mlmd",
 local) or components over the validated-span index and the serving root ("stores", Kubeflow v2 /
@@ -109,11 +110,10 @@ def _span_window(config: PipelineConfig, data_gate: Any, example_gen: Any) -> tu
 
 def _previous_statistics(config: PipelineConfig, example_gen: Any) -> tuple[Any, Any]:
     """DataGate's drift baseline (the validated statistics of the newest span older than this
-    run's, in its namespace): the node giving it and its channel. The stores form keeps an index
-    of upstream spans only (feedback spans are built on a local home)."""
+    run's, in its namespace): the node giving it and its channel."""
     if config.history == "stores":
         node = PreviousValidatedStatistics(
-            current=example_gen.outputs["examples"], index_uri=config.validated_spans_uri
+            current=example_gen.outputs["examples"], index_uri=config.validated_spans_uri, namespace=config.span_source
         ).with_id("previous_statistics")
         return node, node.outputs["statistics"]
     node = previous_span_resolver(
@@ -218,7 +218,11 @@ def create_components(config: PipelineConfig) -> list[Any]:
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_root_uri)
         ),
     ).with_id("Pusher")
-    publish = Publish(pushed_model=pusher.outputs["pushed_model"]).with_id("Publish")
+    publish = Publish(
+        pushed_model=pusher.outputs["pushed_model"],
+        evaluation=evaluator.outputs["evaluation"],
+        validated_statistics=data_gate.outputs["validated_statistics"],
+    ).with_id("Publish")
     return [
         example_gen,
         statistics_gen,

@@ -7,7 +7,9 @@ A push reaches the serving root in two steps, so that a version is seen only com
      seconds, newer than every version there), each file fsync'ed. TFX records the PushedModel in
      ML Metadata only after Pusher's executor returns.
   2. Publish, the next component, runs only once that record exists. It writes the push record
-     `PUSH.json` (version, PushedModel and Model ids) into the staged folder, fsyncs it, and renames
+     `PUSH.json` (version, PushedModel and Model ids, and what the CT controller judges the version
+     against: its Evaluator's overall metrics `offline_metrics` and `training_statistics`, the file
+     of the statistics DataGate validated for the run's span) into the staged folder, fsyncs it, and renames
      the folder to `<serving_root>/<version>/`: one atomic rename(2) on a local disk. On object
      storage (gs://), where no rename is atomic, the files are copied and `PUSH.json` is written last.
 
@@ -42,6 +44,8 @@ POINTER_FILE = "ROLLBACK.json"
 READY_FILE = "saved_model.pb"
 RECORD_FILE = "PUSH.json"
 STAGING_DIR = ".staging"
+# Keys of the push record read outside the push (older records lack the last two).
+PUBLISHED, OFFLINE_METRICS, TRAINING_STATISTICS = "published", "offline_metrics", "training_statistics"
 
 
 @dataclass(frozen=True)
@@ -180,8 +184,19 @@ def live_since(serving_root: str | Path, version: str) -> float:
     state = serving_state(serving_root)
     if state.rollback_in_force and state.rollback.version == version:
         return state.rollback.time
+    return published_at(serving_root, version)
+
+
+def training_statistics_file(statistics_uri: str) -> str:
+    """A model's training statistics in a validated statistics artifact of DataGate: its train
+    split's TFDV file (the push record's `training_statistics`, and lineage's)."""
+    return os.path.join(statistics_uri, "Split-train", "FeatureStats.pb")
+
+
+def published_at(serving_root: str | Path, version: str) -> float:
+    """When `version` was published (its push record; versions are named by their staging time)."""
     record = read_record(serving_root, version) or {}
-    return float(record.get("published", version))
+    return float(record.get(PUBLISHED, version))
 
 
 def write_rollback(serving_root: Path, version: str, execution_id: int | None = None) -> Rollback:
@@ -270,7 +285,7 @@ def publish(serving_root: str | Path, version: str, record: dict[str, Any]) -> s
         return final  # published already (a re-run after a kill between the rename and the record)
     if not fileio.exists(os.path.join(staged, READY_FILE)):
         raise FileNotFoundError(f"version {version} is neither published under {root} nor staged in {staged}")
-    body = json.dumps({**record, "version": version, "published": time.time()}, sort_keys=True)
+    body = json.dumps({**record, "version": version, PUBLISHED: time.time()}, sort_keys=True)
     if _is_remote(root):
         io_utils.copy_dir(staged, final, deny_regex_patterns=[RECORD_FILE.replace(".", r"\.")])
         io_utils.write_string_file(os.path.join(final, RECORD_FILE), body)  # last: the version is ready

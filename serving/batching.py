@@ -44,6 +44,7 @@ class Job:
     version: str = ""
     outputs: list[dict] = field(default_factory=list)
     error: tuple[int, str] | None = None
+    logged: bool = False  # its records are durable in the request log (or there is no log)
 
     def fail(self, status: int, message: str) -> None:
         self.error = (status, message)
@@ -121,7 +122,7 @@ class Batcher:
         except Exception:  # a bug here must not kill the thread nor leave requests hanging
             throttled("batch", logging.ERROR, "unexpected error answering a batch", exc_info=True)
             for job in jobs:
-                if job.error is None and not job.outputs:
+                if job.error is None and not job.logged:  # never answer what is not on disk
                     job.fail(500, "internal error")
         self.deliver(jobs, inline)
 
@@ -141,6 +142,8 @@ class Batcher:
         answered = [job for job in jobs if job.error is None]
         if answered and self.requests is not None:
             self._log(answered)
+        for job in answered:
+            job.logged = job.error is None
         for job in answered:
             if job.error is None:
                 self._count(job)

@@ -88,6 +88,9 @@ def test_a_vertex_job_carries_span_and_trigger_as_labels(config, tmp_path):
     name = cluster_runs.run_name(cluster, 5, "performance+drift", 0)
     job = kubeflow.vertex_job(spec_path, cluster, AnonymousCredentials(), display_name=name, labels=labels).to_dict()
     assert job["labels"] == labels and job["displayName"] == "conveyor-taxi-span-5-performance+drift-19700101T000000Z"
+    feedback = cluster.replace(span_source="feedback")  # a feedback span is named as one, never as upstream span 2
+    assert cluster_runs.run_labels(feedback, 2, "performance")["conveyor-span"] == "feedback-2"
+    assert cluster_runs.run_name(feedback, 2, "performance", 0) == "conveyor-taxi-span-feedback-2-performance-19700101T000000Z"
 
 
 def test_a_vertex_job_state_is_read_from_its_resource(submitted):

@@ -18,10 +18,10 @@ from conveyor import local_run
 from ct import controller, decisions, feedback, guard, signals
 from data import generator, spans_io
 from data.spans_io import FEEDBACK, UPSTREAM
-from metadata import ct_records, spans
+from metadata import ct_records, registry, spans
 from models.instances import FeatureRules, from_row, parse_instance
 from models.saved_model import LoadedModel
-from monitoring import labels, live
+from monitoring import evidence, labels, live
 from pipeline import configs, home_lock, versions
 from serving import request_log
 from tests.serving_helpers import copy_home
@@ -167,6 +167,18 @@ def test_clean_traffic_is_not_skew_and_small_traffic_is_not_judged(home, referen
     _serve(home, generator.generate(reference, 600, 9), "clean")
     clean = _evaluate(home).signals["drift"]
     assert clean["state"] == "scored" and clean["exceeded"] == [] and clean["predictions"] == 1000
+
+
+def test_the_push_record_names_what_lineage_finds_and_an_older_record_falls_back_to_lineage(home):
+    version = _version(home)
+    path = home.serving_root / version / versions.RECORD_FILE
+    record = json.loads(path.read_text())
+    entry = registry.find(home, version)
+    assert record[versions.TRAINING_STATISTICS] == entry.training_statistics_uri
+    assert record[versions.OFFLINE_METRICS][live.ACCURACY] > 0.5
+    path.write_text(json.dumps({k: v for k, v in record.items() if k not in (versions.OFFLINE_METRICS, versions.TRAINING_STATISTICS)}))
+    assert evidence.training_statistics(home, version) == (entry.training_statistics_uri, None)
+    assert evidence.offline_metrics(home, [version])[version] == pytest.approx(record[versions.OFFLINE_METRICS], nan_ok=True)
 
 
 # --- feedback spans: the request log and the labels, in their own namespace ------------------------

@@ -192,3 +192,25 @@ def test_the_next_span_trains_on_the_window_and_is_compared_with_the_pushed_mode
     assert [s.span for s in found.spans] == [1, 2]  # through the window's sources, back to each gate
     assert found.baseline.endswith(f"(copy of {config.serving_root_uri}/{results['versions_after_first'][0]})")
     assert "installed, code" in found.trainer_code
+
+
+def test_the_stores_drift_baseline_is_the_previous_span_of_the_run_s_namespace(tmp_path):
+    from pipeline.components.previous_statistics import PreviousValidatedStatistics
+
+    index = str(tmp_path / "index")
+    for span, namespace in ((1, None), (2, None), (1, spans_io.FEEDBACK)):
+        statistics = _statistics(tmp_path / (namespace or "upstream"), span)
+        os.makedirs(os.path.join(statistics.uri, "Split-train"))
+        span_window.record(index, _validated(tmp_path, span, namespace=namespace), statistics)
+    choose = PreviousValidatedStatistics.EXECUTOR_SPEC.executor_class._FUNCTION
+
+    def baseline(span: int, namespace: str) -> int | None:
+        current, output = standard_artifacts.Examples(), standard_artifacts.ExampleStatistics()
+        current.set_int_custom_property("span", span)
+        output.uri = str(tmp_path / f"out-{namespace}-{span}")
+        choose(current=current, statistics=output, index_uri=index, namespace=namespace)
+        return output.get_int_custom_property("span") if output.has_custom_property("span") else None
+
+    assert baseline(3, spans_io.UPSTREAM) == 2
+    assert baseline(3, spans_io.FEEDBACK) == 1  # feedback span 3 is compared with feedback span 1, not upstream span 2
+    assert baseline(1, spans_io.FEEDBACK) is None  # the first feedback span has no baseline

@@ -1,13 +1,11 @@
-"""The compiled spec, executed: `conveyor kubeflow --target kfp --check-locally` on small spans.
+"""The compiled spec, executed: `conveyor kubeflow --target kfp --check-locally` on two small spans.
 
-Every task runs through TFX's v2 container entrypoint as a subprocess, with an ExecutorInput built
-from the spec and the artifacts its upstream executors reported (conveyor/spec_harness.py); a temp
-directory stands in for the bucket. The default suite executes span 1 and then span 1 again
-unchanged (served from the cache); the slow test (`make test-slow`) executes span 1, span 2 (drift
-scored against span 1), then span 2 again unchanged. The Vertex form of ExampleGen (its driver
-hook, which open-source KFP does not run) is checked against the KFP form on the same data.
-
-Slow by nature: every task is a process importing TensorFlow and TFX (see docs/testing.md).
+Every task runs through TFX's v2 container entrypoint as a process of its own, forked from a warm
+interpreter (conveyor/warm_start.py), with an ExecutorInput built from the spec and the artifacts
+its upstream executors reported (conveyor/spec_harness.py); a temp directory stands in for the
+bucket. The check executes span 1, span 2 (drift scored against span 1), then span 2 again
+unchanged (served from the cache). The Vertex form of ExampleGen (its driver hook, which
+open-source KFP does not run) is checked against the KFP form on the same data.
 """
 from __future__ import annotations
 
@@ -21,7 +19,7 @@ import tensorflow_data_validation as tfdv
 import yaml
 from tfx.utils import io_utils
 
-from conveyor import kubeflow, local_check, spec_harness
+from conveyor import kubeflow, local_check, spec_harness, warm_start
 from data import spans_io
 from pipeline import configs, drift, evaluation, versions
 from pipeline.components import span_window
@@ -31,9 +29,12 @@ pytestmark = pytest.mark.timeout(3600)
 TASKS = 14
 
 
-def _check(shipped_rows, base: Path, spans: int):
+@pytest.fixture(scope="module")
+def checked(shipped_rows, tmp_path_factory):
+    """The check as a user runs it, on spans 1 and 2 (800 rows each): (process, check.json, bucket)."""
+    base = tmp_path_factory.mktemp("kubeflow_check")
     spans_root, check_dir = base / "spans", base / "check"
-    for span in range(1, spans + 1):
+    for span in (1, 2):
         spans_io.write_span(spans_root, span, shipped_rows[(span - 1) * SMALL_SPAN_ROWS : span * SMALL_SPAN_ROWS])
     conveyor = Path(sys.executable).parent / "conveyor"
     command = [str(conveyor), "kubeflow", "--target", "kfp", "--check-locally", "--spans-root", str(spans_root)]
@@ -47,79 +48,11 @@ def _check(shipped_rows, base: Path, spans: int):
     return done, record, check_dir / "bucket" / "conveyor"
 
 
-@pytest.fixture(scope="module")
-def one_span(shipped_rows, tmp_path_factory):
-    return _check(shipped_rows, tmp_path_factory.mktemp("kubeflow_check_one"), spans=1)
-
-
-@pytest.fixture(scope="module")
-def checked(shipped_rows, tmp_path_factory):
-    return _check(shipped_rows, tmp_path_factory.mktemp("kubeflow_check"), spans=2)
-
-
 def _tasks(record: dict, run: int) -> dict[str, dict]:
     return {t["task"]: t for t in record["executions"][run]["tasks"]}
 
 
-def test_the_check_passes_and_says_what_it_ran(one_span):
-    done, record, _ = one_span
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert record["ok"] and record["problems"] == []
-    assert [e["what"] for e in record["executions"]] == ["span 1", "span 1 again, unchanged"]
-    assert done.stdout.rstrip().endswith("check passed")
-
-
-def test_every_task_ran_through_the_container_entrypoint(one_span):
-    _, record, _ = one_span
-    tasks = _tasks(record, 0)
-    assert len(tasks) == TASKS and {t["status"] for t in tasks.values()} == {spec_harness.RAN}
-    for name, task in tasks.items():
-        log = Path(task["log"]).read_text()
-        assert "Starting executor" in log, name  # kubeflow_v2_run_executor's own line, in the task's process
-
-
-def test_the_span_ends_with_a_blessed_model_staged_then_published_in_the_bucket(one_span):
-    _, record, bucket = one_span
-    tasks = _tasks(record, 0)
-    assert tasks["Evaluator"]["outputs"]["blessing"]["metadata"]["blessed"] == 1
-    verdict = Path(tasks["Evaluator"]["outputs"]["evaluation"]["uri"], evaluation.VERDICT_FILE)
-    assert json.loads(verdict.read_text())["blessed"] is True  # the blessing rule's own record
-    assert tasks["InfraCheck"]["outputs"]["infra_blessing"]["metadata"]["blessed"] == 1
-    meta = tasks["Pusher"]["outputs"]["pushed_model"]["metadata"]
-    version = meta["pushed_version"]
-    assert meta["pushed"] == 1 and meta["pushed_destination"] == f"{bucket}/serving_model/{version}"
-    # Publish renamed the staged folder into place with its record: the version is ready to serve.
-    assert versions.ready_versions(bucket / "serving_model") == [version]
-    assert versions.read_record(bucket / "serving_model", version)["version"] == version
-    assert versions.staged_versions(bucket / "serving_model") == []
-    # Before the first push there is no baseline: PreviousPushedModel's output is empty.
-    assert "pushed_version" not in tasks["baseline_model"]["outputs"]["model"].get("metadata", {})
-
-
-def test_the_first_span_has_no_drift_baseline(one_span):
-    _, record, _ = one_span
-    report = _tasks(record, 0)["DataGate"]["outputs"]["drift_report"]
-    assert "baseline_span" not in report.get("metadata", {})
-    assert not [s for s in json.loads(Path(report["uri"], "drift.json").read_text())["scores"] if s["comparison"] == "drift"]
-
-
-def test_the_kfp_form_resolves_the_compiled_span_without_a_driver(one_span):
-    _, record, _ = one_span
-    examples = _tasks(record, 0)["CsvExampleGen"]["outputs"]["examples"]["metadata"]
-    assert examples["custom:span"] == 1 and examples["input_fingerprint"].startswith("split:all,num_files:1")
-    assert _tasks(record, 0)["span_window"]["outputs"]["examples"]["metadata"]["window_spans"] == "1"
-
-
-def test_the_unchanged_execution_is_fully_cached_and_publishes_nothing(one_span):
-    _, record, bucket = one_span
-    tasks = _tasks(record, 1)
-    assert len(tasks) == TASKS and {t["status"] for t in tasks.values()} == {spec_harness.CACHED}
-    assert tasks["Pusher"]["outputs"] == _tasks(record, 0)["Pusher"]["outputs"]  # the first push, handed on again
-    assert len(versions.ready_versions(bucket / "serving_model")) == 1
-
-
-@pytest.mark.slow
-def test_two_spans_the_check_passes_and_says_what_it_ran(checked):
+def test_the_check_passes_and_says_what_it_ran(checked):
     done, record, _ = checked
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert record["ok"] and record["problems"] == []
@@ -127,39 +60,54 @@ def test_two_spans_the_check_passes_and_says_what_it_ran(checked):
     assert done.stdout.rstrip().endswith("check passed")
 
 
-@pytest.mark.slow
-def test_two_spans_each_span_ends_with_a_blessed_model_pushed_into_the_bucket(checked):
+def test_every_task_ran_through_the_container_entrypoint_in_a_process_forked_warm(checked):
+    _, record, bucket = checked
+    ran = [t for run in (0, 1) for t in _tasks(record, run).values() if t["status"] == spec_harness.RAN]
+    assert len(_tasks(record, 0)) == len(_tasks(record, 1)) == TASKS and len(ran) == 2 * TASKS - 1
+    for task in ran:
+        log = Path(task["log"]).read_text()
+        assert "Starting executor" in log, task["task"]  # kubeflow_v2_run_executor's own line, in the task's process
+        assert warm_start.FALLBACK_NOTE not in log, task["task"]
+    helper_log = Path(bucket.parents[1], "orchestrator", "warm-start", warm_start.LOG_FILE).read_text()
+    forked = [line for line in helper_log.splitlines() if line.startswith("warm start: forked")]
+    assert len(forked) == len(ran) and all("kubeflow_v2_run_executor" in line for line in forked)
+
+
+def test_each_span_ends_with_a_blessed_model_staged_then_published_in_the_bucket(checked):
     _, record, bucket = checked
     pushed = []
     for run in (0, 1):
         tasks = _tasks(record, run)
         assert tasks["Evaluator"]["outputs"]["blessing"]["metadata"]["blessed"] == 1
+        verdict = Path(tasks["Evaluator"]["outputs"]["evaluation"]["uri"], evaluation.VERDICT_FILE)
+        assert json.loads(verdict.read_text())["blessed"] is True  # the blessing rule's own record
         assert tasks["InfraCheck"]["outputs"]["infra_blessing"]["metadata"]["blessed"] == 1
         meta = tasks["Pusher"]["outputs"]["pushed_model"]["metadata"]
         assert meta["pushed"] == 1 and meta["pushed_destination"] == f"{bucket}/serving_model/{meta['pushed_version']}"
         pushed.append(meta["pushed_version"])
+    # Publish renamed each staged folder into place with its record: both versions are ready to serve.
     assert versions.ready_versions(bucket / "serving_model") == pushed
-    # The second run's Evaluator compared with the first push (PreviousPushedModel's copy).
-    baseline = _tasks(record, 1)["baseline_model"]["outputs"]["model"]["metadata"]
-    assert baseline["pushed_version"] == pushed[0]
+    assert [versions.read_record(bucket / "serving_model", v)["version"] for v in pushed] == pushed
+    assert versions.staged_versions(bucket / "serving_model") == []
+    # Before the first push there is no baseline: PreviousPushedModel's output is empty. The second
+    # run's Evaluator compared with the first push (PreviousPushedModel's copy).
+    assert "pushed_version" not in _tasks(record, 0)["baseline_model"]["outputs"]["model"].get("metadata", {})
+    assert _tasks(record, 1)["baseline_model"]["outputs"]["model"]["metadata"]["pushed_version"] == pushed[0]
 
 
-@pytest.mark.slow
-def test_two_spans_the_kfp_form_resolves_the_compiled_span_without_a_driver(checked):
+def test_the_kfp_form_resolves_the_compiled_span_without_a_driver(checked):
     _, record, _ = checked
-    for run, span in ((0, 1), (1, 2)):
+    for run, span, window in ((0, 1, "1"), (1, 2, "1,2")):
         examples = _tasks(record, run)["CsvExampleGen"]["outputs"]["examples"]["metadata"]
         assert examples["custom:span"] == span and examples["input_fingerprint"].startswith("split:all,num_files:1")
-    window = _tasks(record, 1)["span_window"]["outputs"]["examples"]["metadata"]
-    assert window["window_spans"] == "1,2"
+        assert _tasks(record, run)["span_window"]["outputs"]["examples"]["metadata"]["window_spans"] == window
 
 
-@pytest.mark.slow
-def test_two_spans_drift_is_scored_on_the_second_span_against_the_first_as_the_local_form_does(checked):
+def test_the_first_span_has_no_drift_baseline_and_the_second_is_scored_against_it_as_the_local_form_does(checked):
     _, record, bucket = checked
     first = _tasks(record, 0)["DataGate"]["outputs"]["drift_report"]
     second = _tasks(record, 1)["DataGate"]["outputs"]["drift_report"]
-    assert "baseline_span" not in first["metadata"]
+    assert "baseline_span" not in first.get("metadata", {})
     assert not [s for s in json.loads(Path(first["uri"], "drift.json").read_text())["scores"] if s["comparison"] == "drift"]
     assert second["metadata"]["baseline_span"] == 1
     report = json.loads(Path(second["uri"], "drift.json").read_text())
@@ -177,14 +125,14 @@ def test_two_spans_drift_is_scored_on_the_second_span_against_the_first_as_the_l
         schema=tfdv.load_schema_text(str(config.schema_path)),
         thresholds=config.drift_thresholds,
         completeness_drop=config.completeness_drop,
+        median_shift=config.median_shift,
         previous=stats(1),
     )
     assert json.loads(drift.to_json(expected, config.drift_policy))["scores"] == report["scores"]
-    assert {s["measure"] for s in report["scores"]} == {drift.L_INFINITY, drift.JENSEN_SHANNON, drift.COMPLETENESS}
+    assert {s["measure"] for s in report["scores"]} == {drift.L_INFINITY, drift.JENSEN_SHANNON, drift.COMPLETENESS, drift.MEDIAN_SHIFT}
 
 
-@pytest.mark.slow
-def test_two_spans_the_unchanged_execution_is_fully_cached_and_pushes_nothing(checked):
+def test_the_unchanged_execution_is_fully_cached_and_publishes_nothing(checked):
     _, record, bucket = checked
     tasks = _tasks(record, 2)
     assert len(tasks) == TASKS and {t["status"] for t in tasks.values()} == {spec_harness.CACHED}
@@ -210,13 +158,14 @@ def example_gen_only(shipped_rows, tmp_path_factory):
         return spec
 
     vertex_spec, kfp_spec = first_task(config, "vertex"), first_task(config.replace(span=2), "kfp")
-    root = config.pipeline_root_uri
-    return {
-        "vertex": spec_harness.execute(vertex_spec, root, "vertex", base / "state", run_id="vertex-1"),
-        "vertex again": spec_harness.execute(vertex_spec, root, "vertex", base / "state", run_id="vertex-2"),
-        "kfp": spec_harness.execute(kfp_spec, root, "kfp", base / "state", run_id="kfp-1"),
-        "kfp spec": kfp_spec,
-    }
+    root, state = config.pipeline_root_uri, base / "state"
+    with spec_harness.task_starter(state) as starter:
+        return {
+            "vertex": spec_harness.execute(vertex_spec, root, "vertex", state, run_id="vertex-1", starter=starter),
+            "vertex again": spec_harness.execute(vertex_spec, root, "vertex", state, run_id="vertex-2", starter=starter),
+            "kfp": spec_harness.execute(kfp_spec, root, "kfp", state, run_id="kfp-1", starter=starter),
+            "kfp spec": kfp_spec,
+        }
 
 
 def _records(uri: str, split: str) -> int:

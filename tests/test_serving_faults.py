@@ -323,3 +323,28 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+class _BrokenLog:
+    """A request log whose append fails with an error nobody expected (not an OSError)."""
+
+    def append(self, records, when=None):
+        raise RuntimeError("a bug in the request log")
+
+
+def test_an_unexpected_error_before_the_records_are_durable_answers_nothing(small_run, shipped_rows):
+    from models.instances import Instance, to_example
+    from serving.batching import Batcher, Job
+
+    config, _ = small_run
+    host = ModelHost(config.serving_root)
+    host.refresh()
+    delivered = []
+    batcher = Batcher(host, _BrokenLog(), MODEL, 64, lambda jobs, inline: delivered.extend(jobs))
+    row = from_row(shipped_rows[0])
+    jobs = [Job([Instance(to_example(row), row)], None, f"r{i}", None) for i in range(3)]
+    batcher.answer_now(jobs)
+    assert len(delivered) == 3
+    # The model answered every job, but no record reached the disk: none may be answered 200.
+    assert all(job.outputs for job in delivered)
+    assert [job.error for job in delivered] == [(500, "internal error")] * 3

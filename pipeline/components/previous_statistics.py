@@ -2,7 +2,8 @@
 
 With history="stores" (Kubeflow Pipelines v2, Vertex AI) this component takes the place of the
 PreviousSpanStrategy resolver (pipeline/components/span_resolvers.py), with the same node id and
-the same answer: the validated statistics of the newest span older than this run's span. It
+the same answer: the validated statistics of the newest span of this run's namespace (`namespace`:
+upstream or feedback) older than this run's span. It
 reads them from the index of validated spans that SpanWindow keeps
 (pipeline/components/span_window.py), where only spans DataGate passed are recorded, and outputs
 a copy (a KFP v2 output is a new artifact), labelled with that span and version.
@@ -15,6 +16,7 @@ was validated the output is empty, and DataGate scores no drift (as with an empt
 from tfx import v1 as tfx
 from tfx.utils import io_utils
 
+from data.spans_io import UPSTREAM
 from pipeline.components import span_window
 
 
@@ -23,12 +25,13 @@ def PreviousValidatedStatistics(
     current: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
     statistics: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.ExampleStatistics],
     index_uri: tfx.dsl.components.Parameter[str],
+    namespace: tfx.dsl.components.Parameter[str] = UPSTREAM,
 ) -> None:
     span = current.get_int_custom_property("span")
-    older = [s for s in span_window.indexed_spans(index_uri) if s < span]
+    older = [s for s in span_window.indexed_spans(index_uri, namespace) if s < span]
     if not older:
         return
-    entry = span_window.read_entry(index_uri, older[-1])
+    entry = span_window.read_entry(index_uri, older[-1], namespace)
     io_utils.copy_dir(entry["statistics_uri"], statistics.uri)
     statistics.split_names = entry["statistics_split_names"]
     statistics.set_int_custom_property("span", entry["span"])

@@ -5,7 +5,10 @@ component can both write the final version folder and be sure the push is record
 between, a complete version would serve with no record. Here Pusher (TFX's, with a staging
 executor) copies the blessed model into `<serving_root>/.staging/<version>/` and returns; the
 PushedModel it outputs names the final destination. Publish takes that PushedModel as its input, so
-it runs only once the push is recorded, and renames the staged folder into place.
+it runs only once the push is recorded, and renames the staged folder into place. The push record it
+writes also carries the facts the CT controller judges the version against, wherever it runs (a
+cluster tick reads no pipeline metadata): the Evaluator's overall metrics of the model and the
+statistics DataGate validated for the run's span (the newest span of the model's window).
 
 A kill before Pusher's record leaves an unrecorded staged folder (invisible; the re-run stages a new
 version, `conveyor models --clean` removes the leftover). A kill between the record and Publish
@@ -24,6 +27,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
+from pipeline import evaluation as evaluation_lib
 from pipeline import versions
 
 MODEL_ID_PROPERTY = "model_id"
@@ -56,16 +60,23 @@ class StagingPusher(tfx.components.Pusher):
 
 
 @tfx.dsl.components.component
-def Publish(pushed_model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.PushedModel]) -> None:
+def Publish(
+    pushed_model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.PushedModel],
+    evaluation: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelEvaluation],
+    validated_statistics: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleStatistics],
+) -> None:
     """Rename the recorded, staged push into the serving root (nothing to do when not pushed)."""
     if pushed_model.get_int_custom_property("pushed") != 1:
         return
     destination = pushed_model.get_string_custom_property("pushed_destination")
+    overall = evaluation_lib.load_tfma_result(evaluation.uri).metrics.get(evaluation_lib.OVERALL, {})
     versions.publish(
         os.path.dirname(destination),
         pushed_model.get_string_custom_property("pushed_version"),
         {
             "pushed_model_id": pushed_model.id,
             MODEL_ID_PROPERTY: pushed_model.get_int_custom_property(MODEL_ID_PROPERTY),
+            versions.OFFLINE_METRICS: overall,
+            versions.TRAINING_STATISTICS: versions.training_statistics_file(validated_statistics.uri),
         },
     )
