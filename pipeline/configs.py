@@ -15,8 +15,12 @@ from typing import Any, Mapping
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "CONVEYOR_"
 
-# Where Beam runs: DirectRunner on this machine (in_memory, or multi_processing with beam_workers
-# processes), Dataflow, or a Flink / Spark cluster through its Beam job server (PortableRunner).
+# Where Beam runs: on this machine (in_memory, or multi_processing with beam_workers processes),
+# Dataflow, or a Flink / Spark cluster through its Beam job server (PortableRunner). The local modes
+# name Beam's FnApiRunner, the runner the DirectRunner ends up on for these batch pipelines: since
+# Beam 2.68 the DirectRunner first tries the Prism runner, downloading its binary at run time (and
+# running on it if the download works), then falls back; the attempt converts each pipeline once
+# more and cost ~5 CPU s per run (docs/benchmarks.md).
 BEAM_MODES = ("in_memory", "multi_processing", "dataflow", "flink", "spark")
 LOCAL_BEAM_MODES = ("in_memory", "multi_processing")
 # Where the pipeline finds artifacts of earlier runs (the span window and the baseline model):
@@ -302,7 +306,7 @@ class PipelineConfig:
         if self.beam_mode in LOCAL_BEAM_MODES:
             workers = self.beam_workers or (os.cpu_count() or 1)
             args = [
-                "--runner=DirectRunner",
+                "--runner=FnApiRunner",
                 f"--direct_running_mode={self.beam_mode}",
                 f"--direct_num_workers={workers if self.beam_mode == 'multi_processing' else 1}",
             ]
@@ -323,7 +327,7 @@ class PipelineConfig:
                 args.append(f"--environment_config={self.beam_environment_config}")
         if self.beam_mode in LOCAL_BEAM_MODES:
             # TFX builds a throwaway sdist of itself per Beam component and run (~52 MB, ~1 s) unless
-            # a dependency flag says the workers have their packages. The DirectRunner's workers run
+            # a dependency flag says the workers have their packages. The local runner's workers run
             # in this venv and never pull an image; naming the image whose packages match the lock
             # tells TFX so (a --setup_file would make Beam build an sdist of Conveyor instead).
             args.append(f"--sdk_container_image={TFX_IMAGE}")

@@ -8,16 +8,17 @@ from pipeline import configs
 from pipeline.configs import PipelineConfig
 
 
-def test_local_beam_modes_run_direct_runner_and_build_no_package():
+def test_local_beam_modes_run_the_fn_api_runner_and_build_no_package():
+    # FnApiRunner, not DirectRunner: the DirectRunner first tries Prism, downloading it at run time.
     image = f"--sdk_container_image={configs.TFX_IMAGE}"  # a dependency flag: TFX builds no throwaway sdist
     assert PipelineConfig().beam_args() == [
-        "--runner=DirectRunner",
+        "--runner=FnApiRunner",
         "--direct_running_mode=in_memory",
         "--direct_num_workers=1",
         image,
     ]
     assert PipelineConfig(beam_mode="multi_processing", beam_workers=3).beam_args() == [
-        "--runner=DirectRunner",
+        "--runner=FnApiRunner",
         "--direct_running_mode=multi_processing",
         "--direct_num_workers=3",
         image,

@@ -14,6 +14,7 @@ from tfx.types import standard_artifacts, standard_component_specs as keys
 from tfx.utils import proto_utils
 
 from data import spans_io
+from pipeline import configs
 from pipeline.components import example_gen
 from data.spans_io import file_pattern
 
@@ -62,7 +63,7 @@ def test_a_span_a_driver_resolved_labels_the_output_as_the_driver_does(shipped_r
     examples = standard_artifacts.Examples()
     examples.uri = str(tmp_path / "examples")
     context = base_beam_executor.BaseBeamExecutor.Context(
-        beam_pipeline_args=["--runner=DirectRunner", "--direct_running_mode=in_memory"], tmp_dir=str(tmp_path / "tmp")
+        beam_pipeline_args=configs.PipelineConfig().beam_args(), tmp_dir=str(tmp_path / "tmp")
     )
     example_gen.SpanResolvingExecutor(context).Do({}, {keys.EXAMPLES_KEY: [examples]}, properties)
     assert examples.get_int_custom_property("span") == 4 and not examples.has_custom_property("version")

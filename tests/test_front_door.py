@@ -98,6 +98,15 @@ def test_a_local_run_leaves_nothing_in_the_temp_folder(first_run):
     assert list((first_run["home"] / "tmp").iterdir()) == []  # and its own scratch folder is gone
 
 
+def test_a_local_run_runs_beam_here_and_downloads_no_runner(first_run):
+    # Beam's DirectRunner would first try the Prism runner, fetching its binary from the internet at
+    # run time; the local modes name the FnApiRunner, so the run log shows neither.
+    log = sorted(configs.load(home=first_run["home"]).logs_dir.glob("run-*.log"))[0]  # the first run's
+    text = log.read_text()
+    assert "--runner=FnApiRunner" in text  # the components got the local Beam args
+    assert "PrismRunner" not in text and "Downloading prism" not in text
+
+
 def test_models_lists_the_pushed_version_quietly(first_run):
     result = conveyor("models", home=first_run["home"])
     assert result.returncode == 0, result.stderr

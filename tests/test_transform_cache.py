@@ -15,7 +15,7 @@ from tfx.components.transform import executor as transform_executor
 from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs as specs
 
-from pipeline import user_code
+from pipeline import configs, user_code
 
 
 def _examples(source: str, target: Path) -> standard_artifacts.Examples:
@@ -35,7 +35,7 @@ def _transform(examples, schema, cache, out: Path) -> standard_artifacts.Transfo
     if cache is not None:
         inputs[specs.ANALYZER_CACHE_KEY] = [cache]
     context = transform_executor.base_beam_executor.BaseBeamExecutor.Context(
-        beam_pipeline_args=["--runner=DirectRunner", "--direct_running_mode=in_memory"], tmp_dir=str(out / "tmp"), unique_id="t"
+        beam_pipeline_args=configs.PipelineConfig().beam_args(), tmp_dir=str(out / "tmp"), unique_id="t"
     )
     transform_executor.Executor(context).Do(
         inputs,

@@ -15,7 +15,7 @@ from tfx.utils import io_utils
 from models import features, preprocessing
 from pipeline.configs import PipelineConfig
 
-BEAM_OPTIONS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+BEAM_OPTIONS = PipelineConfig().beam_args()  # in_memory, as the pipeline runs Beam
 
 
 def load_schema() -> schema_pb2.Schema:
