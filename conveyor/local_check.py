@@ -8,7 +8,7 @@ interpreter shared by all executions of the check (conveyor/warm_start.py). Then
 executed again with nothing changed.
 
 What differs from the spec you deploy, and only this: the bucket is a local directory, the files
-the image holds (schema, setup.py) are this checkout's, Beam is the in_memory DirectRunner, and
+the image holds (schema, setup.py) are this checkout's, Beam is the in_memory FnApiRunner, and
 the container's `python` is this one, forked from a warm interpreter. For kfp one spec is compiled
 per span, with the span fixed (as conveyor/cluster_runs.py submits runs); for vertex one spec
 serves every span, the newest one being resolved at run time by the ExampleGen driver hook, which
