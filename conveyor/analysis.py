@@ -14,11 +14,11 @@ import tensorflow_data_validation as tfdv
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
-from tfx.components.statistics_gen import stats_artifact_utils
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
 from metadata import runs
+from pipeline import statistics_layout
 from pipeline.drift import examples_with_values
 
 SCHEMA_FILE = "schema.pbtxt"  # ImportSchemaGen's output file
@@ -30,8 +30,7 @@ def split_names(artifact: metadata_store_pb2.Artifact) -> list[str]:
 
 def load_statistics(artifact: metadata_store_pb2.Artifact, split: str) -> statistics_pb2.DatasetFeatureStatisticsList:
     """One split of a StatisticsGen output."""
-    path = os.path.join(artifact.uri, f"Split-{split}", stats_artifact_utils.BINARY_PB_BASENAME)
-    return tfdv.load_stats_binary(path)
+    return tfdv.load_stats_binary(statistics_layout.split_file(artifact.uri, split))
 
 
 def load_schema(artifact: metadata_store_pb2.Artifact) -> schema_pb2.Schema:

@@ -25,6 +25,7 @@ import os
 import sys
 from pathlib import Path
 
+from data import spans_io
 from pipeline import configs
 
 
@@ -117,7 +118,7 @@ def cmd_ct(args: argparse.Namespace) -> int:
 
     if getattr(args, "target", None):
         return _ct_on_cluster(args)
-    if args.home and "://" in args.home:
+    if args.home and spans_io.is_uri(args.home):
         print(f"conveyor ct: --home {args.home} is a URI: only `ct tick|run --target kfp|vertex` reads a cluster home", file=sys.stderr)
         return 2
     home = Path(args.home) if args.home else None
@@ -167,7 +168,7 @@ def _ct_on_cluster(args: argparse.Namespace) -> int:
     from conveyor import cluster_ct, kubeflow
     from ct import controller
 
-    if not args.home or "://" not in args.home:
+    if not args.home or not spans_io.is_uri(args.home):
         print(f"conveyor ct: --target {args.target} needs --home gs://BUCKET/PATH, the cluster home (got {args.home!r})", file=sys.stderr)
         return 2
     if not args.image:
@@ -576,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
 def _logs_dir(args: argparse.Namespace) -> Path:
     home = getattr(args, "home", None)
     if home is not None:  # a cluster home (ct --target) is a URI: log locally then
-        home = None if "://" in str(home) else Path(home)
+        home = None if spans_io.is_uri(home) else Path(home)
     try:
         return configs.load(home=home).logs_dir
     except ValueError:  # a bad CONVEYOR_* setting: the command itself reports it

@@ -28,6 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from data import spans_io
 from pipeline.configs import PipelineConfig
 
 TARGETS = ("kfp", "vertex")
@@ -49,13 +50,13 @@ KFP_NEEDS_SPAN = (
 def cluster_config(config: PipelineConfig, target: str) -> PipelineConfig:
     """`config` as the pipeline runs on `target`; locations default to folders of the pipeline root."""
     root = config.remote_pipeline_root
-    if not root or "://" not in root:
+    if not root or not spans_io.is_uri(root):
         raise ValueError(
             f"--pipeline-root must be a URI the cluster can read (e.g. gs://bucket/conveyor), got {root!r}"
         )
     cluster = stores_form(config, root, app_dir=IMAGE_APP_DIR)
     for flag, value in (("--serving-root", cluster.remote_serving_root), ("--data-root", cluster.remote_spans_root)):
-        if "://" not in value:
+        if not spans_io.is_uri(value):
             raise ValueError(f"{flag} must be a URI the cluster can read, got {value!r}")
     check_target(cluster, target)
     return cluster

@@ -61,7 +61,7 @@ def existing_spans(spans_root: Path | str, namespace: str = UPSTREAM) -> list[in
     """Span numbers of `namespace` that have a data file under `spans_root`, ascending. A URI
     (gs://, file://) is listed through TFX's fileio, in one listing: no span file is read."""
     prefix = DIR_PREFIXES[namespace]
-    if _is_uri(spans_root):
+    if is_uri(spans_root):
         from tfx.dsl.io import fileio
 
         found = fileio.glob(f"{str(spans_root).rstrip('/')}/{prefix}*/{SPAN_FILE}")
@@ -72,7 +72,8 @@ def existing_spans(spans_root: Path | str, namespace: str = UPSTREAM) -> list[in
     return sorted(int(n.removeprefix(prefix)) for n in names if n.startswith(prefix) and n.removeprefix(prefix).isdigit())
 
 
-def _is_uri(path: Path | str) -> bool:
+def is_uri(path: Path | str) -> bool:
+    """A URI (gs://, s3://, file://...) rather than a local path: the one test of it in Conveyor."""
     return "://" in str(path)
 
 
@@ -119,7 +120,7 @@ def write_span(
 
 def read_manifest(spans_root: Path | str, span: int, namespace: str = FEEDBACK) -> dict[str, Any] | None:
     """A feedback span's manifest (None if it has none); `spans_root` may be a URI (TFX's fileio)."""
-    if not _is_uri(spans_root):
+    if not is_uri(spans_root):
         path = span_dir(spans_root, span, namespace) / MANIFEST_FILE
         return json.loads(path.read_text()) if path.exists() else None
     from tfx.dsl.io import fileio

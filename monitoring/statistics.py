@@ -15,10 +15,10 @@ from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 from models import features
 from pipeline import anomalies as anomalies_lib
 from pipeline import drift as drift_lib
+from pipeline import statistics_layout
 from pipeline.configs import PipelineConfig
 
 SERVING_ENVIRONMENT = "SERVING"
-STATS_FILE = "FeatureStats.pb"  # the file name TFX's statistics artifacts use
 
 
 def load_schema(path: Path) -> schema_pb2.Schema:
@@ -32,7 +32,7 @@ def load_statistics(uri: str | Path) -> statistics_pb2.DatasetFeatureStatisticsL
     from tfx.dsl.io import fileio
 
     uri = str(uri)  # a path or a URI (gs://, file://): Path() would fold the URI's "//"
-    return tfdv.load_stats_binary(os.path.join(uri, STATS_FILE) if fileio.isdir(uri) else uri)
+    return tfdv.load_stats_binary(os.path.join(uri, statistics_layout.STATS_FILE) if fileio.isdir(uri) else uri)
 
 
 def save_statistics(stats: statistics_pb2.DatasetFeatureStatisticsList, path: Path) -> None:

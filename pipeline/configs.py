@@ -193,6 +193,9 @@ class PipelineConfig:
     serving_workers: int = 1  # processes sharing the port, each with its own model and log file (0 = one per core)
     max_request_bytes: int = 1_000_000
     max_batch_instances: int = 256  # per request, and per model call of the request batcher
+    # How long a batch may wait for the next requests of keep-alive clients answered moments ago
+    # (clients that send again as soon as they are answered); 0 = answer every loop turn at once.
+    batch_gather_seconds: float = 0.002
     max_string_bytes: int = 1024  # longest string feature value (logged verbatim)
     poll_seconds: float = 2.0
     max_connections: int = 1024  # per worker (and below the descriptor limit)

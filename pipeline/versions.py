@@ -40,6 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from data import spans_io
+from pipeline import statistics_layout
+
 POINTER_FILE = "ROLLBACK.json"
 READY_FILE = "saved_model.pb"
 RECORD_FILE = "PUSH.json"
@@ -59,10 +62,6 @@ class Rollback:
 
     def in_force(self, ready: list[str]) -> bool:
         return self.version in ready and not any(int(v) > int(self.newest_at_rollback) for v in ready)
-
-
-def _is_remote(path: str) -> bool:
-    return "://" in path
 
 
 def _names(folder: str) -> list[str]:
@@ -190,7 +189,7 @@ def live_since(serving_root: str | Path, version: str) -> float:
 def training_statistics_file(statistics_uri: str) -> str:
     """A model's training statistics in a validated statistics artifact of DataGate: its train
     split's TFDV file (the push record's `training_statistics`, and lineage's)."""
-    return os.path.join(statistics_uri, "Split-train", "FeatureStats.pb")
+    return statistics_layout.split_file(statistics_uri)
 
 
 def published_at(serving_root: str | Path, version: str) -> float:
@@ -265,7 +264,7 @@ def stage(model_dir: str, serving_root: str | Path, version: str) -> str:
     from tfx.utils import io_utils
 
     target = staged_path(serving_root, version)
-    if _is_remote(target):
+    if spans_io.is_uri(target):
         io_utils.copy_dir(model_dir, target, deny_regex_patterns=[r"saved_model\.pb"])
         io_utils.copy_file(os.path.join(model_dir, READY_FILE), os.path.join(target, READY_FILE))
         return target
@@ -286,7 +285,7 @@ def publish(serving_root: str | Path, version: str, record: dict[str, Any]) -> s
     if not fileio.exists(os.path.join(staged, READY_FILE)):
         raise FileNotFoundError(f"version {version} is neither published under {root} nor staged in {staged}")
     body = json.dumps({**record, "version": version, PUBLISHED: time.time()}, sort_keys=True)
-    if _is_remote(root):
+    if spans_io.is_uri(root):
         io_utils.copy_dir(staged, final, deny_regex_patterns=[RECORD_FILE.replace(".", r"\.")])
         io_utils.write_string_file(os.path.join(final, RECORD_FILE), body)  # last: the version is ready
         fileio.rmtree(staged)

@@ -26,7 +26,7 @@ import errno
 import logging
 import socket
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
@@ -118,6 +118,7 @@ class Connection(asyncio.Protocol):
         self.state = IDLE
         self.deadline = time.monotonic() + server.limits.idle_timeout
         self.idle_since = time.monotonic()
+        self.turnaround = float("inf")  # from its last answer (or connecting) to its next request
         self.queue: deque[tuple[Request, bool]] = deque()
         self.busy = False  # a request is being answered
         self.refused = False  # an error was answered: the rest of the stream is ignored
@@ -166,6 +167,8 @@ class Connection(asyncio.Protocol):
 
     # parser callbacks
     def on_message_begin(self) -> None:
+        self.server.answered.pop(self, None)
+        self.turnaround = time.monotonic() - self.idle_since
         self.state = HEADERS
         self.started = time.perf_counter()
         self.deadline = time.monotonic() + self.server.limits.header_timeout
@@ -276,6 +279,8 @@ class Connection(asyncio.Protocol):
         elif self.state == IDLE:
             self.idle_since = time.monotonic()
             self.deadline = self.idle_since + self.server.limits.idle_timeout
+            self.server.answered[self] = self.idle_since
+            self.server.answered.move_to_end(self)
 
     def refuse(self, status: int, message: str) -> None:
         """Answer a protocol-level error and close the connection."""
@@ -326,6 +331,8 @@ class HttpServer:
         self.sock, self.app, self.limits = sock, app, limits
         self.loop = asyncio.get_running_loop()
         self.connections: set[Connection] = set()
+        # Keep-alive connections whose last response went out, not yet sending again, oldest first.
+        self.answered: OrderedDict[Connection, float] = OrderedDict()
         self.cap = _connection_cap(limits.max_connections)
         self.draining = False
         self._accepting = False
@@ -399,8 +406,19 @@ class HttpServer:
         self.connections.discard(oldest)
         return True
 
+    def returning(self, within: float) -> int:
+        """Connections about to send their next request: answered in the last `within` seconds,
+        not sending yet, and last time they sent within `within` of an answer (a client in a
+        closed loop: it sends again as soon as it is answered). Clients that send at their own
+        pace are not counted, so nothing waits for them."""
+        cutoff = time.monotonic() - within
+        while self.answered and next(iter(self.answered.values())) < cutoff:
+            self.answered.popitem(last=False)
+        return sum(1 for connection in self.answered if connection.turnaround < within)
+
     def closed(self, connection: Connection) -> None:
         self.connections.discard(connection)
+        self.answered.pop(connection, None)
         self.app.connections(len(self.connections))
         if not self._accepting and self._retry is None and len(self.connections) < self.cap:
             self._resume_accepting()

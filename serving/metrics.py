@@ -49,6 +49,11 @@ BATCH = Histogram(
     "conveyor_model_batch_instances", "Instances per model call", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
     registry=_registry,
 )
+GATHERS = Counter(
+    "conveyor_batch_gathers", "How a batch of small requests started: at once (no client about to send), "
+    "when every returning client had sent (all_arrived), or when batch_gather_seconds ran out (window_expired)",
+    ["outcome"], registry=_registry,
+)
 OUT_OF_DOMAIN = Counter("conveyor_out_of_domain_values", "String values outside the schema domain", ["feature"], registry=_registry)
 LOADS = Counter("conveyor_model_loads", "Model version loads", ["version", "outcome"], registry=_registry)
 LOAD_SECONDS = Histogram(
@@ -90,6 +95,7 @@ http_events = Children(HTTP_EVENTS)
 predictions = Children(PREDICTIONS)
 probability = Children(PROBABILITY)
 out_of_domain = Children(OUT_OF_DOMAIN)
+gathers = Children(GATHERS)
 
 
 def exposition() -> tuple[bytes, str]:

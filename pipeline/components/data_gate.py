@@ -32,10 +32,9 @@ from tfx.utils import io_utils
 
 from data import span_audit, spans_io
 from pipeline import anomalies as anomalies_lib
-from pipeline import drift, validation
+from pipeline import drift, statistics_layout, validation
 
 SPAN_KEYS = ("span", "version")
-STATS_SPLIT = "train"
 REPORT_FILE = "drift.json"
 VALIDATION_FILE = "validation.json"
 SPAN_PLACEHOLDER = "{SPAN}"
@@ -52,8 +51,8 @@ class DriftReport(tfx.dsl.Artifact):
     TYPE_NAME = "conveyor.DriftReport"
 
 
-def _load_stats(statistics: tfx.dsl.Artifact, split: str = STATS_SPLIT):
-    return tfdv.load_stats_binary(io_utils.get_only_uri_in_dir(artifact_utils.get_split_uri([statistics], split)))
+def _load_stats(statistics: tfx.dsl.Artifact, split: str = statistics_layout.TRAIN_SPLIT):
+    return tfdv.load_stats_binary(statistics_layout.split_file(statistics.uri, split))
 
 
 def _rows(statistics: tfx.dsl.Artifact) -> int:
@@ -94,7 +93,7 @@ def span_files(input_pattern: str, span: int) -> List[str]:
 
 def _has_stats(statistics: tfx.dsl.Artifact | None) -> bool:
     """False for no baseline: no artifact, or an empty one (the stores form before any validated span)."""
-    return statistics is not None and fileio.exists(os.path.join(statistics.uri, f"Split-{STATS_SPLIT}"))
+    return statistics is not None and fileio.exists(statistics_layout.split_dir(statistics.uri))
 
 
 def _copy_span(source: tfx.dsl.Artifact, target: tfx.dsl.Artifact, examples: tfx.dsl.Artifact, namespace: str) -> None:
