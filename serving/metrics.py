@@ -51,7 +51,8 @@ BATCH = Histogram(
 )
 GATHERS = Counter(
     "conveyor_batch_gathers", "How a batch of small requests started: at once (no client about to send), "
-    "when every returning client had sent (all_arrived), or when batch_gather_seconds ran out (window_expired)",
+    "when every returning client had sent (all_arrived), at max_batch_instances (full), or when "
+    "batch_gather_seconds ran out (window_expired)",
     ["outcome"], registry=_registry,
 )
 OUT_OF_DOMAIN = Counter("conveyor_out_of_domain_values", "String values outside the schema domain", ["feature"], registry=_registry)

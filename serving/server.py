@@ -52,7 +52,7 @@ INLINE_PARSE_BYTES = 16_384  # larger bodies are parsed off the event loop
 # A client counts as about to send again for this many gather windows after its answer (a
 # closed-loop client's next request takes well under a millisecond here, more under load).
 RETURNING_WITHIN = 5
-AT_ONCE, ALL_ARRIVED, WINDOW_EXPIRED = "at_once", "all_arrived", "window_expired"  # how a batch started
+AT_ONCE, ALL_ARRIVED, FULL, WINDOW_EXPIRED = "at_once", "all_arrived", "full", "window_expired"  # how a batch started
 VERSION_LOAD_WAIT_SECONDS = 10.0
 SHUTDOWN_GRACE_SECONDS = 10.0
 PREDICT, STATUS, METADATA, HEALTH, METRICS, OTHER = "predict", "status", "metadata", "health", "metrics", "other"
@@ -224,20 +224,24 @@ class App:
         batch_gather_seconds later: one model call and one fsync for all of them instead of one
         each. A lone client, or clients sending at their own pace, never wait."""
         gather = self.config.batch_gather_seconds
+        full = sum(len(job.instances) for job in self._pending) >= self.config.max_batch_instances
         if len(self._pending) == 1:
-            returning = self.returning(RETURNING_WITHIN * gather) if gather > 0 else 0
+            returning = self.returning(RETURNING_WITHIN * gather) if gather > 0 and not full else 0
             if returning:
                 self._gather_target = 1 + returning
                 self._gathering = self.loop.call_later(gather, self._answer_pending, WINDOW_EXPIRED)
             else:
                 self.loop.call_soon(self._answer_pending, AT_ONCE)
-        elif self._gathering is not None and (
-            len(self._pending) >= self._gather_target
-            or sum(len(job.instances) for job in self._pending) >= self.config.max_batch_instances
-        ):
+        elif self._gathering is not None:
+            if len(self._pending) >= self._gather_target:
+                outcome = ALL_ARRIVED
+            elif full:
+                outcome = FULL
+            else:
+                return
             self._gathering.cancel()
             self._gathering = None
-            self.loop.call_soon(self._answer_pending, ALL_ARRIVED)
+            self.loop.call_soon(self._answer_pending, outcome)
 
     def _answer_pending(self, outcome: str) -> None:
         self._gathering = None

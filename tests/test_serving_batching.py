@@ -19,6 +19,7 @@ from tests.serving_helpers import Serve, copy_home
 PREDICT = "/v1/models/taxi:predict"
 WINDOW = 0.5
 CLIENTS, ROUNDS = 4, 10
+MAX_INSTANCES = 4  # per request and per model call
 
 
 def _scrape(client: httpx.Client) -> dict[str, float]:
@@ -35,12 +36,12 @@ def _scrape(client: httpx.Client) -> dict[str, float]:
 
 
 def _delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    return {key: after.get(key, 0.0) - before.get(key, 0.0) for key in ("at_once", "all_arrived", "window_expired", "calls")}
+    return {key: after.get(key, 0.0) - before.get(key, 0.0) for key in ("at_once", "all_arrived", "full", "window_expired", "calls")}
 
 
-def _predict(client: httpx.Client, instance: dict) -> float:
+def _predict(client: httpx.Client, instance: dict, count: int = 1) -> float:
     started = time.perf_counter()
-    response = client.post(PREDICT, json={"instances": [instance]})
+    response = client.post(PREDICT, json={"instances": [instance] * count})
     assert response.status_code == 200, response.text
     return time.perf_counter() - started
 
@@ -48,7 +49,7 @@ def _predict(client: httpx.Client, instance: dict) -> float:
 @pytest.fixture(scope="module")
 def served(small_run, tmp_path_factory):
     config = copy_home(small_run, tmp_path_factory.mktemp("batching") / "home")
-    with Serve(config.home, env={"CONVEYOR_BATCH_GATHER_SECONDS": str(WINDOW)}) as server:
+    with Serve(config.home, env={"CONVEYOR_BATCH_GATHER_SECONDS": str(WINDOW), "CONVEYOR_MAX_BATCH_INSTANCES": str(MAX_INSTANCES)}) as server:
         yield config, server
 
 
@@ -94,7 +95,7 @@ def test_a_lone_client_never_waits_and_one_that_does_not_return_costs_at_most_th
         before = _scrape(alone)
         latencies = [_predict(alone, instance) for _ in range(10)]
         change = _delta(before, _scrape(alone))
-    assert change == {"at_once": 10, "all_arrived": 0, "window_expired": 0, "calls": 10}, change
+    assert change == {"at_once": 10, "all_arrived": 0, "full": 0, "window_expired": 0, "calls": 10}, change
     assert max(latencies) < 5.0  # no gather window: a delay here would be a model call's, not the batcher's
 
     with server.client() as gone, server.client() as other:
@@ -108,3 +109,22 @@ def test_a_lone_client_never_waits_and_one_that_does_not_return_costs_at_most_th
         before = _scrape(other)
         _predict(other, instance)
         assert _delta(before, _scrape(other))["at_once"] == 1
+
+
+def test_a_batch_that_reaches_max_batch_instances_starts_without_waiting(served, shipped_rows):
+    _, server = served
+    instance = from_row(shipped_rows[0])
+    with server.client() as gone_1, server.client() as gone_2, server.client() as one, server.client() as two:
+        for gone in (gone_1, gone_2):  # two clients expected back, that never return
+            _predict(gone, instance)
+        with server.client() as probe:
+            before = _scrape(probe)
+        assert _predict(one, instance, MAX_INSTANCES) < WINDOW * 0.9  # full on its own: no wait
+        first = threading.Thread(target=_predict, args=(one, instance, MAX_INSTANCES // 2))
+        first.start()  # waits for the two clients...
+        time.sleep(WINDOW / 5)
+        _predict(two, instance, MAX_INSTANCES // 2)  # ...until this one fills the batch
+        first.join(30)
+        with server.client() as probe:
+            change = _delta(before, _scrape(probe))
+    assert change["full"] == 1 and change["window_expired"] == 0 and change["calls"] == 2, change
