@@ -100,6 +100,7 @@ class App:
         self.draining = False
         self._signatures: dict[str, dict] = {}
         self._pending: list[Job] = []  # small requests parsed in this turn of the loop
+        self._pending_instances = 0
         self._gathering: asyncio.TimerHandle | None = None  # the pending batch waits for returning clients
         self._gather_target = 0  # ... until it holds this many requests
         self.returning: Callable[[float], int] = lambda within: 0  # serving.http.HttpServer.returning
@@ -213,6 +214,7 @@ class App:
         job = Job(instances, model, request_id, future, client_id)
         if inline:
             self._pending.append(job)
+            self._pending_instances += len(instances)
             self._schedule_pending()
         else:
             self.batcher.submit(job)
@@ -224,7 +226,7 @@ class App:
         batch_gather_seconds later: one model call and one fsync for all of them instead of one
         each. A lone client, or clients sending at their own pace, never wait."""
         gather = self.config.batch_gather_seconds
-        full = sum(len(job.instances) for job in self._pending) >= self.config.max_batch_instances
+        full = self._pending_instances >= self.config.max_batch_instances
         if len(self._pending) == 1:
             returning = self.returning(RETURNING_WITHIN * gather) if gather > 0 and not full else 0
             if returning:
@@ -245,7 +247,7 @@ class App:
 
     def _answer_pending(self, outcome: str) -> None:
         self._gathering = None
-        jobs, self._pending = self._pending, []
+        jobs, self._pending, self._pending_instances = self._pending, [], 0
         metrics.gathers(outcome).inc()
         self.batcher.answer_now(jobs)
 
