@@ -1,4 +1,5 @@
-"""CsvExampleGen whose executor resolves the span itself when no driver did (open-source KFP).
+"""CsvExampleGen whose executor resolves the span itself when no driver did (open-source KFP), and
+converts CSV with Arrow (`csv_examples`: TFX's Examples, byte for byte, without its per-cell Python).
 
 TFX's FileBasedExampleGen leaves `{SPAN}` in its input pattern for a driver to resolve: the span
 and version to read, the input fingerprint, and the span/version properties of the output. Local
@@ -13,15 +14,21 @@ driver's output metadata over to the executor. Same component id and outputs as 
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
+import apache_beam as beam
+from absl import logging
 from tfx import v1 as tfx
 from tfx.components.example_gen import driver, input_processor, utils
 from tfx.components.example_gen.csv_example_gen import executor as csv_executor
 from tfx.dsl.components.base import executor_spec
+from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2, range_config_pb2
 from tfx.types import artifact_utils, standard_component_specs
-from tfx.utils import proto_utils
+from tfx.utils import io_utils, proto_utils
+
+from pipeline.components import csv_examples
 
 
 def needs_resolving(input_config: example_gen_pb2.Input) -> bool:
@@ -66,8 +73,49 @@ def label(examples: tfx.types.standard_artifacts.Examples, exec_properties: dict
     )
 
 
+class _CsvToExamples(beam.PTransform):
+    """One input split's CSV files as serialised tf.Examples: Arrow's reading when it reproduces TFX's
+    exactly (`csv_examples`), TFX's own conversion otherwise. The column types are inferred here,
+    while the graph is built, in one streaming pass over the split."""
+
+    def __init__(self, exec_properties: dict[str, Any], split_pattern: str) -> None:
+        super().__init__()
+        self._exec_properties = exec_properties
+        self._split_pattern = split_pattern
+
+    def expand(self, pipeline: beam.Pipeline) -> beam.PCollection:
+        pattern = os.path.join(self._exec_properties[standard_component_specs.INPUT_BASE_KEY], self._split_pattern)
+        files = sorted(fileio.glob(pattern))
+        if not files:
+            raise RuntimeError(f"no CSV file matches {pattern}")
+        names = io_utils.load_csv_column_names(files[0])
+        for other in files[1:]:
+            if io_utils.load_csv_column_names(other) != names:
+                raise RuntimeError(f"{other} has another header than {files[0]} (split {pattern})")
+        try:
+            types = csv_examples.infer_types(files, names)
+        except csv_examples.Unsupported as reason:
+            logging.info("Converting %s with TFX's CSV reader: %s", pattern, reason)
+            return pipeline | "TfxCsvToExample" >> csv_executor.Executor().GetInputSourceToExamplePTransform()(
+                self._exec_properties, self._split_pattern
+            )
+        return (
+            pipeline
+            | "CreateFilenames" >> beam.Create(files)
+            | "ToTFExample" >> beam.FlatMap(_encoded, names, types).with_output_types(bytes)
+        )
+
+
+def _encoded(path: str, names: list[str], types: csv_examples.Types) -> Any:
+    for batch in csv_examples.encode_file(path, names, types):
+        yield from batch
+
+
 class SpanResolvingExecutor(csv_executor.Executor):
     """TFX's CSV ExampleGen executor, resolving the span first when no driver ran, and labelling its output."""
+
+    def GetInputSourceToExamplePTransform(self) -> type[beam.PTransform]:
+        return _CsvToExamples
 
     def Do(self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]], exec_properties: dict[str, Any]) -> None:
         input_config = example_gen_pb2.Input()
