@@ -47,7 +47,8 @@ def _examples_of_split(uri: Path, split: str) -> list[bytes]:
     return sorted(tf.train.Example.FromString(record.numpy()).SerializeToString(deterministic=True) for record in records)
 
 
-def _run_executor(executor_class: type, spans_root: Path, out: Path) -> dict[str, list[bytes]]:
+def _run_executor(executor_class: type, spans_root: Path, out: Path) -> tuple[dict[str, list[bytes]], dict, list[str]]:
+    """The records of each split, the output artifact's properties and its file names."""
     output = example_gen_pb2.Output(
         split_config=example_gen_pb2.SplitConfig(
             splits=[
@@ -62,6 +63,7 @@ def _run_executor(executor_class: type, spans_root: Path, out: Path) -> dict[str
             example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="all", pattern="span-1/*.csv")])
         ),
         keys.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(output),
+        keys.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
     }
     examples = standard_artifacts.Examples()
     examples.uri = str(out)
@@ -69,7 +71,9 @@ def _run_executor(executor_class: type, spans_root: Path, out: Path) -> dict[str
         beam_pipeline_args=configs.PipelineConfig().beam_args(), tmp_dir=str(out / "tmp")
     )
     executor_class(context).Do({}, {keys.EXAMPLES_KEY: [examples]}, properties)
-    return {split: _examples_of_split(out, split) for split in ("train", "eval")}
+    files = sorted(str(path.relative_to(out)) for path in out.glob("Split-*/*"))
+    labels = {"split_names": examples.split_names, **{key: examples.get_custom_property(key) for key in examples.mlmd_artifact.custom_properties}}
+    return {split: _examples_of_split(out, split) for split in ("train", "eval")}, labels, files
 
 
 def test_a_shipped_span_gives_tfx_examples_byte_for_byte_in_the_same_splits(shipped_spans, tmp_path):
@@ -77,10 +81,12 @@ def test_a_shipped_span_gives_tfx_examples_byte_for_byte_in_the_same_splits(ship
     types = csv_examples.infer_types([str(shipped_spans / "span-1" / "data.csv")], names)
     assert types["fare"] == csv_examples.ColumnType.FLOAT and types["company"] == csv_examples.ColumnType.STRING
     assert types["pickup_census_tract"] == csv_examples.ColumnType.UNKNOWN  # empty in all of span 1
-    theirs = _run_executor(csv_executor.Executor, shipped_spans, tmp_path / "tfx")
-    ours = _run_executor(example_gen.SpanResolvingExecutor, shipped_spans, tmp_path / "ours")
+    theirs, their_labels, their_files = _run_executor(csv_executor.Executor, shipped_spans, tmp_path / "tfx")
+    ours, our_labels, our_files = _run_executor(example_gen.SpanResolvingExecutor, shipped_spans, tmp_path / "ours")
     assert len(ours["train"]) + len(ours["eval"]) == 10_000 and len(ours["eval"]) > 3_000
     assert ours == theirs
+    assert our_files == their_files == ["Split-eval/data_tfrecord-00000-of-00001.gz", "Split-train/data_tfrecord-00000-of-00001.gz"]
+    assert our_labels == their_labels and our_labels["payload_format"] == "FORMAT_TF_EXAMPLE"
 
 
 def _serialised(example: tf.train.Example | bytes) -> bytes:

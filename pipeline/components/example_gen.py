@@ -19,9 +19,11 @@ from typing import Any
 
 import apache_beam as beam
 from absl import logging
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from tfx import v1 as tfx
-from tfx.components.example_gen import driver, input_processor, utils
+from tfx.components.example_gen import driver, input_processor, utils, write_split
 from tfx.components.example_gen.csv_example_gen import executor as csv_executor
+from tfx.components.util import examples_utils
 from tfx.dsl.components.base import executor_spec
 from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2, range_config_pb2
@@ -112,10 +114,41 @@ def _encoded(path: str, names: list[str], types: csv_examples.Types) -> Any:
 
 
 class SpanResolvingExecutor(csv_executor.Executor):
-    """TFX's CSV ExampleGen executor, resolving the span first when no driver ran, and labelling its output."""
+    """TFX's CSV ExampleGen executor, resolving the span first when no driver ran, and labelling its
+    output. On a local Beam runner each split is written as it is read: TFX's writer reshuffles the
+    records first, which on one machine balances nothing and makes Beam's local runner hold every
+    record of the span in memory."""
 
     def GetInputSourceToExamplePTransform(self) -> type[beam.PTransform]:
         return _CsvToExamples
+
+    def _runs_locally(self) -> bool:
+        runner = PipelineOptions(self._beam_pipeline_args or []).view_as(StandardOptions).runner
+        return runner in (None, "DirectRunner", "FnApiRunner", "SwitchingDirectRunner")
+
+    def _write_in_order(self, output_dict: dict[str, list[Any]], exec_properties: dict[str, Any]) -> None:
+        """TFX's ExampleGen output (splits, files, payload and file format) without the reshuffle."""
+        input_config, output_config = example_gen_pb2.Input(), example_gen_pb2.Output()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
+        examples = output_dict[standard_component_specs.EXAMPLES_KEY]
+        artifact = artifact_utils.get_single_instance(examples)
+        artifact.split_names = artifact_utils.encode_split_names(utils.generate_output_split_names(input_config, output_config))
+        with self._make_beam_pipeline() as pipeline:
+            for name, records in self.GenerateExamplesByBeam(pipeline, exec_properties).items():
+                _ = (
+                    records
+                    | f"Serialise[{name}]" >> beam.ParDo(write_split.MaybeSerialize())
+                    | f"Write[{name}]" >> beam.io.WriteToTFRecord(
+                        os.path.join(artifact_utils.get_split_uri(examples, name), write_split.DEFAULT_TF_RECORD_FILE_NAME),
+                        file_name_suffix=".gz",
+                    )
+                )
+        if exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY):
+            examples_utils.set_payload_format(artifact, exec_properties[standard_component_specs.OUTPUT_DATA_FORMAT_KEY])
+        file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY)
+        if file_format:
+            examples_utils.set_file_format(artifact, write_split.to_file_format_str(file_format))
 
     def Do(self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]], exec_properties: dict[str, Any]) -> None:
         input_config = example_gen_pb2.Input()
@@ -124,7 +157,10 @@ class SpanResolvingExecutor(csv_executor.Executor):
             exec_properties = resolve(exec_properties)
         if exec_properties.get(utils.SPAN_PROPERTY_NAME) is not None:  # resolved here or by a driver
             label(artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY]), exec_properties)
-        super().Do(input_dict, output_dict, exec_properties)
+        if self._runs_locally():
+            self._write_in_order(output_dict, exec_properties)
+        else:
+            super().Do(input_dict, output_dict, exec_properties)
 
 
 class CsvExampleGen(tfx.components.CsvExampleGen):
