@@ -23,12 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-import numpy as np
 from apache_beam.io.filesystems import FileSystems
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyarrow import csv as pa_csv
-from tfx_bsl.coders import csv_decoder, example_coder
+from tfx_bsl.coders import csv_decoder
 
 ColumnType = csv_decoder.ColumnType
 Types = dict[str, ColumnType]
@@ -119,89 +119,111 @@ def infer_types(paths: Sequence[str], names: Sequence[str]) -> Types:
     return types
 
 
-def _values(cells: pa.Array, kind: ColumnType) -> pa.Array:
-    """One list per row: the cell's value, empty for an empty cell, null (no kind) for UNKNOWN."""
-    if kind == ColumnType.UNKNOWN:
-        return pa.nulls(len(cells), pa.list_(pa.int64()))
-    if kind == ColumnType.INT:
-        typed = _integers(cells)
-    elif kind == ColumnType.FLOAT:
-        typed = pc.cast(cells, pa.float64()).cast(pa.float32(), safe=False)
-    else:
-        typed = pc.cast(cells, pa.binary())
-    counts = pc.cast(pc.is_valid(typed), pa.int32()).to_numpy(zero_copy_only=False)
-    offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int32)])
-    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), typed.drop_null())
+# A tf.Example on the wire: Example.features (field 1) holds Features, whose repeated field 1 holds
+# one map entry per feature: key (field 1), then the Feature (field 2) with one list field
+# (bytes_list 1, float_list 2, int64_list 3) holding the packed values (field 1). Every length is a
+# varint; a deterministic serialisation orders the entries by key.
+_LIST_TAG = {ColumnType.STRING: 0x0A, ColumnType.FLOAT: 0x12, ColumnType.INT: 0x1A}
 
 
 def _varint_lengths(values: np.ndarray) -> np.ndarray:
-    """Bytes of each value as a protobuf varint."""
+    """Bytes of each (unsigned 64-bit) value as a protobuf varint."""
+    values = values.astype(np.uint64)
     lengths = np.ones(len(values), dtype=np.int64)
-    for shift in (7, 14, 21, 28, 35, 42, 49, 56, 63):
-        lengths += values >= (1 << shift)
+    for shift in range(7, 64, 7):
+        lengths += values >= np.uint64(1 << shift)
     return lengths
 
 
-def _binary_parts(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Offsets (from 0) and data bytes of a binary or large_binary array without nulls."""
-    offset_type = np.int64 if pa.types.is_large_binary(array.type) else np.int32
-    buffers = array.buffers()
-    offsets = np.frombuffer(buffers[1], dtype=offset_type, count=array.offset + len(array) + 1)[array.offset :]
-    offsets = offsets.astype(np.int64)
-    data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] else np.zeros(0, np.uint8)
-    return offsets - offsets[0], data[offsets[0] : offsets[-1]]
+def _varint(value: int) -> bytes:
+    """A non-negative int as a protobuf varint."""
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    return bytes([*out, value])
 
 
-def _from_parts(offsets: np.ndarray, data: np.ndarray) -> pa.Array:
-    return pa.Array.from_buffers(
-        pa.large_binary(), len(offsets) - 1, [None, pa.py_buffer(offsets.astype(np.int64)), pa.py_buffer(data)]
-    )
+class _Rows:
+    """One byte string per row, written side by side: constants and varints at each row's end."""
+
+    def __init__(self, rows: int, width: int) -> None:
+        self.bytes = np.zeros((rows, width), dtype=np.uint8)
+        self.lengths = np.zeros(rows, dtype=np.int64)
+
+    def tag(self, byte: int, rows: np.ndarray) -> _Rows:
+        self.bytes[rows, self.lengths[rows]] = byte
+        self.lengths[rows] += 1
+        return self
+
+    def varint(self, values: np.ndarray, rows: np.ndarray) -> _Rows:
+        """Append `values[rows]` (two's complement for negatives, as protobuf's int64) as varints."""
+        values = values[rows].astype(np.int64).view(np.uint64)
+        sizes = _varint_lengths(values)
+        for i in range(int(sizes.max(initial=0))):
+            more = sizes > i
+            at = rows[more]
+            low = (values[more] >> np.uint64(7 * i)) & np.uint64(0x7F)
+            self.bytes[at, self.lengths[at]] = low.astype(np.uint8) | np.where(sizes[more] > i + 1, 0x80, 0).astype(np.uint8)
+            self.lengths[at] += 1
+        return self
+
+    def array(self) -> pa.Array:
+        data = self.bytes[np.arange(self.bytes.shape[1]) < self.lengths[:, None]]
+        offsets = np.concatenate([[0], np.cumsum(self.lengths)])
+        return pa.Array.from_buffers(pa.large_binary(), len(self.lengths), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
-def _feature_entries(column: pa.Array, name: str) -> pa.Array:
-    """Each row's `feature` map entry of Features for one column (field tag, length, entry)."""
-    examples = pa.array(example_coder.RecordBatchToExamples(pa.RecordBatch.from_arrays([column], [name])), pa.binary())
-    offsets, data = _binary_parts(examples)
-    starts = offsets[:-1]
-    header = np.full(len(starts), 2, dtype=np.int64)  # an Example of one feature: tag 0x0a, varint, entry
-    longer = (data[starts + 1] & 0x80) != 0 if len(data) else np.zeros(0, dtype=bool)
-    while longer.any():
-        header += longer
-        longer &= (data[starts + header - 1] & 0x80) != 0
-    keep = np.ones(len(data), dtype=bool)
-    for i in range(int(header.max(initial=0))):
-        keep[starts[header > i] + i] = False
-    return _from_parts(np.concatenate([[0], np.cumsum(np.diff(offsets) - header)]), data[keep])
+def _payloads(cells: pa.Array, kind: ColumnType, present: np.ndarray) -> pa.Array:
+    """Each row's packed value bytes: a varint, a little-endian float32 or the text; empty if no value."""
+    rows = np.flatnonzero(present)
+    if kind == ColumnType.STRING:
+        return pc.fill_null(cells.cast(pa.large_binary()), pa.scalar(b"", pa.large_binary()))
+    if kind == ColumnType.INT:
+        values = pc.fill_null(_integers(cells), 0).to_numpy(zero_copy_only=False)
+        return _Rows(len(cells), 10).varint(values, rows).array()
+    floats = pc.fill_null(pc.cast(cells, pa.float64()).cast(pa.float32(), safe=False), 0.0)
+    packed = _Rows(len(cells), 4)
+    packed.bytes[:] = floats.to_numpy(zero_copy_only=False).astype("<f4").view(np.uint8).reshape(-1, 4)
+    packed.lengths[rows] = 4
+    return packed.array()
 
 
-def _examples(entries: list[pa.Array]) -> list[bytes]:
-    """tf.Examples from per-column entries (in key order): tag 0x0a, varint length, Features."""
-    features = pc.binary_join_element_wise(*entries, pa.scalar(b"", pa.large_binary()))
-    offsets, data = _binary_parts(features)
-    lengths = np.diff(offsets)
-    varints = _varint_lengths(lengths)
-    header_len = 1 + varints
-    out = np.empty(len(data) + int(header_len.sum()), dtype=np.uint8)
-    new_offsets = np.concatenate([[0], np.cumsum(lengths + header_len)])
-    starts = new_offsets[:-1]
-    out[starts] = 0x0A
-    remaining = lengths.copy()
-    for i in range(int(varints.max(initial=0))):
-        rows = varints > i
-        more = varints > i + 1
-        out[starts[rows] + 1 + i] = (remaining[rows] & 0x7F) | (more[rows] * 0x80)
-        remaining >>= 7
-    body = np.ones(len(out), dtype=bool)
-    for i in range(int(header_len.max(initial=0))):
-        rows = header_len > i
-        body[starts[rows] + i] = False
-    out[body] = data
-    return _from_parts(new_offsets, out).to_pylist()
+Piece = pa.Array | pa.Scalar  # per row, or the same bytes in every row
+
+
+def _entries(cells: pa.Array, name: str, kind: ColumnType) -> list[Piece]:
+    """Each row's map entry of Features for one column, as pieces to join: framing, key, framing, values."""
+    head = b"\x0a" + _varint(len(name.encode())) + name.encode() + b"\x12"  # the key, the Feature's tag
+    if kind == ColumnType.UNKNOWN:  # the key and a Feature with no kind (zero bytes): the same in every row
+        return [pa.scalar(b"\x0a" + _varint(len(head) + 1) + head + b"\x00", pa.large_binary())]
+    rows = np.arange(len(cells))
+    present = pc.is_valid(cells).to_numpy(zero_copy_only=False)
+    payloads = _payloads(cells, kind, present)
+    payload_lengths = pc.binary_length(payloads).to_numpy(zero_copy_only=False).astype(np.int64)
+    list_lengths = np.where(present, 1 + _varint_lengths(payload_lengths) + payload_lengths, 0)
+    feature_lengths = 1 + _varint_lengths(list_lengths) + list_lengths
+    entry_lengths = len(head) + _varint_lengths(feature_lengths) + feature_lengths
+    entry = _Rows(len(cells), 11).tag(0x0A, rows).varint(entry_lengths, rows)
+    feature = _Rows(len(cells), 33).varint(feature_lengths, rows).tag(_LIST_TAG[kind], rows).varint(list_lengths, rows)
+    with_value = np.flatnonzero(present)
+    feature.tag(0x0A, with_value).varint(payload_lengths, with_value)
+    return [entry.array(), pa.scalar(head, pa.large_binary()), feature.array(), payloads]
+
+
+def _examples(count: int, pieces: list[Piece]) -> list[bytes]:
+    """`count` serialised tf.Examples from the pieces of their feature entries (in key order)."""
+    rows = np.arange(count)
+    lengths = np.zeros(len(rows), dtype=np.int64)
+    for piece in pieces:
+        lengths += len(piece.as_py()) if isinstance(piece, pa.Scalar) else pc.binary_length(piece).to_numpy(zero_copy_only=False)
+    header = _Rows(len(rows), 11).tag(0x0A, rows).varint(lengths, rows).array()
+    return pc.binary_join_element_wise(header, *pieces, pa.scalar(b"", pa.large_binary())).to_pylist()
 
 
 def encode_file(path: str, names: Sequence[str], types: Types) -> Iterator[list[bytes]]:
     """The serialised tf.Examples of `path`'s lines, a batch at a time, as TFX would write them."""
     order = sorted(names)
     for batch in _batches(path, names):
-        columns = [_values(batch.column(name), types[name]) for name in order]
-        yield _examples([_feature_entries(column, name) for column, name in zip(columns, order)])
+        pieces = [piece for name in order for piece in _entries(batch.column(name), name, types[name])]
+        yield _examples(batch.num_rows, pieces)
