@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline import configs, versions
 
@@ -26,6 +27,16 @@ def copy_home(small_run, dest: Path, **overrides) -> configs.PipelineConfig:
     shutil.copytree(source.serving_root, dest / source.serving_root.name)
     shutil.copy2(source.metadata_path, dest / source.metadata_path.name)
     return source.replace(home=dest, **overrides)
+
+
+def metric(scraped: str, sample: str, **labels: str) -> float:
+    """The sum of the `sample` values in a /metrics text whose labels include `labels` (0 if none)."""
+    return sum(
+        found.value
+        for family in text_string_to_metric_families(scraped)
+        for found in family.samples
+        if found.name == sample and all(found.labels.get(key) == value for key, value in labels.items())
+    )
 
 
 def wait_for(condition, timeout: float = 30.0, what: str = "condition", every: float = 0.05):

@@ -10,33 +10,28 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from models.instances import from_row
 from serving import request_log
-from tests.serving_helpers import Serve, copy_home
+from tests.serving_helpers import Serve, copy_home, metric
 
 PREDICT = "/v1/models/taxi:predict"
 WINDOW = 0.5
 CLIENTS, ROUNDS = 4, 10
 MAX_INSTANCES = 4  # per request and per model call
+OUTCOMES = ("at_once", "all_arrived", "full", "window_expired")
 
 
 def _scrape(client: httpx.Client) -> dict[str, float]:
     """The batching counters. An open connection just answered counts as a client about to send
     again, so each test scrapes on a connection it then closes or predicts on."""
-    found = {"calls": 0.0}
-    for family in text_string_to_metric_families(client.get("/metrics").text):
-        for sample in family.samples:
-            if sample.name == "conveyor_batch_gathers_total":
-                found[sample.labels["outcome"]] = sample.value
-            elif sample.name == "conveyor_model_batch_instances_count":
-                found["calls"] = sample.value
-    return found
+    scraped = client.get("/metrics").text
+    found = {outcome: metric(scraped, "conveyor_batch_gathers_total", outcome=outcome) for outcome in OUTCOMES}
+    return {**found, "calls": metric(scraped, "conveyor_model_batch_instances_count")}
 
 
 def _delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    return {key: after.get(key, 0.0) - before.get(key, 0.0) for key in ("at_once", "all_arrived", "full", "window_expired", "calls")}
+    return {key: after[key] - before[key] for key in (*OUTCOMES, "calls")}
 
 
 def _predict(client: httpx.Client, instance: dict, count: int = 1) -> float:

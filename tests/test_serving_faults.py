@@ -12,24 +12,18 @@ import time
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from models.instances import from_row
 from pipeline import versions
 from serving.host import ModelHost
-from tests.serving_helpers import CONVEYOR, Serve, copy_home, wait_for
+from tests.serving_helpers import CONVEYOR, Serve, copy_home, metric, wait_for
 
 MODEL = "taxi"
 PREDICT = f"/v1/models/{MODEL}:predict"
 
 
 def _metric(client: httpx.Client, name: str, **labels: str) -> float:
-    total = 0.0
-    for family in text_string_to_metric_families(client.get("/metrics").text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
+    return metric(client.get("/metrics").text, name, **labels)
 
 
 def _served_version(client: httpx.Client, instance: dict) -> str:

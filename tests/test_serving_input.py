@@ -10,11 +10,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import tensorflow as tf
-from prometheus_client.parser import text_string_to_metric_families
 
 from models.instances import from_row, to_example
 from serving import request_log
-from tests.serving_helpers import Serve, copy_home, wait_for
+from tests.serving_helpers import Serve, copy_home, metric, wait_for
 
 MODEL = "taxi"
 PREDICT = f"/v1/models/{MODEL}:predict"
@@ -99,8 +98,7 @@ def test_a_string_outside_its_domain_is_predicted_and_flagged(served, good):
         scraped = client.get("/metrics").text
     first, second = _logged(served.config, "new-payment")
     assert first["out_of_domain"] == ["payment_type"] and "out_of_domain" not in second
-    [family] = [f for f in text_string_to_metric_families(scraped) if f.name == "conveyor_out_of_domain_values"]
-    assert [s.value for s in family.samples if s.labels == {"feature": "payment_type"}] == [1.0]
+    assert metric(scraped, "conveyor_out_of_domain_values_total", feature="payment_type") == 1.0
 
 
 def test_routing_errors_share_the_error_shape_and_carry_the_request_id(served, good):
@@ -179,21 +177,17 @@ def test_metrics_scrape_in_prometheus_format(served, good):
             assert client.post(PREDICT, json={"instances": [good, good]}).status_code == 200
         client.post(PREDICT, content=b"{")
         version = client.get("/readyz").json()["version"]
-        families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+        scraped = client.get("/metrics").text
 
-    def value(name: str, sample: str, **labels: str) -> float:
-        return sum(s.value for s in families[name].samples
-                   if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items()))
-
-    assert value("conveyor_http_requests", "conveyor_http_requests_total", route="predict", code="200", version=version) >= 5
-    assert value("conveyor_http_requests", "conveyor_http_requests_total", route="predict", code="400") >= 1
-    assert families["conveyor_http_request_duration_seconds"].type == "histogram"
-    assert value("conveyor_http_request_duration_seconds", "conveyor_http_request_duration_seconds_count", route="predict") >= 6
-    assert value("conveyor_prediction_probability", "conveyor_prediction_probability_count", version=version) >= 10
-    assert value("conveyor_prediction_probability", "conveyor_prediction_probability_bucket", version=version, le="+Inf") >= 10
-    assert value("conveyor_predictions", "conveyor_predictions_total", version=version) >= 10
-    assert value("conveyor_model_loads", "conveyor_model_loads_total", version=version, outcome="ok") == 1
-    assert value("conveyor_model_loads", "conveyor_model_loads_total", outcome="failed") == 0
-    assert value("conveyor_request_log_commit_seconds", "conveyor_request_log_commit_seconds_count") >= 5
-    assert value("conveyor_request_log_pending_records", "conveyor_request_log_pending_records") == 0
-    assert value("conveyor_serving_version", "conveyor_serving_version") == int(version)
+    assert metric(scraped, "conveyor_http_requests_total", route="predict", code="200", version=version) >= 5
+    assert metric(scraped, "conveyor_http_requests_total", route="predict", code="400") >= 1
+    assert "# TYPE conveyor_http_request_duration_seconds histogram" in scraped
+    assert metric(scraped, "conveyor_http_request_duration_seconds_count", route="predict") >= 6
+    assert metric(scraped, "conveyor_prediction_probability_count", version=version) >= 10
+    assert metric(scraped, "conveyor_prediction_probability_bucket", version=version, le="+Inf") >= 10
+    assert metric(scraped, "conveyor_predictions_total", version=version) >= 10
+    assert metric(scraped, "conveyor_model_loads_total", version=version, outcome="ok") == 1
+    assert metric(scraped, "conveyor_model_loads_total", outcome="failed") == 0
+    assert metric(scraped, "conveyor_request_log_commit_seconds_count") >= 5
+    assert metric(scraped, "conveyor_request_log_pending_records") == 0
+    assert metric(scraped, "conveyor_serving_version") == int(version)
