@@ -55,7 +55,7 @@ bench: setup
 	$(PY) -m benchmarks.pipeline_bench $(ARGS)
 
 ## bench-scale: 100k / 1M / 5M synthetic trips through ExampleGen, StatisticsGen, validation and
-## Transform, in_memory and multi_processing, vs a pandas describe() (long: about 40 minutes)
+## Transform, in_memory and multi_processing, vs a pandas describe() (long: about 50 minutes)
 bench-scale: setup
 	$(PY) -m benchmarks.scale_bench $(ARGS)
 
