@@ -15,6 +15,7 @@ driver's output metadata over to the executor. Same component id and outputs as 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
@@ -108,7 +109,8 @@ class _CsvToExamples(beam.PTransform):
         )
 
 
-def _encoded(path: str, names: list[str], types: csv_examples.Types) -> Any:
+def _encoded(path: str, names: list[str], types: csv_examples.Types) -> Iterator[bytes]:
+    """The serialised Examples of one CSV file, one at a time."""
     for batch in csv_examples.encode_file(path, names, types):
         yield from batch
 
