@@ -7,7 +7,8 @@ serving under --home (default outputs/, i.e. what `make run` pushed); with nothi
 first runs a small pipeline (800 rows, 100 steps). Then, on the same 200 single-instance requests
 from span 1:
   - the floor: the SavedModel's serving_default called in this process on the same inputs, and
-    models.saved_model.LoadedModel.predict (the server's model call: tensor in, predictions out);
+    models.saved_model.LoadedModel.predict (the server's model call: tensor in, predictions out),
+    back to back and with a pause before each call, as a server's calls come;
   - `conveyor serve --workers W` for each W of --workers (and, with --before REF, the server of
     git revision REF, run from a temporary worktree; dependencies it needs that this venv lacks go
     on PYTHONPATH, e.g. REF 9196231 needs fastapi and uvicorn), each a real process on a free loopback port, measured by
@@ -47,6 +48,9 @@ from serving import request_log
 SWAPS = 3
 REFERENCE_C8_RPS = 529  # the issue's figure for the FastAPI server (concurrency 8, client in its own process)
 SCRATCH = configs.REPO_ROOT / "outputs" / "bench-serving"
+# About what a logged answer at concurrency 1 spends away from the model (fsync, HTTP, the client):
+# on a shared machine a call after such a pause costs more than back to back (docs/serving.md).
+IDLE_BETWEEN_CALLS = 0.002
 
 
 def _span_1_rows() -> list[dict[str, str]]:
@@ -126,18 +130,20 @@ def _load(url: str, bodies: Path, concurrency: int, requests: int | None = None,
     return json.loads(done.stdout)
 
 
-def _floor(call, inputs: list, count: int) -> dict:
-    """`call` (the model, in this process) on the same inputs, one at a time."""
+def _floor(call, inputs: list, count: int, idle: float = 0.0) -> dict:
+    """`call` (the model, in this process) on the same inputs, one at a time, `idle` seconds apart."""
     latencies = []
     started = time.perf_counter()
     for i in range(count):
+        if idle:
+            time.sleep(idle)
         begin = time.perf_counter()
         call(inputs[i % len(inputs)])
         latencies.append(time.perf_counter() - begin)
     wall = time.perf_counter() - started
     ordered = sorted(latencies)
     return {"p50_ms": statistics.median(ordered) * 1000, "p99_ms": ordered[int(0.99 * len(ordered))] * 1000,
-            "req_per_s": count / wall, "statuses": {"200": count}, "error_count": 0}
+            "req_per_s": count / (sum(latencies) if idle else wall), "statuses": {"200": count}, "error_count": 0}
 
 
 def _fsync_probe(folder: Path, count: int = 300) -> float:
@@ -298,10 +304,11 @@ def main() -> None:
         for served in servers:
             served.count(_load(served.url, bodies, 8, requests=400))
         load_before = os.getloadavg()
-        floors: dict[str, list[dict]] = {"signature": [], "predict": []}
+        floors: dict[str, list[dict]] = {"signature": [], "predict": [], "idle": []}
         for _ in range(args.rounds):
             floors["signature"].append(_floor(lambda batch: signature(examples=batch), examples, args.requests))
             floors["predict"].append(_floor(loaded.predict, parsed, args.requests))
+            floors["idle"].append(_floor(loaded.predict, parsed, args.requests // 4, IDLE_BETWEEN_CALLS))
             for served in servers:
                 for concurrency in (1, 8):
                     run = served.count(_load(served.url, bodies, concurrency, requests=args.requests, warmup=50))
@@ -325,11 +332,14 @@ def main() -> None:
     print(f"{'path':<34}{'conc':>5}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}{'non-200':>8}")
     print(_row("in-process serving_default", 1, floors["signature"]))
     print(_row("in-process LoadedModel.predict", 1, floors["predict"]))
+    print(_row(f"  the same, {IDLE_BETWEEN_CALLS * 1000:g} ms idle between calls", 1, floors["idle"]))
     for served in servers:
         for concurrency in (1, 8):
             print(_row(served.label, concurrency, served.results[f"c{concurrency}"]))
     print(f"\ngoals: HTTP p50 at concurrency 1 <= 2 x the in-process p50 ({floor_p50:.3f} ms); at concurrency 8 "
           f">= 4 x {REFERENCE_C8_RPS} req/s (the FastAPI server of 9196231 as the issue measured it) and p99 < 10 ms")
+    print("'idle between calls': the same model call, each after a pause; what it costs over the back-to-back call "
+          "is the machine's, not the server's (docs/serving.md)")
     print(f"an fsync of one 600-byte line on this disk (after the rounds): p50 {fsync_ms:.3f} ms, which every durable "
           f"answer at concurrency 1 pays on top of the HTTP path; 'no log' is the same server with --no-request-log")
     before = servers[0] if args.before else None
