@@ -25,6 +25,7 @@ import os
 import sys
 from pathlib import Path
 
+from conveyor import collector
 from data import spans_io
 from pipeline import configs
 
@@ -563,6 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    collector.set_for_commands()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     args = build_parser().parse_args(argv)

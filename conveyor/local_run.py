@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from conveyor import collector
 from conveyor.progress import quiet_logs
 from conveyor.run_summary import RunSummary, read_back
 from metadata import connection, runs
@@ -36,7 +37,8 @@ def run(config: PipelineConfig, verbose: bool = False) -> RunSummary:
             started = time.monotonic()  # the first run of a process loads TFX, TensorFlow and Beam (~10 s)
             mlmd = connection.connection_config(config)
             before = _run_ids(config, mlmd)
-            tfx.orchestration.LocalDagRunner().run(create_pipeline(config, mlmd))
+            with collector.leave_loaded_out():
+                tfx.orchestration.LocalDagRunner().run(create_pipeline(config, mlmd))
         except Exception as exc:  # a failed component or set-up: reported in the summary, traceback in the log
             logging.exception("the run failed")
             error, failed = f"{type(exc).__name__}: {exc}", progress.failed_component()
