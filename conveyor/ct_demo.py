@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -87,7 +88,8 @@ class ServerProcess:
         return self
 
     def served_version(self, model: str, row: Row) -> str:
-        return send_trips(self.url, model, [row], "probe")[0][3]
+        # Each probe its own request id: the server answers an id it has answered before with 409.
+        return send_trips(self.url, model, [row], f"probe-{uuid.uuid4().hex[:12]}")[0][3]
 
     def wait_for_version(self, model: str, row: Row, version: str, timeout: float = 60.0) -> str:
         deadline = time.monotonic() + timeout
