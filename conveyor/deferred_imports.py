@@ -1,0 +1,47 @@
+"""Defer the import of `tfx.v1.extensions` until something uses it.
+
+`import tfx.v1` imports its `extensions` package eagerly, and that package imports the Google Cloud
+AI Platform client (`google.cloud.aiplatform` with its generated v1 and v1beta1 services): 2.8 s of
+every `conveyor` process on two cores (py-spy, one `conveyor run`), for clients no local run, server
+or monitor ever calls. `defer_extensions()` puts a stand-in module for `tfx.v1.extensions` in
+`sys.modules` before TFX is imported. The stand-in has the real package's spec and path, so
+`import tfx.v1` and `import tfx.v1.extensions.google_cloud_ai_platform` work unchanged; the first
+attribute read that the stand-in does not have (`tfx.v1.extensions.google_cloud_ai_platform`, its
+`__all__`) executes the real package into it, which is then the ordinary module.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import types
+from typing import Any
+
+EXTENSIONS = "tfx.v1.extensions"
+
+
+class _LoadsOnFirstUse(types.ModuleType):
+    def __getattr__(self, name: str) -> Any:  # only called for attributes the module lacks
+        self.__class__ = types.ModuleType
+        self.__spec__.loader.exec_module(self)
+        return getattr(self, name)
+
+
+def defer_extensions() -> None:
+    """Stand in for `tfx.v1.extensions` until first use; a no-op once TFX's `v1` is imported."""
+    if "tfx.v1" in sys.modules or EXTENSIONS in sys.modules:
+        return
+    tfx_spec = importlib.util.find_spec("tfx")  # finds the package without importing it
+    if tfx_spec is None or not tfx_spec.submodule_search_locations:
+        return
+    for root in tfx_spec.submodule_search_locations:
+        init = os.path.join(root, "v1", "extensions", "__init__.py")
+        if os.path.exists(init):
+            break
+    else:
+        return
+    spec = importlib.util.spec_from_file_location(EXTENSIONS, init, submodule_search_locations=[os.path.dirname(init)])
+    module = _LoadsOnFirstUse(EXTENSIONS)
+    for attr, value in (("__spec__", spec), ("__loader__", spec.loader), ("__file__", init), ("__path__", spec.submodule_search_locations), ("__package__", EXTENSIONS)):
+        setattr(module, attr, value)
+    sys.modules[EXTENSIONS] = module
