@@ -50,7 +50,7 @@ notebooks: setup
 	$(PY) -m conveyor.cli notebooks $(ARGS)
 
 ## bench: Conveyor vs the official TFX taxi template (made from the installed wheel) side by side,
-## `make run` cold, a no-change re-run, and the cost per new span over 6 generated spans (~20 min)
+## `make run` cold, a no-change re-run, and the cost per new span over 6 generated spans (8-21 min on 2 cores)
 bench: setup
 	$(PY) -m benchmarks.pipeline_bench $(ARGS)
 
