@@ -28,13 +28,12 @@ def run(config: PipelineConfig, verbose: bool = False) -> RunSummary:
     error = failed = None
     with quiet_logs(log_file, verbose) as progress, _scratch(config.home):
         before: set[str] = set()
-        loading = started = time.monotonic()
+        started = time.monotonic()
         try:
-            from tfx import v1 as tfx  # imported here so TensorFlow's start-up chatter goes to the log
+            from tfx import v1 as tfx
 
             from pipeline.pipeline import create_pipeline
 
-            started = time.monotonic()  # the first run of a process loads TFX, TensorFlow and Beam (~10 s)
             mlmd = connection.connection_config(config)
             before = _run_ids(config, mlmd)
             with collector.leave_loaded_out():
@@ -46,7 +45,6 @@ def run(config: PipelineConfig, verbose: bool = False) -> RunSummary:
             run_id=None,
             ok=error is None,
             seconds=time.monotonic() - started,
-            startup_seconds=started - loading,
             log_file=log_file,
             timings=progress.timings,
             error=error,

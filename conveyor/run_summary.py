@@ -37,7 +37,6 @@ class RunSummary:
     infra_failure: str | None = None  # why InfraCheck refused the candidate (None: passed or did not run)
     infra_checked: int = 0  # examples the candidate answered through the serving code
     report_file: Path | None = None  # the HTML run report (None if writing it failed: see the log)
-    startup_seconds: float = 0.0  # importing TFX, TensorFlow and Beam (the first run of a process only)
 
     @property
     def blessed(self) -> bool:
@@ -175,6 +174,5 @@ def format_summary(summary: RunSummary) -> str:
         lines.extend(f"  {line}" for line in details)
         lines.append(f"  (traceback in {summary.log_file})")
     lines.append(f"report: {summary.report_file}" if summary.report_file else "report: not written (see the log)")
-    startup = f" (+ {summary.startup_seconds:.1f} s loading TFX)" if summary.startup_seconds >= 0.1 else ""
-    lines.append(f"total: {summary.seconds:.1f} s{startup}   run: {summary.run_id}   log: {summary.log_file}")
+    lines.append(f"total: {summary.seconds:.1f} s   run: {summary.run_id}   log: {summary.log_file}")
     return "\n".join(lines)
