@@ -6,25 +6,48 @@ every `conveyor` process on two cores (py-spy, one `conveyor run`), for clients 
 or monitor ever calls. `defer_extensions()` puts a stand-in module for `tfx.v1.extensions` in
 `sys.modules` before TFX is imported. The stand-in has the real package's spec and path, so
 `import tfx.v1` and `import tfx.v1.extensions.google_cloud_ai_platform` work unchanged; the first
-attribute read that the stand-in does not have (`tfx.v1.extensions.google_cloud_ai_platform`, its
-`__all__`) executes the real package into it, which is then the ordinary module.
+read of an attribute the stand-in does not have (`tfx.v1.extensions.google_cloud_ai_platform`, its
+`__all__`) executes the real package into it, which is then the ordinary module. Other threads
+reading it meanwhile wait for that load. (importlib's LazyLoader does not fit: the import system
+reads the module's `__spec__` when TFX imports it, and any read makes a LazyLoader module load.)
 """
 from __future__ import annotations
 
 import importlib.util
 import os
 import sys
+import threading
 import types
 from typing import Any
 
 EXTENSIONS = "tfx.v1.extensions"
+_LOADING = "_deferred_import_loading"  # set in the stand-in's namespace while its package executes
+_LOCK = threading.RLock()
 
 
 class _LoadsOnFirstUse(types.ModuleType):
     def __getattr__(self, name: str) -> Any:  # only called for attributes the module lacks
-        self.__class__ = types.ModuleType
-        self.__spec__.loader.exec_module(self)
+        with _LOCK:
+            if type(self) is _LoadsOnFirstUse:
+                if self.__dict__.get(_LOADING):  # the package's own code, reading a name it has not set yet
+                    raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
+                self.__dict__[_LOADING] = True
+                try:
+                    self.__spec__.loader.exec_module(self)
+                finally:
+                    del self.__dict__[_LOADING]
+                self.__class__ = types.ModuleType
         return getattr(self, name)
+
+
+def defer(name: str, init: str) -> types.ModuleType:
+    """Put a stand-in for package `name` (its `__init__.py` at `init`) in `sys.modules`, loaded on first use."""
+    spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[os.path.dirname(init)])
+    module = _LoadsOnFirstUse(name)
+    for attr, value in (("__spec__", spec), ("__loader__", spec.loader), ("__file__", init), ("__path__", spec.submodule_search_locations), ("__package__", name)):
+        setattr(module, attr, value)
+    sys.modules[name] = module
+    return module
 
 
 def defer_extensions() -> None:
@@ -37,11 +60,5 @@ def defer_extensions() -> None:
     for root in tfx_spec.submodule_search_locations:
         init = os.path.join(root, "v1", "extensions", "__init__.py")
         if os.path.exists(init):
-            break
-    else:
-        return
-    spec = importlib.util.spec_from_file_location(EXTENSIONS, init, submodule_search_locations=[os.path.dirname(init)])
-    module = _LoadsOnFirstUse(EXTENSIONS)
-    for attr, value in (("__spec__", spec), ("__loader__", spec.loader), ("__file__", init), ("__path__", spec.submodule_search_locations), ("__package__", EXTENSIONS)):
-        setattr(module, attr, value)
-    sys.modules[EXTENSIONS] = module
+            defer(EXTENSIONS, init)
+            return

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import types
 
 import pytest
+
+from conveyor import deferred_imports
 
 CLOUD_CLIENT = "google.cloud.aiplatform"
 
@@ -48,3 +52,32 @@ def test_the_extensions_still_load_when_used(use: str):
         "print(trainer is component.Trainer, sorted(tfx.extensions.__all__))\n"
     )
     assert lines == ["False", "True", "True ['google_cloud_ai_platform', 'google_cloud_big_query']"]
+
+
+def test_a_deferred_package_loads_once_when_threads_first_use_it_together(tmp_path, monkeypatch):
+    # A package that takes a while to load and, while loading, imports its own submodule.
+    package = tmp_path / "slow_package"
+    package.mkdir()
+    (tmp_path / "load_count.py").write_text("loads = 0\n")
+    (package / "part.py").write_text("WHAT = 'part'\n")
+    (package / "__init__.py").write_text(
+        "import time\nimport load_count\nload_count.loads += 1\ntime.sleep(0.3)\n"
+        "from slow_package import part\nVALUE = 42\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("slow_package", "slow_package.part", "load_count"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    module = deferred_imports.defer("slow_package", str(package / "__init__.py"))
+    import load_count
+
+    assert load_count.loads == 0, "the stand-in must not load its package before first use"
+    seen: list[object] = []
+    threads = [threading.Thread(target=lambda: seen.append(module.VALUE)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert seen == [42, 42, 42, 42]
+    assert load_count.loads == 1
+    assert module.part.WHAT == "part" and sys.modules["slow_package"] is module
+    assert type(module) is types.ModuleType
