@@ -1,6 +1,6 @@
 """`tfx.v1.extensions` is loaded on first use, not by every command (conveyor/deferred_imports.py).
 
-Each case runs in a fresh interpreter: the deferral only acts before TFX is first imported.
+The cases on TFX run in a fresh interpreter: the deferral only acts before TFX is first imported.
 """
 from __future__ import annotations
 
