@@ -34,6 +34,7 @@ def run(config: PipelineConfig, verbose: bool = False) -> RunSummary:
 
             from pipeline.pipeline import create_pipeline
 
+            started = time.monotonic()  # `total` is the pipeline's own time, not importing TFX
             mlmd = connection.connection_config(config)
             before = _run_ids(config, mlmd)
             with collector.leave_loaded_out():
