@@ -1,8 +1,9 @@
 """The Evaluator's configuration, the blessing rule, and how results are read back.
 
-TFMA computes every metric per slice for the candidate and the baseline and checks the thresholds
-configured here (pipeline/configs.py `thresholds`): on the overall slice a floor and a largest drop
-against the baseline; on every slice of the slice features a largest drop against the baseline.
+TFMA computes the compared metrics per slice for the candidate and the baseline, and the counts
+for the candidate alone, and checks the thresholds configured here (pipeline/configs.py
+`thresholds`): on the overall slice a floor and a largest drop against the baseline; on every slice
+of the slice features a largest drop against the baseline.
 `judge` then decides which of TFMA's failures count (the rule, applied by
 pipeline/components/gated_evaluator.py):
 
@@ -30,8 +31,14 @@ from models import features
 from models.model import PROBABILITY_KEY
 from pipeline.configs import PipelineConfig
 
-METRICS = ("ExampleCount", "MeanLabel", "BinaryAccuracy", "AUC", "Precision", "Recall")
-COMPARED_METRICS = ("binary_accuracy", "auc", "precision", "recall")  # shown against the baseline
+# Computed for the candidate and the baseline, shown side by side and gated.
+COMPARED_METRIC_CLASSES = ("BinaryAccuracy", "AUC", "Precision", "Recall")
+COMPARED_METRICS = ("binary_accuracy", "auc", "precision", "recall")
+# Computed for the candidate alone (unless a threshold names one): its eval examples per slice and,
+# as true positives + false negatives at 0.5, its positive ones. Both come from the confusion
+# matrices BinaryAccuracy, Precision and Recall build anyway; MeanLabel would add a combiner per
+# model, example and slice (~15 % of the Evaluator with a baseline, docs/benchmarks.md).
+COUNT_METRIC_CLASSES = ("ExampleCount", "TruePositives", "FalseNegatives")
 NEEDS_BOTH_CLASSES = ("auc", "precision", "recall")
 OVERALL = "overall"
 VERDICT_FILE = "verdict.json"
@@ -44,8 +51,8 @@ def _change(max_drop: float) -> tfma.GenericChangeThreshold:
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     """Slices, metrics and blessing thresholds for the Evaluator."""
     thresholds = {t.metric: t for t in config.thresholds}
-    metrics = []
-    for class_name in METRICS:
+    compared, counts = [], []
+    for class_name in COUNT_METRIC_CLASSES + COMPARED_METRIC_CLASSES:
         name = tfma.metrics.__dict__[class_name]().name
         metric = tfma.MetricConfig(class_name=class_name)
         if name in thresholds:
@@ -59,7 +66,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
                 by_slice = metric.per_slice_thresholds.add()
                 by_slice.slicing_specs.extend(tfma.SlicingSpec(feature_keys=[key]) for key in features.SLICE_FEATURES)
                 by_slice.threshold.change_threshold.CopyFrom(_change(rule.slice_max_drop))
-        metrics.append(metric)
+        (compared if class_name in COMPARED_METRIC_CLASSES or name in thresholds else counts).append(metric)
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
@@ -71,7 +78,10 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
         ],
         slicing_specs=[tfma.SlicingSpec()]
         + [tfma.SlicingSpec(feature_keys=[key]) for key in features.SLICE_FEATURES],
-        metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
+        # TFX's Evaluator names the models candidate and baseline when there is a baseline; with
+        # the candidate alone, TFMA applies every spec to it.
+        metrics_specs=[tfma.MetricsSpec(metrics=compared)]
+        + ([tfma.MetricsSpec(metrics=counts, model_names=[tfma.CANDIDATE_KEY])] if counts else []),
     )
 
 
@@ -189,9 +199,9 @@ def _spec_text(spec: tfma.SlicingSpec) -> str:
 
 
 def class_counts(values: dict[str, float]) -> tuple[int, int]:
-    """(positive, negative) eval examples of a slice, from its example count and mean label."""
+    """(positive, negative) eval examples of a slice: true positives + false negatives, and the rest."""
     total = int(round(values.get("example_count", 0)))
-    positive = int(round(values.get("mean_label", 0.0) * total))
+    positive = int(round(values.get("true_positives", 0.0) + values.get("false_negatives", 0.0)))
     return positive, total - positive
 
 

@@ -35,7 +35,7 @@ GATE = evaluation.Gate(min_slice_examples=100, min_class_examples=10)
 
 def test_a_metric_undefined_on_one_class_eval_data_is_not_gated_and_accuracy_still_is():
     # What TFMA reports on an eval split without a positive label: AUC 0.0, accuracy defined.
-    metrics = {"overall": {"example_count": 400, "mean_label": 0.0, "binary_accuracy": 0.99, "auc": 0.0}}
+    metrics = {"overall": {"example_count": 400, "true_positives": 0.0, "false_negatives": 0.0, "binary_accuracy": 0.99, "auc": 0.0}}
     failures = [
         evaluation.Failure("overall", "auc", change=False, value=0.0, bound=0.7),
         evaluation.Failure("overall", "auc", change=True, value=-0.8, bound=0.01),
@@ -54,9 +54,9 @@ def test_a_metric_undefined_on_one_class_eval_data_is_not_gated_and_accuracy_sti
 
 def test_a_slice_regression_refuses_and_a_small_slice_is_not_gated():
     metrics = {
-        "overall": {"example_count": 1000, "mean_label": 0.3},
-        "payment_type=Cash": {"example_count": 400, "mean_label": 0.05, "binary_accuracy": 0.70},
-        "trip_start_hour=3": {"example_count": 12, "mean_label": 0.5, "binary_accuracy": 0.40},
+        "overall": {"example_count": 1000, "true_positives": 250, "false_negatives": 50},
+        "payment_type=Cash": {"example_count": 400, "true_positives": 12, "false_negatives": 8, "binary_accuracy": 0.70},
+        "trip_start_hour=3": {"example_count": 12, "true_positives": 4, "false_negatives": 2, "binary_accuracy": 0.40},
     }
     baseline = {"payment_type=Cash": {"binary_accuracy": 0.85}, "trip_start_hour=3": {"binary_accuracy": 0.75}}
     failures = [
@@ -82,9 +82,24 @@ def test_an_empty_eval_split_or_an_unchecked_threshold_refuses():
 
 def test_metrics_and_slices_are_configured():
     config = evaluation.eval_config(PipelineConfig())
-    assert {m.class_name for m in config.metrics_specs[0].metrics} == set(evaluation.METRICS)
+    compared, counts = config.metrics_specs
+    assert [m.class_name for m in compared.metrics] == list(evaluation.COMPARED_METRIC_CLASSES)
+    assert not compared.model_names  # both models
+    assert [m.class_name for m in counts.metrics] == list(evaluation.COUNT_METRIC_CLASSES)
+    assert list(counts.model_names) == [tfma.CANDIDATE_KEY]
     assert [list(s.feature_keys) for s in config.slicing_specs] == [[]] + [[k] for k in features.SLICE_FEATURES]
     assert config.model_specs[0].label_key == features.LABEL_KEY
+
+
+def test_the_counts_go_to_both_models_when_a_threshold_names_one_and_tfma_keeps_one_spec_without_a_baseline():
+    config = evaluation.eval_config(PipelineConfig(thresholds=(Threshold("example_count", 100),)))
+    compared, counts = config.metrics_specs
+    assert "ExampleCount" in [m.class_name for m in compared.metrics]
+    assert "ExampleCount" not in [m.class_name for m in counts.metrics]
+    with_baseline = tfma.utils.update_eval_config_with_defaults(config, has_baseline=True, rubber_stamp=True)
+    assert [list(s.model_names) for s in with_baseline.metrics_specs] == [[tfma.CANDIDATE_KEY, tfma.BASELINE_KEY], [tfma.CANDIDATE_KEY]]
+    alone = tfma.utils.update_eval_config_with_defaults(config, has_baseline=False, rubber_stamp=True)
+    assert [list(s.model_names) for s in alone.metrics_specs] == [[""], [""]]
 
 
 def test_threshold_metric_names_are_tfma_metric_names():
