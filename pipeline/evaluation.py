@@ -31,11 +31,17 @@ from models import features
 from models.model import PROBABILITY_KEY
 from pipeline.configs import PipelineConfig
 
+
+def metric_name(class_name: str) -> str:
+    """The name TFMA gives the results of a metric class (BinaryAccuracy -> binary_accuracy)."""
+    return tfma.metrics.__dict__[class_name]().name
+
+
 # Computed for the candidate and the baseline, shown side by side and gated.
 COMPARED_METRIC_CLASSES = ("BinaryAccuracy", "AUC", "Precision", "Recall")
-COMPARED_METRICS = ("binary_accuracy", "auc", "precision", "recall")
+COMPARED_METRICS = tuple(metric_name(c) for c in COMPARED_METRIC_CLASSES)
 # Computed for the candidate alone (unless a threshold names one): its eval examples per slice and,
-# as true positives + false negatives at 0.5, its positive ones. Both come from the confusion
+# as true positives + false negatives at 0.5, its positive ones. Those two read the confusion
 # matrices BinaryAccuracy, Precision and Recall build anyway; MeanLabel would add a combiner per
 # model, example and slice (1.7-1.9 CPU s of an Evaluator with a baseline, docs/benchmarks.md).
 COUNT_METRIC_CLASSES = ("ExampleCount", "TruePositives", "FalseNegatives")
@@ -53,7 +59,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     thresholds = {t.metric: t for t in config.thresholds}
     compared, counts = [], []
     for class_name in COUNT_METRIC_CLASSES + COMPARED_METRIC_CLASSES:
-        name = tfma.metrics.__dict__[class_name]().name
+        name = metric_name(class_name)
         metric = tfma.MetricConfig(class_name=class_name)
         if name in thresholds:
             rule = thresholds[name]
@@ -90,7 +96,7 @@ def threshold_metric_names(config: tfma.EvalConfig) -> set[str]:
     for spec in config.metrics_specs:
         for metric in spec.metrics:
             if metric.HasField("threshold") or metric.per_slice_thresholds:
-                names.add(tfma.metrics.__dict__[metric.class_name]().name)
+                names.add(metric_name(metric.class_name))
     return names
 
 
