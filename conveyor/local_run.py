@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from conveyor import collector
+from conveyor import beam_memos, collector
 from conveyor.progress import quiet_logs
 from conveyor.run_summary import RunSummary, read_back
 from metadata import connection, runs
@@ -34,6 +34,7 @@ def run(config: PipelineConfig, verbose: bool = False) -> RunSummary:
 
             from pipeline.pipeline import create_pipeline
 
+            beam_memos.install()
             started = time.monotonic()  # `total` is the pipeline's own time, not importing TFX
             mlmd = connection.connection_config(config)
             before = _run_ids(config, mlmd)
