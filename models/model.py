@@ -90,7 +90,12 @@ def build_model(categorical_sizes: dict[str, int], hparams: HParams, steps_per_e
 
 
 class ServingModule(tf.Module):
-    """The exported object: model + transform graph + signatures."""
+    """The exported object: model + transform graph + signatures.
+
+    The functions that call the tf.Transform layer are traced without AutoGraph (here and in
+    `_dataset`): they have no Python control flow over tensors, and AutoGraph would rewrite
+    tf.Transform's own Python on every first trace in a process (~0.5 s per Trainer run).
+    """
 
     def __init__(self, model: keras.Model, tf_transform_output: tft.TFTransformOutput):
         super().__init__()
@@ -100,7 +105,7 @@ class ServingModule(tf.Module):
         self._training_spec = raw_spec
         self._serving_spec = {k: v for k, v in raw_spec.items() if k in features.SERVING_FEATURES}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")], autograph=False)
     def serve_tf_examples(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         parsed = tf.io.parse_example(serialized, self._serving_spec)
         transformed = self.tft_layer(parsed)
@@ -111,7 +116,7 @@ class ServingModule(tf.Module):
             CLASS_KEY: tf.cast(probability > 0.5, tf.int64),
         }
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")], autograph=False)
     def transform_features(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         parsed = tf.io.parse_example(serialized, self._training_spec)
         return self.tft_layer(parsed)
@@ -124,9 +129,19 @@ class ServingModule(tf.Module):
 
 
 def export(model: keras.Model, tf_transform_output: tft.TFTransformOutput, path: str) -> None:
-    """Write the serving SavedModel to `path`."""
+    """Write the serving SavedModel to `path`.
+
+    The tf.Transform layer is a tf_keras model, and tf_keras saves every layer's call functions
+    as extra traces unless told not to (`save_traces=False`, which `Model.save` takes and
+    `tf.saved_model.save` does not, hence tf_keras's option scope). Nothing loads the layer back
+    as a Keras object: the signatures and the transform graph's assets and tables are saved as
+    before, and the export takes ~1 s instead of ~2 s.
+    """
+    from tf_keras.src.saving.legacy.saved_model import utils as tf_keras_saving
+
     module = ServingModule(model, tf_transform_output)
-    tf.saved_model.save(module, path, signatures=module.signatures())
+    with tf_keras_saving.keras_option_scope(save_traces=False):
+        tf.saved_model.save(module, path, signatures=module.signatures())
 
 
 def _dataset(
@@ -144,6 +159,7 @@ def _dataset(
     """
     tft_layer = tf_transform_output.transform_features_layer()
 
+    @tf.autograph.experimental.do_not_convert
     def transform(raw: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
         transformed = tft_layer(raw)
         return {k: transformed[k] for k in MODEL_INPUTS}, transformed[features.LABEL_KEY]

@@ -80,3 +80,24 @@ def test_to_example_names_the_feature_with_a_wrong_type():
     with pytest.raises(ValueError, match="'fare' must be float"):
         to_example({"fare": "abc"})
     assert set(to_example({"fare": "1.5", "company": ""}).features.feature) == {"fare"}
+
+
+def _saved_object_names(path: str) -> set[str]:
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    with open(f"{path}/saved_model.pb", "rb") as handle:
+        saved.ParseFromString(handle.read())
+    graph = saved.meta_graphs[0].object_graph_def
+    return {child.local_name for node in graph.nodes for child in node.children}
+
+
+def test_the_export_carries_the_transform_assets_and_no_keras_layer_traces(exported, tmp_path, shipped_rows):
+    _, keras_model, _, _ = exported
+    _, tft_output = transform_rows(shipped_rows[:64], tmp_path / "tft")
+    path = str(tmp_path / "serving")
+    model.export(keras_model, tft_output, path)
+    assert {f"{key}" for key in features.VOCAB_FEATURES} <= set(tf.io.gfile.listdir(f"{path}/assets"))
+    names = _saved_object_names(path)
+    assert {"serve_tf_examples", "transform_features", "tft_layer"} <= names
+    assert "keras_api" not in names  # tf_keras's extra traces of the transform layer (save_traces=False)
