@@ -15,7 +15,8 @@ def _example(row: dict[str, str], keys) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def exported(shipped_rows, tmp_path_factory):
+def export_dir(shipped_rows, tmp_path_factory):
+    """The rows, the trained Keras model, its transformed rows and the folder `model.export` wrote."""
     rows = shipped_rows[:256]
     outputs, tft_output = transform_rows(rows, tmp_path_factory.mktemp("tft"))
     hparams = model.HParams(batch_size=32)
@@ -27,6 +28,12 @@ def exported(shipped_rows, tmp_path_factory):
     assert any(not np.array_equal(a, b) for a, b in zip(before, keras_model.get_weights()))
     path = str(tmp_path_factory.mktemp("model") / "serving")
     model.export(keras_model, tft_output, path)
+    return rows, keras_model, outputs, path
+
+
+@pytest.fixture(scope="module")
+def exported(export_dir):
+    rows, keras_model, outputs, path = export_dir
     return rows, keras_model, outputs, tf.saved_model.load(path)
 
 
@@ -92,12 +99,9 @@ def _saved_object_names(path: str) -> set[str]:
     return {child.local_name for node in graph.nodes for child in node.children}
 
 
-def test_the_export_carries_the_transform_assets_and_no_keras_layer_traces(exported, tmp_path, shipped_rows):
-    _, keras_model, _, _ = exported
-    _, tft_output = transform_rows(shipped_rows[:64], tmp_path / "tft")
-    path = str(tmp_path / "serving")
-    model.export(keras_model, tft_output, path)
-    assert {f"{key}" for key in features.VOCAB_FEATURES} <= set(tf.io.gfile.listdir(f"{path}/assets"))
+def test_the_export_carries_the_transform_assets_and_no_keras_layer_traces(export_dir):
+    path = export_dir[3]
+    assert set(features.VOCAB_FEATURES) <= set(tf.io.gfile.listdir(f"{path}/assets"))
     names = _saved_object_names(path)
     assert {"serve_tf_examples", "transform_features", "tft_layer"} <= names
     assert "keras_api" not in names  # tf_keras's extra traces of the transform layer (save_traces=False)
