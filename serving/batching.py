@@ -39,7 +39,7 @@ class Job:
     instances: list[Instance]
     model: LoadedModel | None  # None: whatever version serves when the batch runs
     request_id: str
-    future: Any  # resolved by the application's deliver callback
+    future: Any  # a serving.http.Reply (answered inline) or an asyncio.Future, set by the deliver callback
     client_id: bool = False  # request_id came from the client (reserved, released on failure)
     version: str = ""
     outputs: list[dict] = field(default_factory=list)
@@ -117,16 +117,34 @@ class Batcher:
             self._process(jobs, inline=False)
 
     def _process(self, jobs: list[Job], inline: bool) -> None:
+        commit: tuple[int, float] | None = None
         try:
-            self._answer(jobs)
+            commit = self._answer(jobs)
         except Exception:  # a bug here must not kill the thread nor leave requests hanging
             throttled("batch", logging.ERROR, "unexpected error answering a batch", exc_info=True)
             for job in jobs:
                 if job.error is None and not job.logged:  # never answer what is not on disk
                     job.fail(500, "internal error")
-        self.deliver(jobs, inline)
+        if inline:  # the loop thread counts after sending, before it reads another request
+            self.deliver(jobs, inline)
+            self._observe(jobs, commit)
+        else:  # counted before the answers leave, so a client that has its answer sees it counted
+            self._observe(jobs, commit)
+            self.deliver(jobs, inline)
 
-    def _answer(self, jobs: list[Job]) -> None:
+    def _observe(self, jobs: list[Job], commit: tuple[int, float] | None) -> None:
+        try:
+            if commit is not None:
+                metrics.LOG_BYTES.inc(commit[0])
+                metrics.LOG_COMMIT.observe(commit[1])
+            for job in jobs:
+                if job.error is None:
+                    self._count(job)
+        except Exception:
+            throttled("metrics", logging.ERROR, "unexpected error counting a batch", exc_info=True)
+
+    def _answer(self, jobs: list[Job]) -> tuple[int, float] | None:
+        """Predict and log `jobs`; (bytes, seconds) of the request-log commit, if there was one."""
         groups: dict[int, tuple[LoadedModel, list[Job]]] = {}
         for job in jobs:
             model = job.model
@@ -140,13 +158,10 @@ class Batcher:
         for model, group in groups.values():
             self._predict(model, group)
         answered = [job for job in jobs if job.error is None]
-        if answered and self.requests is not None:
-            self._log(answered)
+        commit = self._log(answered) if answered and self.requests is not None else None
         for job in answered:
             job.logged = job.error is None
-        for job in answered:
-            if job.error is None:
-                self._count(job)
+        return commit
 
     def _predict(self, model: LoadedModel, group: list[Job]) -> None:
         instances = [instance for job in group for instance in job.instances]
@@ -170,7 +185,7 @@ class Batcher:
             job.outputs = outputs[start : start + len(job.instances)]
             start += len(job.instances)
 
-    def _log(self, answered: list[Job]) -> None:
+    def _log(self, answered: list[Job]) -> tuple[int, float] | None:
         now = datetime.now(timezone.utc)
         records = [
             request_log.record(job.request_id, i, now, self.model_name, job.version, inst.features, out, inst.out_of_domain)
@@ -180,8 +195,9 @@ class Batcher:
         metrics.LOG_PENDING.inc(len(records))
         started = time.perf_counter()
         try:
-            metrics.LOG_BYTES.inc(self.requests.append(records, now))
+            written = self.requests.append(records, now)
             self.log_error = None
+            return written, time.perf_counter() - started
         except OSError as exc:
             self.log_failed_at = time.monotonic()
             self.log_error = f"the request log cannot be written ({exc})"
@@ -189,9 +205,9 @@ class Batcher:
             throttled("log", logging.ERROR, self.log_error)
             for job in answered:
                 job.fail(503, f"{self.log_error}; the prediction was not served")
+            return None
         finally:
             metrics.LOG_PENDING.dec(len(records))
-            metrics.LOG_COMMIT.observe(time.perf_counter() - started)
 
     def _count(self, job: Job) -> None:
         for instance, output in zip(job.instances, job.outputs):

@@ -16,8 +16,9 @@ whole prediction is twice the model call (0.3-0.5 ms); this layer answers the sa
 - accept() failing for lack of descriptors or memory pauses accepting with a backoff, logged at
   most once per 10 s with a count; a client that disconnects mid-request is counted, not logged.
 
-The application answers each request with a Response or an asyncio.Future of one; it also shapes
-the errors this layer produces (its `error`), so every response has one error format.
+The application answers each request with a Response, a Reply (answered later in a turn of the
+loop, sent at once) or an asyncio.Future of one; it also shapes the errors this layer produces
+(its `error`), so every response has one error format.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Protocol
+from typing import Callable, Protocol
 
 import httptools
 
@@ -78,8 +79,41 @@ class Response:
     version: str = ""  # the model version that answered, for the application's metrics
 
 
+class Reply:
+    """A response the application gives later, on the loop thread. Where an asyncio.Future would
+    call its waiter back one turn of the loop later (a wake-up of the selector in between), a
+    Reply sends the response as soon as it is set: the requests answered in one turn are sent
+    in that turn, before the batch's bookkeeping."""
+
+    __slots__ = ("_response", "_send")
+
+    def __init__(self) -> None:
+        self._response: Response | None = None
+        self._send: Callable[[Response], None] | None = None
+
+    def done(self) -> bool:
+        return self._response is not None
+
+    def set_result(self, response: Response) -> None:
+        self._response = response
+        if self._send is not None:
+            self._call(self._send)
+
+    def then(self, send: Callable[[Response], None]) -> None:
+        if self._response is not None:
+            self._call(send)
+        else:
+            self._send = send
+
+    def _call(self, send: Callable[[Response], None]) -> None:
+        try:
+            send(self._response)
+        except Exception:  # one connection's failure must not stop the others' answers
+            throttled("reply", logging.ERROR, "unexpected error sending a response", exc_info=True)
+
+
 class Application(Protocol):
-    def handle(self, request: Request) -> Response | asyncio.Future: ...
+    def handle(self, request: Request) -> Response | Reply | asyncio.Future: ...
 
     def error(self, status: int, message: str, headers: dict[str, str] | None) -> Response: ...
 
@@ -228,6 +262,8 @@ class Connection(asyncio.Protocol):
             result = self.server.app.error(500, "internal error", request.headers)
         if isinstance(result, Response):
             self._respond(request, result, keep_alive)
+        elif isinstance(result, Reply):
+            result.then(lambda response: self._respond(request, response, keep_alive))
         else:
             result.add_done_callback(lambda done: self._answered(done, request, keep_alive))
 

@@ -66,13 +66,14 @@ class RequestLog:
         self._file = None
         self._path: Path | None = None
         self._name = name or f"{socket.gethostname()}-{os.getpid()}.jsonl"
+        self._hour: tuple[int, Path] = (-1, self.root)  # (hours since the epoch, its partition folder)
         self.commits = 0  # writes + fsyncs done: fewer than appends when commits were shared
 
     def append(self, records: Iterable[Record], when: datetime | None = None) -> int:
         """Write `records` (already carrying their "time") durably in the partition of `when`;
         returns the bytes written. Raises OSError if they could not be made durable."""
         when = when or datetime.now(timezone.utc)
-        entry = _Append(partition_dir(self.root, when), b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records))
+        entry = _Append(self._partition(when), b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records))
         with self._cond:
             self._queue.append(entry)
             while not entry.done:
@@ -96,6 +97,12 @@ class RequestLog:
         if entry.error is not None:
             raise entry.error
         return len(entry.data)
+
+    def _partition(self, when: datetime) -> Path:
+        hour, cached = int(when.timestamp()) // 3600, self._hour  # one read: other threads may replace it
+        if hour != cached[0]:  # formatting the folder's name costs more than the rest of an append
+            cached = self._hour = (hour, partition_dir(self.root, when))
+        return cached[1]
 
     def _commit(self, batch: list[_Append]) -> None:
         by_partition: dict[Path, list[bytes]] = {}

@@ -41,7 +41,7 @@ from pipeline.configs import PipelineConfig
 from serving import metrics, request_log, status
 from serving.batching import Batcher, Job
 from serving.host import END, ModelHost, NoModelError, VersionUnavailable
-from serving.http import HttpServer, Limits, Request, Response, bind
+from serving.http import HttpServer, Limits, Reply, Request, Response, bind
 
 log = logging.getLogger(__name__)
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -106,7 +106,7 @@ class App:
         self.returning: Callable[[float], int] = lambda within: 0  # serving.http.HttpServer.returning
 
     # serving.http.Application
-    def handle(self, request: Request) -> Response | asyncio.Future:
+    def handle(self, request: Request) -> Response | Reply | asyncio.Future:
         request_id, problem = _request_id(request.headers)
         try:
             if problem:
@@ -132,7 +132,7 @@ class App:
         metrics.CONNECTIONS.set(open_now)
 
     # routing
-    def _route(self, request: Request, request_id: str) -> Response | asyncio.Future:
+    def _route(self, request: Request, request_id: str) -> Response | Reply | asyncio.Future:
         path = request.path
         if path in ("/livez", "/readyz", "/metrics"):
             request.route = METRICS if path == "/metrics" else HEALTH
@@ -172,7 +172,7 @@ class App:
         return self._status(request_id, version)
 
     # predict
-    def _predict(self, request: Request, request_id: str, version: str | None) -> Response | asyncio.Future:
+    def _predict(self, request: Request, request_id: str, version: str | None) -> Response | Reply | asyncio.Future:
         if len(request.body) > INLINE_PARSE_BYTES:
             return self.loop.create_task(self._predict_parsed_off_loop(request, request_id, version))
         return self._submit(self._parse(request.body), request_id, version, "x-request-id" in request.headers, inline=True)
@@ -210,7 +210,7 @@ class App:
             raise ApiError(503, self.host.no_model_reason(), retry_after=self.config.poll_seconds)
         if client_id and not self.ids.reserve(request_id):
             raise ApiError(409, f"{REQUEST_ID_HEADER} {request_id!r} was already answered: labels are joined on it, use a new one")
-        future = self.loop.create_future()
+        future = Reply() if inline else self.loop.create_future()
         job = Job(instances, model, request_id, future, client_id)
         if inline:
             self._pending.append(job)
@@ -386,7 +386,7 @@ def _request_id(headers: dict[str, str]) -> tuple[str, str | None]:
     )
 
 
-def _resolve(answers: list[tuple[asyncio.Future, Response]]) -> None:
+def _resolve(answers: list[tuple[Reply | asyncio.Future, Response]]) -> None:
     for future, response in answers:
         if not future.done():
             future.set_result(response)

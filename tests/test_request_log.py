@@ -75,3 +75,13 @@ def test_retention_deletes_old_hours_then_the_oldest_over_the_size_limit(tmp_pat
     oldest = request_log.partitions(tmp_path)[0][1]
     assert request_log.enforce_retention(tmp_path, now, max_age_hours=0, max_bytes=0) == [oldest]
     assert len(request_log.partitions(tmp_path)) == 2  # the current and the previous hour always stay
+
+
+def test_appends_land_in_the_partition_of_their_own_hour(tmp_path):
+    log = request_log.RequestLog(tmp_path, name="w.jsonl")
+    late, next_hour = datetime(2026, 11, 22, 6, 59, 59, 999999, tzinfo=timezone.utc), datetime(2026, 11, 22, 7, tzinfo=timezone.utc)
+    for request_id, when in [("a", late), ("b", next_hour), ("c", late), ("d", next_hour + timedelta(days=1))]:
+        log.append(_records(request_id, 1, when), when)  # "c": a batch of 06:59 committed after one of 07:00
+    found = {folder.relative_to(tmp_path).as_posix(): [r["request_id"] for r in request_log.read(tmp_path, start, start + timedelta(hours=1)).records]
+             for start, folder in request_log.partitions(tmp_path)}
+    assert found == {"date=2026-11-22/hour=06": ["a", "c"], "date=2026-11-22/hour=07": ["b"], "date=2026-11-23/hour=07": ["d"]}

@@ -191,3 +191,28 @@ def test_metrics_scrape_in_prometheus_format(served, good):
     assert metric(scraped, "conveyor_request_log_commit_seconds_count") >= 5
     assert metric(scraped, "conveyor_request_log_pending_records") == 0
     assert metric(scraped, "conveyor_serving_version") == int(version)
+
+
+def test_pipelined_predictions_are_answered_in_order_each_logged_and_counted_once(served, good):
+    host, port = served.url.removeprefix("http://").split(":")
+    body = json.dumps({"instances": [good]}).encode()
+    ids = [f"pipelined-{time.monotonic_ns()}-{i}" for i in range(3)]
+    requests = b"".join(
+        b"POST %s HTTP/1.1\r\nHost: x\r\nX-Request-Id: %s\r\nContent-Length: %d\r\n%s\r\n%s"
+        % (PREDICT.encode(), rid.encode(), len(body), b"Connection: close\r\n" if i == 2 else b"", body)
+        for i, rid in enumerate(ids)
+    )
+    with served.client() as client:
+        version = client.get("/readyz").json()["version"]
+        before = metric(client.get("/metrics").text, "conveyor_predictions_total", version=version)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(requests)  # one write: each is answered (and the next one read) after the one before
+        answers = b""
+        while chunk := sock.recv(65536):
+            answers += chunk
+    assert answers.count(b"HTTP/1.1 200 OK") == 3, answers[:500]
+    positions = [answers.index(f"X-Request-Id: {rid}".encode()) for rid in ids]
+    assert positions == sorted(positions)
+    with served.client() as client:
+        assert metric(client.get("/metrics").text, "conveyor_predictions_total", version=version) == before + 3
+    assert all(len(_logged(served.config, rid)) == 1 for rid in ids)
