@@ -51,6 +51,7 @@ SCRATCH = configs.REPO_ROOT / "outputs" / "bench-serving"
 # About what a logged answer at concurrency 1 spends away from the model (fsync, HTTP, the client):
 # on a shared machine a call after such a pause costs more than back to back (docs/serving.md).
 IDLE_BETWEEN_CALLS = 0.002
+FSYNC_PAUSE = 0.001  # about the time between two commits of a server answering one client
 
 
 def _span_1_rows() -> list[dict[str, str]]:
@@ -146,12 +147,15 @@ def _floor(call, inputs: list, count: int, idle: float = 0.0) -> dict:
             "req_per_s": count / (sum(latencies) if idle else wall), "statuses": {"200": count}, "error_count": 0}
 
 
-def _fsync_probe(folder: Path, count: int = 300) -> float:
-    """p50 ms of appending a 600-byte line (one logged prediction) and fsync'ing it in `folder`."""
+def _fsync_probe(folder: Path, count: int = 300, pause: float = 0.0) -> float:
+    """p50 ms of appending a 600-byte line (one logged prediction) and fsync'ing it in `folder`,
+    `pause` seconds after the previous one (a server at concurrency 1 commits about every 1 ms)."""
     path = folder / "fsync-probe"
     latencies = []
     with open(path, "ab") as handle:
         for _ in range(count):
+            if pause:
+                time.sleep(pause)
             begin = time.perf_counter()
             handle.write(b"x" * 599 + b"\n")
             handle.flush()
@@ -314,7 +318,7 @@ def main() -> None:
                     run = served.count(_load(served.url, bodies, concurrency, requests=args.requests, warmup=50))
                     served.results.setdefault(f"c{concurrency}", []).append(run)
         load_after = os.getloadavg()
-        fsync_ms = _fsync_probe(SCRATCH / "servers")
+        fsync_ms = _fsync_probe(SCRATCH / "servers"), _fsync_probe(SCRATCH / "servers", pause=FSYNC_PAUSE)
         probes = [(served.label, *_get_while_batches(served, big, 6.0)) for served in servers if served.logs]
         main_server = servers[-1]
         swap_lines = _hot_swaps(main_server, bodies, model.name)
@@ -340,8 +344,9 @@ def main() -> None:
           f">= 4 x {REFERENCE_C8_RPS} req/s (the FastAPI server of 9196231 as the issue measured it) and p99 < 10 ms")
     print("'idle between calls': the same model call, each after a pause; what it costs over the back-to-back call "
           "is the machine's, not the server's (docs/serving.md)")
-    print(f"an fsync of one 600-byte line on this disk (after the rounds): p50 {fsync_ms:.3f} ms, which every durable "
-          f"answer at concurrency 1 pays on top of the HTTP path; 'no log' is the same server with --no-request-log")
+    print(f"an fsync of one 600-byte line on this disk (after the rounds): p50 {fsync_ms[0]:.3f} ms back to back, "
+          f"{fsync_ms[1]:.3f} ms {FSYNC_PAUSE * 1000:g} ms apart as at concurrency 1, where every durable answer pays "
+          f"it on top of the HTTP path; 'no log' is the same server with --no-request-log")
     before = servers[0] if args.before else None
     print(f"{'path':<34}{'c1 p50 ms':>10}{'x floor':>9}{'c8 req/s':>10}{'x 529':>7}{'x before':>9}{'c8 p99 ms':>10}")
     for served in servers:
