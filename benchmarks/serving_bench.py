@@ -318,7 +318,8 @@ def main() -> None:
                     run = served.count(_load(served.url, bodies, concurrency, requests=args.requests, warmup=50))
                     served.results.setdefault(f"c{concurrency}", []).append(run)
         load_after = os.getloadavg()
-        fsync_ms = _fsync_probe(SCRATCH / "servers"), _fsync_probe(SCRATCH / "servers", pause=FSYNC_PAUSE)
+        fsync_ms = _fsync_probe(SCRATCH / "servers")
+        fsync_apart_ms = _fsync_probe(SCRATCH / "servers", pause=FSYNC_PAUSE)
         probes = [(served.label, *_get_while_batches(served, big, 6.0)) for served in servers if served.logs]
         main_server = servers[-1]
         swap_lines = _hot_swaps(main_server, bodies, model.name)
@@ -344,8 +345,8 @@ def main() -> None:
           f">= 4 x {REFERENCE_C8_RPS} req/s (the FastAPI server of 9196231 as the issue measured it) and p99 < 10 ms")
     print("'idle between calls': the same model call, each after a pause; what it costs over the back-to-back call "
           "is the machine's, not the server's (docs/serving.md)")
-    print(f"an fsync of one 600-byte line on this disk (after the rounds): p50 {fsync_ms[0]:.3f} ms back to back, "
-          f"{fsync_ms[1]:.3f} ms {FSYNC_PAUSE * 1000:g} ms apart as at concurrency 1, where every durable answer pays "
+    print(f"an fsync of one 600-byte line on this disk (after the rounds): p50 {fsync_ms:.3f} ms back to back, "
+          f"{fsync_apart_ms:.3f} ms {FSYNC_PAUSE * 1000:g} ms apart as at concurrency 1, where every durable answer pays "
           f"it on top of the HTTP path; 'no log' is the same server with --no-request-log")
     before = servers[0] if args.before else None
     print(f"{'path':<34}{'c1 p50 ms':>10}{'x floor':>9}{'c8 req/s':>10}{'x 529':>7}{'x before':>9}{'c8 p99 ms':>10}")
