@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from models import folded_call
 from models.features import CLASS_KEY, PROBABILITY_KEY
 from models.instances import Instance
 
@@ -25,7 +26,7 @@ class LoadedModel:
     version: str
     path: Path
     saved_model: Any  # the object tf.saved_model.load returned (kept alive for the signature)
-    call: Any  # serving_default traced once more as a plain concrete function: call(examples) -> outputs
+    call: Any  # serving_default as one call: call(examples) -> outputs (models/folded_call.py)
 
     @classmethod
     def load(cls, path: Path, version: str | None = None) -> "LoadedModel":
@@ -34,7 +35,8 @@ class LoadedModel:
         loaded = tf.saved_model.load(str(path))
         if SIGNATURE not in loaded.signatures:
             raise PredictionError(f"{path} has no {SIGNATURE!r} signature (has: {sorted(loaded.signatures)})")
-        return cls(version or Path(path).name, Path(path), loaded, _plain_call(loaded.signatures[SIGNATURE]))
+        plain = _plain_call(loaded.signatures[SIGNATURE])
+        return cls(version or Path(path).name, Path(path), loaded, folded_call.folded(plain) or plain)
 
     def predict(self, instances: list[Instance]) -> list[dict[str, float | int]]:
         """One {probability, predicted_class} per instance, in order."""

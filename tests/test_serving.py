@@ -8,7 +8,6 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import httpx
-import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -65,7 +64,7 @@ def test_predictions_match_the_in_process_model(running, shipped_rows):
         assert response.status_code == 200, response.text
         assert response.headers[server.VERSION_HEADER] == version
         predictions = response.json()["predictions"]
-        np.testing.assert_allclose([p["probability"] for p in predictions], expected["probability"].numpy(), atol=1e-6)
+        assert [p["probability"] for p in predictions] == expected["probability"].numpy().tolist()  # bit for bit
         assert [p["predicted_class"] for p in predictions] == expected["predicted_class"].numpy().tolist()
     assert status["model_version_status"][0] == {"version": version, "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
     signature = meta["metadata"]["signature_def"]["signature_def"]["serving_default"]

@@ -1,0 +1,74 @@
+"""The folded model call: used for a real pushed model, bit for bit the SavedModel's answers, and
+refused when it is not."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from models import folded_call
+from models.instances import Instance, from_row, to_example
+from models.saved_model import LoadedModel
+from pipeline import versions
+
+
+@pytest.fixture(scope="module")
+def pushed(small_run):
+    config, _ = small_run
+    version = versions.serving_version(config.serving_root)
+    return config.serving_root / version
+
+
+def _bytes(outputs) -> dict[str, bytes]:
+    return {key: value.numpy().tobytes() for key, value in outputs.items()}
+
+
+def test_the_folded_call_answers_exactly_what_the_saved_model_answers(pushed, shipped_rows):
+    model = LoadedModel.load(pushed)
+    assert not isinstance(model.call, tf.types.experimental.ConcreteFunction), "the folded call was refused"
+    signature = model.saved_model.signatures["serving_default"]
+    examples = [to_example(from_row(row)) for row in shipped_rows[:2048]]
+    batches = [examples[i : i + 1] for i in range(256)] + [examples[i : i + 8] for i in range(0, 2048, 8)]
+    batches += [examples[i : i + 256] for i in range(0, 2048, 256)]
+    for batch in batches:
+        tensor = tf.constant(batch)
+        assert _bytes(model.call(tensor)) == _bytes(signature(examples=tensor))
+
+
+def test_a_folded_call_that_differs_in_one_bit_is_refused(pushed, monkeypatch, caplog):
+    fold = folded_call._fold
+
+    def off_by_one_ulp(call):
+        run = fold(call)
+
+        def nudged(examples):
+            outputs = dict(run(examples))
+            probability = outputs["probability"].numpy()
+            probability.flat[-1] = np.nextafter(probability.flat[-1], np.float32(1))
+            outputs["probability"] = tf.constant(probability)
+            return outputs
+
+        return nudged
+
+    monkeypatch.setattr(folded_call, "_fold", off_by_one_ulp)
+    with caplog.at_level(logging.WARNING, logger=folded_call.__name__):
+        model = LoadedModel.load(pushed)
+    assert isinstance(model.call, tf.types.experimental.ConcreteFunction)
+    assert "does not answer exactly" in caplog.text
+
+
+def test_a_call_that_cannot_be_folded_keeps_the_plain_call(pushed, shipped_rows, monkeypatch, caplog):
+    def broken(call):
+        raise ValueError("no graph")
+
+    monkeypatch.setattr(folded_call, "_fold", broken)
+    with caplog.at_level(logging.WARNING, logger=folded_call.__name__):
+        model = LoadedModel.load(pushed)
+    assert isinstance(model.call, tf.types.experimental.ConcreteFunction)
+    assert "could not be folded (ValueError: no graph)" in caplog.text
+    feats = [from_row(row) for row in shipped_rows[:8]]
+    answers = model.predict([Instance(to_example(f), f) for f in feats])
+    expected = model.saved_model.signatures["serving_default"](examples=tf.constant([to_example(f) for f in feats]))
+    assert [a["probability"] for a in answers] == expected["probability"].numpy().tolist()
