@@ -272,6 +272,7 @@ def main() -> None:
     examples = [tf.constant([to_example(i)]) for i in instances[:200]]
     signature = tf.saved_model.load(str(model)).signatures["serving_default"]
     loaded = LoadedModel.load(model)  # what the server calls: parsed instances -> predictions
+    loaded.fold()
     rules = FeatureRules.from_schema(source.schema_path)
     parsed = [[parse_instance(i, rules)] for i in instances[:200]]
 

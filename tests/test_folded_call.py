@@ -3,6 +3,7 @@ refused when it is not."""
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from models import folded_call
 from models.instances import Instance, from_row, to_example
 from models.saved_model import LoadedModel
 from pipeline import versions
+from serving.host import ModelHost
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +29,7 @@ def _bytes(outputs) -> dict[str, bytes]:
 
 def test_the_folded_call_answers_exactly_what_the_saved_model_answers(pushed, shipped_rows):
     model = LoadedModel.load(pushed)
-    assert not isinstance(model.call, tf.types.experimental.ConcreteFunction), "the folded call was refused"
+    assert model.fold() and model.folded, "the folded call was refused"
     signature = model.saved_model.signatures["serving_default"]
     examples = [to_example(from_row(row)) for row in shipped_rows[:2048]]
     batches = [examples[i : i + 1] for i in range(256)] + [examples[i : i + 8] for i in range(0, 2048, 8)]
@@ -55,7 +57,8 @@ def test_a_folded_call_that_differs_in_one_bit_is_refused(pushed, monkeypatch, c
     monkeypatch.setattr(folded_call, "_fold", off_by_one_ulp)
     with caplog.at_level(logging.WARNING, logger=folded_call.__name__):
         model = LoadedModel.load(pushed)
-    assert isinstance(model.call, tf.types.experimental.ConcreteFunction)
+        assert not model.fold()
+    assert isinstance(model.call, tf.types.experimental.ConcreteFunction) and not model.folded
     assert "does not answer exactly" in caplog.text
 
 
@@ -66,9 +69,27 @@ def test_a_call_that_cannot_be_folded_keeps_the_plain_call(pushed, shipped_rows,
     monkeypatch.setattr(folded_call, "_fold", broken)
     with caplog.at_level(logging.WARNING, logger=folded_call.__name__):
         model = LoadedModel.load(pushed)
-    assert isinstance(model.call, tf.types.experimental.ConcreteFunction)
+        assert not model.fold()
+    assert isinstance(model.call, tf.types.experimental.ConcreteFunction) and not model.folded
     assert "could not be folded (ValueError: no graph)" in caplog.text
     feats = [from_row(row) for row in shipped_rows[:8]]
     answers = model.predict([Instance(to_example(f), f) for f in feats])
     expected = model.saved_model.signatures["serving_default"](examples=tf.constant([to_example(f) for f in feats]))
     assert [a["probability"] for a in answers] == expected["probability"].numpy().tolist()
+
+
+def test_a_version_serves_once_loaded_and_then_through_its_folded_call(pushed, caplog):
+    host = ModelHost(pushed.parent, poll_seconds=60)
+    try:
+        with caplog.at_level(logging.INFO, logger="serving.host"):
+            assert host.refresh()
+            model = host.current()
+            deadline = time.monotonic() + 60
+            while not model.folded and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert model.folded and host.current() is model
+        said = [record.getMessage() for record in caplog.records]
+        swapped = said.index(f"serving version {pushed.name} (was none)")
+        assert any(f"version {pushed.name} answers through its folded graph" in line for line in said[swapped + 1:]), said
+    finally:
+        host.close()

@@ -49,7 +49,8 @@ def _predict(client: httpx.Client, instances, path=f"/v1/models/{MODEL}:predict"
 
 
 def test_predictions_match_the_in_process_model(running, shipped_rows):
-    config, url, _ = running
+    config, url, built = running
+    wait_for(lambda: built.host.current().folded, what="the serving version's folded call")
     version = versions.serving_version(config.serving_root)
     rows = shipped_rows[:20]
     loaded = tf.saved_model.load(str(config.serving_root / version))
