@@ -1,9 +1,12 @@
 """serving_default as one graph with its constants folded in, used only where it answers bit for bit.
 
-The server's model call (`LoadedModel.call`) is the SavedModel's signature traced as a concrete
-function: a chain of nested function calls reading ~40 variables. Inlining those calls into one
-graph and turning the variables into constants lets TensorFlow skip the call frames and the
-variable reads: 0.43-0.46 against 0.52-0.54 ms per single-instance call (docs/serving.md).
+The traced call (`LoadedModel.load`) is the SavedModel's signature as a concrete function: a chain
+of nested function calls reading ~40 variables, whose ops TensorFlow's default executor hands to
+its inter-op threads. The folded call is the same computation inlined into one graph, with the
+variables turned into constants, run by the single-threaded executor (the ops run in the calling
+thread; kernels still use the intra-op pool). Single-instance calls in one process, medians: 0.33
+and 0.40 against 0.40 and 0.52 ms back to back, and 0.49 and 0.54 against 0.65 and 0.71 ms with
+1 ms idle before each, as a server's calls come (docs/serving.md).
 
 Not every variable becomes a constant. Under oneDNN (TensorFlow's default on x86 CPUs) a matrix
 product whose weights are constants runs other kernels, and a fully frozen graph's probabilities
@@ -17,7 +20,8 @@ traced call answers, and the traced call still answers what it did before the co
 Otherwise `folded` returns None and the caller keeps the traced call.
 
 TensorFlow has no public API for this: the conversion is convert_variables_to_constants_v2's, with
-its variable filter, from tensorflow.python.framework; tests/test_folded_call.py pins it.
+its variable filter, from tensorflow.python.framework, and the executor is chosen through
+tensorflow.python.eager.context; tests/test_folded_call.py pins both.
 """
 from __future__ import annotations
 
@@ -36,6 +40,9 @@ MATRIX_OPS = frozenset({
     "Conv2D", "Conv3D", "DepthwiseConv2dNative", "_FusedConv2D",
 })
 _PASS_THROUGH = frozenset({"ReadVariableOp", "Identity"})
+# Runs the graph's ops in the calling thread (kernels still use the intra-op pool): no hand-offs to
+# inter-op threads, which after an idle moment must first be woken up.
+EXECUTOR = "SINGLE_THREADED_EXECUTOR"
 PROBE_COUNT = 256
 Outputs = dict[str, Any]
 
@@ -72,6 +79,7 @@ def probe_batches(count: int = PROBE_COUNT, seed: int = 0) -> list[Any]:
 
 def _fold(call: Any) -> Callable[[Any], Outputs]:
     import tensorflow as tf
+    from tensorflow.python.eager import context
     from tensorflow.python.framework import convert_to_constants
 
     data = convert_to_constants._FunctionConverterDataInEager(
@@ -85,7 +93,8 @@ def _fold(call: Any) -> Callable[[Any], Outputs]:
     structure = call.structured_outputs
 
     def run(examples: Any) -> Outputs:
-        return tf.nest.pack_sequence_as(structure, graph._call_flat([examples, *handles], []))
+        with context.function_executor_type(EXECUTOR):
+            return tf.nest.pack_sequence_as(structure, graph._call_flat([examples, *handles], []))
 
     return run
 
