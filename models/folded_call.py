@@ -51,18 +51,18 @@ def folded(call: Any) -> Callable[[Any], Outputs] | None:
     """`call` (a ConcreteFunction of one string tensor) inlined and folded, or None if that does
     not answer exactly what `call` answers. Never raises."""
     try:
-        probes = probe_batches()
+        probes = _probe_batches()
         before = [_bytes(call(batch)) for batch in probes]
         candidate = _fold(call)
         if all(_bytes(call(b)) == want and _bytes(candidate(b)) == want for b, want in zip(probes, before)):
             return candidate
-        log.warning("the folded model call does not answer exactly as the SavedModel: serving the plain call")
+        log.warning("the folded model call does not answer exactly as the SavedModel: keeping the traced call")
     except Exception as exc:  # any failure here only costs speed
-        log.warning("the model call could not be folded (%s: %s): serving the plain call", type(exc).__name__, exc)
+        log.warning("the model call could not be folded (%s: %s): keeping the traced call", type(exc).__name__, exc)
     return None
 
 
-def probe_batches(count: int = PROBE_COUNT, seed: int = 0) -> list[Any]:
+def _probe_batches(count: int = PROBE_COUNT, seed: int = 0) -> list[Any]:
     """Tensors of serialized synthetic instances: 16 alone, the first 64 in eights, and all of them."""
     import tensorflow as tf
 

@@ -62,7 +62,7 @@ def test_a_folded_call_that_differs_in_one_bit_is_refused(pushed, monkeypatch, c
     assert "does not answer exactly" in caplog.text
 
 
-def test_a_call_that_cannot_be_folded_keeps_the_plain_call(pushed, shipped_rows, monkeypatch, caplog):
+def test_a_call_that_cannot_be_folded_keeps_the_traced_call(pushed, shipped_rows, monkeypatch, caplog):
     def broken(call):
         raise ValueError("no graph")
 
