@@ -19,9 +19,13 @@ instances (one at a time, in batches of 8, and all together), it answers exactly
 traced call answers, and the traced call still answers what it did before the conversion.
 Otherwise `folded` returns None and the caller keeps the traced call.
 
+The host folds a version after it starts serving (serving/host.py), so the conversion must not
+disturb the traced call meanwhile.
+
 TensorFlow has no public API for this: the conversion is convert_variables_to_constants_v2's, with
-its variable filter, from tensorflow.python.framework, and the executor is chosen through
-tensorflow.python.eager.context; tests/test_folded_call.py pins both.
+its variable filter (tensorflow.python.framework.convert_to_constants), the graph is wrapped with
+tensorflow.python.eager.wrap_function and the executor chosen through tensorflow.python.eager.context;
+tests/test_folded_call.py pins them.
 """
 from __future__ import annotations
 
@@ -79,7 +83,7 @@ def _probe_batches(count: int = PROBE_COUNT, seed: int = 0) -> list[Any]:
 
 def _fold(call: Any) -> Callable[[Any], Outputs]:
     import tensorflow as tf
-    from tensorflow.python.eager import context
+    from tensorflow.python.eager import context, wrap_function
     from tensorflow.python.framework import convert_to_constants
 
     data = convert_to_constants._FunctionConverterDataInEager(
@@ -87,9 +91,13 @@ def _fold(call: Any) -> Callable[[Any], Outputs]:
     for name in _read_by_matrix_ops(data.graph_def, list(data.tensor_data)):
         del data.tensor_data[name]
     graph_def, converted = convert_to_constants._replace_variables_by_constants(converter_data=data)
-    graph = convert_to_constants._construct_concrete_function(call, graph_def, converted)
-    by_name = {tensor.name: value for tensor, value in zip(call.inputs[1:], call.captured_inputs)}
-    handles = [by_name[tensor.name] for tensor in graph.inputs[1:]]  # the variables left, in order
+    # Not _construct_concrete_function: it first removes the graph's functions from the eager
+    # context, and the traced call may be answering requests meanwhile.
+    captured = zip(call.graph.internal_captures, call.captured_inputs)  # (placeholder, variable handle)
+    left = [(placeholder, value) for i, (placeholder, value) in enumerate(captured) if i not in converted]
+    graph = wrap_function.function_from_graph_def(
+        graph_def, [call.inputs[0].name] + [placeholder.name for placeholder, _ in left], [tensor.name for tensor in call.outputs])
+    handles = [value for _, value in left]  # the variables left, in the graph's input order
     structure = call.structured_outputs
 
     def run(examples: Any) -> Outputs:

@@ -3,6 +3,7 @@ refused when it is not."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import numpy as np
@@ -93,3 +94,31 @@ def test_a_version_serves_once_loaded_and_then_through_its_folded_call(pushed, c
         assert any(f"version {pushed.name} answers through its folded graph" in line for line in said[swapped + 1:]), said
     finally:
         host.close()
+
+
+def test_folding_while_the_traced_call_answers_changes_no_answer(pushed, shipped_rows):
+    """The host folds a version that already serves: requests keep coming during the conversion."""
+    model = LoadedModel.load(pushed)
+    feats = [from_row(row) for row in shipped_rows[:16]]
+    instances = [Instance(to_example(f), f) for f in feats]
+    expected = model.predict(instances)
+    answers, errors, stop = [], [], threading.Event()
+
+    def keep_asking() -> None:
+        while not stop.is_set():
+            try:
+                answers.append(model.predict(instances))
+            except Exception as exc:  # noqa: BLE001 - any failure is the finding
+                errors.append(exc)
+
+    asker = threading.Thread(target=keep_asking)
+    asker.start()
+    try:
+        assert model.fold()
+        for _ in range(20):
+            answers.append(model.predict(instances))
+    finally:
+        stop.set()
+        asker.join(30)
+    assert not errors, errors[:3]
+    assert len(answers) > 20 and all(answer == expected for answer in answers)
