@@ -40,6 +40,16 @@ def test_the_folded_call_answers_exactly_what_the_saved_model_answers(pushed, sh
         assert _bytes(model.call(tensor)) == _bytes(signature(examples=tensor))
 
 
+def _refused(pushed, monkeypatch, caplog, fold) -> LoadedModel:
+    """A model whose fold() ran with `fold` in place of folded_call._fold: it must keep its traced call."""
+    monkeypatch.setattr(folded_call, "_fold", fold)
+    with caplog.at_level(logging.WARNING, logger=folded_call.__name__):
+        model = LoadedModel.load(pushed)
+        assert not model.fold()
+    assert isinstance(model.call, tf.types.experimental.ConcreteFunction) and not model.folded
+    return model
+
+
 def test_a_folded_call_that_differs_in_one_bit_is_refused(pushed, monkeypatch, caplog):
     fold = folded_call._fold
 
@@ -55,11 +65,7 @@ def test_a_folded_call_that_differs_in_one_bit_is_refused(pushed, monkeypatch, c
 
         return nudged
 
-    monkeypatch.setattr(folded_call, "_fold", off_by_one_ulp)
-    with caplog.at_level(logging.WARNING, logger=folded_call.__name__):
-        model = LoadedModel.load(pushed)
-        assert not model.fold()
-    assert isinstance(model.call, tf.types.experimental.ConcreteFunction) and not model.folded
+    _refused(pushed, monkeypatch, caplog, off_by_one_ulp)
     assert "does not answer exactly" in caplog.text
 
 
@@ -67,11 +73,7 @@ def test_a_call_that_cannot_be_folded_keeps_the_traced_call(pushed, shipped_rows
     def broken(call):
         raise ValueError("no graph")
 
-    monkeypatch.setattr(folded_call, "_fold", broken)
-    with caplog.at_level(logging.WARNING, logger=folded_call.__name__):
-        model = LoadedModel.load(pushed)
-        assert not model.fold()
-    assert isinstance(model.call, tf.types.experimental.ConcreteFunction) and not model.folded
+    model = _refused(pushed, monkeypatch, caplog, broken)
     assert "could not be folded (ValueError: no graph)" in caplog.text
     feats = [from_row(row) for row in shipped_rows[:8]]
     answers = model.predict([Instance(to_example(f), f) for f in feats])
