@@ -51,6 +51,7 @@ def test_the_pushed_model_passed_the_infra_check_on_real_examples(small_run):
     nodes = _nodes(config)
     [blessing] = nodes["Pusher"].inputs["infra_blessing"]
     assert blessing.custom_properties[infra_check.BLESSED_KEY].int_value == 1
+    assert blessing.custom_properties[infra_check.FOLDED_KEY].int_value == 1  # asked through the server's call
     assert "infra check: passed" in run_summary.format_summary(summary)
 
 
@@ -61,7 +62,7 @@ def test_check_model_directly(small_run, refused_run):
     samples = infra_check.sample_examples(examples, "eval", 8)
     assert len(samples) == 8
     good = infra_check.check_model(Path(summary.pushed_path), samples, config.schema_path)
-    assert good == infra_check.InfraResult(True, 8)
+    assert good == infra_check.InfraResult(True, 8, folded=True)
     bad_config, _ = refused_run
     bad_model = _nodes(bad_config)["Trainer"].outputs["model"][0].uri
     bad = infra_check.check_model(Path(bad_model) / "Format-Serving", samples, config.schema_path)

@@ -6,8 +6,9 @@ candidate SavedModel with models.saved_model.LoadedModel and asks it about real 
 eval split (those a client could send: with every feature a request must carry), sent both as raw
 JSON features and as base64 tf.Examples, exactly as a client would.
 The model passes when every request is accepted, every probability is in [0, 1], and both forms
-agree. The InfraBlessing output carries `blessed` 1/0 (what TFX's Pusher reads) and, on failure,
-`failure` with the reason; a model that fails is never pushed.
+agree. The model is asked through the call the server will use: folded when it folds
+(models/folded_call.py). The InfraBlessing output carries `blessed` 1/0 (what TFX's Pusher reads),
+`folded_call` 1/0 and, on failure, `failure` with the reason; a model that fails is never pushed.
 """
 # No `from __future__ import annotations`: TFX reads the real type hints of InfraCheck.
 import base64
@@ -24,6 +25,7 @@ from tfx.utils import io_utils, path_utils
 BLESSED_KEY = "blessed"  # TFX Pusher's key
 FAILURE_KEY = "failure"
 CHECKED_KEY = "checked_examples"
+FOLDED_KEY = "folded_call"
 SAMPLE_SPLIT = "eval"
 SCHEMA_FILE = "schema.pbtxt"
 # Largest difference between the JSON and the tf.Example answer for the same example.
@@ -35,6 +37,7 @@ class InfraResult:
     ok: bool
     checked: int
     failure: Optional[str] = None
+    folded: bool = False  # the answers came through the folded call
 
 
 def sample_examples(
@@ -76,7 +79,7 @@ def check_model(model_dir: Path, samples: List[bytes], schema_path: Path) -> Inf
         return InfraResult(False, 0, "no sample examples to send")
     try:
         model = LoadedModel.load(model_dir, "candidate")
-        model.fold()  # answer through the call the server will use
+        model.fold()
     except Exception as exc:  # any load failure means: do not push
         return InfraResult(False, 0, f"the model does not load: {type(exc).__name__}: {exc}")
     rules = FeatureRules.from_schema(schema_path)
@@ -99,7 +102,7 @@ def check_model(model_dir: Path, samples: List[bytes], schema_path: Path) -> Inf
     worst = max(abs(a["probability"] - b["probability"]) for a, b in zip(as_json, as_b64))
     if worst > AGREEMENT_TOLERANCE:
         return InfraResult(False, len(samples), f"JSON and tf.Example requests disagree by up to {worst:.3g}")
-    return InfraResult(True, len(samples))
+    return InfraResult(True, len(samples), folded=model.folded)
 
 
 @tfx.dsl.components.component
@@ -119,6 +122,7 @@ def InfraCheck(
         result = check_model(Path(path_utils.serving_model_path(model.uri)), samples, schema_path)
     infra_blessing.set_int_custom_property(BLESSED_KEY, int(result.ok))
     infra_blessing.set_int_custom_property(CHECKED_KEY, result.checked)
+    infra_blessing.set_int_custom_property(FOLDED_KEY, int(result.folded))
     if result.failure:
         infra_blessing.set_string_custom_property(FAILURE_KEY, result.failure)
     marker = "INFRA_BLESSED" if result.ok else "INFRA_NOT_BLESSED"
