@@ -52,18 +52,18 @@ PROBE_COUNT = 256
 Outputs = dict[str, Any]
 
 
-def folded(call: Any) -> Callable[[Any], Outputs] | None:
+def folded(call: Any, name: str = "the model") -> Callable[[Any], Outputs] | None:
     """`call` (a ConcreteFunction of one string tensor) inlined and folded, or None if that does
-    not answer exactly what `call` answers. Never raises."""
+    not answer exactly what `call` answers; `name` says whose call in the warnings. Never raises."""
     try:
         probes = _probe_batches()
         before = [_bytes(call(batch)) for batch in probes]
         candidate = _fold(call)
         if all(_bytes(call(b)) == want and _bytes(candidate(b)) == want for b, want in zip(probes, before)):
             return candidate
-        log.warning("the folded model call does not answer exactly as the SavedModel: keeping the traced call")
+        log.warning("%s: the folded model call does not answer exactly as the SavedModel: keeping the traced call", name)
     except Exception as exc:  # any failure here only costs speed
-        log.warning("the model call could not be folded (%s: %s): keeping the traced call", type(exc).__name__, exc)
+        log.warning("%s: the model call could not be folded (%s: %s): keeping the traced call", name, type(exc).__name__, exc)
     return None
 
 

@@ -42,7 +42,7 @@ class LoadedModel:
         """From now on answer through the folded graph, if it answers bit for bit what `call` does
         (models/folded_call.py; 0.3-1.1 s); True if it does. Safe while other threads predict."""
         if not self.folded:
-            faster = folded_call.folded(self.call)
+            faster = folded_call.folded(self.call, f"version {self.version}")
             if faster is not None:
                 self.call, self.folded = faster, True
         return self.folded

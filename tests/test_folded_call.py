@@ -66,7 +66,7 @@ def test_a_folded_call_that_differs_in_one_bit_is_refused(pushed, monkeypatch, c
         return nudged
 
     _refused(pushed, monkeypatch, caplog, off_by_one_ulp)
-    assert "does not answer exactly" in caplog.text
+    assert f"version {pushed.name}: the folded model call does not answer exactly" in caplog.text
 
 
 def test_a_call_that_cannot_be_folded_keeps_the_traced_call(pushed, shipped_rows, monkeypatch, caplog):
@@ -74,7 +74,7 @@ def test_a_call_that_cannot_be_folded_keeps_the_traced_call(pushed, shipped_rows
         raise ValueError("no graph")
 
     model = _refused(pushed, monkeypatch, caplog, broken)
-    assert "could not be folded (ValueError: no graph)" in caplog.text
+    assert f"version {pushed.name}: the model call could not be folded (ValueError: no graph)" in caplog.text
     feats = [from_row(row) for row in shipped_rows[:8]]
     answers = model.predict([Instance(to_example(f), f) for f in feats])
     expected = model.saved_model.signatures["serving_default"](examples=tf.constant([to_example(f) for f in feats]))
