@@ -1,12 +1,15 @@
 """serving_default as one graph with its constants folded in, used only where it answers bit for bit.
 
 The traced call (`LoadedModel.load`) is the SavedModel's signature as a concrete function: a chain
-of nested function calls reading ~40 variables, whose ops TensorFlow's default executor hands to
-its inter-op threads. The folded call is the same computation inlined into one graph, with the
-variables turned into constants, run by the single-threaded executor (the ops run in the calling
-thread; kernels still use the intra-op pool). Single-instance calls in one process, medians: 0.33
-and 0.40 against 0.40 and 0.52 ms back to back, and 0.49 and 0.54 against 0.65 and 0.71 ms with
-1 ms idle before each, as a server's calls come (docs/serving.md).
+of nested function calls reading ~40 variables. TensorFlow runs a function call's executor on one
+of its inter-op threads while the caller waits, and the default executor hands ops to those
+threads too. The folded call is the same computation inlined into one graph, with the variables
+turned into constants, run by the single-threaded executor and called as one eager op
+(StatefulPartitionedCall), which TensorFlow runs synchronously: its kernels run in the calling
+thread, and no other thread has to be woken up. Single-instance calls in one process, medians of
+two runs: 0.37 and 0.31 ms against 0.57 and 0.52 ms for the traced call back to back, and 0.54
+and 0.66 against 0.79 and 0.97 ms with 1 ms idle before each, as a server's calls come
+(docs/serving.md).
 
 Not every variable becomes a constant. Under oneDNN (TensorFlow's default on x86 CPUs) a matrix
 product whose weights are constants runs other kernels, and a fully frozen graph's probabilities
@@ -24,8 +27,9 @@ disturb the traced call meanwhile.
 
 TensorFlow has no public API for this: the conversion is convert_variables_to_constants_v2's, with
 its variable filter (tensorflow.python.framework.convert_to_constants), the graph is wrapped with
-tensorflow.python.eager.wrap_function and the executor chosen through tensorflow.python.eager.context;
-tests/test_folded_call.py pins them.
+tensorflow.python.eager.wrap_function and called through
+tensorflow.python.ops.gen_functional_ops.stateful_partitioned_call; tests/test_folded_call.py pins
+them, and that no work goes to the inter-op threads.
 """
 from __future__ import annotations
 
@@ -45,8 +49,8 @@ MATRIX_OPS = frozenset({
     "Conv2D", "Conv3D", "DepthwiseConv2dNative", "_FusedConv2D",
 })
 _PASS_THROUGH = frozenset({"ReadVariableOp", "Identity"})
-# Runs the graph's ops in the calling thread (kernels still use the intra-op pool): no hand-offs to
-# inter-op threads, which after an idle moment must first be woken up.
+# Runs the graph's ops one after the other in the thread that runs the graph (kernels still use the
+# intra-op pool), rather than spreading them over the inter-op threads.
 EXECUTOR = "SINGLE_THREADED_EXECUTOR"
 PROBE_COUNT = 256
 Outputs = dict[str, Any]
@@ -83,8 +87,7 @@ def _probe_batches(count: int = PROBE_COUNT, seed: int = 0) -> list[Any]:
 
 
 def _fold(call: Any) -> Callable[[Any], Outputs]:
-    import tensorflow as tf
-    from tensorflow.python.eager import context, wrap_function
+    from tensorflow.python.eager import wrap_function
     from tensorflow.python.framework import convert_to_constants
 
     data = convert_to_constants._FunctionConverterDataInEager(
@@ -99,13 +102,27 @@ def _fold(call: Any) -> Callable[[Any], Outputs]:
     graph = wrap_function.function_from_graph_def(
         graph_def, [call.inputs[0].name] + [placeholder.name for placeholder, _ in left], [tensor.name for tensor in call.outputs])
     handles = [value for _, value in left]  # the variables left, in the graph's input order
-    structure = call.structured_outputs
+    return _GraphOp(graph, handles, call.structured_outputs, [tensor.dtype for tensor in call.outputs])
 
-    def run(examples: Any) -> Outputs:
-        with context.function_executor_type(EXECUTOR):
-            return tf.nest.pack_sequence_as(structure, graph._call_flat([examples, *handles], []))
 
-    return run
+class _GraphOp:
+    """Calls the folded graph as one eager op (StatefulPartitionedCall), not as a function.
+
+    A tf.function call runs its executor on one of TensorFlow's inter-op threads while the caller
+    waits; an eager op is run synchronously, its kernels in the calling thread.
+    """
+
+    def __init__(self, graph: Any, handles: list[Any], structure: Any, types: list[Any]):
+        import tensorflow as tf
+        from tensorflow.python.ops import gen_functional_ops
+
+        self.graph = graph  # its function stays registered in the eager context while it lives
+        self.name, self.handles, self.structure, self.types = graph.name, handles, structure, types
+        self._op, self._pack = gen_functional_ops.stateful_partitioned_call, tf.nest.pack_sequence_as
+
+    def __call__(self, examples: Any) -> Outputs:
+        outputs = self._op(args=[examples, *self.handles], Tout=self.types, f=self.name, executor_type=EXECUTOR)
+        return self._pack(self.structure, outputs)
 
 
 def _read_by_matrix_ops(graph_def: Any, names: Iterable[str]) -> set[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,6 +39,62 @@ def test_the_folded_call_answers_exactly_what_the_saved_model_answers(pushed, sh
     for batch in batches:
         tensor = tf.constant(batch)
         assert _bytes(model.call(tensor)) == _bytes(signature(examples=tensor))
+
+
+def _pool_ticks() -> int:
+    """CPU clock ticks used so far by TensorFlow's inter-op threads (named tf_Compute) in this process."""
+    total = 0
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            if (task / "comm").read_text().strip() == "tf_Compute":
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime + stime
+        except OSError:  # the thread ended meanwhile
+            continue
+    return total
+
+
+def test_the_folded_call_runs_in_the_calling_thread(pushed, shipped_rows):
+    """Called as one op, the folded graph hands no work to the inter-op threads; the traced call,
+    a function call, does (the control that shows the measure sees them)."""
+    model = LoadedModel.load(pushed)
+    traced = model.call
+    assert model.fold()
+    batch = tf.constant([to_example(from_row(shipped_rows[0]))])
+
+    def pool_ticks(call) -> int:
+        for _ in range(50):
+            call(batch)
+        before = _pool_ticks()
+        for _ in range(1000):
+            call(batch)
+        return _pool_ticks() - before
+
+    on_pool_traced, on_pool_folded = pool_ticks(traced), pool_ticks(model.call)
+    assert on_pool_traced >= 10, on_pool_traced
+    assert on_pool_folded * 10 <= on_pool_traced, (on_pool_folded, on_pool_traced)
+
+
+def test_concurrent_folded_calls_answer_exactly(pushed, shipped_rows):
+    """The server's event loop and its predict thread (large batches) may call it at the same time."""
+    model = LoadedModel.load(pushed)
+    assert model.fold()
+    examples = [to_example(from_row(row)) for row in shipped_rows[:256]]
+    batches = [tf.constant(examples[:size]) for size in (1, 8, 64, 256)]
+    expected = [_bytes(model.call(batch)) for batch in batches]
+    answers: list[list[dict]] = [[] for _ in batches]
+
+    def ask(i: int) -> None:
+        for _ in range(30):
+            answers[i].append(_bytes(model.call(batches[i])))
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(batches))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert [len(a) for a in answers] == [30] * len(batches)
+    assert all(answer == expected[i] for i, got in enumerate(answers) for answer in got)
 
 
 def _refused(pushed, monkeypatch, caplog, fold) -> LoadedModel:
