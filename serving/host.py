@@ -18,7 +18,9 @@ An entry used within the last EXTRA_MIN_IDLE_SECONDS is not evicted: a client cy
 more versions than fit gets 503 for the ones that do not, instead of a load per request. The
 version replaced by a swap stays loaded as an extra one, so a rollback to it swaps at once.
 Once a version is loaded it serves; the loader thread then folds its model call
-(`LoadedModel.fold`), which later calls use, so folding never delays a swap.
+(`LoadedModel.fold`), which later calls use, so folding never delays a swap. Only versions that
+serve are folded: TensorFlow keeps ~1.6 MB per folded version after it is dropped
+(docs/serving.md), and the versions clients ask for by number must not make that grow.
 
 States (TF Serving's names, GET /v1/models/{name}): AVAILABLE loaded; LOADING; START complete on
 disk and not loaded; END failed to load (error_message says why and when it is retried).
@@ -186,14 +188,10 @@ class ModelHost:
             self._failures.pop(version, None)
         metrics.LOADS.labels(version, "ok").inc()
         metrics.LOAD_SECONDS.observe(time.monotonic() - started)
-        try:
-            self._load_pool.submit(self._fold, model)
-        except RuntimeError:  # closed meanwhile
-            pass
         return model
 
     def _fold(self, model: LoadedModel) -> None:
-        """On the loader thread, once `model` can serve: its faster call, which it answers with from then on."""
+        """On the loader thread, once `model` serves: its faster call, which it answers with from then on."""
         started = time.monotonic()
         if model.fold():
             log.info("version %s answers through its folded graph (%.1f s to fold and check)", model.version, time.monotonic() - started)
@@ -262,6 +260,11 @@ class ModelHost:
         self.last_error = None
         metrics.SERVING_VERSION.set(int(model.version))
         log.info("serving version %s (was %s)", model.version, previous.version if previous else "none")
+        if not model.folded:
+            try:
+                self._load_pool.submit(self._fold, model)
+            except RuntimeError:  # closed meanwhile
+                pass
 
     def _watch_error(self, kind: str, message: str) -> None:
         self.last_error = message

@@ -16,6 +16,7 @@ from models.instances import Instance, from_row, to_example
 from models.saved_model import LoadedModel
 from pipeline import versions
 from serving.host import ModelHost
+from tests.serving_helpers import copy_home
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +152,28 @@ def test_a_version_serves_once_loaded_and_then_through_its_folded_call(pushed, c
         said = [record.getMessage() for record in caplog.records]
         swapped = said.index(f"serving version {pushed.name} (was none)")
         assert any(f"version {pushed.name} answers through its folded graph" in line for line in said[swapped + 1:]), said
+    finally:
+        host.close()
+
+
+def test_only_the_serving_version_is_folded(small_run, tmp_path):
+    """A version a client asks for by number answers through its traced call: TensorFlow keeps
+    memory for every folded version, and such requests must not make it grow."""
+    config = copy_home(small_run, tmp_path / "home")
+    serving = versions.serving_version(config.serving_root)
+    older = versions.republish(config.serving_root, serving, str(int(serving) - 1)).name
+    host = ModelHost(config.serving_root, poll_seconds=60)
+    try:
+        assert host.refresh()
+        deadline = time.monotonic() + 60
+        while not host.current().folded and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert host.current().folded
+        extra = host.version(older).result(timeout=60)
+        end = time.monotonic() + 3  # a fold, had one been queued, takes 0.3-2 s
+        while time.monotonic() < end:
+            assert not extra.folded
+            time.sleep(0.05)
     finally:
         host.close()
 
