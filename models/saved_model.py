@@ -40,7 +40,7 @@ class LoadedModel:
 
     def fold(self) -> bool:
         """From now on answer through the folded graph, if it answers bit for bit what `call` does
-        (models/folded_call.py; 0.3-1.1 s); True if it does. Safe while other threads predict."""
+        (models/folded_call.py; 0.5-2 s); True if it does. Safe while other threads predict."""
         if not self.folded:
             faster = folded_call.folded(self.call, f"version {self.version}")
             if faster is not None:

@@ -19,7 +19,7 @@ more versions than fit gets 503 for the ones that do not, instead of a load per 
 version replaced by a swap stays loaded as an extra one, so a rollback to it swaps at once.
 Once a version is loaded it serves; the loader thread then folds its model call
 (`LoadedModel.fold`), which later calls use, so folding never delays a swap. Only versions that
-serve are folded: TensorFlow keeps ~1.6 MB per folded version after it is dropped
+serve are folded: TensorFlow keeps ~2 MB per folded version after it is dropped
 (docs/serving.md), and the versions clients ask for by number must not make that grow.
 
 States (TF Serving's names, GET /v1/models/{name}): AVAILABLE loaded; LOADING; START complete on
