@@ -16,7 +16,7 @@ from models.instances import Instance, from_row, to_example
 from models.saved_model import LoadedModel
 from pipeline import versions
 from serving.host import ModelHost
-from tests.serving_helpers import copy_home
+from tests.serving_helpers import copy_home, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -145,10 +145,8 @@ def test_a_version_serves_once_loaded_and_then_through_its_folded_call(pushed, c
         with caplog.at_level(logging.INFO, logger="serving.host"):
             assert host.refresh()
             model = host.current()
-            deadline = time.monotonic() + 60
-            while not model.folded and time.monotonic() < deadline:
-                time.sleep(0.05)
-        assert model.folded and host.current() is model
+            wait_for(lambda: model.folded, timeout=60, what="the serving version's folded call")
+        assert host.current() is model
         said = [record.getMessage() for record in caplog.records]
         swapped = said.index(f"serving version {pushed.name} (was none)")
         assert any(f"version {pushed.name} answers through its folded graph" in line for line in said[swapped + 1:]), said
@@ -165,10 +163,7 @@ def test_only_the_serving_version_is_folded(small_run, tmp_path):
     host = ModelHost(config.serving_root, poll_seconds=60)
     try:
         assert host.refresh()
-        deadline = time.monotonic() + 60
-        while not host.current().folded and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert host.current().folded
+        wait_for(lambda: host.current().folded, timeout=60, what="the serving version's folded call")
         extra = host.version(older).result(timeout=60)
         end = time.monotonic() + 3  # a fold, had one been queued, takes 0.3-2 s
         while time.monotonic() < end:
