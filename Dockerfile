@@ -15,6 +15,7 @@ COPY requirements.lock ./
 RUN python -m pip install --no-cache-dir --no-deps -r requirements.lock
 
 COPY setup.py pyproject.toml local_runner.py kubeflow_runner.py ./
+COPY speedups/ speedups/
 COPY models/ models/
 COPY data/ data/
 COPY schema/ schema/

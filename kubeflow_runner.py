@@ -3,7 +3,7 @@
     python kubeflow_runner.py --target kfp|vertex --image IMAGE --pipeline-root gs://... [options]
 
 The same create_pipeline() as local_runner.py, compiled by KubeflowV2DagRunner into a pipeline
-spec (YAML) with every value fixed from flags and CONVEYOR_* variables: see conveyor/kubeflow.py
+spec (YAML) with every value fixed from flags and CONVEYOR_* variables: see conveyor/kubeflow/compiler.py
 for the choices a cluster needs, `--help` for the flags, README.md for the workflow.
 """
 from __future__ import annotations

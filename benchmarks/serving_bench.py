@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conveyor import local_run
+from conveyor.local import runner as local_run
 from data import materialize, spans_io
 from models.instances import FeatureRules, from_row, parse_instance, to_example
 from models.saved_model import LoadedModel

@@ -8,7 +8,7 @@ The benchmarks start every measured pipeline through this module, so Conveyor an
 template are timed by the same code. It listens to the log lines TFX's LocalDagRunner writes for
 each component (the ones the progress lines use) and writes OUT.json at exit:
   components   [[node id, ran/cached/resolved, wall seconds, CPU seconds], ...] in order, every run
-  runs         per Conveyor pipeline pass (conveyor.local_run.run): seconds (wall, read-back and
+  runs         per Conveyor pipeline pass (conveyor.local.runner.run): seconds (wall, read-back and
                report included; `conveyor run` loads TFX before its first pass), ok, span, window,
                components (how many entries of `components` are this run's), binary_accuracy
   first_component  seconds from this module's start to the first component starting
@@ -24,7 +24,7 @@ import runpy
 import sys
 import time
 
-from conveyor.progress import ComponentProgress
+from conveyor.local.progress import ComponentProgress
 
 _STARTED = time.monotonic()
 
@@ -55,8 +55,8 @@ class CostRecorder(ComponentProgress):
 
 
 def _record_runs(recorder: CostRecorder, runs: list[dict]) -> None:
-    """Wrap conveyor.local_run.run (which `conveyor run` calls once per span) to note each pass."""
-    from conveyor import local_run
+    """Wrap conveyor.local.runner.run (which `conveyor run` calls once per span) to note each pass."""
+    from conveyor.local import runner as local_run
 
     run = local_run.run
 

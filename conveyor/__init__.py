@@ -1,14 +1,6 @@
-"""The front door: the `conveyor` command, local runs and their report, viewers, Kubeflow compile/submit.
-
-Importing it defers `tfx.v1.extensions`, the Google Cloud clients no command here calls
-(conveyor/deferred_imports.py): every entry point (the `conveyor` command, local_runner.py,
-kubeflow_runner.py) comes through this package before TFX is imported.
-"""
+"""The front door: the `conveyor` command (cli/), local runs and their report (local/), Kubeflow
+compile, submit and check (kubeflow/), the viewers, the analysis helpers the notebooks use, the demo."""
 from typing import Any
-
-from conveyor import deferred_imports
-
-deferred_imports.defer_extensions()
 
 
 def __getattr__(name: str) -> Any:

@@ -263,7 +263,7 @@ def _launch(config: PipelineConfig, launch: Launch, decision: Decision) -> None:
 
 def watch(tick_once: Callable[[], Decision], interval_seconds: float, max_ticks: int | None = None) -> None:
     """Tick forever (or max_ticks times), printing each decision. `tick_once` is one tick: this
-    module's `tick` on a home, or a cluster tick (conveyor/cluster_ct.py)."""
+    module's `tick` on a home, or a cluster tick (conveyor/kubeflow/cluster_ct.py)."""
     ticks = 0
     while max_ticks is None or ticks < max_ticks:
         print(format_decision(tick_once()), flush=True)

@@ -1,7 +1,7 @@
 """How the controller starts a run: an interface the front door implements (local runs, clusters).
 
 CT decides; it never imports the front door. `conveyor ct` passes a Launch (for a local home, a
-local run; with `--target kfp|vertex`, conveyor/cluster_ct.py's ClusterLaunch, which submits the
+local run; with `--target kfp|vertex`, conveyor/kubeflow/cluster_ct.py's ClusterLaunch, which submits the
 compiled pipeline), and the controller reads the outcome through RunOutcome. A Launch is given the
 config naming the span to ingest and its namespace (`span`, `span_source`: an upstream span or a
 feedback span the controller built) and the trigger ("new_data", "performance+drift", ...), which

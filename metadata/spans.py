@@ -62,12 +62,12 @@ def pending(config: PipelineConfig, namespace: str = UPSTREAM) -> list[int]:
 
 
 def newest(config: PipelineConfig) -> int:
-    """The newest upstream span on disk. Runners always name the span they ingest: a run pinned to
+    """The newest upstream span on disk (LookupError if there is none). Runners always name the span they ingest: a run pinned to
     span N and one left to find the newest span differ in ExampleGen's properties, so they would not
     share a cache."""
     on_disk = spans_io.existing_spans(config.spans_root_uri)
     if not on_disk:
-        raise SystemExit(f"no spans under {config.spans_root_uri} (expected span-N/{spans_io.SPAN_FILE})")
+        raise LookupError(f"no spans under {config.spans_root_uri} (expected span-N/{spans_io.SPAN_FILE})")
     return on_disk[-1]
 
 

@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models import folded_call
+from speedups import folded_call
+from models import features
 from models.features import CLASS_KEY, PROBABILITY_KEY
-from models.instances import Instance
+from models.instances import Instance, to_example
 
 SIGNATURE = "serving_default"
+PROBE_COUNT = 256  # synthetic instances the folded call must answer exactly as the traced call
 
 
 class PredictionError(RuntimeError):
@@ -27,7 +30,7 @@ class LoadedModel:
     path: Path
     saved_model: Any  # the object tf.saved_model.load returned (kept alive for the signature)
     call: Any  # serving_default traced as one concrete function, or folded: call(examples) -> outputs
-    folded: bool = False  # call is the folded graph (models/folded_call.py)
+    folded: bool = False  # call is the folded graph (speedups/folded_call.py)
 
     @classmethod
     def load(cls, path: Path, version: str | None = None) -> "LoadedModel":
@@ -40,9 +43,9 @@ class LoadedModel:
 
     def fold(self) -> bool:
         """From now on answer through the folded graph, if it answers bit for bit what `call` does
-        (models/folded_call.py; 0.5-2 s); True if it does. Safe while other threads predict."""
+        (speedups/folded_call.py; 0.5-2 s); True if it does. Safe while other threads predict."""
         if not self.folded:
-            faster = folded_call.folded(self.call, f"version {self.version}")
+            faster = folded_call.folded(self.call, _probe_batches(), f"version {self.version}")
             if faster is not None:
                 self.call, self.folded = faster, True
         return self.folded
@@ -114,3 +117,18 @@ def _reason(exc: Exception) -> str:
     lines = [line.strip() for line in str(exc).splitlines()]
     useful = [line for line in lines if line and not line.startswith(_TF_NOISE)]
     return useful[0] if useful else type(exc).__name__
+
+
+def _probe_batches(count: int = PROBE_COUNT, seed: int = 0) -> list[Any]:
+    """Tensors of serialized synthetic instances: 16 alone, the first 64 in eights, and all of them."""
+    import tensorflow as tf
+
+    rng = random.Random(seed)
+    values = {"INT": lambda: rng.randrange(0, 100), "FLOAT": lambda: rng.uniform(0.0, 100.0),
+              "BYTES": lambda: rng.choice(("Cash", "Credit Card", "Unknown", "Flash Cab", "no such value"))}
+    examples = [
+        to_example({name: values[features.RAW_TYPES[name]]() for name in features.SERVING_FEATURES})
+        for _ in range(count)
+    ]
+    return ([tf.constant(examples[i : i + 1]) for i in range(16)]
+            + [tf.constant(examples[i : i + 8]) for i in range(0, 64, 8)] + [tf.constant(examples)])

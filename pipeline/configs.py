@@ -44,6 +44,16 @@ SPAN_SOURCES = ("upstream", "feedback")
 TFX_IMAGE = "gcr.io/tfx-oss-public/tfx:1.21.0"
 
 
+class SettingError(ValueError):
+    """A setting with a value it cannot take. `source`: "env" (a CONVEYOR_* variable), "override"
+    (a runner's flag or a caller's argument) or "default"."""
+
+    def __init__(self, field: str, value: Any, expected: str, source: str = "override"):
+        self.field, self.value, self.expected, self.source = field, value, expected, source
+        named = f"{ENV_PREFIX}{field.upper()}={value}" if source == "env" else f"{field}={value!r}"
+        super().__init__(f"{named}: {expected}")
+
+
 @dataclass(frozen=True)
 class Threshold:
     """Blessing rule for one TFMA metric (pipeline/evaluation.py applies it)."""
@@ -233,9 +243,11 @@ class PipelineConfig:
             ("span_source", SPAN_SOURCES),
         ):
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if self.window_spans < 1 or self.feedback_window_spans < 0:
-            raise ValueError("window_spans must be >= 1 and feedback_window_spans >= 0")
+                raise SettingError(name, getattr(self, name), f"expected one of {', '.join(allowed)}")
+        for name, (check, expected) in _RANGES.items():
+            value = getattr(self, name)
+            if value is not None and not check(value):
+                raise SettingError(name, value, expected)
         required = {
             "dataflow": ("gcp_project", "gcp_region", "beam_temp_location"),
             "flink": ("beam_job_endpoint",),
@@ -345,13 +357,69 @@ class PipelineConfig:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
+def _at_least(low: float) -> tuple[Any, str]:
+    return (lambda v: v >= low), f"expected a number >= {low:g}"
+
+
+def _above(low: float) -> tuple[Any, str]:
+    return (lambda v: v > low), f"expected a number > {low:g}"
+
+
+_FRACTION = ((lambda v: 0.0 <= v <= 1.0), "expected a number from 0 to 1")
+# The range of every numeric setting that has one (None, where allowed, is not checked).
+_RANGES: dict[str, tuple[Any, str]] = {
+    **{name: _at_least(1) for name in (
+        "window_spans", "train_buckets", "eval_buckets", "train_steps", "eval_steps", "infra_check_examples",
+        "max_request_bytes", "max_batch_instances", "max_string_bytes", "max_connections", "guard_min_labels",
+        "monitor_min_predictions", "live_min_labels", "live_min_class_labels", "mysql_port",
+    )},
+    **{name: _at_least(0) for name in (
+        "span", "feedback_window_spans", "beam_workers", "serving_workers", "seed", "min_rows_ratio",
+        "completeness_drop", "median_shift", "batch_gather_seconds", "max_extra_versions",
+        "tensorflow_intra_op_parallelism", "request_log_max_bytes", "serving_port",
+    )},
+    **{name: _above(0) for name in (
+        "poll_seconds", "idle_timeout_seconds", "header_timeout_seconds", "body_timeout_seconds",
+        "load_retry_max_seconds", "request_log_retention_hours", "monitor_window_hours", "ct_schedule_hours",
+    )},
+    "broken_feed_factor": _above(1),
+    "tensorflow_inter_op_parallelism": _at_least(-1),
+    "serving_port": ((lambda v: 0 <= v <= 65535), "expected a port 0-65535"),
+    "guard_alpha": ((lambda v: 0.0 < v < 1.0), "expected a number between 0 and 1"),
+    "live_min_accuracy": _FRACTION,
+    "live_max_accuracy_drop": _FRACTION,
+}
+
+
+def _parse_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError("expected an integer") from None
+
+
+def _parse_float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError("expected a number") from None
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false (also 1/0, yes/no, on/off)")
+
+
 _PARSERS = {
     "Path": Path,
-    "int": int,
-    "float": float,
-    "bool": lambda text: text.lower() in ("1", "true", "yes", "on"),
+    "int": _parse_int,
+    "float": _parse_float,
+    "bool": _parse_bool,
     "str": str,
-    "int | None": lambda text: int(text) if text else None,
+    "int | None": lambda text: _parse_int(text) if text else None,
     "Path | None": lambda text: Path(text) if text else None,
     "str | None": lambda text: text or None,
     "tuple[str, ...]": lambda text: tuple(shlex.split(text)),
@@ -378,10 +446,20 @@ def to_env(config: PipelineConfig) -> dict[str, str]:
 
 
 def load(**overrides: Any) -> PipelineConfig:
-    """Defaults, then CONVEYOR_* environment variables, then explicit `overrides` (None = unset)."""
-    from_env = {}
+    """Defaults, then CONVEYOR_* environment variables, then explicit `overrides` (None = unset).
+    A value a setting cannot take is a SettingError naming the variable (source "env") or the
+    setting (source "override")."""
+    from_env, texts = {}, {}
     for f in dataclasses.fields(PipelineConfig):
         text = os.environ.get(ENV_PREFIX + f.name.upper())
         if text is not None and f.type in _PARSERS:
-            from_env[f.name] = _PARSERS[f.type](text)
-    return PipelineConfig().replace(**from_env).replace(**overrides)
+            try:
+                from_env[f.name] = _PARSERS[f.type](text)
+            except ValueError as exc:
+                raise SettingError(f.name, text, str(exc), "env") from None
+            texts[f.name] = text
+    try:
+        config = PipelineConfig().replace(**from_env)
+    except SettingError as exc:
+        raise SettingError(exc.field, texts.get(exc.field, exc.value), exc.expected, "env") from None
+    return config.replace(**overrides)

@@ -60,7 +60,7 @@ def small_run(shipped_rows, tmp_path_factory):
     Shared read-only by tests that need real artifacts (MLMD, a pushed model, an evaluation).
     Returns (config, summary).
     """
-    from conveyor import local_run
+    from conveyor.local import runner as local_run
     from pipeline import configs
 
     def build(base: Path):
@@ -79,7 +79,7 @@ def blocked_run(small_run, shipped_rows, tmp_path_factory):
     payment types): no Transform or Trainer, so it is cheap. Afterwards the latest run has
     anomalies, spans 1 and 2 have statistics, and the latest evaluation is small_run's.
     Returns (config, summary of the blocked run)."""
-    from conveyor import local_run
+    from conveyor.local import runner as local_run
 
     small_config, _ = small_run
 

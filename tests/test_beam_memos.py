@@ -1,4 +1,4 @@
-"""Beam's repeated introspection, answered once (conveyor/beam_memos.py): the same answers as Beam's own.
+"""Beam's repeated introspection, answered once (speedups/beam_memos.py): the same answers as Beam's own.
 
 The wrappers are checked here on Beam's own functions; `install()` only in a fresh interpreter, so
 this test process keeps Beam as it is.
@@ -13,7 +13,7 @@ import apache_beam as beam
 from apache_beam.options import pipeline_options as po
 from apache_beam.transforms import core, userstate
 
-from conveyor import beam_memos
+from speedups import beam_memos
 
 COUNTS = userstate.BagStateSpec("counts", beam.coders.VarIntCoder())
 FLUSH = userstate.TimerSpec("flush", userstate.TimeDomain.WATERMARK)
@@ -129,7 +129,7 @@ def test_installed_once_and_a_stateful_pipeline_runs_with_it():
 import apache_beam as beam
 from apache_beam.options import pipeline_options as po
 from apache_beam.transforms import core, userstate
-from conveyor import beam_memos
+from speedups import beam_memos
 
 beam_memos.install()
 beam_memos.install()

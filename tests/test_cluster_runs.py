@@ -1,4 +1,4 @@
-"""Runs on a cluster for CT (conveyor/cluster_runs.py): submit for a span with its trigger, poll the state.
+"""Runs on a cluster for CT (conveyor/kubeflow/cluster_runs.py): submit for a span with its trigger, poll the state.
 
 KFP over real HTTP to the recording stand-in on 127.0.0.1 (tests/kfp_standin.py); Vertex through
 aiplatform's own request and resource types, with anonymous credentials (nothing is sent).
@@ -10,7 +10,7 @@ import json
 import pytest
 import yaml
 
-from conveyor import cluster_runs, kubeflow
+from conveyor.kubeflow import cluster_runs, compiler as kubeflow
 from pipeline import configs
 from tests.kfp_standin import KfpStandIn
 

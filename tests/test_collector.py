@@ -1,4 +1,4 @@
-"""The garbage collector's settings for commands and pipeline runs (conveyor/collector.py)."""
+"""The garbage collector's settings for commands and pipeline runs (speedups/gc_tuning.py)."""
 from __future__ import annotations
 
 import gc
@@ -6,7 +6,7 @@ import subprocess
 import sys
 import weakref
 
-from conveyor import collector
+from speedups import gc_tuning as collector
 
 
 class _Node:
@@ -37,7 +37,7 @@ def test_a_command_collects_less_often_and_leaves_the_heap_out_of_the_exit_colle
     script = (
         "import atexit, gc\n"
         "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0))\n"
-        "from conveyor import collector\n"
+        "from speedups import gc_tuning as collector\n"
         "collector.set_for_commands()\n"
         "collector.set_for_commands()\n"
         "print('young threshold:', gc.get_threshold()[0])\n"

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from conveyor import local_run
+from conveyor.local import runner as local_run
 from ct import controller, decisions, feedback, guard, signals
 from data import generator, spans_io
 from data.spans_io import FEEDBACK, UPSTREAM
@@ -290,7 +290,7 @@ def test_mcnemar_is_exact_and_one_sided():
 
 def test_a_refused_run_s_decision_gives_every_reason(shipped_rows, tmp_path):
     """The decision of a run whose candidate was not blessed names why (not just "blessed: False")."""
-    from conveyor.run_summary import RunSummary
+    from conveyor.local.run_summary import RunSummary
     from data import spans_io
     from pipeline import evaluation
 

@@ -1,4 +1,4 @@
-"""`conveyor ct tick|watch --target kfp --home URI`: CT deciding here, launching on a cluster (conveyor/cluster_ct.py).
+"""`conveyor ct tick|watch --target kfp --home URI`: CT deciding here, launching on a cluster (conveyor/kubeflow/cluster_ct.py).
 
 No cluster here: the KFP API is the recording stand-in on 127.0.0.1 (tests/kfp_standin.py) and a
 local folder, named by a file:// URI, is the bucket. The test plays the cluster's part: when a run
@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from conveyor import cluster_ct, kubeflow, local_run
+from conveyor.kubeflow import cluster_ct, compiler as kubeflow
+from conveyor.local import runner as local_run
 from ct import controller, decisions
 from data import generator, spans_io
 from metadata import registry

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conveyor import ct_demo
+from conveyor import demo as ct_demo
 from ct import decisions, guard
 from data import generator, spans_io
 from metadata import registry

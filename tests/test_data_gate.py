@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from conveyor import analysis, local_run
+from conveyor import analysis
+from conveyor.local import runner as local_run
 from data import generator, materialize, spans_io
 from metadata import connection, runs
 from models import features

@@ -1,4 +1,4 @@
-"""`tfx.v1.extensions` is loaded on first use, not by every command (conveyor/deferred_imports.py).
+"""`tfx.v1.extensions` is loaded on first use, not by every command (speedups/deferred_imports.py).
 
 The cases on TFX run in a fresh interpreter: the deferral only acts before TFX is first imported.
 """
@@ -11,7 +11,7 @@ import types
 
 import pytest
 
-from conveyor import deferred_imports
+from speedups import deferred_imports
 
 CLOUD_CLIENT = "google.cloud.aiplatform"
 

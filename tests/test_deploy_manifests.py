@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conveyor import cli, kubeflow
+from conveyor.cli import ct, dispatch, serve
+from conveyor.kubeflow import compiler as kubeflow
 from pipeline import configs, versions
 
 DEPLOY = configs.REPO_ROOT / "deploy"
@@ -42,7 +43,7 @@ SERVER = CONTAINERS["server"]
 
 def _serve_args() -> argparse.Namespace:
     assert SERVER["command"] == ["conveyor"]
-    return cli.build_parser().parse_args(SERVER["args"])
+    return dispatch.build_parser().parse_args(SERVER["args"])
 
 
 def _mounts(container: dict) -> dict[str, str]:
@@ -51,7 +52,7 @@ def _mounts(container: dict) -> dict[str, str]:
 
 def test_the_server_container_runs_conveyor_serve_on_the_declared_port():
     args = _serve_args()
-    assert args.func is cli.cmd_serve
+    assert args.func is serve.serve
     (port,) = SERVER["ports"]
     assert port["containerPort"] == args.port == configs.PipelineConfig().serving_port
     assert args.host == "0.0.0.0"  # reachable from the Service, not only the pod's loopback
@@ -98,8 +99,8 @@ def test_the_ct_tick_runs_one_at_a_time_never_retried_by_kubernetes_on_the_pipel
     args = tick["args"]
     assert args[:2] == ["ct", "tick"] and args[args.index("--target") + 1] in kubeflow.TARGETS
     assert args[args.index("--home") + 1] == BUCKET_HOME
-    parsed = cli.build_parser().parse_args(args)  # the cluster tick of docs/production.md
-    assert parsed.func is cli.cmd_ct and parsed.target == "kfp" and parsed.home == BUCKET_HOME
+    parsed = dispatch.build_parser().parse_args(args)  # the cluster tick of docs/production.md
+    assert parsed.func is ct.ct and parsed.target == "kfp" and parsed.home == BUCKET_HOME
     # A launching tick waits for its run: Kubernetes must not kill it before the tick gives up.
     assert job["activeDeadlineSeconds"] > parsed.timeout_seconds
     env = {e["name"]: e["value"] for e in tick["env"]}
@@ -112,7 +113,7 @@ def test_the_ct_tick_environment_is_what_conveyor_kubeflow_reads(monkeypatch):
     (tick,) = _documents("ct-tick.yaml")["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     for variable in tick["env"]:
         monkeypatch.setenv(variable["name"], variable["value"])
-    args = cli.build_parser().parse_args(["kubeflow", "--target", "kfp"])
+    args = dispatch.build_parser().parse_args(["kubeflow", "--target", "kfp"])
     assert args.image == IMAGE_PLACEHOLDER
     assert args.endpoint == "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
     assert configs.load().remote_pipeline_root == BUCKET_HOME
@@ -130,6 +131,7 @@ def test_the_server_answers_the_probes_as_kubernetes_expects(small_run, tmp_path
     """`conveyor serve` with the manifest's arguments, home and host made local, any free port."""
     source, _ = small_run
     home = tmp_path / "home"
+    home.mkdir()  # the pod's volume mount: a folder, empty until the first push
     args = list(SERVER["args"])
     args[args.index("--home") + 1] = str(home)
     args[args.index("--host") + 1] = "127.0.0.1"

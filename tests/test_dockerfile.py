@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from conveyor import kubeflow
+from conveyor.kubeflow import compiler as kubeflow
 from pipeline import configs
 
 DOCKERFILE = (configs.REPO_ROOT / "Dockerfile").read_text()

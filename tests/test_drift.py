@@ -86,7 +86,7 @@ def test_block_policy_stops_a_drifted_span_at_the_gate(small_run, shipped_rows, 
     """Continues small_run's pipeline (span 1 validated) in a copy of its home."""
     import shutil
 
-    from conveyor import local_run
+    from conveyor.local import runner as local_run
 
     config, _ = small_run
     home = tmp_path / "home"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models import folded_call
+from speedups import folded_call
 from models.instances import Instance, from_row, to_example
 from models.saved_model import LoadedModel
 from pipeline import versions

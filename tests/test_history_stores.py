@@ -12,7 +12,7 @@ import pytest
 from tfx.types import standard_artifacts
 
 from data import spans_io
-from conveyor import local_run
+from conveyor.local import runner as local_run
 from metadata import lineage, runs
 from pipeline import configs, versions
 from pipeline.components import span_window

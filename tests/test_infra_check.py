@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from data import spans_io
-from conveyor import local_run, run_summary
+from conveyor.local import run_summary, runner as local_run
 from metadata import connection, runs
 from pipeline import configs
 from pipeline.components import infra_check

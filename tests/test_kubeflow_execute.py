@@ -1,8 +1,8 @@
 """The compiled spec, executed: `conveyor kubeflow --target kfp --check-locally` on two small spans.
 
 Every task runs through TFX's v2 container entrypoint as a process of its own, forked from a warm
-interpreter (conveyor/warm_start.py), with an ExecutorInput built from the spec and the artifacts
-its upstream executors reported (conveyor/spec_harness.py); a temp directory stands in for the
+interpreter (conveyor/kubeflow/warm_start.py), with an ExecutorInput built from the spec and the artifacts
+its upstream executors reported (conveyor/kubeflow/spec_harness.py); a temp directory stands in for the
 bucket. The check executes span 1, span 2 (drift scored against span 1), then span 2 again
 unchanged (served from the cache). The Vertex form of ExampleGen (its driver hook, which
 open-source KFP does not run) is checked against the KFP form on the same data.
@@ -19,7 +19,7 @@ import tensorflow_data_validation as tfdv
 import yaml
 from tfx.utils import io_utils
 
-from conveyor import kubeflow, local_check, spec_harness, warm_start
+from conveyor.kubeflow import compiler as kubeflow, local_check, spec_harness, warm_start
 from data import spans_io
 from pipeline import configs, drift, evaluation, versions
 from pipeline.components import span_window

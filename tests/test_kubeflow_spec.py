@@ -14,7 +14,8 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from conveyor import cli, kubeflow
+from conveyor import cli
+from conveyor.kubeflow import compiler as kubeflow
 from metadata import connection
 from pipeline import configs, user_code
 
@@ -171,7 +172,7 @@ def test_no_runtime_parameter_is_compiled_in(compiled):
 
 
 def test_the_compiler_still_drops_runtime_parameter_defaults(tmp_path):
-    """Why conveyor/kubeflow.py compiles values in (tensorflow/tfx#7733): if this fails, TFX fixed it."""
+    """Why conveyor/kubeflow/compiler.py compiles values in (tensorflow/tfx#7733): if this fails, TFX fixed it."""
     from tfx import v1 as tfx
     from tfx.orchestration import data_types
 

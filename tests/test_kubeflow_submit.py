@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conveyor import kubeflow
+from conveyor.kubeflow import compiler as kubeflow
 from pipeline import configs
 from tests.kfp_standin import KfpStandIn
 

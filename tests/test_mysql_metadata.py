@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 
 from data import spans_io
-from conveyor import cli, local_run
+from conveyor import cli
+from conveyor.local import runner as local_run
 from metadata import connection, lineage
 from pipeline import configs
 from tests.conftest import SMALL_SPAN_ROWS

@@ -15,7 +15,8 @@ import tensorflow as tf
 
 from data import spans_io
 from models import features, model
-from conveyor import analysis, local_run
+from conveyor import analysis
+from conveyor.local import runner as local_run
 from metadata import connection, runs, spans
 from pipeline import configs, versions
 from tests.test_model import _example

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conveyor import analysis, report, run_summary
+from conveyor import analysis
+from conveyor.local import report, run_summary
 from metadata import connection, runs
 from pipeline.evaluation import slice_order
 

@@ -1,4 +1,4 @@
-"""conveyor/warm_start.py on small modules written here: a forked child behaves as `python -m` does.
+"""conveyor/kubeflow/warm_start.py on small modules written here: a forked child behaves as `python -m` does.
 
 Each behaviour is run both ways, forked from the warm helper and as a plain subprocess, and the two
 must agree (log, exit status); the real entrypoint's tasks run this way in test_kubeflow_execute.py.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conveyor import warm_start
+from conveyor.kubeflow import warm_start
 
 MODULES = {
     "show": """

@@ -7,7 +7,7 @@ eval split (those a client could send: with every feature a request must carry),
 JSON features and as base64 tf.Examples, exactly as a client would.
 The model passes when every request is accepted, every probability is in [0, 1], and both forms
 agree. The model is asked through the call the server will use: folded when it folds
-(models/folded_call.py). The InfraBlessing output carries `blessed` 1/0 (what TFX's Pusher reads),
+(speedups/folded_call.py). The InfraBlessing output carries `blessed` 1/0 (what TFX's Pusher reads),
 `folded_call` 1/0 and, on failure, `failure` with the reason; a model that fails is never pushed.
 """
 # No `from __future__ import annotations`: TFX reads the real type hints of InfraCheck.

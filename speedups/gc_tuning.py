@@ -15,6 +15,9 @@ collection at exit took another ~6 s (figures: docs/benchmarks.md). So:
 - `leave_loaded_out()`, around a pipeline run: what exists when the run starts (the libraries,
   earlier runs' survivors) is left out of the run's collections, and put back after it, so a
   later collection still frees whatever of it became garbage.
+
+A speedup (speedups/__init__.py): off with CONVEYOR_SPEEDUPS=0, and on any interpreter but CPython
+3.11 (the thresholds were measured there; 3.14's incremental collector reads them differently).
 """
 from __future__ import annotations
 
@@ -23,10 +26,15 @@ import contextlib
 import gc
 from typing import Iterator
 
+from speedups import switch
+
+TESTED_ON = "CPython 3.11"
 YOUNG_THRESHOLD = 20_000  # new objects between young collections (Python's default: 700)
 
 
 def set_for_commands() -> None:
+    if not switch.allowed("gc_tuning", "python", TESTED_ON):
+        return
     young, middle, old = gc.get_threshold()
     gc.set_threshold(max(young, YOUNG_THRESHOLD), middle, old)
     atexit.unregister(gc.freeze)  # registered once, however often a process calls this
@@ -35,6 +43,9 @@ def set_for_commands() -> None:
 
 @contextlib.contextmanager
 def leave_loaded_out() -> Iterator[None]:
+    if not switch.allowed("gc_tuning", "python", TESTED_ON):
+        yield
+        return
     gc.freeze()
     try:
         yield

@@ -43,7 +43,7 @@ class SubmitError(RuntimeError):
 KFP_NEEDS_SPAN = (
     "--target kfp needs --span N (or --no-cache): open-source Kubeflow Pipelines runs no ExampleGen "
     "driver, so nothing resolves the newest span before the cache check and a cached run would be "
-    "given an earlier run's examples. Compile one spec per span (conveyor.cluster_runs.submit does)"
+    "given an earlier run's examples. Compile one spec per span (conveyor.kubeflow.cluster_runs.submit does)"
 )
 
 

@@ -21,7 +21,7 @@ Every command (driver or executor) runs through one `warm_start.TaskStarter`: th
 the entrypoint's modules and the task's executor class (one child per command, its exit status
 the task's, its output the task log), which saves each task the 10 to 25 s of importing
 TensorFlow, TFX, TFMA and Beam; any other command runs as a plain subprocess
-(conveyor/warm_start.py says what the child shares and how fork safety is checked).
+(conveyor/kubeflow/warm_start.py says what the child shares and how fork safety is checked).
 
 "Cached" here means what it means on KFP and Vertex: a task whose cache key matches an earlier
 successful execution is not run, and the artifacts that execution produced are handed downstream
@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from conveyor import warm_start
-from conveyor.kubeflow import TARGETS
+from conveyor.kubeflow import warm_start
+from conveyor.kubeflow.compiler import TARGETS
 
 EXECUTOR_INPUT_PLACEHOLDER = "{{$}}"
 RAN, CACHED, FAILED = "ran", "cached", "failed"

@@ -5,14 +5,17 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
 
-from conveyor import beam_memos, collector
-from conveyor.progress import quiet_logs
-from conveyor.run_summary import RunSummary, read_back
+import speedups
+from speedups import gc_tuning
+from conveyor.local.progress import quiet_logs
+from conveyor.local.run_summary import RunSummary, read_back
 from metadata import connection, runs
 from pipeline.configs import PipelineConfig
 
@@ -22,35 +25,37 @@ def run(config: PipelineConfig, verbose: bool = False) -> RunSummary:
 
     The caller holds the home's writer lock (pipeline/home_lock.py), so the one pipeline_run that
     appears in ML Metadata while this runs is this run: the summary and the report read that one.
+    Ctrl-C stops the run wherever it is (Beam and TFX wrap the KeyboardInterrupt in errors of their
+    own): the summary says so (`interrupted`), and the caller exits as interrupted.
     """
     os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     log_file = config.logs_dir / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     error = failed = None
-    with quiet_logs(log_file, verbose) as progress, _scratch(config.home):
+    started = time.monotonic()  # `total` is the wall time of the pass, importing TFX included
+    with quiet_logs(log_file, verbose) as progress, _scratch(config.home), _noting_interrupts() as interrupts:
         before: set[str] = set()
-        started = time.monotonic()
         try:
             from tfx import v1 as tfx
 
             from pipeline.pipeline import create_pipeline
 
-            beam_memos.install()
-            started = time.monotonic()  # `total` is the pipeline's own time, not importing TFX
+            speedups.for_runs()
             mlmd = connection.connection_config(config)
             before = _run_ids(config, mlmd)
-            with collector.leave_loaded_out():
+            with gc_tuning.leave_loaded_out():
                 tfx.orchestration.LocalDagRunner().run(create_pipeline(config, mlmd))
-        except Exception as exc:  # a failed component or set-up: reported in the summary, traceback in the log
+        except (Exception, KeyboardInterrupt) as exc:  # reported in the summary, traceback in the log
             logging.exception("the run failed")
             error, failed = f"{type(exc).__name__}: {exc}", progress.failed_component()
         summary = RunSummary(
             run_id=None,
-            ok=error is None,
-            seconds=time.monotonic() - started,
+            ok=error is None and not interrupts,
+            seconds=0.0,
             log_file=log_file,
             timings=progress.timings,
-            error=error,
+            error="interrupted (Ctrl-C)" if interrupts else error,
             failed_component=failed,
+            interrupted=bool(interrupts),
         )
         try:
             summary.run_id = _new_run_id(config, before)
@@ -60,13 +65,38 @@ def run(config: PipelineConfig, verbose: bool = False) -> RunSummary:
             summary.ok = False
             summary.error = summary.error or f"reading the run back failed: {type(exc).__name__}: {exc}"
         summary.report_file = _write_report(config, summary)
+        summary.seconds = time.monotonic() - started
     return summary
 
 
+@contextlib.contextmanager
+def _noting_interrupts() -> Iterator[list[int]]:
+    """Yield a list that gets an entry per SIGINT received meanwhile; each still raises
+    KeyboardInterrupt as Python's own handler does (only in the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield []
+        return
+    received: list[int] = []
+
+    def note(signum: int, frame: object) -> None:
+        received.append(signum)
+        signal.default_int_handler(signum, frame)
+
+    saved = signal.signal(signal.SIGINT, note)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGINT, saved)
+
+
 def launch(config: PipelineConfig, trigger: str) -> RunSummary:
-    """The CT controller's Launch for a local home (ct/launcher.py): a run; the decision log keeps the trigger."""
+    """The CT controller's Launch for a local home (ct/launcher.py): a run; the decision log keeps
+    the trigger. An interrupted run stops the tick too (KeyboardInterrupt)."""
     del trigger
-    return run(config)
+    summary = run(config)
+    if summary.interrupted:
+        raise KeyboardInterrupt
+    return summary
 
 
 @contextlib.contextmanager
@@ -118,7 +148,7 @@ def _new_run_id(config: PipelineConfig, before: set[str]) -> str | None:
 
 def _write_report(config: PipelineConfig, summary: RunSummary) -> Path | None:
     """The run report next to the log; a failure to write it is logged, never raised."""
-    from conveyor import report
+    from conveyor.local import report
 
     try:
         return report.write(config, summary)

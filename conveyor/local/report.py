@@ -23,7 +23,7 @@ from pipeline.configs import PipelineConfig, Threshold
 from pipeline.validation import pct
 
 if TYPE_CHECKING:
-    from conveyor.run_summary import RunSummary
+    from conveyor.local.run_summary import RunSummary
 
 METRIC_LABELS = {"binary_accuracy": "accuracy", "auc": "AUC", "precision": "precision", "recall": "recall"}
 

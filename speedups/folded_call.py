@@ -17,10 +17,12 @@ differ from the SavedModel's in the last bits on about half the rows. So the var
 product reads stay variables, and everything else (Transform's statistics, embeddings, biases)
 is folded.
 
-That rule picks the candidate; a check decides. The folded call is used only if, on 256 synthetic
-instances (one at a time, in batches of 8, and all together), it answers exactly the bytes the
-traced call answers, and the traced call still answers what it did before the conversion.
-Otherwise `folded` returns None and the caller keeps the traced call.
+That rule picks the candidate; a check decides. The folded call is used only if, on the caller's
+probe batches (models/saved_model.py: 256 synthetic instances one at a time, in batches of 8, and
+all together), it answers exactly the bytes the traced call answers, and the traced call still
+answers what it did before the conversion. Otherwise `folded` returns None and the caller keeps
+the traced call. A speedup (speedups/__init__.py): off with CONVEYOR_SPEEDUPS=0 or another
+TensorFlow than the one it was tested on.
 
 The host folds a version after it starts serving (serving/host.py), so the conversion must not
 disturb the traced call meanwhile.
@@ -34,11 +36,9 @@ them, and that no work goes to the inter-op threads.
 from __future__ import annotations
 
 import logging
-import random
 from typing import Any, Callable, Iterable
 
-from models import features
-from models.instances import to_example
+from speedups import switch
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +52,17 @@ _PASS_THROUGH = frozenset({"ReadVariableOp", "Identity"})
 # Runs the graph's ops one after the other in the thread that runs the graph (kernels still use the
 # intra-op pool), rather than spreading them over the inter-op threads.
 EXECUTOR = "SINGLE_THREADED_EXECUTOR"
-PROBE_COUNT = 256
+TESTED_ON = "2.21.0"  # tensorflow
 Outputs = dict[str, Any]
 
 
-def folded(call: Any, name: str = "the model") -> Callable[[Any], Outputs] | None:
+def folded(call: Any, probes: list[Any], name: str = "the model") -> Callable[[Any], Outputs] | None:
     """`call` (a ConcreteFunction of one string tensor) inlined and folded, or None if that does
-    not answer exactly what `call` answers; `name` says whose call in the warnings. Never raises."""
+    not answer exactly what `call` answers on every batch of `probes`, or if the speedup is off
+    (speedups/__init__.py); `name` says whose call in the warnings. Never raises."""
+    if not switch.allowed("folded_call", "tensorflow", TESTED_ON):
+        return None
     try:
-        probes = _probe_batches()
         before = [_bytes(call(batch)) for batch in probes]
         candidate = _fold(call)
         if all(_bytes(call(b)) == want and _bytes(candidate(b)) == want for b, want in zip(probes, before)):
@@ -69,21 +71,6 @@ def folded(call: Any, name: str = "the model") -> Callable[[Any], Outputs] | Non
     except Exception as exc:  # any failure here only costs speed
         log.warning("%s: the model call could not be folded (%s: %s): keeping the traced call", name, type(exc).__name__, exc)
     return None
-
-
-def _probe_batches(count: int = PROBE_COUNT, seed: int = 0) -> list[Any]:
-    """Tensors of serialized synthetic instances: 16 alone, the first 64 in eights, and all of them."""
-    import tensorflow as tf
-
-    rng = random.Random(seed)
-    values = {"INT": lambda: rng.randrange(0, 100), "FLOAT": lambda: rng.uniform(0.0, 100.0),
-              "BYTES": lambda: rng.choice(("Cash", "Credit Card", "Unknown", "Flash Cab", "no such value"))}
-    examples = [
-        to_example({name: values[features.RAW_TYPES[name]]() for name in features.SERVING_FEATURES})
-        for _ in range(count)
-    ]
-    return ([tf.constant(examples[i : i + 1]) for i in range(16)]
-            + [tf.constant(examples[i : i + 8]) for i in range(0, 64, 8)] + [tf.constant(examples)])
 
 
 def _fold(call: Any) -> Callable[[Any], Outputs]:

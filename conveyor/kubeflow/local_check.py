@@ -3,14 +3,14 @@
 For each span under the spans root, in order, the span is copied into a directory standing in for
 the bucket (`<check dir>/bucket/conveyor/spans`, where the cluster reads data by default), the
 spec is compiled as for the target, and every task is executed through TFX's container
-entrypoint, one process per task (conveyor/spec_harness.py), each forked from one warm
-interpreter shared by all executions of the check (conveyor/warm_start.py). Then the last spec is
+entrypoint, one process per task (conveyor/kubeflow/spec_harness.py), each forked from one warm
+interpreter shared by all executions of the check (conveyor/kubeflow/warm_start.py). Then the last spec is
 executed again with nothing changed.
 
 What differs from the spec you deploy, and only this: the bucket is a local directory, the files
 the image holds (schema, setup.py) are this checkout's, Beam is the in_memory FnApiRunner, and
 the container's `python` is this one, forked from a warm interpreter. For kfp one spec is compiled
-per span, with the span fixed (as conveyor/cluster_runs.py submits runs); for vertex one spec
+per span, with the span fixed (as conveyor/kubeflow/cluster_runs.py submits runs); for vertex one spec
 serves every span, the newest one being resolved at run time by the ExampleGen driver hook, which
 the harness runs as Vertex does.
 
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from conveyor import kubeflow, spec_harness, warm_start
+from conveyor.kubeflow import compiler as kubeflow, spec_harness, warm_start
 from data import spans_io
 from pipeline import configs, versions
 

@@ -90,15 +90,21 @@ def _console_to(log_file: Path) -> Iterator[tuple[TextIO, TextIO]]:
         yield terminal
     finally:
         _TERMINALS.pop()
-        sys.stdout.flush()
-        sys.stderr.flush()
+        _flush(sys.stdout, sys.stderr)
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
         for fd in (*saved, log_fd):
             os.close(fd)
         sys.stdout, sys.stderr = saved_streams
         for stream in owned:
-            stream.close()
+            with contextlib.suppress(BrokenPipeError):  # the reader went away: what is left cannot be delivered
+                stream.close()
+
+
+def _flush(*streams: TextIO) -> None:
+    for stream in streams:
+        with contextlib.suppress(BrokenPipeError):
+            stream.flush()
 
 
 def _terminal_stream(stream: TextIO, fd: int) -> tuple[TextIO, bool]:
@@ -157,8 +163,7 @@ def quiet_command(log_file: Path) -> Iterator[None]:
         try:
             yield
         finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
+            _flush(sys.stdout, sys.stderr)
             logging.captureWarnings(False)
 
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from conveyor import cluster_runs, kubeflow
+from conveyor.kubeflow import cluster_runs, compiler as kubeflow
 from metadata import spans
 from pipeline import versions
 from pipeline.configs import PipelineConfig

@@ -2,7 +2,7 @@
 
 Importing TensorFlow, TFX, TFMA and Beam costs a fresh interpreter 10 to 25 s on two cores, more
 than most tasks of a small spec take to do their work. A `TaskStarter` keeps one helper process
-(this module, `python -m conveyor.warm_start FD`) that imports what a command would import first
+(this module, `python -m conveyor.kubeflow.warm_start FD`) that imports what a command would import first
 and runs nothing else, and forks one child per command. Only the interpreter start is shared;
 each command is still its own process, with its own exit status (children share the hash seed
 of `str` and whatever the imports did, nothing else):

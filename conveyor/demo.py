@@ -1,4 +1,4 @@
-"""`conveyor ct demo`: the closed loop, played for real in a scratch home (default outputs/ct-demo).
+"""`conveyor ct demo`: the closed loop, played for real in a scratch home (conveyor/cli/ct.py makes it).
 
   1. upstream span 1 arrives: a tick trains and pushes the first model (new_data);
   2. `conveyor serve` starts as its own process on a free loopback port;
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ import uuid
 from pathlib import Path
 from typing import Callable, Iterable
 
-from conveyor import local_run
+from conveyor.local import runner as local_run
 from ct import controller
 from data import generator
 from models.instances import from_row
@@ -119,7 +118,7 @@ def play(config: configs.PipelineConfig, say: Callable[[str], None] = print, see
     generator.write_generated_span(config.spans_root, 1, reference, 800, seed + 1)
     first = tick("upstream span 1 arrives")
     if not first.pushed_version:
-        raise SystemExit("the first run pushed nothing: see the decision above")
+        raise RuntimeError("the first run pushed nothing: see the decision above")
     with ServerProcess(config.home) as server:
         say(f"\n[conveyor serve is up at {server.url}, serving version {server.served_version(config.model_name, reference[0])}]")
         clean = generator.generate(reference, 200, seed + 2)
@@ -145,11 +144,3 @@ def play(config: configs.PipelineConfig, say: Callable[[str], None] = print, see
         say(f"\n[{len(sent)} more shifted trips served by version {sent[0][3]}, labels in]")
         tick("post-push guard")
 
-
-def main(home: Path | None) -> int:
-    home = home or configs.REPO_ROOT / "outputs" / "ct-demo"
-    shutil.rmtree(home, ignore_errors=True)
-    config = configs.load(home=home, spans_root=home / "spans", train_steps=100, eval_steps=5)
-    print(f"conveyor ct demo in {home} (decisions: {home / 'ct' / 'decisions.jsonl'})", flush=True)
-    play(config, say=lambda text: print(text, flush=True))
-    return 0

@@ -1,12 +1,12 @@
 """Runs on a cluster for continuous training: submit the compiled pipeline for a span, poll its state.
 
 `submit` compiles the spec for one span (fixed at compile time, as open-source KFP needs: see
-conveyor/kubeflow.py, KFP_NEEDS_SPAN) and sends it to Kubeflow Pipelines or Vertex AI with what
+conveyor/kubeflow/compiler.py, KFP_NEEDS_SPAN) and sends it to Kubeflow Pipelines or Vertex AI with what
 launched it recorded where each orchestrator keeps it:
   - the run's name, on both: `<pipeline>-span-<N>-<trigger>-<UTC time>` (`span-feedback-<N>` for a
     feedback span);
   - labels, on Vertex (`conveyor-pipeline`, `conveyor-span`, `conveyor-trigger`); KFP runs have none;
-  - no run parameters: the spec has no RuntimeParameter (see conveyor/kubeflow.py), the span is
+  - no run parameters: the spec has no RuntimeParameter (see conveyor/kubeflow/compiler.py), the span is
     compiled in, and the trigger is deliberately not a pipeline input, so that it never changes a
     task's cache key (an on-demand re-run of an unchanged span stays cached).
 It returns a SubmittedRun at once; the outcome is known only later, from `state(run, ...)`, which
@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from conveyor import kubeflow
+from conveyor.kubeflow import compiler as kubeflow
 from data.spans_io import label
 from pipeline.configs import PipelineConfig
 

@@ -20,7 +20,7 @@ class RunSummary:
 
     run_id: str | None
     ok: bool
-    seconds: float  # the pipeline pass, from after the imports to the summary read back
+    seconds: float  # wall time of the pass: importing TFX, the pipeline, reading back, the report
     log_file: Path
     timings: list[tuple[str, str, float]]
     error: str | None = None
@@ -37,6 +37,7 @@ class RunSummary:
     infra_failure: str | None = None  # why InfraCheck refused the candidate (None: passed or did not run)
     infra_checked: int = 0  # examples the candidate answered through the serving code
     report_file: Path | None = None  # the HTML run report (None if writing it failed: see the log)
+    interrupted: bool = False  # stopped by Ctrl-C (SIGINT)
 
     @property
     def blessed(self) -> bool:
@@ -170,7 +171,7 @@ def format_summary(summary: RunSummary) -> str:
         if summary.run_id is not None and not summary.failed_component:
             where = ""
         reason, *details = summary.error.splitlines()
-        lines.append(f"FAILED{where}: {reason}")
+        lines.append(f"INTERRUPTED{where}" if summary.interrupted else f"FAILED{where}: {reason}")
         lines.extend(f"  {line}" for line in details)
         lines.append(f"  (traceback in {summary.log_file})")
     lines.append(f"report: {summary.report_file}" if summary.report_file else "report: not written (see the log)")

@@ -1,0 +1,28 @@
+"""`conveyor serve`: the model server on a home's pushed versions (serving/)."""
+from __future__ import annotations
+
+import argparse
+
+from conveyor.cli import common
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("serve", help="serve the pushed models (TF Serving REST API)")
+    common.add_home(parser, "output root holding serving_model/ (default outputs/)")
+    parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=common.port, help="port (default 8501; 0 = any free port)")
+    parser.add_argument("--workers", type=common.non_negative_int, help="worker processes sharing the port (default serving_workers; 0 = one per core)")
+    parser.add_argument("--no-request-log", action="store_true", help="do not log predictions")
+    parser.set_defaults(func=serve)
+
+
+def serve(args: argparse.Namespace) -> int:
+    config = common.load_config({"serving_workers": "--workers"}, home=common.local_home_arg(args), serving_workers=args.workers)
+    common.existing_home(config, args, written=False)
+    with common.quiet(config, "serve"):
+        from serving import supervisor
+
+        try:
+            return supervisor.serve(config, host=args.host, port=args.port, log_requests=not args.no_request_log)
+        except OSError as exc:  # the address is taken or cannot be bound
+            raise common.CommandError(f"cannot listen on {args.host or config.serving_host}:{args.port if args.port is not None else config.serving_port}: {exc.strerror or exc}") from None
