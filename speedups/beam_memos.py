@@ -23,7 +23,7 @@ Each answer depends only on its inputs, so `install()` keeps it:
 
 Both are installed by the local runner (conveyor/local/runner.py, through `speedups.for_runs()`)
 in the process that runs the pipeline; the answers Beam gets are the same (tests/test_beam_memos.py).
-A speedup (speedups/__init__.py): off with CONVEYOR_SPEEDUPS=0 or another Beam than TESTED_ON.
+A speedup (speedups/__init__.py): off with CONVEYOR_SPEEDUPS=0 or another Beam than the one it was tested on.
 """
 from __future__ import annotations
 
@@ -35,7 +35,6 @@ from typing import Any, Callable
 
 from speedups import switch
 
-TESTED_ON = "2.77.0"  # apache-beam
 _lock = threading.Lock()
 _installed = False
 
@@ -43,7 +42,7 @@ _installed = False
 def install() -> None:
     """Memoise both questions in this process (idempotent; a no-op when the speedup is off)."""
     global _installed
-    if not switch.allowed("beam_memos", "apache-beam", TESTED_ON):
+    if not switch.allowed("beam_memos"):
         return
     from apache_beam.options import pipeline_options
     from apache_beam.transforms import core

@@ -22,7 +22,6 @@ from typing import Any
 
 from speedups import switch
 
-TESTED_ON = "1.21.0"  # tfx
 EXTENSIONS = "tfx.v1.extensions"
 _LOADING = "_deferred_import_loading"  # set in the stand-in's namespace while its package executes
 _LOCK = threading.RLock()
@@ -55,10 +54,10 @@ def defer(name: str, init: str) -> types.ModuleType:
 
 def defer_extensions() -> None:
     """Stand in for `tfx.v1.extensions` until first use; a no-op once TFX's `v1` is imported, or
-    when the speedup is off (CONVEYOR_SPEEDUPS=0, or another TFX than TESTED_ON)."""
+    when the speedup is off (CONVEYOR_SPEEDUPS=0, or another TFX than the one it was tested on)."""
     if "tfx.v1" in sys.modules or EXTENSIONS in sys.modules:
         return
-    if not switch.allowed("deferred_imports", "tfx", TESTED_ON):
+    if not switch.allowed("deferred_imports"):
         return
     tfx_spec = importlib.util.find_spec("tfx")  # finds the package without importing it
     if tfx_spec is None or not tfx_spec.submodule_search_locations:

@@ -52,7 +52,6 @@ _PASS_THROUGH = frozenset({"ReadVariableOp", "Identity"})
 # Runs the graph's ops one after the other in the thread that runs the graph (kernels still use the
 # intra-op pool), rather than spreading them over the inter-op threads.
 EXECUTOR = "SINGLE_THREADED_EXECUTOR"
-TESTED_ON = "2.21.0"  # tensorflow
 Outputs = dict[str, Any]
 
 
@@ -60,7 +59,7 @@ def folded(call: Any, probes: list[Any], name: str = "the model") -> Callable[[A
     """`call` (a ConcreteFunction of one string tensor) inlined and folded, or None if that does
     not answer exactly what `call` answers on every batch of `probes`, or if the speedup is off
     (speedups/__init__.py); `name` says whose call in the warnings. Never raises."""
-    if not switch.allowed("folded_call", "tensorflow", TESTED_ON):
+    if not switch.allowed("folded_call"):
         return None
     try:
         before = [_bytes(call(batch)) for batch in probes]

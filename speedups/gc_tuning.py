@@ -28,12 +28,11 @@ from typing import Iterator
 
 from speedups import switch
 
-TESTED_ON = "CPython 3.11"
 YOUNG_THRESHOLD = 20_000  # new objects between young collections (Python's default: 700)
 
 
 def set_for_commands() -> None:
-    if not switch.allowed("gc_tuning", "python", TESTED_ON):
+    if not switch.allowed("gc_tuning"):
         return
     young, middle, old = gc.get_threshold()
     gc.set_threshold(max(young, YOUNG_THRESHOLD), middle, old)
@@ -43,7 +42,7 @@ def set_for_commands() -> None:
 
 @contextlib.contextmanager
 def leave_loaded_out() -> Iterator[None]:
-    if not switch.allowed("gc_tuning", "python", TESTED_ON):
+    if not switch.allowed("gc_tuning"):
         yield
         return
     gc.freeze()

@@ -1,6 +1,7 @@
-"""The one switch over every speedup, and the version check each makes before it acts."""
+"""The one switch over every speedup, and the library version each was tested on."""
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import logging
 import os
@@ -9,9 +10,15 @@ import platform
 SWITCH = "CONVEYOR_SPEEDUPS"
 _OFF = ("0", "false", "no", "off")
 _ON = ("1", "true", "yes", "on", "")
+# mechanism -> (the package it leans on, the version it was tested on: exact, or a prefix ending in a dot)
+TESTED_ON: dict[str, tuple[str, str]] = {
+    "deferred_imports": ("tfx", "1.21.0"),
+    "gc_tuning": ("python", "CPython 3.11."),  # 3.14's incremental collector reads the thresholds differently
+    "beam_memos": ("apache-beam", "2.77.0"),
+    "folded_call": ("tensorflow", "2.21.0"),
+}
 
 log = logging.getLogger(__name__)
-_said: set[str] = set()
 
 
 def enabled() -> bool:
@@ -24,6 +31,7 @@ def enabled() -> bool:
     raise ValueError(f"{SWITCH}={os.environ[SWITCH]!r}: expected 1 or 0 (also true/false, yes/no, on/off)")
 
 
+@functools.cache
 def installed_version(package: str) -> str | None:
     if package == "python":
         return f"{platform.python_implementation()} {platform.python_version()}"
@@ -33,17 +41,27 @@ def installed_version(package: str) -> str | None:
         return None
 
 
-def allowed(name: str, package: str, tested: str) -> bool:
-    """May mechanism `name` act? Only with the switch on and `package` at a version starting with
-    `tested` (e.g. "2.77.0", or "CPython 3.11." for the interpreter). Logs once why not."""
+def why_off(name: str) -> str | None:
+    """Why mechanism `name` must not act (None: it may): the switch, or a library version it was not tested on."""
     if not enabled():
-        reason = f"{SWITCH} is off"
-    else:
-        found = installed_version(package)
-        if found is not None and (found == tested or found.startswith(tested.rstrip(".") + ".")):
-            return True
-        reason = f"{package} {found or 'is not installed'}{'' if found is None else ' is not the tested ' + tested}"
-    if name not in _said:
-        _said.add(name)
+        return f"{SWITCH} is off"
+    package, tested = TESTED_ON[name]
+    found = installed_version(package)
+    if found is None:
+        return f"{package} is not installed"
+    if found == tested or (tested.endswith(".") and found.startswith(tested)):
+        return None
+    return f"{package} {found} is not the tested {tested}"
+
+
+def allowed(name: str) -> bool:
+    """May mechanism `name` act? Logged when not."""
+    reason = why_off(name)
+    if reason is not None:
         log.info("speedup %s is off: %s", name, reason)
-    return False
+    return reason is None
+
+
+def describe() -> str:
+    """One line: each mechanism, on or off and why (for a run's log)."""
+    return "speedups: " + "; ".join(f"{name} {'on' if (why := why_off(name)) is None else 'off: ' + why}" for name in TESTED_ON)

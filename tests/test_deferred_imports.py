@@ -22,9 +22,11 @@ def _run(script: str) -> list[str]:
 
 
 def test_a_command_and_its_pipeline_import_tfx_without_the_cloud_clients():
-    # What the installed `conveyor` script imports first, then everything a local run builds on.
+    # What the installed `conveyor` command does first, then everything a local run builds on.
     lines = _run(
         "import sys\n"
+        "import speedups\n"
+        "speedups.for_commands()\n"
         "import conveyor.cli\n"
         "from tfx import v1 as tfx\n"
         "from pipeline import pipeline\n"
@@ -43,7 +45,8 @@ def test_a_command_and_its_pipeline_import_tfx_without_the_cloud_clients():
 def test_the_extensions_still_load_when_used(use: str):
     lines = _run(
         "import sys\n"
-        "import conveyor\n"
+        "import speedups\n"
+        "speedups.for_commands()\n"
         "from tfx import v1 as tfx\n"
         f"print({CLOUD_CLIENT!r} in sys.modules)\n"
         f"trainer = {use}\n"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 from pathlib import Path
 
 from conveyor.cli import common
@@ -77,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     )
     _check_spans_root(config, args)
     common.writable_home(config, args)
+    started = time.monotonic()
     from pipeline import home_lock
 
     with common.quiet(config, "run"), home_lock.hold(config.home, "conveyor run"):
@@ -89,17 +91,18 @@ def run(args: argparse.Namespace) -> int:
             raise common.CommandError(str(exc)) from None
         for span in todo:
             common.say(f"conveyor: running {config.pipeline_name} on span {span} (home: {config.home}, metadata: {where})")
-            code = run_once(config.replace(span=span), verbose=args.verbose)
+            code = run_once(config.replace(span=span), args.verbose, started)
             if code:
                 return code
+            started = time.monotonic()
     return 0
 
 
-def run_once(config: configs.PipelineConfig, verbose: bool = False) -> int:
+def run_once(config: configs.PipelineConfig, verbose: bool, started: float) -> int:
     """One pipeline pass with its summary printed: 0 if it pushed or rightly refused, else the exit code."""
     from conveyor.local import run_summary, runner
 
-    summary = runner.run(config, verbose=verbose)
+    summary = runner.run(config, verbose=verbose, started=started)
     common.say(run_summary.format_summary(summary))
     if summary.interrupted:
         raise KeyboardInterrupt

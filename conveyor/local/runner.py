@@ -13,25 +13,26 @@ from pathlib import Path
 from typing import Iterator
 
 import speedups
-from speedups import gc_tuning
+from speedups import gc_tuning, switch
 from conveyor.local.progress import quiet_logs
 from conveyor.local.run_summary import RunSummary, read_back
 from metadata import connection, runs
 from pipeline.configs import PipelineConfig
 
 
-def run(config: PipelineConfig, verbose: bool = False) -> RunSummary:
+def run(config: PipelineConfig, verbose: bool = False, started: float | None = None) -> RunSummary:
     """Run one pipeline pass; never raises for a pipeline failure (see RunSummary.ok/error).
 
     The caller holds the home's writer lock (pipeline/home_lock.py), so the one pipeline_run that
     appears in ML Metadata while this runs is this run: the summary and the report read that one.
+    `started` (time.monotonic) is when the caller began this pass, for the summary's wall time.
     Ctrl-C stops the run wherever it is (Beam and TFX wrap the KeyboardInterrupt in errors of their
     own): the summary says so (`interrupted`), and the caller exits as interrupted.
     """
     os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     log_file = config.logs_dir / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     error = failed = None
-    started = time.monotonic()  # `total` is the wall time of the pass, importing TFX included
+    started = time.monotonic() if started is None else started  # `total`: the pass's wall time, imports included
     with quiet_logs(log_file, verbose) as progress, _scratch(config.home), _noting_interrupts() as interrupts:
         before: set[str] = set()
         try:
@@ -40,6 +41,7 @@ def run(config: PipelineConfig, verbose: bool = False) -> RunSummary:
             from pipeline.pipeline import create_pipeline
 
             speedups.for_runs()
+            logging.info(switch.describe())
             mlmd = connection.connection_config(config)
             before = _run_ids(config, mlmd)
             with gc_tuning.leave_loaded_out():

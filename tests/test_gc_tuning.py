@@ -6,7 +6,7 @@ import subprocess
 import sys
 import weakref
 
-from speedups import gc_tuning as collector
+from speedups import gc_tuning
 
 
 class _Node:
@@ -22,7 +22,7 @@ def _cycle() -> weakref.ref:
 
 def test_a_run_leaves_what_existed_out_of_its_collections_and_puts_it_back():
     before = _cycle()
-    with collector.leave_loaded_out():
+    with gc_tuning.leave_loaded_out():
         during = _cycle()
         gc.collect()
         assert before() is not None, "what existed when the run started was collected during it"
@@ -37,10 +37,10 @@ def test_a_command_collects_less_often_and_leaves_the_heap_out_of_the_exit_colle
     script = (
         "import atexit, gc\n"
         "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0))\n"
-        "from speedups import gc_tuning as collector\n"
-        "collector.set_for_commands()\n"
-        "collector.set_for_commands()\n"
+        "from speedups import gc_tuning\n"
+        "gc_tuning.set_for_commands()\n"
+        "gc_tuning.set_for_commands()\n"
         "print('young threshold:', gc.get_threshold()[0])\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
-    assert done.stdout.splitlines() == [f"young threshold: {collector.YOUNG_THRESHOLD}", "frozen at exit: True"]
+    assert done.stdout.splitlines() == [f"young threshold: {gc_tuning.YOUNG_THRESHOLD}", "frozen at exit: True"]

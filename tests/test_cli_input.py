@@ -1,0 +1,137 @@
+"""Bad input at the front door, through the installed `conveyor` command: one line naming the flag,
+variable or path, a distinct exit code (2: bad input), no traceback, and nothing created or deleted.
+Also: a closed pipe (`conveyor models | head`) and Ctrl-C during a run."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from data import spans_io
+from tests.conftest import SMALL_SPAN_ROWS
+from tests.serving_helpers import CONVEYOR
+
+READ_ONLY = (["models"], ["lineage"], ["ct", "status"], ["rollback"], ["monitor"], ["tensorboard", "--port", "0"], ["serve", "--port", "0"])
+
+
+def conveyor(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([str(CONVEYOR), *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, cwd=cwd)
+
+
+def assert_one_line(done: subprocess.CompletedProcess, code: int, pattern: str) -> None:
+    assert done.returncode == code, done.stdout + done.stderr
+    assert done.stdout == "" and "Traceback" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and re.fullmatch(pattern, lines[0]), done.stderr
+
+
+@pytest.mark.parametrize("command", READ_ONLY, ids=" ".join)
+def test_a_mistyped_home_is_named_and_never_created(command, tmp_path):
+    typo = tmp_path / "outptus"
+    done = conveyor(*command, "--home", str(typo))
+    assert_one_line(done, 2, rf"conveyor {command[0]}.*: --home {re.escape(str(typo))}: no such folder .*")
+    assert not typo.exists()
+
+
+def test_a_mistyped_home_from_the_environment_is_named_as_the_variable(tmp_path):
+    typo = tmp_path / "typo"
+    done = conveyor("models", env={"CONVEYOR_HOME": str(typo)})
+    assert_one_line(done, 2, rf"conveyor models: CONVEYOR_HOME={re.escape(str(typo))}: no such folder .*")
+    assert not typo.exists()
+
+
+def test_a_folder_that_is_not_a_home_is_not_reported_as_an_empty_one(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    done = conveyor("models", "--home", str(tmp_path))
+    assert_one_line(done, 2, r"conveyor models: --home .*: not a Conveyor home \(none of metadata.sqlite, .*\)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_a_home_that_is_a_file_or_cannot_be_made_is_one_line(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert_one_line(conveyor("run", "--home", str(afile)), 2, r"conveyor run: --home .*/afile: not a folder")
+    assert_one_line(conveyor("run", "--home", str(afile / "home")), 2, r"conveyor run: --home .*/afile/home: cannot create it \(Not a directory\)")
+    assert afile.read_text() == "x"
+
+
+@pytest.mark.parametrize("command", (["run"], ["models"], ["ct", "tick"]), ids=" ".join)
+@pytest.mark.parametrize("value, expected", (("abc", "expected an integer"), ("-5", "expected a number >= 1")))
+def test_a_bad_setting_names_its_variable_before_anything_is_written(command, value, expected, tmp_path):
+    home = tmp_path / "home"
+    if command == ["models"]:
+        (home / "serving_model").mkdir(parents=True)
+    done = conveyor(*command, "--home", str(home), env={"CONVEYOR_TRAIN_STEPS": value}, cwd=tmp_path)
+    assert_one_line(done, 2, rf"conveyor {' '.join(command)}: CONVEYOR_TRAIN_STEPS={value}: {expected}")
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == (["home", "home/serving_model"] if command == ["models"] else [])
+
+
+def test_a_bad_flag_value_is_one_line(tmp_path):
+    done = conveyor("run", "--home", str(tmp_path / "h"), "--train-steps", "-5")
+    assert_one_line(done, 2, r"conveyor run: argument --train-steps: expected an integer >= 1, got '-5' \(see `conveyor run --help`\)")
+    assert not (tmp_path / "h").exists()
+
+
+def test_a_mistyped_flag_gets_the_nearest_one_and_a_prefix_is_not_a_flag(tmp_path):
+    home = str(tmp_path / "h")
+    assert_one_line(conveyor("run", "--home", home, "--trian-steps", "5"), 2,
+                    r"conveyor run: unknown flag --trian-steps \(did you mean --train-steps\?\) \(see `conveyor run --help`\)")
+    assert_one_line(conveyor("run", "--home", home, "--train-step", "5"), 2,
+                    r"conveyor run: unknown flag --train-step \(did you mean --train-steps\?\) .*")
+    assert_one_line(conveyor("ct", "status", "--hom", home), 2, r"conveyor ct status: unknown flag --hom \(did you mean --home\?\) .*")
+    assert_one_line(conveyor("modles"), 2, r"conveyor: 'modles' is not one of run, ct, .* \(did you mean models\?\) .*")
+    assert not (tmp_path / "h").exists()
+
+
+def test_missing_spans_are_one_line(tmp_path):
+    done = conveyor("run", "--home", str(tmp_path / "h"), "--spans-root", str(tmp_path / "nowhere"))
+    assert_one_line(done, 2, r"conveyor run: --spans-root .*/nowhere: no such folder \(expected span-N/ folders of CSV files\)")
+    assert not (tmp_path / "h").exists()
+
+
+def test_the_demo_never_deletes_a_folder_and_takes_no_flag_it_ignores(tmp_path):
+    mine = tmp_path / "outputs"
+    (mine / "serving_model" / "1700000000").mkdir(parents=True)
+    done = conveyor("ct", "demo", "--home", str(mine))
+    assert_one_line(done, 2, r"conveyor ct demo: --home .*/outputs: not empty \(the demo writes a scratch home: name a new or empty folder\)")
+    assert (mine / "serving_model" / "1700000000").is_dir()
+    assert_one_line(conveyor("ct", "demo", "--spans-root", str(tmp_path)), 2, r"conveyor ct demo: unknown flag --spans-root .*")
+
+
+@pytest.mark.parametrize("command", (["models"], ["lineage"], ["ct", "status"]), ids=" ".join)
+def test_a_reader_that_went_away_ends_the_command_quietly(command, small_run):
+    """`conveyor models | head -1`, made certain: the pipe's reading end is closed before the command writes."""
+    read, write = os.pipe()
+    os.close(read)
+    args = [*command, "--home", str(small_run[0].home)]
+    try:
+        done = subprocess.run([str(CONVEYOR), *args], stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert done.returncode == 141 and done.stderr == ""
+
+
+def test_ctrl_c_during_a_run_is_interrupted_not_failed(shipped_rows, tmp_path):
+    spans_io.write_span(tmp_path / "spans", 1, shipped_rows[:SMALL_SPAN_ROWS])
+    started = time.monotonic()
+    run = subprocess.Popen([str(CONVEYOR), "run", "--home", str(tmp_path / "home"), "--spans-root", str(tmp_path / "spans"),
+                            "--train-steps", "50", "--eval-steps", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    while not any("StatisticsGen" in line for line in lines):  # well into the run, Beam working
+        lines.append(run.stdout.readline())
+        assert lines[-1], "the run ended before StatisticsGen"
+    run.send_signal(signal.SIGINT)
+    out, err = run.communicate(timeout=300)
+    wall = time.monotonic() - started
+    assert run.returncode == 130, out + err
+    assert err.splitlines()[-1] == "conveyor run: interrupted" and "Traceback" not in err
+    summary = "".join(lines) + out
+    assert re.search(r"^INTERRUPTED in \w+", summary, re.M) and "FAILED" not in summary and "pushed: nothing" in summary
+    total = float(re.search(r"^total: ([\d.]+) s", summary, re.M).group(1))
+    assert 0.8 * wall <= total <= wall  # the wall time of the pass, importing TFX included
