@@ -46,7 +46,3 @@ def _integer(value: object) -> int:
         raise ValueError
     return int(number)
 
-
-def serialize(rows: Iterable[Mapping[str, object]], keys: Iterable[str] = features.SERVING_FEATURES) -> list[bytes]:
-    keys = tuple(keys)
-    return [to_example(row, keys).SerializeToString() for row in rows]

@@ -27,7 +27,7 @@ from models.instances import Instance
 from models.saved_model import LoadedModel, PredictionError, RejectedInput
 from serving import metrics, request_log
 from serving.host import ModelHost, NoModelError
-from serving.quiet import Throttled
+from serving.log_throttle import Throttled
 
 log = logging.getLogger(__name__)
 throttled = Throttled(log)

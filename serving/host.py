@@ -40,7 +40,7 @@ from typing import Callable
 from models.saved_model import LoadedModel
 from pipeline import versions
 from serving import metrics
-from serving.quiet import Throttled
+from serving.log_throttle import Throttled
 
 log = logging.getLogger(__name__)
 throttled = Throttled(log, interval=60.0)

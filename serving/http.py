@@ -35,7 +35,7 @@ from typing import Callable, Protocol
 
 import httptools
 
-from serving.quiet import Throttled
+from serving.log_throttle import Throttled
 
 log = logging.getLogger(__name__)
 throttled = Throttled(log)
