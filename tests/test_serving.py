@@ -14,7 +14,7 @@ import tensorflow as tf
 from data import spans_io
 from conveyor import cli
 from metadata import connection, registry, runs
-from serving import request_log, rollback, server
+from serving import request_log, rest_api, rollback, server
 from pipeline import versions
 from models.instances import from_row, to_example
 from tests.serving_helpers import Serve, copy_home, publish_fake
@@ -63,7 +63,7 @@ def test_predictions_match_the_in_process_model(running, shipped_rows):
         meta = client.get(f"/v1/models/{MODEL}/metadata").json()
     for response in (as_json, as_b64, by_version):
         assert response.status_code == 200, response.text
-        assert response.headers[server.VERSION_HEADER] == version
+        assert response.headers[rest_api.VERSION_HEADER] == version
         predictions = response.json()["predictions"]
         assert [p["probability"] for p in predictions] == expected["probability"].numpy().tolist()  # bit for bit
         assert [p["predicted_class"] for p in predictions] == expected["predicted_class"].numpy().tolist()
@@ -111,8 +111,8 @@ def test_every_prediction_is_logged_and_reads_back_as_a_serving_span(running, sh
     rows = shipped_rows[100:105]
     started = datetime.now(timezone.utc)
     with httpx.Client(base_url=url) as client:
-        response = _predict(client, [from_row(r) for r in rows], headers={server.REQUEST_ID_HEADER: "req-42"})
-    assert response.headers[server.REQUEST_ID_HEADER] == "req-42"
+        response = _predict(client, [from_row(r) for r in rows], headers={rest_api.REQUEST_ID_HEADER: "req-42"})
+    assert response.headers[rest_api.REQUEST_ID_HEADER] == "req-42"
     # A writer that died mid-line leaves a torn last line: readers skip it, nothing else is lost.
     partition = request_log.partition_dir(config.request_log_root, datetime.now(timezone.utc))
     (partition / "crashed-1.jsonl").write_bytes(b'{"request_id": "torn", "ind')
@@ -121,7 +121,7 @@ def test_every_prediction_is_logged_and_reads_back_as_a_serving_span(running, sh
     logged = [r for r in window.records if r["request_id"] == "req-42"]
     assert [r["index"] for r in logged] == list(range(5))
     assert [r["output"] for r in logged] == response.json()["predictions"]
-    assert {r["model_version"] for r in logged} == {response.headers[server.VERSION_HEADER]}
+    assert {r["model_version"] for r in logged} == {response.headers[rest_api.VERSION_HEADER]}
     path = request_log.write_serving_span(logged, tmp_path / "spans", 7, tips={("req-42", 0): 1.5})
     back = spans_io.read_rows(path)
     assert [from_row(r) for r in back] == [from_row(r) for r in rows]
@@ -141,7 +141,7 @@ def test_hot_swap_under_concurrent_load_drops_nothing(running, shipped_rows):
                 if stop.is_set():
                     return
                 response = _predict(client, instances)
-                results.append((response.status_code, response.headers.get(server.VERSION_HEADER)))
+                results.append((response.status_code, response.headers.get(rest_api.VERSION_HEADER)))
 
     workers = [threading.Thread(target=load) for _ in range(4)]
     for worker in workers:
@@ -171,7 +171,7 @@ def test_rollback_changes_what_is_served_and_a_newer_push_supersedes_it(running,
     newer = versions.republish(config.serving_root, original, str(int(original) + 100)).name
     instance = [from_row(shipped_rows[0])]
     with httpx.Client(base_url=url) as client:
-        served = lambda: _predict(client, instance).headers[server.VERSION_HEADER]  # noqa: E731
+        served = lambda: _predict(client, instance).headers[rest_api.VERSION_HEADER]  # noqa: E731
         wait_for(lambda: served() == newer, what="the newer push served")
 
         assert cli.main(["rollback", "--home", str(config.home)]) == 0

@@ -1,8 +1,8 @@
-"""serving.http.Reply: a response set on the loop thread is sent at once, to a waiter that came
+"""serving.http_messages.Reply: a response set on the loop thread is sent at once, to a waiter that came
 before or after it, and one waiter's failure does not stop the others' answers."""
 from __future__ import annotations
 
-from serving.http import Reply, Response
+from serving.http_messages import Reply, Response
 
 
 def test_a_reply_reaches_its_waiter_when_set_or_at_once_if_already_set():
