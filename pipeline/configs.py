@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from pipeline.settings import ENV_PREFIX, PARSERS, RANGES, SettingError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-ENV_PREFIX = "CONVEYOR_"
 
 # Where Beam runs: on this machine (in_memory, or multi_processing with beam_workers processes),
 # Dataflow, or a Flink / Spark cluster through its Beam job server (PortableRunner). The local modes
@@ -42,16 +43,6 @@ DRIFT_POLICIES = ("block", "warn")
 SPAN_SOURCES = ("upstream", "feedback")
 # The official TFX image of the locked TFX version: KubeflowV2DagRunner's default and the Dockerfile's base.
 TFX_IMAGE = "gcr.io/tfx-oss-public/tfx:1.21.0"
-
-
-class SettingError(ValueError):
-    """A setting with a value it cannot take. `source`: "env" (a CONVEYOR_* variable), "override"
-    (a runner's flag or a caller's argument) or "default"."""
-
-    def __init__(self, field: str, value: Any, expected: str, source: str = "override"):
-        self.field, self.value, self.expected, self.source = field, value, expected, source
-        named = f"{ENV_PREFIX}{field.upper()}={value}" if source == "env" else f"{field}={value!r}"
-        super().__init__(f"{named}: {expected}")
 
 
 @dataclass(frozen=True)
@@ -244,7 +235,7 @@ class PipelineConfig:
         ):
             if getattr(self, name) not in allowed:
                 raise SettingError(name, getattr(self, name), f"expected one of {', '.join(allowed)}")
-        for name, (check, expected) in _RANGES.items():
+        for name, (check, expected) in RANGES.items():
             value = getattr(self, name)
             if value is not None and not check(value):
                 raise SettingError(name, value, expected)
@@ -357,80 +348,11 @@ class PipelineConfig:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-def _at_least(low: float) -> tuple[Any, str]:
-    return (lambda v: v >= low), f"expected a number >= {low:g}"
-
-
-def _above(low: float) -> tuple[Any, str]:
-    return (lambda v: v > low), f"expected a number > {low:g}"
-
-
-_FRACTION = ((lambda v: 0.0 <= v <= 1.0), "expected a number from 0 to 1")
-# The range of every numeric setting that has one (None, where allowed, is not checked).
-_RANGES: dict[str, tuple[Any, str]] = {
-    **{name: _at_least(1) for name in (
-        "window_spans", "train_buckets", "eval_buckets", "train_steps", "eval_steps", "infra_check_examples",
-        "max_request_bytes", "max_batch_instances", "max_string_bytes", "max_connections", "guard_min_labels",
-        "monitor_min_predictions", "live_min_labels", "live_min_class_labels", "mysql_port",
-    )},
-    **{name: _at_least(0) for name in (
-        "span", "feedback_window_spans", "beam_workers", "serving_workers", "seed", "min_rows_ratio",
-        "completeness_drop", "median_shift", "batch_gather_seconds", "max_extra_versions",
-        "tensorflow_intra_op_parallelism", "request_log_max_bytes", "serving_port",
-    )},
-    **{name: _above(0) for name in (
-        "poll_seconds", "idle_timeout_seconds", "header_timeout_seconds", "body_timeout_seconds",
-        "load_retry_max_seconds", "request_log_retention_hours", "monitor_window_hours", "ct_schedule_hours",
-    )},
-    "broken_feed_factor": _above(1),
-    "tensorflow_inter_op_parallelism": _at_least(-1),
-    "serving_port": ((lambda v: 0 <= v <= 65535), "expected a port 0-65535"),
-    "guard_alpha": ((lambda v: 0.0 < v < 1.0), "expected a number between 0 and 1"),
-    "live_min_accuracy": _FRACTION,
-    "live_max_accuracy_drop": _FRACTION,
-}
-
-
-def _parse_int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError("expected an integer") from None
-
-
-def _parse_float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError("expected a number") from None
-
-
-def _parse_bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("expected true or false (also 1/0, yes/no, on/off)")
-
-
-_PARSERS = {
-    "Path": Path,
-    "int": _parse_int,
-    "float": _parse_float,
-    "bool": _parse_bool,
-    "str": str,
-    "int | None": lambda text: _parse_int(text) if text else None,
-    "Path | None": lambda text: Path(text) if text else None,
-    "str | None": lambda text: text or None,
-    "tuple[str, ...]": lambda text: tuple(shlex.split(text)),
-}
-
-
 def to_env(config: PipelineConfig) -> dict[str, str]:
     """CONVEYOR_* variables from which load() rebuilds `config`'s plain fields (for a child process)."""
     env = {}
     for f in dataclasses.fields(PipelineConfig):
-        if f.type not in _PARSERS:
+        if f.type not in PARSERS:
             continue
         value = getattr(config, f.name)
         if value is None:
@@ -452,9 +374,9 @@ def load(**overrides: Any) -> PipelineConfig:
     from_env, texts = {}, {}
     for f in dataclasses.fields(PipelineConfig):
         text = os.environ.get(ENV_PREFIX + f.name.upper())
-        if text is not None and f.type in _PARSERS:
+        if text is not None and f.type in PARSERS:
             try:
-                from_env[f.name] = _PARSERS[f.type](text)
+                from_env[f.name] = PARSERS[f.type](text)
             except ValueError as exc:
                 raise SettingError(f.name, text, str(exc), "env") from None
             texts[f.name] = text

@@ -61,8 +61,34 @@ def test_a_remote_runner_without_its_settings_is_refused_by_name():
         PipelineConfig(beam_mode="dataflow", gcp_project="proj")
     with pytest.raises(ValueError, match="--beam-job-endpoint"):
         PipelineConfig(beam_mode="flink")
-    with pytest.raises(ValueError, match="beam_mode must be one of"):
+    with pytest.raises(ValueError, match="beam_mode='local': expected one of in_memory, multi_processing, dataflow"):
         PipelineConfig(beam_mode="local")
+
+
+@pytest.mark.parametrize(
+    "variable, value, message",
+    [
+        ("CONVEYOR_TRAIN_STEPS", "abc", "CONVEYOR_TRAIN_STEPS=abc: expected an integer"),
+        ("CONVEYOR_TRAIN_STEPS", "-5", "CONVEYOR_TRAIN_STEPS=-5: expected a number >= 1"),
+        ("CONVEYOR_GUARD_ALPHA", "1.5", "CONVEYOR_GUARD_ALPHA=1.5: expected a number between 0 and 1"),
+        ("CONVEYOR_SERVING_PORT", "70000", "CONVEYOR_SERVING_PORT=70000: expected a port 0-65535"),
+        ("CONVEYOR_POLL_SECONDS", "0", "CONVEYOR_POLL_SECONDS=0: expected a number > 0"),
+        ("CONVEYOR_ENABLE_CACHE", "maybe", "CONVEYOR_ENABLE_CACHE=maybe: expected true or false"),
+        ("CONVEYOR_DRIFT_POLICY", "stop", "CONVEYOR_DRIFT_POLICY=stop: expected one of block, warn"),
+    ],
+)
+def test_a_bad_variable_is_named_with_what_it_expects(monkeypatch, variable, value, message):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(configs.SettingError) as raised:
+        configs.load()
+    assert str(raised.value).startswith(message) and raised.value.source == "env"
+
+
+def test_a_bad_override_names_the_setting_and_a_good_one_wins():
+    with pytest.raises(configs.SettingError, match=r"^eval_steps=0: expected a number >= 1$") as raised:
+        configs.load(eval_steps=0)
+    assert raised.value.source == "override" and raised.value.field == "eval_steps"
+    assert configs.load(eval_steps=3, enable_cache=False).eval_steps == 3
 
 
 def test_the_beam_setting_and_its_args_come_from_the_environment(monkeypatch):

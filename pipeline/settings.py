@@ -1,0 +1,91 @@
+"""How a setting's text becomes its value, and the values each setting may take (pipeline/configs.py).
+
+A value a setting cannot take is a SettingError naming the CONVEYOR_* variable it came from, or the
+setting, so the front door can name the flag.
+"""
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "CONVEYOR_"
+
+
+class SettingError(ValueError):
+    """A setting with a value it cannot take. `source`: "env" (a CONVEYOR_* variable), "override"
+    (a runner's flag or a caller's argument) or "default"."""
+
+    def __init__(self, field: str, value: Any, expected: str, source: str = "override"):
+        self.field, self.value, self.expected, self.source = field, value, expected, source
+        named = f"{ENV_PREFIX}{field.upper()}={value}" if source == "env" else f"{field}={value!r}"
+        super().__init__(f"{named}: {expected}")
+
+
+def _at_least(low: float) -> tuple[Any, str]:
+    return (lambda v: v >= low), f"expected a number >= {low:g}"
+
+
+def _above(low: float) -> tuple[Any, str]:
+    return (lambda v: v > low), f"expected a number > {low:g}"
+
+
+_FRACTION = ((lambda v: 0.0 <= v <= 1.0), "expected a number from 0 to 1")
+# The range of every numeric setting that has one (None, where allowed, is not checked).
+RANGES: dict[str, tuple[Any, str]] = {
+    **{name: _at_least(1) for name in (
+        "window_spans", "train_buckets", "eval_buckets", "train_steps", "eval_steps", "infra_check_examples",
+        "max_request_bytes", "max_batch_instances", "max_string_bytes", "max_connections", "guard_min_labels",
+        "monitor_min_predictions", "live_min_labels", "live_min_class_labels", "mysql_port",
+    )},
+    **{name: _at_least(0) for name in (
+        "span", "feedback_window_spans", "beam_workers", "serving_workers", "seed", "min_rows_ratio",
+        "completeness_drop", "median_shift", "batch_gather_seconds", "max_extra_versions",
+        "tensorflow_intra_op_parallelism", "request_log_max_bytes", "serving_port",
+    )},
+    **{name: _above(0) for name in (
+        "poll_seconds", "idle_timeout_seconds", "header_timeout_seconds", "body_timeout_seconds",
+        "load_retry_max_seconds", "request_log_retention_hours", "monitor_window_hours", "ct_schedule_hours",
+    )},
+    "broken_feed_factor": _above(1),
+    "tensorflow_inter_op_parallelism": _at_least(-1),
+    "serving_port": ((lambda v: 0 <= v <= 65535), "expected a port 0-65535"),
+    "guard_alpha": ((lambda v: 0.0 < v < 1.0), "expected a number between 0 and 1"),
+    "live_min_accuracy": _FRACTION,
+    "live_max_accuracy_drop": _FRACTION,
+}
+
+
+def _parse_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError("expected an integer") from None
+
+
+def _parse_float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError("expected a number") from None
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false (also 1/0, yes/no, on/off)")
+
+
+PARSERS = {
+    "Path": Path,
+    "int": _parse_int,
+    "float": _parse_float,
+    "bool": _parse_bool,
+    "str": str,
+    "int | None": lambda text: _parse_int(text) if text else None,
+    "Path | None": lambda text: Path(text) if text else None,
+    "str | None": lambda text: text or None,
+    "tuple[str, ...]": lambda text: tuple(shlex.split(text)),
+}
