@@ -182,7 +182,7 @@ def test_a_cluster_tick_without_a_cluster_home_or_image_says_what_is_missing(tmp
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "needs --home gs://BUCKET/PATH" in done.stderr
     done = subprocess.run([CONVEYOR, "ct", "tick", "--home", "gs://bucket/conveyor"], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and "only `ct tick|run --target kfp|vertex` reads a cluster home" in done.stderr
+    assert done.returncode == 2 and "only `ct tick|watch|run --target kfp|vertex` reads a cluster home" in done.stderr
 
 
 def test_ct_watch_on_a_cluster_ticks_the_given_number_of_times(cluster, tmp_path):
@@ -337,4 +337,4 @@ def test_a_quiet_cluster_tick_reads_no_span_file_and_judges_an_older_version_aga
     assert read.stat().st_atime > 1_000_000
     assert {str(p): p.stat().st_atime for p in span_files} == {str(p): 1_000_000 for p in span_files}  # no span file was read
     work_files = {str(p.relative_to(tmp_path / "work")).split(os.sep)[0] for p in (tmp_path / "work").rglob("*") if p.is_file()}
-    assert work_files <= {"ct", "metadata.sqlite", "request_log", "labels", home_lock.LOCK_FILE}, work_files
+    assert work_files <= {"ct", "metadata.sqlite", "request_log", "labels", "logs", home_lock.LOCK_FILE}, work_files

@@ -29,7 +29,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         if name == "run":
             sub.add_argument("--reason", required=True, help="why, recorded in the decision log")
         if name == "watch":
-            sub.add_argument("--interval", type=common.positive_float, default=300.0, help="seconds between ticks")
+            sub.add_argument("--interval", type=common.non_negative_float, default=300.0, help="seconds between ticks (0: back to back)")
             sub.add_argument("--max-ticks", type=common.positive_int)
         cluster = sub.add_argument_group("on a cluster (docs/production.md)")
         cluster.add_argument("--target", choices=("kfp", "vertex"), help="submit the run to this orchestrator")

@@ -12,7 +12,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--to", help="version to serve (default: the newest eligible one before the serving version)")
     what.add_argument("--clear", action="store_true", help="remove the rollback pointer (also a corrupt one): the newest version serves")
-    parser.add_argument("--wait", type=common.positive_float, default=60.0, help="seconds to wait for running servers to switch (default 60)")
+    parser.add_argument("--wait", type=common.non_negative_float, default=60.0, help="seconds to wait for running servers to switch (default 60)")
     parser.add_argument("--no-wait", action="store_true", help="do not wait for running servers to switch")
     parser.set_defaults(func=rollback)
 

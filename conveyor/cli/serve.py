@@ -25,4 +25,4 @@ def serve(args: argparse.Namespace) -> int:
         try:
             return supervisor.serve(config, host=args.host, port=args.port, log_requests=not args.no_request_log)
         except OSError as exc:  # the address is taken or cannot be bound
-            raise common.CommandError(f"cannot listen on {args.host or config.serving_host}:{args.port if args.port is not None else config.serving_port}: {exc.strerror or exc}") from None
+            raise common.CommandError(str(exc)) from None
