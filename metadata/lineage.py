@@ -2,30 +2,42 @@
 
     conveyor lineage [--version V] [--home DIR]
 
-From the push back to the data: Pusher <- Evaluator (metrics, blessing, baseline) <- Trainer
-(steps, hyperparameters, code) <- Transform (graph, code) <- the training window's spans (upstream
-and feedback), each through DataGate <- ExampleValidator (anomalies) <- StatisticsGen <-
-CsvExampleGen (files), and the schema. A feedback span also says which served traffic it holds and
-where its labels came from (its manifest, ct/feedback.py); the CT decision that launched the run
-(trigger, reason, time) comes from metadata/ct_records.py. Works on any MLMD the pipeline wrote
-(SQLite or MySQL), for both history sources.
-Modules that load TensorFlow are imported inside the functions, so the command can keep their
-start-up logs off the console.
+From the push back to the data: Pusher <- Evaluator (metrics per slice, the verdict and why, the
+baseline as the version it was pushed as) and InfraCheck (its verdict) <- Trainer (steps,
+hyperparameters, code) <- Transform (graph, code) <- the training window's spans (upstream and
+feedback), each through DataGate <- ExampleValidator (anomalies) <- StatisticsGen <- CsvExampleGen
+(files), and the schema. A feedback span also says which served traffic it holds and where its
+labels came from (its manifest, ct/feedback.py); the CT decision that launched the run (trigger,
+reason, time) comes from metadata/ct_records.py. Works on any MLMD the pipeline wrote (SQLite or
+MySQL), for both history sources.
+
+Nothing here imports TensorFlow, TFMA or Beam for a local home: the evaluation is read from the
+Evaluator's records (pipeline/evaluation.py `load_evaluation`; an evaluation older than them goes
+through TFMA), the thresholds from what MLMD recorded (pipeline/blessing_checks.py), files with
+os and pathlib (data/files.py).
 """
 from __future__ import annotations
 
 import datetime
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from data import spans_io
+from data import files, spans_io
 from metadata import connection, runs
-from pipeline import versions
+from pipeline import anomalies as anomalies_lib
+from pipeline import blessing_checks, evaluation, user_code, versions
+from pipeline.artifact_properties import (
+    BLESSED_KEY,
+    CHECKED_KEY,
+    FAILURE_KEY,
+    FOLDED_KEY,
+    WINDOW_SOURCES_PROPERTY,
+)
 from pipeline.configs import PipelineConfig
 
 
@@ -53,6 +65,22 @@ class SpanLineage:
         return spans_io.label(self.span, self.namespace)
 
 
+@dataclass(frozen=True)
+class InfraVerdict:
+    """InfraCheck's verdict on the model (its InfraBlessing)."""
+
+    passed: bool
+    checked: int  # eval examples answered through the serving code
+    folded: bool  # asked through the folded call (speedups/folded_call.py)
+    failure: str
+
+    def __str__(self) -> str:
+        if not self.passed:
+            return f"FAILED: {self.failure or 'no reason recorded'}"
+        how = " (folded call)" if self.folded else ""
+        return f"passed, {self.checked} eval examples answered through the serving code{how}"
+
+
 @dataclass
 class ModelLineage:
     version: str
@@ -71,11 +99,23 @@ class ModelLineage:
     custom_config: dict[str, Any]  # hyperparameter overrides, seed (and code_version when installed)
     trainer_code: str
     evaluation_uri: str
-    metrics: dict[str, float]  # overall slice
-    blessed: bool
-    baseline: str | None
-    baseline_metrics: dict[str, float] = field(default_factory=dict)
+    evaluation: evaluation.Evaluation  # both models' metrics per slice and the verdict's reasons
+    blessed: bool  # the Evaluator's ModelBlessing
+    baseline: str | None  # the baseline Model's URI (None: nothing was serving)
+    baseline_version: str | None  # the pushed version the baseline was (None: unknown or no baseline)
+    thresholds: list[blessing_checks.Threshold]  # as the Evaluator was configured
+    gate: evaluation.Gate
+    infra: InfraVerdict | None  # None: no InfraCheck recorded
     launched_by: dict[str, Any] | None = None  # the CT decision that launched the run (None: not CT)
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The candidate's overall metrics."""
+        return self.evaluation.metrics.get(evaluation.OVERALL, {})
+
+    @property
+    def baseline_metrics(self) -> dict[str, float]:
+        return self.evaluation.baseline
 
 
 def _producer(store: metadata_store.MetadataStore, artifact: metadata_store_pb2.Artifact, expected: str) -> runs.NodeExecution:
@@ -95,8 +135,6 @@ def _single(node: runs.NodeExecution, side: str, key: str) -> metadata_store_pb2
 
 def _code(node: runs.NodeExecution, fn_property: str) -> str:
     """How an execution named its code: the wheel TFX built for a module_file, or the installed function."""
-    from pipeline import user_code
-
     module_path = runs.exec_property(node, "module_path")
     if module_path:
         module, _, wheel = str(module_path).partition("@")
@@ -106,9 +144,6 @@ def _code(node: runs.NodeExecution, fn_property: str) -> str:
 
 
 def _span_lineage(store: metadata_store.MetadataStore, validated: metadata_store_pb2.Artifact) -> SpanLineage:
-    from pipeline import anomalies as anomalies_lib
-    from tfx.dsl.io import fileio
-
     gate = _producer(store, validated, "DataGate")
     examples = _single(gate, "inputs", "examples")
     anomalies = _single(gate, "inputs", "anomalies")
@@ -126,7 +161,7 @@ def _span_lineage(store: metadata_store.MetadataStore, validated: metadata_store
         manifest=spans_io.read_manifest(input_base, span, namespace) if namespace == spans_io.FEEDBACK else None,
         version=int(runs.custom_property(examples, "version") or 0),
         data_pattern=pattern,
-        data_files=sorted(fileio.glob(pattern)),
+        data_files=sorted(files.glob(pattern)),
         input_fingerprint=str(runs.custom_property(examples, "input_fingerprint") or ""),
         examples_uri=examples.uri,
         statistics_uri=statistics.uri,
@@ -136,18 +171,21 @@ def _span_lineage(store: metadata_store.MetadataStore, validated: metadata_store
     )
 
 
-def _baseline(model: metadata_store_pb2.Artifact) -> str:
-    """A baseline model artifact, and the pushed version it copies in a "stores" pipeline."""
-    from pipeline.components.pushed_baseline import PUSHED_DESTINATION_PROPERTY
-
-    copied = runs.custom_property(model, PUSHED_DESTINATION_PROPERTY)
-    return f"{model.uri} (copy of {copied})" if copied else model.uri
+def _infra_verdict(pusher: runs.NodeExecution) -> InfraVerdict | None:
+    found = pusher.inputs.get("infra_blessing", [])
+    if not found:
+        return None
+    blessing = found[0]
+    return InfraVerdict(
+        passed=runs.custom_property(blessing, BLESSED_KEY) == 1,
+        checked=int(runs.custom_property(blessing, CHECKED_KEY) or 0),
+        folded=runs.custom_property(blessing, FOLDED_KEY) == 1,
+        failure=str(runs.custom_property(blessing, FAILURE_KEY) or ""),
+    )
 
 
 def _validated_spans(store: metadata_store.MetadataStore, window: list[metadata_store_pb2.Artifact]) -> list[metadata_store_pb2.Artifact]:
     """DataGate's artifacts behind a training window (a "stores" window lists them by URI)."""
-    from pipeline.components.span_window import WINDOW_SOURCES_PROPERTY
-
     validated = []
     for artifact in window:
         sources = runs.custom_property(artifact, WINDOW_SOURCES_PROPERTY)
@@ -164,8 +202,6 @@ def _validated_spans(store: metadata_store.MetadataStore, window: list[metadata_
 
 def trace(store: metadata_store.MetadataStore, serving_root: str, version: str) -> ModelLineage:
     """The lineage of pushed model `version` under `serving_root`."""
-    from pipeline import evaluation
-
     destination = os.path.join(serving_root, version)
     pushed = runs.pushed_model(store, destination)
     if pushed is None:
@@ -179,9 +215,11 @@ def trace(store: metadata_store.MetadataStore, serving_root: str, version: str) 
     transform = _producer(store, transform_graph, "Transform")
     schema = _single(trainer, "inputs", "schema")
     schema_gen = _producer(store, schema, "ImportSchemaGen")
-    result = evaluation.load_evaluation(_single(evaluator, "outputs", "evaluation").uri)
+    evaluation_uri = _single(evaluator, "outputs", "evaluation").uri
+    result = evaluation.load_evaluation(evaluation_uri)
     # The Evaluator compared with a baseline only if it got a model ("stores" may pass an empty one).
     baseline = evaluator.inputs.get("baseline_model", []) if result.baseline else []
+    gate = runs.exec_property(evaluator, "blessing_gate")  # absent before the rule: everything gated
     return ModelLineage(
         version=version,
         serving_now=versions.serving_version(serving_root) == version,
@@ -198,11 +236,14 @@ def trace(store: metadata_store.MetadataStore, serving_root: str, version: str) 
         eval_steps=int(runs.exec_property(trainer, "eval_args")["num_steps"]),
         custom_config=dict(runs.exec_property(trainer, "custom_config") or {}),
         trainer_code=_code(trainer, "run_fn"),
-        evaluation_uri=_single(evaluator, "outputs", "evaluation").uri,
-        metrics=result.metrics.get(evaluation.OVERALL, {}),
+        evaluation_uri=evaluation_uri,
+        evaluation=result,
         blessed=runs.custom_property(blessing, "blessed") == 1,
-        baseline=_baseline(baseline[0]) if baseline else None,
-        baseline_metrics=result.baseline,
+        baseline=baseline[0].uri if baseline else None,
+        baseline_version=runs.baseline_version(store, baseline[0], before=version) if baseline else None,
+        thresholds=blessing_checks.recorded_thresholds(runs.exec_property(evaluator, "eval_config") or {}),
+        gate=evaluation.Gate(**gate) if gate else evaluation.Gate(min_slice_examples=0, min_class_examples=0),
+        infra=_infra_verdict(pusher),
     )
 
 
@@ -211,6 +252,8 @@ def for_config(config: PipelineConfig, version: str | None = None) -> ModelLinea
     version = version or versions.serving_version(config.serving_root_uri)
     if version is None:
         raise LineageError(f"no pushed model under {config.serving_root_uri}")
+    if not connection.store_exists(config):
+        raise LineageError(f"no ML Metadata at {config.metadata_path}: no run of this home was recorded")
     from metadata import ct_records
 
     store = connection.open_store(connection.connection_config(config))
@@ -220,7 +263,47 @@ def for_config(config: PipelineConfig, version: str | None = None) -> ModelLinea
 
 
 def _metrics_line(metrics: dict[str, float]) -> str:
-    return ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if k != "example_count")
+    """The compared metrics with 4 decimals, then the counts as integers."""
+    shown = [m for m in evaluation.COMPARED_METRICS if m in metrics] + [m for m in evaluation.COUNT_METRICS if m in metrics]
+    return ", ".join(f"{m}={evaluation.format_value(m, metrics[m])}" for m in shown)
+
+
+def _slice_table(lineage: ModelLineage) -> list[str]:
+    """Every slice in natural order: its eval examples and, per gated metric, the candidate, the
+    baseline and the change."""
+    result = lineage.evaluation
+    metrics = [t.metric for t in lineage.thresholds] or ["binary_accuracy", "auc"]
+    compared = bool(result.baseline)
+    width = 24 if compared else 9
+    head = f"{'slice':<28}{'examples':>9}" + "".join(f"{m:>{width}}" for m in metrics)
+    lines = [head + ("   (candidate, baseline, change)" if compared else "")]
+    for name in sorted(result.metrics, key=evaluation.slice_order):
+        values, base = result.metrics[name], result.baseline_by_slice.get(name, {})
+        cells = ""
+        for metric in metrics:
+            value = values.get(metric)
+            cell = "-" if value is None else f"{value:.4f}"
+            if compared and value is not None and metric in base:
+                cell += f" {base[metric]:.4f} {value - base[metric]:+.4f}"
+            cells += f"{cell:>{width}}"
+        lines.append(f"{name:<28}{values.get('example_count', 0):>9.0f}{cells}")
+    return lines
+
+
+def _verdict_lines(lineage: ModelLineage) -> list[str]:
+    """Blessed or not and why (each gated threshold with its figures, or each refusal), what the
+    rule did not gate with the change it saw, and InfraCheck's verdict."""
+    result = lineage.evaluation
+    if lineage.blessed:
+        lines = ["blessed yes: every gated threshold met"]
+        lines += [f"  {line}" for line in blessing_checks.explain(result, lineage.thresholds, lineage.gate)]
+    else:
+        lines = ["blessed NO"] + [f"  - {reason}" for reason in result.failures or ["no reason recorded"]]
+    if result.not_gated:
+        lines.append("not gated (docs/pipeline.md#blessing):")
+        lines += [f"  - {note}" for note in result.not_gated]
+    lines.append(f"infra check: {lineage.infra or 'not recorded'}")
+    return lines
 
 
 def _launched_by(decision: dict[str, Any] | None) -> str:
@@ -276,9 +359,16 @@ def format_lineage(lineage: ModelLineage) -> str:
         f"            custom_config {json.dumps(lineage.custom_config, sort_keys=True)}",
         f"            code  {lineage.trainer_code}",
         f"evaluation: {lineage.evaluation_uri}",
-        f"            overall {_metrics_line(lineage.metrics)} ({lineage.metrics.get('example_count', 0):.0f} examples)",
-        f"            baseline {lineage.baseline or 'none'}"
-        + (f": {_metrics_line(lineage.baseline_metrics)}" if lineage.baseline_metrics else ""),
-        f"            blessed {'yes' if lineage.blessed else 'NO'}",
+        f"            overall  {_metrics_line(lineage.metrics)}",
+        f"            baseline {_baseline_text(lineage)}",
+        *(f"            {line}" for line in _slice_table(lineage)),
+        *(f"            {line}" for line in _verdict_lines(lineage)),
     ]
     return "\n".join(lines)
+
+
+def _baseline_text(lineage: ModelLineage) -> str:
+    if lineage.baseline is None:
+        return "none: nothing was serving (only the floors applied)"
+    version = f"version {lineage.baseline_version}" if lineage.baseline_version else "a model never pushed"
+    return f"{version} (model {lineage.baseline}): {_metrics_line(lineage.baseline_metrics)}"

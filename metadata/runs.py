@@ -9,6 +9,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from data.spans_io import FEEDBACK, NAMESPACE_PROPERTY, UPSTREAM, namespace_of_pattern
+from pipeline.artifact_properties import PUSHED_VERSION_PROPERTY, WINDOW_FEEDBACK_SPANS_PROPERTY, WINDOW_SPANS_PROPERTY
 
 
 PIPELINE_CONTEXT = "pipeline"
@@ -220,11 +221,35 @@ def pushed_model(store: metadata_store.MetadataStore, destination: str) -> metad
     return None
 
 
+def baseline_version(store: metadata_store.MetadataStore, model: metadata_store_pb2.Artifact, before: str | None = None) -> str | None:
+    """The pushed version an Evaluator's baseline Model was: the one it copies (history="stores"),
+    else the newest push of that model (older than version `before`, when given)."""
+    copied = custom_property(model, PUSHED_VERSION_PROPERTY)
+    if copied:
+        return str(copied)
+    pushes = [v for v in pushed_versions(store, model.id) if before is None or int(v) < int(before)]
+    return pushes[-1] if pushes else None
+
+
+def pushed_versions(store: metadata_store.MetadataStore, model_id: int) -> list[str]:
+    """The versions Model `model_id` was pushed as: the PushedModels output by the executions that
+    read it (Pusher's), oldest first."""
+    pushed_type = _type_or_none(store.get_artifact_type, PUSHED_MODEL_TYPE)
+    readers = [e.execution_id for e in store.get_events_by_artifact_ids([model_id]) if e.type in _INPUT_EVENTS]
+    if pushed_type is None or not readers:
+        return []
+    outputs = {e.artifact_id for e in store.get_events_by_execution_ids(readers) if e.type in _OUTPUT_EVENTS}
+    found = [
+        str(custom_property(a, PUSHED_VERSION_PROPERTY))
+        for a in store.get_artifacts_by_id(outputs)
+        if a.type_id == pushed_type.id and custom_property(a, "pushed") == 1
+    ]
+    return sorted(found, key=int)
+
+
 def window_spans(examples: list[metadata_store_pb2.Artifact], namespace: str = UPSTREAM) -> list[int]:
     """Span numbers of `namespace` in a training window: validated artifacts ("mlmd") or one
     assembled artifact that lists them ("stores")."""
-    from pipeline.components.span_window import WINDOW_FEEDBACK_SPANS_PROPERTY, WINDOW_SPANS_PROPERTY
-
     listing = WINDOW_SPANS_PROPERTY if namespace == UPSTREAM else WINDOW_FEEDBACK_SPANS_PROPERTY
     spans = []
     for artifact in examples:

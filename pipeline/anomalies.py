@@ -1,12 +1,13 @@
 """Reading ExampleValidator output and describing anomalies for people."""
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2
-from tfx.types import artifact_utils
-from tfx.utils import io_utils
+
+from data import files
 
 ANOMALIES_FILE = "SchemaDiff.pb"
 
@@ -38,7 +39,7 @@ def from_proto(split: str, proto: anomalies_pb2.Anomalies) -> list[Anomaly]:
 
 def load_file(path: str) -> anomalies_pb2.Anomalies:
     proto = anomalies_pb2.Anomalies()
-    proto.ParseFromString(io_utils.read_bytes_file(path))
+    proto.ParseFromString(files.read_bytes(path))
     return proto
 
 
@@ -48,9 +49,10 @@ def load(uri: str, split: str) -> anomalies_pb2.Anomalies:
 
 
 def read(uri: str, split_names: str) -> list[Anomaly]:
-    """All anomalies in an ExampleAnomalies artifact directory, every split."""
+    """All anomalies in an ExampleAnomalies artifact directory, every split (`split_names`: the
+    artifact's property, a JSON list)."""
     found = []
-    for split in artifact_utils.decode_split_names(split_names):
+    for split in json.loads(split_names) if split_names else []:
         found.extend(from_proto(split, load(uri, split)))
     return found
 

@@ -15,26 +15,45 @@ pipeline/components/gated_evaluator.py):
   - an eval split with no examples, or a threshold TFMA could not check, refuses the candidate.
 
 Every refusal and every check that was not gated is written out as a sentence (`verdict.json` in
-the evaluation) for the run summary, the CT decision and `conveyor models`. TFX would leave a
-model silently NOT_BLESSED when a threshold names a metric the evaluation does not produce;
-`missing_threshold_metrics` turns that into an explicit failure.
+the evaluation), a not-gated one with the change it saw, for the run summary, the CT decision and
+`conveyor lineage`. TFX would leave a model silently NOT_BLESSED when a threshold names a metric
+the evaluation does not produce; `missing_threshold_metrics` turns that into an explicit failure.
+
+Beside the verdict the Evaluator writes the metrics per slice of both models (`slice_metrics.json`),
+so reading an evaluation back (`load_evaluation`) needs neither TFMA nor TensorFlow; an evaluation
+made before that record existed is read through TFMA. TFMA is imported only where it is used.
 """
 from __future__ import annotations
 
 import json
 import os
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
-import tensorflow_model_analysis as tfma
-
+from data import files
 from models import features
-from models.model import PROBABILITY_KEY
+from models.features import PROBABILITY_KEY
 from pipeline.configs import PipelineConfig
+
+if TYPE_CHECKING:
+    import tensorflow_model_analysis as tfma
+
+# The name TFMA gives the results of each metric class Conveyor configures (a test checks them
+# against TFMA's own), so that names are known without importing TFMA.
+METRIC_NAMES = {
+    "BinaryAccuracy": "binary_accuracy",
+    "AUC": "auc",
+    "Precision": "precision",
+    "Recall": "recall",
+    "ExampleCount": "example_count",
+    "TruePositives": "true_positives",
+    "FalseNegatives": "false_negatives",
+}
 
 
 def metric_name(class_name: str) -> str:
     """The name TFMA gives the results of a metric class (BinaryAccuracy -> binary_accuracy)."""
-    return tfma.metrics.__dict__[class_name]().name
+    return METRIC_NAMES[class_name]
 
 
 # Computed for the candidate and the baseline, shown side by side and gated.
@@ -45,17 +64,28 @@ COMPARED_METRICS = tuple(metric_name(c) for c in COMPARED_METRIC_CLASSES)
 # matrices BinaryAccuracy, Precision and Recall build anyway; MeanLabel would add a combiner per
 # model, example and slice (1.7-1.9 CPU s of an Evaluator with a baseline, docs/benchmarks.md).
 COUNT_METRIC_CLASSES = ("ExampleCount", "TruePositives", "FalseNegatives")
+COUNT_METRICS = tuple(metric_name(c) for c in COUNT_METRIC_CLASSES)  # whole numbers
 NEEDS_BOTH_CLASSES = ("auc", "precision", "recall")
 OVERALL = "overall"
 VERDICT_FILE = "verdict.json"
+SLICE_METRICS_FILE = "slice_metrics.json"
+
+
+def format_value(metric: str, value: float) -> str:
+    """A metric for people: counts as integers, the others with 4 decimals."""
+    return f"{value:.0f}" if metric in COUNT_METRICS else f"{value:.4f}"
 
 
 def _change(max_drop: float) -> tfma.GenericChangeThreshold:
+    import tensorflow_model_analysis as tfma
+
     return tfma.GenericChangeThreshold(direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -max_drop})
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     """Slices, metrics and blessing thresholds for the Evaluator."""
+    import tensorflow_model_analysis as tfma
+
     thresholds = {t.metric: t for t in config.thresholds}
     compared, counts = [], []
     for class_name in COUNT_METRIC_CLASSES + COMPARED_METRIC_CLASSES:
@@ -164,15 +194,21 @@ def slice_name(slice_key: tuple) -> str:
 
 
 def slice_order(name: str) -> tuple:
-    """Sort key for slice names: overall first, then by feature, numbers in numeric order."""
+    """Sort key for slice names: overall first, then by feature; a feature's numeric values in
+    numeric order (hour 0, 4, 13, 19), then its other values in alphabetical order."""
     if name == OVERALL:
-        return (0, "", 0, "")
+        return (0, "", 0, 0.0, "")
     feature, _, value = name.partition("=")
-    return (1, feature, int(value) if value.lstrip("-").isdigit() else 0, value)
+    try:
+        return (1, feature, 0, float(value), value)
+    except ValueError:
+        return (1, feature, 1, 0.0, value)
 
 
 def load_tfma_result(output_uri: str) -> TfmaResult:
     """What TFMA wrote to an Evaluator output directory: metrics per slice and its failures."""
+    import tensorflow_model_analysis as tfma
+
     result = tfma.load_eval_result(output_uri, output_file_format="tfrecord")
     metrics: dict[str, dict[str, float]] = {}
     for slice_key, by_output in result.slicing_metrics:
@@ -211,18 +247,30 @@ def class_counts(values: dict[str, float]) -> tuple[int, int]:
     return positive, total - positive
 
 
-def _not_gated(failure: Failure, values: dict[str, float], gate: Gate) -> str | None:
-    """Why `judge` does not count this failure (None: it counts)."""
+def not_gated_reason(slice_name: str, metric: str, values: dict[str, float], gate: Gate) -> str | None:
+    """Why the rule does not gate `metric` on a slice whose candidate metrics are `values`
+    (None: it gates it)."""
     total = int(round(values.get("example_count", 0)))
-    if failure.slice != OVERALL and total < gate.min_slice_examples:
-        return f"{failure.slice}: not gated, {total} eval examples (fewer than {gate.min_slice_examples})"
+    if slice_name != OVERALL and total < gate.min_slice_examples:
+        return f"not gated ({total} eval examples < {gate.min_slice_examples})"
     positive, negative = class_counts(values)
-    if failure.metric in NEEDS_BOTH_CLASSES and min(positive, negative) < gate.min_class_examples:
+    if metric in NEEDS_BOTH_CLASSES and min(positive, negative) < gate.min_class_examples:
         return (
-            f"{failure.slice}: {failure.metric} not gated, undefined on these eval examples: {positive} positive and "
-            f"{negative} negative (it needs at least {gate.min_class_examples} of each class); the other metrics gate"
+            f"{metric} not gated ({positive} positive, {negative} negative eval examples < {gate.min_class_examples} "
+            "of each class; the other metrics gate)"
         )
     return None
+
+
+def _seen(failure: Failure, result: TfmaResult) -> str:
+    """What a failed check saw: the metric under its floor, or the candidate against the baseline."""
+    if not failure.change:
+        return f"{failure.metric} {failure.value:.3f} < floor {failure.bound:g}"
+    candidate = result.metrics.get(failure.slice, {}).get(failure.metric)
+    base = result.baseline_by_slice.get(failure.slice, {}).get(failure.metric)
+    if candidate is None or base is None:
+        return f"{failure.metric} {failure.value:+.3f} against the baseline"
+    return f"{failure.metric} {candidate:.3f} vs {base:.3f} ({failure.value:+.3f})"
 
 
 def _refusal(failure: Failure, result: TfmaResult) -> str:
@@ -239,47 +287,53 @@ def _refusal(failure: Failure, result: TfmaResult) -> str:
 
 def judge(result: TfmaResult, gate: Gate) -> Verdict:
     """Conveyor's blessing rule over TFMA's checks (see the module docstring)."""
-    refusals, not_gated = [], []
+    refusals, excused = [], {}  # excused: "slice: why not gated" -> what its failed checks saw
     if not result.metrics.get(OVERALL, {}).get("example_count"):
         refusals.append("overall: the eval split has no examples, so no metric is defined")
-    for failure in result.failures:
-        excuse = _not_gated(failure, result.metrics.get(failure.slice, {}), gate)
-        if excuse is None:
+    for failure in sorted(result.failures, key=lambda f: slice_order(f.slice)):  # stable: TFMA's order within a slice
+        reason = not_gated_reason(failure.slice, failure.metric, result.metrics.get(failure.slice, {}), gate)
+        if reason is None:
             refusals.append(_refusal(failure, result))
-        elif excuse not in not_gated:
-            not_gated.append(excuse)
+        else:
+            excused.setdefault(f"{failure.slice}: {reason}", []).append(_seen(failure, result))
     refusals += result.unchecked
+    not_gated = [f"{where}: {', '.join(seen)}" for where, seen in excused.items()]
     return Verdict(blessed=not refusals, refusals=refusals, not_gated=not_gated)
 
 
-def write_verdict(output_uri: str, verdict: Verdict) -> None:
+def write_record(output_uri: str, result: TfmaResult, verdict: Verdict) -> None:
+    """The verdict and both models' metrics per slice, beside TFMA's output (`load_evaluation`)."""
     from tfx.utils import io_utils
 
     io_utils.write_string_file(os.path.join(output_uri, VERDICT_FILE), json.dumps(asdict(verdict), indent=1))
+    by_slice = {"candidate": result.metrics, "baseline": result.baseline_by_slice}
+    io_utils.write_string_file(os.path.join(output_uri, SLICE_METRICS_FILE), json.dumps(by_slice, indent=1, sort_keys=True))
 
 
 def load_evaluation(output_uri: str) -> Evaluation:
-    """Read an Evaluator output directory: TFMA's metrics and the blessing rule's verdict."""
-    from tfx.dsl.io import fileio
-
-    result = load_tfma_result(output_uri)
+    """Read an Evaluator output directory: both models' metrics per slice and the blessing rule's
+    verdict, from the Evaluator's records; through TFMA for an evaluation made before them."""
+    recorded = os.path.join(output_uri, SLICE_METRICS_FILE)
+    if files.exists(recorded):
+        by_slice = json.loads(files.read_bytes(recorded))
+        metrics, baseline = by_slice["candidate"], by_slice["baseline"]
+    else:
+        result = load_tfma_result(output_uri)
+        metrics, baseline = result.metrics, result.baseline_by_slice
     path = os.path.join(output_uri, VERDICT_FILE)
-    if fileio.exists(path):
-        with fileio.open(path, "r") as handle:
-            verdict = Verdict(**json.loads(handle.read()))
-    else:  # an evaluation made before the rule existed: TFMA's validation as it was
+    if files.exists(path):
+        verdict = Verdict(**json.loads(files.read_bytes(path)))
+    else:  # an evaluation made before the rule existed (so without the metrics record): TFMA's validation as it was
         verdict = judge(result, Gate(min_slice_examples=0, min_class_examples=0))
     return Evaluation(
-        metrics=result.metrics,
-        blessed=verdict.blessed,
-        failures=verdict.refusals,
-        baseline_by_slice=result.baseline_by_slice,
-        not_gated=verdict.not_gated,
+        metrics=metrics, blessed=verdict.blessed, failures=verdict.refusals, baseline_by_slice=baseline, not_gated=verdict.not_gated
     )
 
 
 def _baseline_metrics(output_uri: str) -> dict[str, dict[str, float]]:
     """The baseline model's metrics per slice, when the Evaluator compared against one."""
+    import tensorflow_model_analysis as tfma
+
     results = tfma.load_metrics(output_uri, output_file_format="tfrecord")
     baseline: dict[str, dict[str, float]] = {}
     for per_slice in results:

@@ -27,7 +27,8 @@ blessed a new model after the operator's decision). A rollback naming a version 
 disappeared is ignored. A pointer that is not valid JSON of that shape is reported and ignored
 (the newest version serves) until `conveyor rollback --clear` or `--to V` replaces it; one that
 cannot be read (an I/O error) raises OSError, so a server keeps what it serves rather than guess.
-Reading works on local paths and on object storage (through TFX's fileio).
+Reading works on local paths (os and pathlib: reading the serving root never imports TensorFlow) and
+on object storage (through TFX's fileio, data/files.py).
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from data import spans_io
+from data import files, spans_io
 from pipeline import statistics_layout
 
 POINTER_FILE = "ROLLBACK.json"
@@ -65,37 +66,30 @@ class Rollback:
 
 
 def _names(folder: str) -> list[str]:
-    from tfx.dsl.io import fileio
-
-    if not fileio.isdir(folder):
+    if not files.isdir(folder):
         return []
-    return sorted((n.rstrip("/") for n in fileio.listdir(folder) if n.rstrip("/").isdigit()), key=int)
+    return sorted((n for n in files.listdir(folder) if n.isdigit()), key=int)
 
 
 def read_record(serving_root: str | Path, version: str) -> dict[str, Any] | None:
     """The push record of published `version` (None: not published, or the record is unreadable)."""
-    from tfx.dsl.io import fileio
-
     path = os.path.join(str(serving_root), version, RECORD_FILE)
-    if not fileio.exists(path):
+    if not files.exists(path):
         return None
     try:
-        with fileio.open(path, "r") as handle:
-            record = json.loads(handle.read())
-    except ValueError:
+        record = json.loads(files.read_bytes(path))
+    except (ValueError, FileNotFoundError):  # not JSON, or removed since (`models --clean`)
         return None
     return record if isinstance(record, dict) else None
 
 
 def is_ready(serving_root: str | Path, version: str) -> bool:
     """Published by the two-step push: its record names it and its SavedModel is complete."""
-    from tfx.dsl.io import fileio
-
     record = read_record(serving_root, version)
     return (
         record is not None
         and str(record.get("version")) == version
-        and fileio.exists(os.path.join(str(serving_root), version, READY_FILE))
+        and files.exists(os.path.join(str(serving_root), version, READY_FILE))
     )
 
 
@@ -120,14 +114,11 @@ def staged_path(serving_root: str | Path, version: str) -> str:
 
 def read_rollback(serving_root: str | Path) -> Rollback | None:
     """The rollback pointer; ValueError if it is not a valid one, OSError if it cannot be read."""
-    from tfx.dsl.io import fileio
-
     path = os.path.join(str(serving_root), POINTER_FILE)
-    if not fileio.exists(path):
+    if not files.exists(path):
         return None
     try:
-        with fileio.open(path, "rb") as handle:
-            text = handle.read()
+        text = files.read_bytes(path)
     except Exception as exc:  # fileio raises TensorFlow's errors for some file systems
         raise OSError(f"cannot read {path}: {exc}") from exc
     try:
@@ -275,20 +266,19 @@ def stage(model_dir: str, serving_root: str | Path, version: str) -> str:
 
 def publish(serving_root: str | Path, version: str, record: dict[str, Any]) -> str:
     """Step 2 of a push: make staged `version` ready with its push record; idempotent."""
-    from tfx.dsl.io import fileio
     from tfx.utils import io_utils
 
     root = str(serving_root)
     final, staged = os.path.join(root, version), staged_path(root, version)
     if is_ready(root, version):
         return final  # published already (a re-run after a kill between the rename and the record)
-    if not fileio.exists(os.path.join(staged, READY_FILE)):
+    if not files.exists(os.path.join(staged, READY_FILE)):
         raise FileNotFoundError(f"version {version} is neither published under {root} nor staged in {staged}")
     body = json.dumps({**record, "version": version, PUBLISHED: time.time()}, sort_keys=True)
     if spans_io.is_uri(root):
         io_utils.copy_dir(staged, final, deny_regex_patterns=[RECORD_FILE.replace(".", r"\.")])
         io_utils.write_string_file(os.path.join(final, RECORD_FILE), body)  # last: the version is ready
-        fileio.rmtree(staged)
+        files.rmtree(staged)
         return final
     if os.path.isdir(final):  # a folder of that name that is not published: never served, set aside
         shutil.rmtree(final)
@@ -304,12 +294,10 @@ def publish(serving_root: str | Path, version: str, record: dict[str, Any]) -> s
 
 def remove(serving_root: str | Path, version: str, staged: bool) -> None:
     """Delete a version folder that is not published (`staged`: the one under the staging area)."""
-    from tfx.dsl.io import fileio
-
     path = staged_path(serving_root, version) if staged else os.path.join(str(serving_root), version)
     if not staged and is_ready(serving_root, version):
         raise ValueError(f"version {version} is published; only unpublished folders are removed")
-    fileio.rmtree(path)
+    files.rmtree(path)
 
 
 def republish(serving_root: Path, version: str, new_version: str) -> Path:

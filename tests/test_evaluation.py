@@ -1,10 +1,14 @@
-"""Evaluator config (thresholds on the overall slice and per slice), the blessing rule, and missing
-threshold metrics are caught."""
+"""Evaluator config (thresholds on the overall slice and per slice), the blessing rule, missing
+threshold metrics are caught, and what explains a verdict (pipeline/blessing_checks.py)."""
+import json
+import math
+
 import pytest
 import tensorflow_model_analysis as tfma
+from tfx.utils import proto_utils
 
 from models import features
-from pipeline import evaluation
+from pipeline import blessing_checks, evaluation
 from pipeline.configs import PipelineConfig, Threshold
 
 
@@ -43,8 +47,8 @@ def test_a_metric_undefined_on_one_class_eval_data_is_not_gated_and_accuracy_sti
     verdict = evaluation.judge(_result(metrics, failures), GATE)
     assert verdict.blessed and verdict.refusals == []
     assert verdict.not_gated == [
-        "overall: auc not gated, undefined on these eval examples: 0 positive and 400 negative "
-        "(it needs at least 10 of each class); the other metrics gate"
+        "overall: auc not gated (0 positive, 400 negative eval examples < 10 of each class; the other metrics gate): "
+        "auc 0.000 < floor 0.7, auc -0.800 against the baseline"
     ]
     failures.append(evaluation.Failure("overall", "binary_accuracy", change=False, value=0.6, bound=0.7))
     refused = evaluation.judge(_result({"overall": {**metrics["overall"], "binary_accuracy": 0.6}}, failures), GATE)
@@ -70,7 +74,27 @@ def test_a_slice_regression_refuses_and_a_small_slice_is_not_gated():
         "payment_type=Cash (400 examples): binary_accuracy dropped 0.1500 against the baseline's 0.8500 (at most 0.05 allowed)"
     )
     assert len(verdict.refusals) == 2 and verdict.refusals[1].startswith("payment_type=Cash (400 examples): auc dropped 0.2000")
-    assert verdict.not_gated == ["trip_start_hour=3: not gated, 12 eval examples (fewer than 100)"]
+    # Not gated, and still showing the drop it saw.
+    assert verdict.not_gated == ["trip_start_hour=3: not gated (12 eval examples < 100): binary_accuracy 0.400 vs 0.750 (-0.350)"]
+
+
+def test_refusals_and_not_gated_notes_come_in_natural_slice_order_one_note_per_slice():
+    hours = (19, 4, 13, 0)
+    metrics = {"overall": {"example_count": 1000, "true_positives": 300, "false_negatives": 20}}
+    metrics.update({f"trip_start_hour={h}": {"example_count": 20, "true_positives": 8, "false_negatives": 2, "binary_accuracy": 0.5, "auc": 0.5} for h in hours})
+    metrics["payment_type=Cash"] = {"example_count": 300, "true_positives": 40, "false_negatives": 10, "binary_accuracy": 0.6}
+    baseline = {name: {"binary_accuracy": 0.9, "auc": 0.8} for name in metrics}
+    failures = [evaluation.Failure(f"trip_start_hour={h}", m, change=True, value=v, bound=0.08)
+                for h in hours for m, v in (("binary_accuracy", -0.4), ("auc", -0.3))]
+    failures.append(evaluation.Failure("payment_type=Cash", "binary_accuracy", change=True, value=-0.3, bound=0.08))
+    verdict = evaluation.judge(_result(metrics, failures, baseline), GATE)
+    assert verdict.refusals == [
+        "payment_type=Cash (300 examples): binary_accuracy dropped 0.3000 against the baseline's 0.9000 (at most 0.08 allowed)"
+    ]
+    assert verdict.not_gated == [
+        f"trip_start_hour={h}: not gated (20 eval examples < 100): binary_accuracy 0.500 vs 0.900 (-0.400), auc 0.500 vs 0.800 (-0.300)"
+        for h in (0, 4, 13, 19)
+    ]
 
 
 def test_an_empty_eval_split_or_an_unchecked_threshold_refuses():
@@ -136,6 +160,70 @@ def test_compare_with_baseline_pairs_each_slice_and_metric():
     assert result.baseline == {"auc": 0.85, "binary_accuracy": 0.7}
 
 
-def test_slices_sort_overall_first_then_by_feature_and_number():
-    names = ["trip_start_hour=10", "payment_type=Cash", "overall", "trip_start_hour=2"]
-    assert sorted(names, key=evaluation.slice_order) == ["overall", "payment_type=Cash", "trip_start_hour=2", "trip_start_hour=10"]
+def test_slices_sort_overall_first_then_by_feature_numbers_numerically_then_strings():
+    names = ["trip_start_hour=13", "payment_type=Cash", "trip_start_hour=x", "overall", "trip_start_hour=4",
+             "trip_start_hour=19", "payment_type=Credit Card", "trip_start_hour=0", "trip_start_hour=-1", "trip_start_hour=2.5"]
+    assert sorted(names, key=evaluation.slice_order) == [
+        "overall", "payment_type=Cash", "payment_type=Credit Card", "trip_start_hour=-1", "trip_start_hour=0",
+        "trip_start_hour=2.5", "trip_start_hour=4", "trip_start_hour=13", "trip_start_hour=19", "trip_start_hour=x",
+    ]
+
+
+def test_the_metric_names_known_without_tfma_are_tfma_s():
+    for class_name, name in evaluation.METRIC_NAMES.items():
+        assert tfma.metrics.__dict__[class_name]().name == name
+
+
+def test_an_evaluation_is_read_back_from_its_records(tmp_path):
+    result = _result(
+        {"overall": {"example_count": 3692.0, "binary_accuracy": 0.89, "precision": math.nan}},
+        [],
+        {"overall": {"binary_accuracy": 0.88}},
+    )
+    verdict = evaluation.Verdict(blessed=True, refusals=[], not_gated=["x: not gated (1 eval examples < 100): ..."])
+    evaluation.write_record(str(tmp_path), result, verdict)
+    found = evaluation.load_evaluation(str(tmp_path))  # no TFMA output here: only the records are read
+    assert found.metrics["overall"]["example_count"] == 3692 and math.isnan(found.metrics["overall"]["precision"])
+    assert found.baseline == {"binary_accuracy": 0.88}
+    assert (found.blessed, found.failures, found.not_gated) == (True, [], verdict.not_gated)
+
+
+def _recorded(config: PipelineConfig) -> dict:
+    """The EvalConfig as TFX records the Evaluator's execution property in ML Metadata."""
+    return json.loads(proto_utils.proto_to_json(evaluation.eval_config(config)))
+
+
+def test_the_thresholds_are_read_back_from_the_recorded_eval_config():
+    config = PipelineConfig()
+    found = blessing_checks.recorded_thresholds(_recorded(config))
+    assert [(t.metric, t.floor, t.max_drop, t.slice_max_drop, t.slice_features) for t in found] == [
+        (t.metric, t.lower_bound, t.max_drop, t.slice_max_drop, features.SLICE_FEATURES) for t in config.thresholds
+    ]
+
+
+def test_a_blessing_is_explained_threshold_by_threshold_with_its_figures():
+    config = PipelineConfig(thresholds=(Threshold("binary_accuracy", 0.7, max_drop=0.015, slice_max_drop=0.08),))
+    thresholds = blessing_checks.recorded_thresholds(_recorded(config))
+    counts = {"true_positives": 30, "false_negatives": 10}
+    result = evaluation.Evaluation(
+        metrics={
+            "overall": {"example_count": 1000, "binary_accuracy": 0.9, **counts},
+            "trip_start_hour=4": {"example_count": 150, "binary_accuracy": 0.85, **counts},
+            "trip_start_hour=13": {"example_count": 200, "binary_accuracy": 0.88, **counts},
+            "trip_start_hour=19": {"example_count": 12, "binary_accuracy": 0.5, **counts},
+        },
+        blessed=True,
+        failures=[],
+        baseline_by_slice={"overall": {"binary_accuracy": 0.905}, **{f"trip_start_hour={h}": {"binary_accuracy": 0.9} for h in (4, 13, 19)}},
+    )
+    gate = evaluation.Gate(min_slice_examples=100, min_class_examples=10)
+    assert blessing_checks.explain(result, thresholds, gate) == [
+        "overall binary_accuracy 0.9000 >= floor 0.7; -0.0050 against the baseline's 0.9050 (a drop of at most 0.015 allowed)",
+        # hour 19 dropped more, but with 12 examples it is not gated
+        "slices  binary_accuracy worst -0.0500 on trip_start_hour=4 (150 examples; a drop of at most 0.08 allowed), 2 of 3 slices gated",
+    ]
+    alone = evaluation.Evaluation(metrics=result.metrics, blessed=True, failures=[])
+    assert blessing_checks.explain(alone, thresholds, gate) == [
+        "overall binary_accuracy 0.9000 >= floor 0.7",
+        "no baseline (nothing was serving): only the floors apply",
+    ]

@@ -1,4 +1,7 @@
-"""`conveyor models [--clean]`: the pushed versions, which one serves, and the rollbacks."""
+"""`conveyor models [--clean]`: the pushed versions, which one serves, and the rollbacks.
+
+Reads ML Metadata, the serving root and the servers' status files only: no TensorFlow, TFMA or
+Beam is imported (tests/test_read_only_commands.py), so it answers in a fraction of a second."""
 from __future__ import annotations
 
 import argparse
@@ -40,7 +43,7 @@ def models(args: argparse.Namespace) -> int:
         servers = status.live(config.home)
         serving = {s["serving"] for s in servers if s.get("serving")} if servers else {state.version}
         failed = {v["version"]: (s, v) for s in servers for v in s.get("versions", []) if v.get("state") == "END"}
-        print(format_models(entries, serving, _overall_metrics(entries), set(failed)))
+        print(format_models(entries, serving, _overall_metrics(config.serving_root_uri, entries), set(failed)))
         print(_serving_note(state, servers))
         for version, (server, found) in sorted(failed.items()):
             print(f"version {version} failed to load in server pid {server['pid']}: {found['error']}")
@@ -65,14 +68,19 @@ def _serving_note(state, servers: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _overall_metrics(entries) -> dict[str, dict[str, float]]:
-    """version -> the Evaluator's overall metrics (TFMA is imported only if some version has them)."""
-    with_eval = [e for e in entries if e.evaluation_uri]
-    if not with_eval:
-        return {}
-    from pipeline import evaluation
+def _overall_metrics(serving_root: str, entries) -> dict[str, dict[str, float]]:
+    """version -> the Evaluator's overall metrics: from a published version's push record, else
+    (staged, missing, or a record older than `offline_metrics`) from its evaluation."""
+    from pipeline import evaluation, versions
 
-    return {e.version: evaluation.load_evaluation(e.evaluation_uri).metrics.get(evaluation.OVERALL, {}) for e in with_eval}
+    found = {}
+    for entry in entries:
+        record = versions.read_record(serving_root, entry.version) if entry.ready else None
+        if record and versions.OFFLINE_METRICS in record:
+            found[entry.version] = record[versions.OFFLINE_METRICS]
+        elif entry.evaluation_uri:
+            found[entry.version] = evaluation.load_evaluation(entry.evaluation_uri).metrics.get(evaluation.OVERALL, {})
+    return found
 
 
 def format_models(entries, serving: set, metrics: dict[str, dict[str, float]], failed: set = frozenset()) -> str:

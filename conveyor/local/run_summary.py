@@ -4,14 +4,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from data import spans_io
 from metadata import connection, runs
+from pipeline import blessing_checks, evaluation
 from pipeline.configs import PipelineConfig
-
-if TYPE_CHECKING:  # importing pipeline.evaluation loads TensorFlow: only inside a run's quiet logs
-    from pipeline.evaluation import Evaluation
+from pipeline.evaluation import Evaluation, Gate, format_value, slice_order
 
 
 @dataclass
@@ -32,6 +30,9 @@ class RunSummary:
     drift: dict | None = None  # DataGate's drift report (pipeline/drift.py to_json), if it ran
     validation: dict | None = None  # DataGate's validation.json (pipeline/validation.py report), if the span passed
     evaluation: Evaluation | None = None
+    baseline_version: str | None = None  # the pushed version the candidate was compared with
+    thresholds: list[blessing_checks.Threshold] = field(default_factory=list)  # as the Evaluator was configured
+    gate: Gate | None = None  # the Evaluator's blessing rule (pipeline/evaluation.py)
     missing_metrics: set[str] = field(default_factory=set)
     pushed_path: str | None = None
     infra_failure: str | None = None  # why InfraCheck refused the candidate (None: passed or did not run)
@@ -58,7 +59,6 @@ class RunSummary:
 
 def read_back(config: PipelineConfig, summary: RunSummary) -> None:
     """Fill `summary` from MLMD: what run `summary.run_id` recorded (nothing if it never started)."""
-    from pipeline import evaluation
     from pipeline.components.data_gate import REPORT_FILE, VALIDATION_FILE
 
     if summary.run_id is None:
@@ -83,6 +83,13 @@ def read_back(config: PipelineConfig, summary: RunSummary) -> None:
         summary.missing_metrics = evaluation.missing_threshold_metrics(
             evaluation.eval_config(config), summary.evaluation
         )
+        evaluator = run.nodes["Evaluator"]
+        summary.thresholds = blessing_checks.recorded_thresholds(runs.exec_property(evaluator, "eval_config") or {})
+        gate = runs.exec_property(evaluator, "blessing_gate")
+        summary.gate = Gate(**gate) if gate else None
+        baseline = run.inputs("Evaluator", "baseline_model")
+        if baseline and summary.evaluation.baseline:
+            summary.baseline_version = runs.baseline_version(store, baseline[0])
     infra = run.output("InfraCheck", "infra_blessing")
     if infra is not None:
         from pipeline.components import infra_check
@@ -125,8 +132,6 @@ SUMMARY_METRICS = ("example_count", "binary_accuracy", "auc", "precision", "reca
 
 
 def format_summary(summary: RunSummary) -> str:
-    from pipeline.evaluation import slice_order
-
     lines = [""]
     if summary.span is not None:
         fed = f" + feedback spans {summary.window_feedback_spans}" if summary.window_feedback_spans else ""
@@ -140,24 +145,23 @@ def format_summary(summary: RunSummary) -> str:
     if summary.evaluation:
         lines.append(f"{'slice':<28}" + "".join(f"{m:>16}" for m in SUMMARY_METRICS))
         for name, values in sorted(summary.evaluation.metrics.items(), key=lambda kv: slice_order(kv[0])):
-            cells = "".join(
-                f"{values[m]:>16.0f}" if m == "example_count" and m in values
-                else f"{values[m]:>16.4f}" if m in values else f"{'-':>16}"
-                for m in SUMMARY_METRICS
-            )
+            cells = "".join(f"{format_value(m, values[m]) if m in values else '-':>16}" for m in SUMMARY_METRICS)
             lines.append(f"{name:<28}{cells}")
         if summary.evaluation.baseline:
-            base = ", ".join(f"{k}={v:.4f}" for k, v in sorted(summary.evaluation.baseline.items()) if k in SUMMARY_METRICS)
-            lines.append(f"baseline (the model serving when it was evaluated), overall: {base}")
+            base = ", ".join(f"{m}={format_value(m, v)}" for m, v in sorted(summary.evaluation.baseline.items()) if m in SUMMARY_METRICS)
+            which = f"version {summary.baseline_version}" if summary.baseline_version else "the model serving when it was evaluated"
+            lines.append(f"baseline: {which}, overall: {base}")
         else:
             lines.append("baseline: none (nothing was serving)")
         if summary.evaluation.blessed:
-            lines.append("blessed: yes (every gated threshold met)")
+            lines.append("blessed: yes, every gated threshold met")
+            if summary.gate is not None:
+                lines.extend(f"  {line}" for line in blessing_checks.explain(summary.evaluation, summary.thresholds, summary.gate))
         else:
             lines.append("blessed: NO")
             lines.extend(f"  - {reason}" for reason in summary.evaluation.failures)
         if summary.evaluation.not_gated:
-            lines.append("not gated (blessing rule, docs/pipeline.md):")
+            lines.append("not gated (blessing rule, docs/pipeline.md#blessing):")
             lines.extend(f"  - {note}" for note in summary.evaluation.not_gated)
         if summary.missing_metrics:
             lines.append(f"ERROR: threshold metrics missing from the evaluation: {sorted(summary.missing_metrics)}")

@@ -19,7 +19,7 @@ from tfx import v1 as tfx
 from tfx.components.evaluator import constants as evaluator_constants
 
 from pipeline import versions
-from pipeline.components.push import MODEL_ID_PROPERTY
+from pipeline.artifact_properties import MODEL_ID_PROPERTY
 
 MODEL, BLESSING, CANDIDATE = "model", "model_blessing", "candidate"
 

@@ -5,7 +5,8 @@ of `evaluation.eval_config`. TFMA cannot know that a metric is undefined on the 
 class present reads 0.0) or that a slice is too small to judge, so its validation alone would
 refuse for those reasons. This executor runs TFX's Evaluator, then lets `evaluation.judge` decide
 which of TFMA's failures count, writes the verdict with every reason (`verdict.json` in the
-evaluation) and sets the blessing from it. An empty baseline Model (history="stores" before the
+evaluation) and both models' metrics per slice (`slice_metrics.json`: read back without TFMA), and
+sets the blessing from it. An empty baseline Model (history="stores" before the
 first push) means no baseline, as an empty resolver output does.
 """
 from __future__ import annotations
@@ -34,8 +35,9 @@ class GatedEvaluatorExecutor(evaluator_executor.Executor):
             input_dict = {k: v for k, v in input_dict.items() if k != key}
         super().Do(input_dict, output_dict, exec_properties)
         output = artifact_utils.get_single_uri(output_dict[standard_component_specs.EVALUATION_KEY])
-        verdict = evaluation.judge(evaluation.load_tfma_result(output), evaluation.Gate(**json.loads(exec_properties[GATE_KEY])))
-        evaluation.write_verdict(output, verdict)
+        result = evaluation.load_tfma_result(output)
+        verdict = evaluation.judge(result, evaluation.Gate(**json.loads(exec_properties[GATE_KEY])))
+        evaluation.write_record(output, result, verdict)
         blessing = artifact_utils.get_single_instance(output_dict[standard_component_specs.BLESSING_KEY])
         for name in (constants.BLESSED_FILE_NAME, constants.NOT_BLESSED_FILE_NAME):  # TFMA's verdict
             _remove(os.path.join(blessing.uri, name))

@@ -22,10 +22,8 @@ from tfx import v1 as tfx
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
-BLESSED_KEY = "blessed"  # TFX Pusher's key
-FAILURE_KEY = "failure"
-CHECKED_KEY = "checked_examples"
-FOLDED_KEY = "folded_call"
+from pipeline.artifact_properties import BLESSED_KEY, CHECKED_KEY, FAILURE_KEY, FOLDED_KEY
+
 SAMPLE_SPLIT = "eval"
 SCHEMA_FILE = "schema.pbtxt"
 # Largest difference between the JSON and the tf.Example answer for the same example.

@@ -29,9 +29,7 @@ from tfx.utils import proto_utils
 
 from pipeline import evaluation as evaluation_lib
 from pipeline import versions
-
-MODEL_ID_PROPERTY = "model_id"
-STAGED_PATH_PROPERTY = "staged_path"
+from pipeline.artifact_properties import MODEL_ID_PROPERTY, STAGED_PATH_PROPERTY
 
 
 class StagingPusherExecutor(pusher_executor.Executor):

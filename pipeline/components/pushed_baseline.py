@@ -19,9 +19,7 @@ from tfx.dsl.io import fileio
 from tfx.utils import io_utils, path_utils
 
 from pipeline import versions
-
-PUSHED_VERSION_PROPERTY = "pushed_version"
-PUSHED_DESTINATION_PROPERTY = "pushed_destination"
+from pipeline.artifact_properties import PUSHED_DESTINATION_PROPERTY, PUSHED_VERSION_PROPERTY
 
 
 @tfx.dsl.components.component
