@@ -37,6 +37,7 @@ from pipeline.configs import PipelineConfig
 
 if TYPE_CHECKING:
     import tensorflow_model_analysis as tfma
+    from tensorflow_model_analysis.proto import config_pb2 as tfma_config
 
 # The name TFMA gives the results of each metric class Conveyor configures (a test checks them
 # against TFMA's own), so that names are known without importing TFMA.
@@ -76,52 +77,54 @@ def format_value(metric: str, value: float) -> str:
     return f"{value:.0f}" if metric in COUNT_METRICS else f"{value:.4f}"
 
 
-def _change(max_drop: float) -> tfma.GenericChangeThreshold:
-    import tensorflow_model_analysis as tfma
+def _change(max_drop: float) -> tfma_config.GenericChangeThreshold:
+    from tensorflow_model_analysis.proto import config_pb2 as tfma_config
 
-    return tfma.GenericChangeThreshold(direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -max_drop})
+    return tfma_config.GenericChangeThreshold(direction=tfma_config.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -max_drop})
 
 
-def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+def eval_config(config: PipelineConfig) -> tfma_config.EvalConfig:
     """Slices, metrics and blessing thresholds for the Evaluator."""
-    import tensorflow_model_analysis as tfma
+    # TFMA's own protos: `tfma_config.EvalConfig` and the like exist only once TFX has added them.
+    from tensorflow_model_analysis.constants import CANDIDATE_KEY
+    from tensorflow_model_analysis.proto import config_pb2 as tfma_config
 
     thresholds = {t.metric: t for t in config.thresholds}
     compared, counts = [], []
     for class_name in COUNT_METRIC_CLASSES + COMPARED_METRIC_CLASSES:
         name = metric_name(class_name)
-        metric = tfma.MetricConfig(class_name=class_name)
+        metric = tfma_config.MetricConfig(class_name=class_name)
         if name in thresholds:
             rule = thresholds[name]
             overall = metric.per_slice_thresholds.add()
-            overall.slicing_specs.append(tfma.SlicingSpec())
+            overall.slicing_specs.append(tfma_config.SlicingSpec())
             overall.threshold.value_threshold.lower_bound.value = rule.lower_bound
             if rule.max_drop is not None:
                 overall.threshold.change_threshold.CopyFrom(_change(rule.max_drop))
             if rule.slice_max_drop is not None:
                 by_slice = metric.per_slice_thresholds.add()
-                by_slice.slicing_specs.extend(tfma.SlicingSpec(feature_keys=[key]) for key in features.SLICE_FEATURES)
+                by_slice.slicing_specs.extend(tfma_config.SlicingSpec(feature_keys=[key]) for key in features.SLICE_FEATURES)
                 by_slice.threshold.change_threshold.CopyFrom(_change(rule.slice_max_drop))
         (compared if class_name in COMPARED_METRIC_CLASSES or name in thresholds else counts).append(metric)
-    return tfma.EvalConfig(
+    return tfma_config.EvalConfig(
         model_specs=[
-            tfma.ModelSpec(
+            tfma_config.ModelSpec(
                 signature_name="serving_default",
                 prediction_key=PROBABILITY_KEY,
                 label_key=features.LABEL_KEY,
                 preprocessing_function_names=["transform_features"],
             )
         ],
-        slicing_specs=[tfma.SlicingSpec()]
-        + [tfma.SlicingSpec(feature_keys=[key]) for key in features.SLICE_FEATURES],
+        slicing_specs=[tfma_config.SlicingSpec()]
+        + [tfma_config.SlicingSpec(feature_keys=[key]) for key in features.SLICE_FEATURES],
         # TFX's Evaluator names the models candidate and baseline when there is a baseline; with
         # the candidate alone, TFMA applies every spec to it.
-        metrics_specs=[tfma.MetricsSpec(metrics=compared)]
-        + ([tfma.MetricsSpec(metrics=counts, model_names=[tfma.CANDIDATE_KEY])] if counts else []),
+        metrics_specs=[tfma_config.MetricsSpec(metrics=compared)]
+        + ([tfma_config.MetricsSpec(metrics=counts, model_names=[CANDIDATE_KEY])] if counts else []),
     )
 
 
-def threshold_metric_names(config: tfma.EvalConfig) -> set[str]:
+def threshold_metric_names(config: tfma_config.EvalConfig) -> set[str]:
     names = set()
     for spec in config.metrics_specs:
         for metric in spec.metrics:
@@ -236,7 +239,7 @@ def load_tfma_result(output_uri: str) -> TfmaResult:
     return TfmaResult(metrics, _baseline_metrics(output_uri), failures, unchecked)
 
 
-def _spec_text(spec: tfma.SlicingSpec) -> str:
+def _spec_text(spec: tfma_config.SlicingSpec) -> str:
     return ", ".join(list(spec.feature_keys) + [f"{k}={v}" for k, v in spec.feature_values.items()]) or OVERALL
 
 
@@ -369,6 +372,6 @@ def compare_with_baseline(result: Evaluation, metrics: tuple[str, ...] = COMPARE
     return found
 
 
-def missing_threshold_metrics(config: tfma.EvalConfig, evaluation: Evaluation) -> set[str]:
+def missing_threshold_metrics(config: tfma_config.EvalConfig, evaluation: Evaluation) -> set[str]:
     """Threshold metric names absent from the overall slice (TFX would silently not bless)."""
     return threshold_metric_names(config) - set(evaluation.metrics.get(OVERALL, {}))

@@ -20,7 +20,7 @@ def test_thresholds_gate_the_overall_slice_and_each_feature_slice_against_the_ba
     accuracy = by_name["BinaryAccuracy"]
     assert not accuracy.HasField("threshold")
     overall, by_slice = accuracy.per_slice_thresholds
-    assert list(overall.slicing_specs) == [tfma.SlicingSpec()]
+    assert [list(s.feature_keys) for s in overall.slicing_specs] == [[]]  # the overall slice
     assert overall.threshold.value_threshold.lower_bound.value == 0.7
     assert overall.threshold.change_threshold.absolute.value == -0.02
     assert overall.threshold.change_threshold.direction == tfma.MetricDirection.HIGHER_IS_BETTER
