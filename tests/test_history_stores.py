@@ -190,7 +190,7 @@ def test_the_next_span_trains_on_the_window_and_is_compared_with_the_pushed_mode
     found = lineage.for_config(config)
     assert found.version == versions.serving_version(config.serving_root_uri) != results["versions_after_first"][0]
     assert [s.span for s in found.spans] == [1, 2]  # through the window's sources, back to each gate
-    assert found.baseline.endswith(f"(copy of {config.serving_root_uri}/{results['versions_after_first'][0]})")
+    assert found.baseline_version == results["versions_after_first"][0]  # the version PreviousPushedModel copied
     assert "installed, code" in found.trainer_code
 
 

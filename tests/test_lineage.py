@@ -162,6 +162,22 @@ def test_the_installed_command_names_the_baseline_version_and_the_change_of_slic
     assert re.search(r"slices  binary_accuracy: none of \d+ slices gated", out)
 
 
+def test_the_run_summary_names_the_baseline_version_and_explains_the_verdict_like_lineage(compared_run):
+    from conveyor.local import run_summary
+
+    config, summary, baseline = compared_run
+    text = run_summary.format_summary(summary)
+    assert f"\nbaseline: version {baseline}, overall: auc=" in text
+    assert "\nblessed: yes, every gated threshold met\n  overall binary_accuracy " in text
+    assert "  slices  binary_accuracy: none of " in text
+    notes = [line[4:] for line in text.splitlines() if line.startswith("  - ") and ": not gated (" in line]
+    assert notes == summary.evaluation.not_gated and notes == sorted(notes, key=lambda n: evaluation.slice_order(n.split(":")[0]))
+    table = [line.split()[0] for line in text.splitlines() if line.startswith("trip_start_hour=")]
+    assert table == sorted(table, key=evaluation.slice_order) != sorted(table)
+    printed = _lineage(config.home)  # lineage of the same evaluation: the same not-gated lines
+    assert all(f"  - {note}\n" in printed for note in notes)
+
+
 def test_an_evaluation_without_its_record_is_read_through_tfma_to_the_same_lines(compared_run):
     # Evaluations made before the Evaluator wrote slice_metrics.json: the same figures, the slow way.
     config, _, _ = compared_run

@@ -14,9 +14,7 @@ import pytest
 
 from metadata import registry
 from pipeline import configs, home_lock, versions
-from tests.serving_helpers import publish_fake
-
-CONVEYOR = str(Path(configs.REPO_ROOT, ".venv", "bin", "conveyor"))
+from tests.serving_helpers import CONVEYOR, publish_fake
 
 
 def test_a_staged_version_is_invisible_until_published_and_publishing_is_idempotent(tmp_path):
