@@ -11,7 +11,6 @@ from ml_metadata.proto import metadata_store_pb2
 from data.spans_io import FEEDBACK, NAMESPACE_PROPERTY, UPSTREAM, namespace_of_pattern
 from pipeline.artifact_properties import PUSHED_VERSION_PROPERTY, WINDOW_FEEDBACK_SPANS_PROPERTY, WINDOW_SPANS_PROPERTY
 
-
 PIPELINE_CONTEXT = "pipeline"
 PIPELINE_RUN_CONTEXT = "pipeline_run"
 NODE_CONTEXT = "node"

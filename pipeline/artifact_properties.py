@@ -2,7 +2,9 @@
 Metadata (metadata/, `conveyor models`, `conveyor lineage`) that must not import the components:
 those import TFX, and TFX imports TensorFlow."""
 
-# SpanWindow's assembled window (history="stores", pipeline/components/span_window.py).
+# Set by SpanWindow (history="stores", pipeline/components/span_window.py) on the one Examples
+# artifact of a window: its upstream spans ("1,3"), its feedback spans ("2"), and the validated
+# artifacts' URIs (JSON).
 WINDOW_SPANS_PROPERTY = "window_spans"
 WINDOW_FEEDBACK_SPANS_PROPERTY = "window_feedback_spans"
 WINDOW_SOURCES_PROPERTY = "window_sources"

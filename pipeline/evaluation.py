@@ -36,7 +36,6 @@ from models.features import PROBABILITY_KEY
 from pipeline.configs import PipelineConfig
 
 if TYPE_CHECKING:
-    import tensorflow_model_analysis as tfma
     from tensorflow_model_analysis.proto import config_pb2 as tfma_config
 
 # The name TFMA gives the results of each metric class Conveyor configures (a test checks them

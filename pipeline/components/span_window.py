@@ -21,8 +21,6 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
 from data.spans_io import DIR_PREFIXES, FEEDBACK, NAMESPACE_PROPERTY, UPSTREAM
-# Set on the one Examples artifact of a window: its upstream spans ("1,3"), its feedback spans
-# ("2"), and the validated artifacts' URIs (JSON).
 from pipeline.artifact_properties import WINDOW_FEEDBACK_SPANS_PROPERTY, WINDOW_SOURCES_PROPERTY, WINDOW_SPANS_PROPERTY
 from pipeline.components.data_gate import SPAN_KEYS
 from pipeline.components.span_resolvers import namespace_of
