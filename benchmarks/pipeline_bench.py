@@ -134,7 +134,7 @@ def print_comparison(templates: list[dict], conveyors: list[dict], kept: int, dr
     print(f"   {'components':<34}{len(templates[0]['components']):>12}{len(conveyors[0]['components']):>12}")
     t_first, c_first = _median([r["first_component"] for r in templates]), _median([r["first_component"] for r in conveyors])
     print(f"   {'process start to first component':<34}{t_first:>12.1f}{c_first:>12.1f}")
-    print(f"\n   seconds per component (median; wall / CPU):")
+    print("\n   seconds per component (median; wall / CPU):")
     t_wall_c, t_cpu_c = _component_medians(templates, 2), _component_medians(templates, 3)
     c_wall_c, c_cpu_c = _component_medians(conveyors, 2), _component_medians(conveyors, 3)
     twins = {"CsvExampleGen": "CsvExampleGen", "StatisticsGen": "StatisticsGen", "SchemaGen": "ImportSchemaGen",
@@ -152,7 +152,9 @@ def print_comparison(templates: list[dict], conveyors: list[dict], kept: int, dr
 def print_make_run(cold: dict, unchanged: dict, template_wall: float) -> None:
     spans = [r["span"] for r in cold["runs"]]
     print(f"\n2. `make run` cold on a fresh home (spans {', '.join(map(str, spans))}, one run each)\n")
-    print(f"   whole process {cold['wall']:.1f} s wall, {cold['cpu']:.1f} s CPU = {cold['wall'] / template_wall:.2f} x the template's single run   {_verdict(cold['wall'] / template_wall, GOAL_COLD_MAKE_RUN)}")
+    ratio = cold["wall"] / template_wall
+    print(f"   whole process {cold['wall']:.1f} s wall, {cold['cpu']:.1f} s CPU = {ratio:.2f} x the template's single run"
+          f"   {_verdict(ratio, GOAL_COLD_MAKE_RUN)}")
     print("   per run: " + ", ".join(f"span {r['span']} {r['seconds']:.1f} s" for r in cold["runs"]))
     print(f"   final eval binary accuracy (window {cold['runs'][-1]['window']}): {cold['runs'][-1]['binary_accuracy']:.3f}")
     [run] = unchanged["runs"]
@@ -227,7 +229,8 @@ def main() -> None:
     print_comparison(templates, conveyors, kept, dropped)
     print_make_run(cold, unchanged, _median([r["wall"] for r in templates]))
     print_spans(spans, args.span_rows, args.window_spans)
-    print(f"\nmachine: {os.cpu_count()} cores, {_cpu_model()}; load (1/5/15 min) before {load_before[0]:.2f}/{load_before[1]:.2f}/{load_before[2]:.2f}, after {load_after[0]:.2f}/{load_after[1]:.2f}/{load_after[2]:.2f}")
+    before, after = ("/".join(f"{x:.2f}" for x in load) for load in (load_before, load_after))
+    print(f"\nmachine: {os.cpu_count()} cores, {_cpu_model()}; load (1/5/15 min) before {before}, after {after}")
     print(f"defaults: train_steps={configs.PipelineConfig().train_steps}, beam in_memory; records in {work}/*.json")
 
 

@@ -134,7 +134,8 @@ def main() -> None:
                 stats = _seconds(results[rows, mode])["StatisticsGen"][0]
                 line += f"; StatisticsGen {mode} {stats:.1f} s = {stats / floor['seconds']:.1f}x"
         print(line)
-    print(f"\nmachine: {os.cpu_count()} cores; load (1/5/15 min) before {'/'.join(f'{x:.2f}' for x in load_before)}, after {'/'.join(f'{x:.2f}' for x in load_after)}")
+    before, after = ("/".join(f"{x:.2f}" for x in load) for load in (load_before, load_after))
+    print(f"\nmachine: {os.cpu_count()} cores; load (1/5/15 min) before {before}, after {after}")
 
 
 if __name__ == "__main__":

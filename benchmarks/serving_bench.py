@@ -25,6 +25,7 @@ A/B figures see the same machine load; medians over rounds are reported with the
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -230,7 +231,7 @@ def _hot_swaps(served: Served, bodies: Path, model_version: str) -> list[str]:
     out, _ = client.communicate(timeout=seconds + 120)
     result = served.count(json.loads(out))
     seen = [v for v, _ in result["versions"]]
-    order_ok = all(seen.index(a) < seen.index(b) for a, b in zip(pushed, pushed[1:]) if a in seen and b in seen)
+    order_ok = all(seen.index(a) < seen.index(b) for a, b in itertools.pairwise(pushed) if a in seen and b in seen)
     failed = sum(n for code, n in result["statuses"].items() if code != "200") + result["error_count"]
     return [
         f"hot swaps under load ({served.label}): {SWAPS} pushes, every worker serving each within "

@@ -4,8 +4,9 @@ A version's record comes from lineage: its PushedModel artifact (pushed_version)
 execution (inputs: model, model_blessing, infra_blessing) ; model <- Trainer <- transform graph
 <- Transform (inputs: the window's validated spans) ; the newest of those spans <- DataGate
 (output: validated_statistics, the TFDV statistics the model's training statistics are taken from;
-in the stores form through SpanWindow) ; model_blessing <- Evaluator (output: evaluation). Rollbacks (serving/rollback.py) are MLMD executions of type `conveyor.Rollback` attributed to
-the pipeline's context, with an INPUT event on the PushedModel they returned to.
+in the stores form through SpanWindow) ; model_blessing <- Evaluator (output: evaluation).
+Rollbacks (serving/rollback.py) are MLMD executions of type `conveyor.Rollback` attributed to the
+pipeline's context, with an INPUT event on the PushedModel they returned to.
 
 The registry reconciles the serving root with MLMD (pipeline/versions.py describes a push's two
 steps). Each version has a state:
@@ -25,8 +26,8 @@ from dataclasses import dataclass, field
 from ml_metadata.proto import metadata_store_pb2
 
 from metadata import connection, runs
-from pipeline.configs import PipelineConfig
 from pipeline import versions
+from pipeline.configs import PipelineConfig
 
 PUSHER = "Pusher"
 PUBLISHED, STAGED, INCOMPLETE, MISSING = "published", "staged", "incomplete", "missing"

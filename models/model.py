@@ -20,7 +20,7 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from models import features
-from models.features import CLASS_KEY, PROBABILITY_KEY  # noqa: F401 (re-exported; defined with the contract)
+from models.features import CLASS_KEY, PROBABILITY_KEY
 
 MODEL_INPUTS = tuple(features.transformed_name(k) for k in features.MODEL_FEATURES)
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from speedups import folded_call
 from models import features
 from models.features import CLASS_KEY, PROBABILITY_KEY
 from models.instances import Instance, to_example
+from speedups import folded_call
 
 SIGNATURE = "serving_default"
 PROBE_COUNT = 256  # synthetic instances the folded call must answer exactly as the traced call

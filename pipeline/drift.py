@@ -18,6 +18,7 @@
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -97,7 +98,7 @@ def _decile_jsd(previous: statistics_pb2.FeatureNameStatistics, current: statist
     cuts = edges[1:-1]  # intervals (-inf, e1], (e1, e2], ..., (e_last-1, +inf)
     def masses(cdf) -> list[float]:
         points = [0.0] + [cdf(x) for x in cuts] + [1.0]
-        return [max(0.0, b - a) for a, b in zip(points, points[1:])]
+        return [max(0.0, b - a) for a, b in itertools.pairwise(points)]
     p, q = masses(prev_cdf), masses(cur_cdf)
     m = [(a + b) / 2 for a, b in zip(p, q)]
     def kl(a: list[float]) -> float:

@@ -244,15 +244,15 @@ def _spec_text(spec: tfma_config.SlicingSpec) -> str:
 
 def class_counts(values: dict[str, float]) -> tuple[int, int]:
     """(positive, negative) eval examples of a slice: true positives + false negatives, and the rest."""
-    total = int(round(values.get("example_count", 0)))
-    positive = int(round(values.get("true_positives", 0.0) + values.get("false_negatives", 0.0)))
+    total = round(values.get("example_count", 0))
+    positive = round(values.get("true_positives", 0.0) + values.get("false_negatives", 0.0))
     return positive, total - positive
 
 
 def not_gated_reason(slice_name: str, metric: str, values: dict[str, float], gate: Gate) -> str | None:
     """Why the rule does not gate `metric` on a slice whose candidate metrics are `values`
     (None: it gates it)."""
-    total = int(round(values.get("example_count", 0)))
+    total = round(values.get("example_count", 0))
     if slice_name != OVERALL and total < gate.min_slice_examples:
         return f"not gated ({total} eval examples < {gate.min_slice_examples})"
     positive, negative = class_counts(values)

@@ -130,7 +130,7 @@ def settle(config: PipelineConfig, store=None, context=None) -> None:
     if not found:
         return
     if store is None:
-        store, context = _store(config)
+        store, _ = _store(config)
     pointer = _pointer(config)
     for i, execution in enumerate(found):
         if execution.last_known_state == RUNNING:

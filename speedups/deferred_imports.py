@@ -46,7 +46,8 @@ def defer(name: str, init: str) -> types.ModuleType:
     """Put a stand-in for package `name` (its `__init__.py` at `init`) in `sys.modules`, loaded on first use."""
     spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[os.path.dirname(init)])
     module = _LoadsOnFirstUse(name)
-    for attr, value in (("__spec__", spec), ("__loader__", spec.loader), ("__file__", init), ("__path__", spec.submodule_search_locations), ("__package__", name)):
+    attributes = {"__spec__": spec, "__loader__": spec.loader, "__file__": init, "__path__": spec.submodule_search_locations, "__package__": name}
+    for attr, value in attributes.items():
         setattr(module, attr, value)
     sys.modules[name] = module
     return module

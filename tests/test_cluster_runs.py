@@ -10,7 +10,8 @@ import json
 import pytest
 import yaml
 
-from conveyor.kubeflow import cluster_runs, compiler as kubeflow
+from conveyor.kubeflow import cluster_runs
+from conveyor.kubeflow import compiler as kubeflow
 from pipeline import configs
 from tests.kfp_standin import KfpStandIn
 
@@ -37,7 +38,7 @@ def submitted(config, kfp_api, tmp_path) -> cluster_runs.SubmittedRun:
 
 
 def test_a_kfp_submission_compiles_the_span_in_and_names_the_run_after_span_and_trigger(submitted, kfp_api):
-    (_, experiment), (path, run) = kfp_api.posts()
+    (_, _experiment), (path, run) = kfp_api.posts()
     assert path == "/apis/v2beta1/runs" and run["experiment_id"] == "exp-1"
     assert run["display_name"] == submitted.run_name
     assert submitted.run_name.startswith("conveyor-taxi-span-3-new_data-")

@@ -81,7 +81,8 @@ def test_a_slice_regression_refuses_and_a_small_slice_is_not_gated():
 def test_refusals_and_not_gated_notes_come_in_natural_slice_order_one_note_per_slice():
     hours = (19, 4, 13, 0)
     metrics = {"overall": {"example_count": 1000, "true_positives": 300, "false_negatives": 20}}
-    metrics.update({f"trip_start_hour={h}": {"example_count": 20, "true_positives": 8, "false_negatives": 2, "binary_accuracy": 0.5, "auc": 0.5} for h in hours})
+    small = {"example_count": 20, "true_positives": 8, "false_negatives": 2, "binary_accuracy": 0.5, "auc": 0.5}
+    metrics.update({f"trip_start_hour={h}": small for h in hours})
     metrics["payment_type=Cash"] = {"example_count": 300, "true_positives": 40, "false_negatives": 10, "binary_accuracy": 0.6}
     baseline = {name: {"binary_accuracy": 0.9, "auc": 0.8} for name in metrics}
     failures = [evaluation.Failure(f"trip_start_hour={h}", m, change=True, value=v, bound=0.08)

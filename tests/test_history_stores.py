@@ -11,8 +11,8 @@ import os
 import pytest
 from tfx.types import standard_artifacts
 
-from data import spans_io
 from conveyor.local import runner as local_run
+from data import spans_io
 from metadata import lineage, runs
 from pipeline import configs, versions
 from pipeline.components import span_window
@@ -125,7 +125,7 @@ def test_spans_with_different_splits_cannot_share_a_window(tmp_path):
     _record(index, tmp_path, 2, splits=("train",))
     output = standard_artifacts.Examples()
     output.uri = str(tmp_path / "window")
-    with pytest.raises(ValueError, match="span 2 has splits .* a window needs the same splits"):
+    with pytest.raises(ValueError, match=r"span 2 has splits .* a window needs the same splits"):
         span_window.assemble([span_window.read_entry(index, 1), span_window.read_entry(index, 2)], output)
 
 

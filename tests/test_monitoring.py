@@ -12,14 +12,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from models import features
-from monitoring import job, labels, live, statistics
 from conveyor import cli
-from pipeline import configs, drift
-from serving import request_log
-from pipeline import versions
+from models import features
 from models.instances import FeatureRules, from_row, parse_instance
 from models.saved_model import LoadedModel
+from monitoring import job, labels, live, statistics
+from pipeline import configs, drift, versions
+from serving import request_log
 from tests.serving_helpers import copy_home
 
 END = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
@@ -149,7 +148,7 @@ def test_a_live_accuracy_drop_is_an_alert_with_its_reason(logged, tmp_path, caps
                      "--labels", str(tmp_path / "labels"), "--out", str(tmp_path / "out")])
     out = capsys.readouterr().out
     data = json.loads((tmp_path / "out" / job.RESULT_FILE).read_text())
-    [(version, m)] = data["live_metrics"].items()
+    [(_version, m)] = data["live_metrics"].items()
     truth = [features.is_big_tipper(float(row["fare"]), r["features"]["fare"]) for r, row in zip(records, rows)]
     right = sum((r["output"]["probability"] > 0.5) == t for r, t in zip(records, truth))
     assert m["labeled"] == ROWS_PER_WINDOW and m["accuracy"] == pytest.approx(right / ROWS_PER_WINDOW)

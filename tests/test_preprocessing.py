@@ -38,7 +38,7 @@ def test_numeric_features_are_z_scored(transformed):
 
 
 def test_categoricals_are_ids_within_their_bucket_counts(transformed):
-    rows, outputs = transformed
+    _, outputs = transformed
     for key, buckets in {**features.CATEGORICAL_INT_FEATURES, **features.HASHED_FEATURES}.items():
         ids = [o[features.transformed_name(key)] for o in outputs]
         assert all(0 <= i < buckets for i in ids), key

@@ -32,7 +32,7 @@ def test_a_staged_version_is_invisible_until_published_and_publishing_is_idempot
     assert (record["version"], record["pushed_model_id"], record["model_id"]) == ("100", 7, 3)
     assert (Path(path) / versions.READY_FILE).read_bytes() == b"g" * 500
     assert versions.publish(root, "100", {"pushed_model_id": 7}) == path  # a re-run after a kill
-    with pytest.raises(FileNotFoundError, match="neither published .* nor staged"):
+    with pytest.raises(FileNotFoundError, match=r"neither published .* nor staged"):
         versions.publish(root, "200", {})
 
 

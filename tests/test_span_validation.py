@@ -126,7 +126,7 @@ def test_audit_reads_empty_and_header_only_files_and_quoted_newlines(tmp_path, s
 def test_a_file_that_is_not_csv_is_named(tmp_path, schema):
     broken = tmp_path / "data.csv"
     broken.write_text(",".join(features.CSV_COLUMNS) + "\n1,2,3\n")  # fewer fields than the header
-    with pytest.raises(span_audit.AuditError, match="data.csv is not readable as CSV"):
+    with pytest.raises(span_audit.AuditError, match=r"data\.csv is not readable as CSV"):
         _audit([broken], schema)
 
 

@@ -57,7 +57,7 @@ def _remove(path: str) -> None:
 
 
 class GatedEvaluatorSpec(standard_component_specs.EvaluatorSpec):
-    PARAMETERS = {**standard_component_specs.EvaluatorSpec.PARAMETERS, GATE_KEY: component_spec.ExecutionParameter(type=str)}
+    PARAMETERS = {**standard_component_specs.EvaluatorSpec.PARAMETERS, GATE_KEY: component_spec.ExecutionParameter(type=str)}  # noqa: RUF012 (TFX's spec shape)
 
 
 class GatedEvaluator(base_beam_component.BaseBeamComponent):
