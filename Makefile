@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.conveyor-installed
 export GRPC_ENABLE_FORK_SUPPORT = false
 export TF_CPP_MIN_LOG_LEVEL = 2
 
-.PHONY: setup data run test test-slow bench bench-scale bench-serving serve monitor tensorboard notebooks lock clean
+.PHONY: setup data run lint test test-slow bench bench-scale bench-serving serve monitor tensorboard notebooks lock clean
 
 ## setup: host prerequisites (glibc >= 2.39), .venv from requirements.lock, the project (editable)
 setup: $(STAMP) data
@@ -26,6 +26,10 @@ data: $(STAMP)
 ## run: the whole pipeline on the bundled spans (extra flags: make run ARGS="--train-steps 500")
 run: setup
 	$(PY) local_runner.py $(ARGS)
+
+## lint: ruff over the whole checkout (rules in pyproject.toml), in seconds
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 ## test: the default test suite, its files spread over TEST_WORKERS processes (1: one process); also
 ## installs the Debian packages the tests use: chromium (the run report is checked in it) and
