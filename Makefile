@@ -27,9 +27,10 @@ data: $(STAMP)
 run: setup
 	$(PY) local_runner.py $(ARGS)
 
-## lint: ruff over the whole checkout (rules in pyproject.toml), in seconds
+## lint: ruff over the whole checkout and mypy where types pay (both configured in pyproject.toml)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 ## test: the default test suite, its files spread over TEST_WORKERS processes (1: one process); also
 ## installs the Debian packages the tests use: chromium (the run report is checked in it) and

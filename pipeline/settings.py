@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 ENV_PREFIX = "CONVEYOR_"
 
@@ -78,7 +78,7 @@ def _parse_bool(text: str) -> bool:
     raise ValueError("expected true or false (also 1/0, yes/no, on/off)")
 
 
-PARSERS = {
+PARSERS: dict[str, Callable[[str], Any]] = {
     "Path": Path,
     "int": _parse_int,
     "float": _parse_float,

@@ -51,7 +51,8 @@ def install() -> None:
         if _installed:
             return
         core.get_function_args_defaults = _per_function(core.get_function_args_defaults)
-        pipeline_options.PipelineOptions.view_as = _per_options_object(pipeline_options.PipelineOptions.view_as)
+        view_as = _per_options_object(pipeline_options.PipelineOptions.view_as)
+        pipeline_options.PipelineOptions.view_as = view_as  # type: ignore[method-assign]
         _installed = True
 
 

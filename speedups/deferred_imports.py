@@ -35,16 +35,18 @@ class _LoadsOnFirstUse(types.ModuleType):
                     raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
                 self.__dict__[_LOADING] = True
                 try:
-                    self.__spec__.loader.exec_module(self)
+                    self.__spec__.loader.exec_module(self)  # type: ignore[union-attr]  # set by defer()
                 finally:
                     del self.__dict__[_LOADING]
-                self.__class__ = types.ModuleType
+                self.__class__ = types.ModuleType  # type: ignore[assignment]  # now the ordinary module
         return getattr(self, name)
 
 
 def defer(name: str, init: str) -> types.ModuleType:
     """Put a stand-in for package `name` (its `__init__.py` at `init`) in `sys.modules`, loaded on first use."""
     spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[os.path.dirname(init)])
+    if spec is None:
+        raise ImportError(f"no package {name} at {init}")
     module = _LoadsOnFirstUse(name)
     attributes = {"__spec__": spec, "__loader__": spec.loader, "__file__": init, "__path__": spec.submodule_search_locations, "__package__": name}
     for attr, value in attributes.items():

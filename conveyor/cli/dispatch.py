@@ -54,13 +54,15 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
-    def parse_known_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None):
-        namespace, extras = super().parse_known_args(args, namespace)
+    def parse_known_args(  # type: ignore[override]  # one signature for argparse's overloads
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace or argparse.Namespace())
         if not self._subparsers:  # a command's own parser: whatever it did not take is an error here
             if extras:
                 self.error(self._unknown(extras))
-            namespace.command = self.prog
-        return namespace, extras
+            parsed.command = self.prog
+        return parsed, extras
 
     def _unknown(self, extras: list[str]) -> str:
         first = extras[0]

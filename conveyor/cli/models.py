@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+from collections.abc import Set as AbstractSet
 
 from conveyor.cli import common
 from conveyor.cli.ct import format_rollbacks
@@ -83,7 +84,7 @@ def _overall_metrics(serving_root: str, entries) -> dict[str, dict[str, float]]:
     return found
 
 
-def format_models(entries, serving: set, metrics: dict[str, dict[str, float]], failed: set = frozenset()) -> str:
+def format_models(entries, serving: AbstractSet[str | None], metrics: dict[str, dict[str, float]], failed: AbstractSet[str] = frozenset()) -> str:
     """The version table: * marks the version(s) served, ! those a running server failed to load."""
 
     def flag(value: bool | None) -> str:
