@@ -95,3 +95,11 @@ def test_the_checker_sees_lazy_imports_and_module_imports():
     graph = _graph()
     assert "conveyor.local.runner" in graph["conveyor.cli.run"]  # imported inside run_once
     assert "pipeline.configs" in graph["metadata.connection"]
+
+
+MAX_MODULE_LINES = 450  # a module past this does more than one thing: split it by concern
+
+
+def test_no_module_outside_the_tests_grows_past_its_size():
+    sizes = {name: len(file.read_text().splitlines()) for name, file in _modules().items()}
+    assert sizes and not {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES}
