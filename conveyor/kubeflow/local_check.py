@@ -114,7 +114,7 @@ def run(
     """Execute the spec for every span of `config.spans_root`, then the last one unchanged."""
     spans = spans_io.existing_spans(config.spans_root)
     if not spans:
-        raise ValueError(f"no spans under {config.spans_root} (span-N/{spans_io.SPAN_FILE})")
+        raise ValueError(spans_io.no_spans(config.spans_root))
     if check_dir.exists() and any(check_dir.iterdir()):
         raise ValueError(f"--check-dir {check_dir} is not empty: the check needs a fresh directory")
     bucket, state = check_dir / "bucket", check_dir / "orchestrator"
