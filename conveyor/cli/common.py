@@ -39,7 +39,7 @@ class CommandError(Exception):
 
 
 def add_home(parser: argparse.ArgumentParser, what: str = "the home folder (default outputs/, or $CONVEYOR_HOME)") -> None:
-    parser.add_argument("--home", type=Path, help=what)
+    parser.add_argument("--home", help=what)  # text: a Path would fold gs:// into gs:/ (local_home_arg checks it)
 
 
 def positive_int(text: str) -> int:
