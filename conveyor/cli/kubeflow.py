@@ -30,6 +30,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--target", choices=compiler.TARGETS, required=True, help="Kubeflow Pipelines or Vertex AI")
     parser.add_argument(
         "--image",
+        default=os.environ.get(IMAGE_VARIABLE) or None,
         help=f"the image built from the Dockerfile and pushed (default ${IMAGE_VARIABLE}, else the placeholder "
         f"{compiler.PLACEHOLDER_IMAGE}: the spec compiles, --submit refuses it)",
     )
@@ -89,12 +90,18 @@ def kubeflow(args: argparse.Namespace) -> int:
 def _other_modes_flags(args: argparse.Namespace) -> str | None:
     """A phrase naming the flags given that only the other mode (compiling, or --check-locally) uses."""
     unused = COMPILE_ONLY if args.check_locally else CHECK_ONLY
-    given = [f"--{name.replace('_', '-')}" for name in unused if getattr(args, name) is not None and getattr(args, name) is not False]
+    given = [f"--{name.replace('_', '-')}" for name in unused if _set(getattr(args, name))]
     if not given:
         return None
     if args.check_locally:
-        return f"--check-locally does not use {', '.join(given)} (it checks every span of --spans-root, writing only under --check-dir)"
+        return (f"--check-locally does not use {', '.join(given)} "
+                "(it checks every span of --spans-root, writing only under --check-dir)")
     return f"{', '.join(given)}: only --check-locally uses {'them' if len(given) > 1 else 'it'}"
+
+
+def _set(value: object) -> bool:
+    """Whether the command line set a flag: any value but the parser's defaults None and False (0 is a value)."""
+    return value is not None and value is not False
 
 
 def _checked(args: argparse.Namespace, problems: list[str]) -> tuple[configs.PipelineConfig, str]:
@@ -102,7 +109,7 @@ def _checked(args: argparse.Namespace, problems: list[str]) -> tuple[configs.Pip
     found already, then every flag's); TFX is not imported."""
     if args.image == "":
         problems.append(f"--image '': expected the image built from the Dockerfile and pushed ({compiler.PLACEHOLDER_IMAGE})")
-    image = args.image if args.image is not None else os.environ.get(IMAGE_VARIABLE) or compiler.PLACEHOLDER_IMAGE
+    image = compiler.PLACEHOLDER_IMAGE if args.image is None else args.image
     home = None
     try:
         home = common.local_home_arg(args)
@@ -154,9 +161,9 @@ def _compile(args: argparse.Namespace, config: configs.PipelineConfig, image: st
         raise common.CommandError(str(exc)) from None
     common.say(f"conveyor kubeflow: wrote {output} ({args.target}, image {image})\n{compiler.summary(spec)}")
     if config.span is None:
-        common.say(f"span: none compiled in; each run ingests the newest span under {config.remote_spans_root} "
-                    + ("at run time, with caching off: KFP runs no ExampleGen driver (--span N compiles one in, with caching)"
-                       if args.target == "kfp" else "at run time (Vertex runs TFX's ExampleGen driver before its cache check)"))
+        why = (", with caching off: KFP runs no ExampleGen driver (--span N compiles one in, with caching)" if args.target == "kfp"
+               else " (Vertex runs TFX's ExampleGen driver before its cache check)")
+        common.say(f"span: none compiled in; each run ingests the newest span under {config.remote_spans_root} at run time{why}")
     found = compiler.placeholders(config, image)
     if found:
         common.say(
@@ -189,7 +196,7 @@ def _check_locally(args: argparse.Namespace) -> int:
         enable_cache=False if args.no_cache else None,
     )
     check_dir = args.check_dir or Path(tempfile.mkdtemp(prefix="conveyor-kubeflow-check-"))
-    image = args.image or os.environ.get(IMAGE_VARIABLE) or CHECK_IMAGE
+    image = args.image or CHECK_IMAGE
     try:
         result = local_check.run(config, args.target, image, check_dir)
     except ValueError as exc:

@@ -72,9 +72,9 @@ def cluster_config(config: PipelineConfig, target: str) -> PipelineConfig:
 
 def location_problems(config: PipelineConfig) -> list[str]:
     """One phrase per location of `config` that a cluster could not read (not a URI), by flag."""
-    root = config.remote_pipeline_root
-    expected = "expected a URI the cluster can read, e.g. gs://bucket/conveyor"
-    problems = [] if root and spans_io.is_uri(root) else [f"--pipeline-root {root}: {expected}" if root else f"--pipeline-root: {expected}"]
+    root, problems = config.remote_pipeline_root, []
+    if not (root and spans_io.is_uri(root)):
+        problems.append(f"--pipeline-root{f' {root}' if root else ''}: expected a URI the cluster can read, e.g. gs://bucket/conveyor")
     for flag, value in (("--serving-root", config.remote_serving_root), ("--data-root", config.remote_spans_root)):
         if value is not None and not spans_io.is_uri(value):
             problems.append(f"{flag} {value}: expected a URI the cluster can read (default: under --pipeline-root)")
