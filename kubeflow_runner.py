@@ -16,7 +16,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
-from conveyor.cli import main  # noqa: E402
+from conveyor.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["kubeflow", *sys.argv[1:]]))

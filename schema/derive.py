@@ -234,8 +234,9 @@ def derive(spans_root: Path, completeness: dict | None = None):
 
 
 def main() -> None:
-    from data.materialize import DEFAULT_SPANS_ROOT
     from tfx.utils import io_utils
+
+    from data.materialize import DEFAULT_SPANS_ROOT
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spans-root", type=Path, default=DEFAULT_SPANS_ROOT)

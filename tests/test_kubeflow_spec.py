@@ -99,7 +99,7 @@ def test_the_stores_substitution_keeps_the_dag_of_the_local_default(compiled):
     """The default's nodes and edges, with the two documented differences of the stores form: no
     analyzer_cache resolver (its window is one new artifact per run, which no cache entry matches),
     and span_window reads this run's span from DataGate's output rather than from CsvExampleGen's."""
-    config, _, spec = compiled
+    _, _, spec = compiled
     local = _local_dag(configs.PipelineConfig())
     del local["analyzer_cache"]
     local["Transform"].discard("analyzer_cache")

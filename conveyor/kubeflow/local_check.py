@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from conveyor.kubeflow import compiler as kubeflow, spec_harness, warm_start
+from conveyor.kubeflow import compiler as kubeflow
+from conveyor.kubeflow import spec_harness, warm_start
 from data import spans_io
 from pipeline import configs, versions
 
