@@ -4,6 +4,9 @@ CsvExampleGen infers each column's type from the text, so a column written as "1
 span and "180" in the next would change type and trip schema validation. Every writer of spans
 goes through `write_span`, which formats values by the type the feature contract declares.
 
+A span is every CSV file of its folder, whatever their names (`span-N/*.csv`, the pattern
+CsvExampleGen reads); Conveyor writes one, `data.csv`.
+
 Spans live in one of two namespaces, each with its own folder prefix and numbering:
   upstream  `<spans_root>/span-N/`: the data the world delivers (data/spans by default);
   feedback  `<home>/feedback/spans/feedback-N/`: labelled served traffic the CT controller turns
@@ -30,7 +33,8 @@ UPSTREAM, FEEDBACK = "upstream", "feedback"
 NAMESPACES = (UPSTREAM, FEEDBACK)
 DIR_PREFIXES = {UPSTREAM: "span-", FEEDBACK: "feedback-"}
 SPAN_DIR_PREFIX = DIR_PREFIXES[UPSTREAM]
-SPAN_FILE = "data.csv"
+SPAN_FILE = "data.csv"  # the name Conveyor's writers give a span's file; readers take any *.csv
+SPAN_FILES = "*.csv"  # a span's files in its folder: CsvExampleGen's pattern
 MANIFEST_FILE = "manifest.json"  # not *.csv: CsvExampleGen never reads it
 NAMESPACE_PROPERTY = "span_namespace"  # the custom property DataGate stamps on validated spans
 
@@ -41,7 +45,13 @@ def span_dir(spans_root: Path, span: int, namespace: str = UPSTREAM) -> Path:
 
 def file_pattern(namespace: str = UPSTREAM) -> str:
     """CsvExampleGen's input pattern for the spans of `namespace` (relative to their root)."""
-    return f"{DIR_PREFIXES[namespace]}{{SPAN}}/*.csv"
+    return f"{DIR_PREFIXES[namespace]}{{SPAN}}/{SPAN_FILES}"
+
+
+def no_spans(spans_root: Path | str, namespace: str = UPSTREAM) -> str:
+    """What to say when `spans_root` holds no span of `namespace`, naming the layout expected."""
+    layout = file_pattern(namespace).replace("{SPAN}", "N")
+    return f"no spans under {spans_root} (expected {layout}: CSV files of any name in {DIR_PREFIXES[namespace]}N/ folders)"
 
 
 def namespace_of_pattern(pattern: str) -> str:
@@ -58,18 +68,24 @@ def label(span: int, namespace: str = UPSTREAM) -> str:
 
 
 def existing_spans(spans_root: Path | str, namespace: str = UPSTREAM) -> list[int]:
-    """Span numbers of `namespace` that have a data file under `spans_root`, ascending. A URI
-    (gs://, file://) is listed through TFX's fileio, in one listing: no span file is read."""
+    """Span numbers of `namespace` with at least one CSV file under `spans_root`, ascending: the
+    folders where CsvExampleGen's pattern (`span-N/*.csv`) matches. A URI (gs://, file://) is
+    listed through TFX's fileio, in one listing: no span file is read."""
     prefix = DIR_PREFIXES[namespace]
+    every_span = file_pattern(namespace).replace("{SPAN}", "*")
     if is_uri(spans_root):
         from tfx.dsl.io import fileio
 
-        found = fileio.glob(f"{str(spans_root).rstrip('/')}/{prefix}*/{SPAN_FILE}")
-        names = [os.path.basename(os.path.dirname(str(path))) for path in found]
+        found = fileio.glob(f"{str(spans_root).rstrip('/')}/{every_span}")
+        names = {os.path.basename(os.path.dirname(str(path).rstrip("/"))) for path in found}
     else:
-        root = Path(spans_root)
-        names = [child.name for child in root.iterdir() if (child / SPAN_FILE).exists()] if root.is_dir() else []
+        names = {path.parent.name for path in Path(spans_root).glob(every_span)}
     return sorted(int(n.removeprefix(prefix)) for n in names if n.startswith(prefix) and n.removeprefix(prefix).isdigit())
+
+
+def span_files(spans_root: Path, span: int, namespace: str = UPSTREAM) -> list[Path]:
+    """The CSV files of one span on a local disk, sorted: what CsvExampleGen ingests as the span."""
+    return sorted(span_dir(spans_root, span, namespace).glob(SPAN_FILES))
 
 
 def is_uri(path: Path | str) -> bool:
@@ -111,7 +127,7 @@ def write_span(
     before the data file, so a span whose data is visible always has its manifest.
     """
     folder = span_dir(spans_root, span, namespace)
-    if namespace == FEEDBACK and (folder / SPAN_FILE).exists():
+    if namespace == FEEDBACK and span_files(spans_root, span, namespace):
         raise FileExistsError(f"feedback span {span} already exists at {folder}: feedback spans are never rewritten")
     if manifest is not None:
         write_text(folder / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True) + "\n")

@@ -67,7 +67,7 @@ def newest(config: PipelineConfig) -> int:
     share a cache."""
     on_disk = spans_io.existing_spans(config.spans_root_uri)
     if not on_disk:
-        raise LookupError(f"no spans under {config.spans_root_uri} (expected span-N/{spans_io.SPAN_FILE})")
+        raise LookupError(spans_io.no_spans(config.spans_root_uri))
     return on_disk[-1]
 
 

@@ -154,13 +154,14 @@ def curate(schema, floors: dict[str, float]) -> None:
 
 
 def _files(spans_root: Path) -> dict[str, Path]:
-    """Every shipped taxi file, by a label that does not depend on where it lives."""
+    """Every shipped taxi file, by a label that does not depend on where it lives (`span-N`, or
+    `span-N/<file>` for each CSV file of a span that has several)."""
     from data import materialize, spans_io
 
-    files = {
-        f"span-{span}": spans_io.span_dir(spans_root, span) / spans_io.SPAN_FILE
-        for span in spans_io.existing_spans(spans_root)
-    }
+    files = {}
+    for span in spans_io.existing_spans(spans_root):
+        found = spans_io.span_files(spans_root, span)
+        files.update({f"span-{span}" if len(found) == 1 else f"span-{span}/{path.name}": path for path in found})
     files[f"tfx/{materialize.SHIPPED_SAMPLE}"] = materialize.shipped_csv(materialize.SHIPPED_SAMPLE)
     return files
 
@@ -227,14 +228,15 @@ def derive(spans_root: Path, completeness: dict | None = None):
     if not spans_io.existing_spans(spans_root):
         raise FileNotFoundError(f"no spans under {spans_root}: run `python -m data.materialize` first")
     completeness = completeness or derive_completeness(spans_root)
-    schema = infer_schema(str(Path(spans_root) / f"{spans_io.SPAN_DIR_PREFIX}*" / spans_io.SPAN_FILE))
+    schema = infer_schema(str(Path(spans_root) / spans_io.file_pattern().replace("{SPAN}", "*")))
     curate(schema, completeness["floors"])
     return schema
 
 
 def main() -> None:
-    from data.materialize import DEFAULT_SPANS_ROOT
     from tfx.utils import io_utils
+
+    from data.materialize import DEFAULT_SPANS_ROOT
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spans-root", type=Path, default=DEFAULT_SPANS_ROOT)

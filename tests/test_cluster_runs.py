@@ -6,6 +6,7 @@ aiplatform's own request and resource types, with anonymous credentials (nothing
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
@@ -50,6 +51,18 @@ def test_a_kfp_submission_compiles_the_span_in_and_names_the_run_after_span_and_
     assert run["runtime_config"]["pipeline_root"] == ROOT
     assert submitted.tasks == tuple(sorted(spec["root"]["dag"]["tasks"]))
     assert json.loads(json.dumps(submitted.to_json()))["run_id"] == "run-1"  # storable as JSON
+
+
+def test_a_submission_with_the_placeholder_image_or_bucket_is_refused_before_compiling(config, kfp_api, tmp_path):
+    """CT submits what it is given: the documented placeholders must never reach a cluster."""
+    refused = [
+        (config, kubeflow.PLACEHOLDER_IMAGE, f"--image {kubeflow.PLACEHOLDER_IMAGE}"),
+        (config.replace(remote_pipeline_root=kubeflow.PLACEHOLDER_ROOT), IMAGE, f"--pipeline-root {kubeflow.PLACEHOLDER_ROOT}"),
+    ]
+    for given, image, named in refused:
+        with pytest.raises(kubeflow.SubmitError, match=f"needs real values for the placeholders {re.escape(named)}$"):
+            cluster_runs.submit(given, span=3, trigger="new_data", target="kfp", image=image, spec_dir=tmp_path, endpoint=kfp_api.endpoint)
+    assert kfp_api.posts() == [] and list(tmp_path.iterdir()) == []
 
 
 def test_polling_reports_a_running_run_then_its_success(submitted, config, kfp_api):

@@ -34,11 +34,12 @@ SECRET = "never-in-the-spec-7f3a"
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
     """`python kubeflow_runner.py --target vertex ...` with Dataflow Beam args, MySQL settings in the env."""
-    output = tmp_path_factory.mktemp("kubeflow") / "conveyor.yaml"
+    base = tmp_path_factory.mktemp("kubeflow")
+    output = base / "conveyor.yaml"
     env = {"CONVEYOR_MYSQL_HOST": "db.internal", connection.MYSQL_PASSWORD_ENV: SECRET, "CONVEYOR_TRAIN_STEPS": "300"}
     command = [sys.executable, "kubeflow_runner.py", "--target", "vertex", "--image", IMAGE, "--pipeline-root", ROOT]
     done = subprocess.run(
-        [*command, "--output", str(output), *BEAM],
+        [*command, "--output", str(output), "--home", str(base / "home"), *BEAM],
         cwd=configs.REPO_ROOT,
         env={**os.environ, **env},
         capture_output=True,
@@ -47,6 +48,7 @@ def compiled(tmp_path_factory):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"wrote {output} (vertex, image {IMAGE})" in done.stdout
+    assert "NOT DEPLOYABLE" not in done.stdout and "NOT DEPLOYABLE" not in output.read_text()
     config = kubeflow.cluster_config(
         configs.load(
             remote_pipeline_root=ROOT,
@@ -97,7 +99,7 @@ def test_the_stores_substitution_keeps_the_dag_of_the_local_default(compiled):
     """The default's nodes and edges, with the two documented differences of the stores form: no
     analyzer_cache resolver (its window is one new artifact per run, which no cache entry matches),
     and span_window reads this run's span from DataGate's output rather than from CsvExampleGen's."""
-    config, _, spec = compiled
+    _, _, spec = compiled
     local = _local_dag(configs.PipelineConfig())
     del local["analyzer_cache"]
     local["Transform"].discard("analyzer_cache")
@@ -192,33 +194,38 @@ def test_the_compiler_still_drops_runtime_parameter_defaults(tmp_path):
     assert "parameterValues" not in job["runtimeConfig"]
 
 
-def test_local_paths_for_cluster_locations_are_refused_by_flag(capsys, tmp_path):
-    code = cli.main(["kubeflow", "--target", "kfp", "--image", IMAGE, "--pipeline-root", str(tmp_path)])
-    assert code == 2
-    assert "--pipeline-root must be a URI the cluster can read" in capsys.readouterr().err
-    code = cli.main(["kubeflow", "--target", "kfp", "--image", IMAGE, "--pipeline-root", ROOT, "--data-root", "data"])
-    assert code == 2
-    assert "--data-root must be a URI the cluster can read, got 'data'" in capsys.readouterr().err
+def test_local_paths_for_cluster_locations_are_refused_by_flag_in_one_line(capsys, tmp_path):
+    command = ["kubeflow", "--target", "kfp", "--image", IMAGE, "--home", str(tmp_path / "home")]
+    assert cli.main([*command, "--pipeline-root", str(tmp_path), "--data-root", "data", "--serving-root", ROOT]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"--pipeline-root {tmp_path}: expected a URI the cluster can read" in line
+    assert "--data-root data: expected a URI the cluster can read" in line and "--serving-root" not in line
+    assert not (tmp_path / "home").exists()
 
 
-def test_kfp_without_a_span_is_refused_unless_caching_is_off(capsys, tmp_path):
-    """Open-source KFP runs no ExampleGen driver: the span must be fixed before the cache check."""
-    command = ["kubeflow", "--target", "kfp", "--image", IMAGE, "--pipeline-root", ROOT]
-    assert cli.main([*command, "--output", str(tmp_path / "refused.yaml")]) == 2
-    assert kubeflow.KFP_NEEDS_SPAN in capsys.readouterr().err
-    assert not (tmp_path / "refused.yaml").exists()
+def test_kfp_compiles_a_span_in_with_caching_or_the_newest_span_without_caching(capsys, tmp_path):
+    """Open-source KFP runs no ExampleGen driver: a span resolved at run time comes after the cache
+    check, so without --span the spec is compiled with caching off (and says so)."""
+    command = ["kubeflow", "--target", "kfp", "--image", IMAGE, "--pipeline-root", ROOT, "--home", str(tmp_path)]
     assert cli.main([*command, "--span", "3", "--output", str(tmp_path / "span.yaml")]) == 0
-    assert cli.main([*command, "--no-cache", "--output", str(tmp_path / "uncached.yaml")]) == 0
-    spec = yaml.safe_load((tmp_path / "span.yaml").read_text())
-    example_gen = _executor(spec, "CsvExampleGen")["container"]
+    assert "span: none compiled in" not in capsys.readouterr().out
+    assert cli.main([*command, "--output", str(tmp_path / "newest.yaml")]) == 0
+    assert "the newest span under gs://conveyor-bucket/prod/spans at run time, with caching off" in capsys.readouterr().out
+    span, newest = (yaml.safe_load((tmp_path / f"{name}.yaml").read_text()) for name in ("span", "newest"))
+    assert {task.get("cachingOptions", {}).get("enableCache") for task in span["root"]["dag"]["tasks"].values()} == {True}
+    assert not any(task.get("cachingOptions", {}).get("enableCache") for task in newest["root"]["dag"]["tasks"].values())
+    assert "range_config" in span["root"]["dag"]["tasks"]["CsvExampleGen"]["inputs"]["parameters"]
+    assert "range_config" not in newest["root"]["dag"]["tasks"]["CsvExampleGen"]["inputs"]["parameters"]
+    with pytest.raises(ValueError, match="--target kfp with caching needs --span N"):
+        kubeflow.check_target(configs.PipelineConfig(), "kfp")  # what programmatic callers (CT) are held to
+    example_gen = _executor(span, "CsvExampleGen")["container"]
     # The same spec serves Vertex: its driver hook stays; the executor resolves the span where no driver ran.
     assert example_gen["args"][1] == "pipeline.components.example_gen.SpanResolvingExecutor"
     assert example_gen["lifecycle"]["preCacheCheck"]["command"][-1] == "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver"
 
 
-def test_a_missing_image_is_refused_with_a_clear_message(capsys, tmp_path):
-    code = cli.main(
-        ["kubeflow", "--target", "kfp", "--span", "1", "--image", "", "--pipeline-root", ROOT, "--output", str(tmp_path / "x.yaml")]
-    )
+def test_an_empty_image_is_refused_with_a_clear_message(capsys, tmp_path):
+    code = cli.main(["kubeflow", "--target", "kfp", "--image", "", "--pipeline-root", ROOT, "--home", str(tmp_path / "home")])
     assert code == 2
-    assert "--image is required" in capsys.readouterr().err
+    assert "--image '': expected the image built from the Dockerfile and pushed" in capsys.readouterr().err
+    assert not (tmp_path / "home").exists()

@@ -152,6 +152,15 @@ def test_natural_rates_are_measured_on_the_worst_window_of_every_shipped_file(ru
         assert rules["floors"][name] == derive.floor(natural)
 
 
+def test_the_floors_are_measured_on_every_csv_file_of_a_span_whatever_its_name(tmp_path, shipped_rows):
+    spans_io.write_csv(tmp_path / "span-1" / "trips-2026-11.csv", shipped_rows[:300], features.CSV_COLUMNS)
+    spans_io.write_csv(tmp_path / "span-1" / "trips-2026-11-late.csv", shipped_rows[300:400], features.CSV_COLUMNS)
+    spans_io.write_csv(tmp_path / "span-2" / "trips-2026-12.csv", shipped_rows[400:600], features.CSV_COLUMNS)
+    measured = derive.derive_completeness(tmp_path)["measured"]
+    rows = {label: m["rows"] for label, m in measured.items() if not label.startswith("tfx/")}
+    assert rows == {"span-1/trips-2026-11-late.csv": 100, "span-1/trips-2026-11.csv": 300, "span-2": 200}
+
+
 def test_every_shipped_taxi_file_passes_its_floors(shipped_spans, schema, rules):
     files = [spans_io.span_dir(shipped_spans, s) / spans_io.SPAN_FILE for s in spans_io.existing_spans(shipped_spans)]
     files.append(materialize.shipped_csv(materialize.SHIPPED_SAMPLE))

@@ -39,7 +39,13 @@ class CommandError(Exception):
 
 
 def add_home(parser: argparse.ArgumentParser, what: str = "the home folder (default outputs/, or $CONVEYOR_HOME)") -> None:
-    parser.add_argument("--home", type=Path, help=what)
+    parser.add_argument("--home", type=home_path, help=what)
+
+
+def home_path(text: str) -> Path | str:
+    """--home as given: a local folder as a Path, a URI kept as text (a Path folds gs:// into gs:/,
+    which local_home_arg could no longer tell from a local folder)."""
+    return text if spans_io.is_uri(text) else Path(text)
 
 
 def positive_int(text: str) -> int:

@@ -98,8 +98,12 @@ def submit(
     service_account: str | None = None,
 ) -> SubmittedRun:
     """Compile the pipeline for `span` into `spec_dir` and submit it to `target`; raises
-    kubeflow.SubmitError (not sent) or ValueError (a setting the target cannot run)."""
+    kubeflow.SubmitError (not sent: a placeholder image or bucket, no endpoint or project) or
+    ValueError (a setting the target cannot run)."""
     cluster = kubeflow.cluster_config(config.replace(span=span), target)
+    problems = kubeflow.submit_problems(cluster, target, image, endpoint)
+    if problems:
+        raise kubeflow.SubmitError("; ".join(problems))
     now = time.time()
     name, labels = run_name(cluster, span, trigger, now), run_labels(cluster, span, trigger)
     spec_path = Path(spec_dir) / f"{name}.yaml"

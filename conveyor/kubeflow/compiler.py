@@ -10,8 +10,13 @@ cluster needs (`cluster_config`):
     image (a module_file would be packaged into a wheel at a path of the build machine);
   - every location is a URI the cluster reads (pipeline root, data, serving root), and the
     schema and setup.py are the copies inside the image (IMAGE_APP_DIR);
-  - for target "kfp", a span fixed at compile time (`check_target`): open-source KFP runs no
-    ExampleGen driver, so the newest span cannot be resolved before its cache check.
+  - for target "kfp", a span fixed at compile time, or caching off (`check_target`): open-source
+    KFP runs no ExampleGen driver, so the newest span cannot be resolved before its cache check.
+
+A spec can be compiled offline, before the image is built and the bucket exists: the image and the
+pipeline root then hold the documented placeholders (PLACEHOLDER_IMAGE, PLACEHOLDER_ROOT), which no
+registry or bucket can match, the spec file says so in its first lines, and nothing submits such
+a spec (`placeholders`).
 
 No RuntimeParameter is used: KubeflowV2DagRunner (TFX 1.21) declares a RuntimeParameter as a
 root input without its default and leaves the runtime config empty, so the default is lost and a
@@ -34,6 +39,13 @@ from pipeline.configs import PipelineConfig
 TARGETS = ("kfp", "vertex")
 IMAGE_APP_DIR = "/conveyor"  # the Dockerfile's WORKDIR: Conveyor's files inside the image
 SPEC_FILE = "conveyor-kubeflow.yaml"
+# What docs/production.md writes for the values only a deployment knows; upper case makes both
+# invalid (an image repository and a bucket name are lower case), so they can never reach a real one.
+PLACEHOLDER_IMAGE = "REGISTRY/conveyor:TAG"
+PLACEHOLDER_ROOT = "gs://BUCKET/conveyor"
+_PLACEHOLDER_BUCKET = "gs://BUCKET/"
+NEEDS_ENDPOINT = "--target kfp --submit needs --endpoint (or KF_PIPELINES_ENDPOINT): the URL of the Kubeflow Pipelines API"
+NEEDS_PROJECT = "--target vertex --submit needs --gcp-project and --gcp-region (or CONVEYOR_GCP_PROJECT, CONVEYOR_GCP_REGION)"
 
 
 class SubmitError(RuntimeError):
@@ -41,25 +53,56 @@ class SubmitError(RuntimeError):
 
 
 KFP_NEEDS_SPAN = (
-    "--target kfp needs --span N (or --no-cache): open-source Kubeflow Pipelines runs no ExampleGen "
+    "--target kfp with caching needs --span N: open-source Kubeflow Pipelines runs no ExampleGen "
     "driver, so nothing resolves the newest span before the cache check and a cached run would be "
     "given an earlier run's examples. Compile one spec per span (conveyor.kubeflow.cluster_runs.submit does)"
 )
 
 
 def cluster_config(config: PipelineConfig, target: str) -> PipelineConfig:
-    """`config` as the pipeline runs on `target`; locations default to folders of the pipeline root."""
-    root = config.remote_pipeline_root
-    if not root or not spans_io.is_uri(root):
-        raise ValueError(
-            f"--pipeline-root must be a URI the cluster can read (e.g. gs://bucket/conveyor), got {root!r}"
-        )
-    cluster = stores_form(config, root, app_dir=IMAGE_APP_DIR)
-    for flag, value in (("--serving-root", cluster.remote_serving_root), ("--data-root", cluster.remote_spans_root)):
-        if not spans_io.is_uri(value):
-            raise ValueError(f"{flag} must be a URI the cluster can read, got {value!r}")
+    """`config` as the pipeline runs on `target`; locations default to folders of the pipeline root.
+    ValueError naming every location that is not a URI the cluster reads, or what `target` cannot run."""
+    problems = location_problems(config)
+    if problems:
+        raise ValueError("; ".join(problems))
+    cluster = stores_form(config, config.remote_pipeline_root, app_dir=IMAGE_APP_DIR)
     check_target(cluster, target)
     return cluster
+
+
+def location_problems(config: PipelineConfig) -> list[str]:
+    """One phrase per location of `config` that a cluster could not read (not a URI), by flag."""
+    root, problems = config.remote_pipeline_root, []
+    if not (root and spans_io.is_uri(root)):
+        problems.append(f"--pipeline-root{f' {root}' if root else ''}: expected a URI the cluster can read, e.g. gs://bucket/conveyor")
+    for flag, value in (("--serving-root", config.remote_serving_root), ("--data-root", config.remote_spans_root)):
+        if value is not None and not spans_io.is_uri(value):
+            problems.append(f"{flag} {value}: expected a URI the cluster can read (default: under --pipeline-root)")
+    return problems
+
+
+def placeholders(config: PipelineConfig, image: str) -> list[str]:
+    """The documented placeholders a spec of `config` and `image` would hold, as "--flag value"
+    (a location derived from a placeholder pipeline root is not named again)."""
+    root = (config.remote_pipeline_root or "").rstrip("/")
+    named = [("--image", image, image == PLACEHOLDER_IMAGE), ("--pipeline-root", root, root.startswith(_PLACEHOLDER_BUCKET))]
+    for flag, value, derived in (
+        ("--serving-root", config.remote_serving_root, f"{root}/serving_model"),
+        ("--data-root", config.remote_spans_root, f"{root}/spans"),
+    ):
+        named.append((flag, value, bool(value) and value.startswith(_PLACEHOLDER_BUCKET) and value != derived))
+    return [f"{flag} {value}" for flag, value, placeholder in named if placeholder]
+
+
+def submit_problems(config: PipelineConfig, target: str, image: str, endpoint: str | None) -> list[str]:
+    """What sending a spec of `config` and `image` to `target` still lacks, one phrase each."""
+    found = placeholders(config, image)
+    problems = [f"--submit needs real values for the placeholders {', '.join(found)}"] if found else []
+    if target == "kfp" and not endpoint:
+        problems.append(NEEDS_ENDPOINT)
+    if target == "vertex" and not (config.gcp_project and config.gcp_region):
+        problems.append(NEEDS_PROJECT)
+    return problems
 
 
 def stores_form(config: PipelineConfig, root: str, app_dir: str) -> PipelineConfig:
@@ -87,13 +130,14 @@ def check_target(config: PipelineConfig, target: str) -> None:
 
 
 def compile_spec(config: PipelineConfig, image: str, output: Path) -> dict[str, Any]:
-    """Write the KFP v2 pipeline spec (YAML, schema 2.1) of `config` to `output`; return it."""
+    """Write the KFP v2 pipeline spec (YAML, schema 2.1) of `config` to `output`; return it. A spec
+    holding placeholders starts with comment lines naming them."""
+    if not image:
+        raise ValueError("--image is required: the container image with Conveyor installed (see Dockerfile)")
     from tfx import v1 as tfx
 
     from pipeline.pipeline import create_pipeline
 
-    if not image:
-        raise ValueError("--image is required: the container image with Conveyor installed (see Dockerfile)")
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
             default_image=image, use_pipeline_spec_2_1=True
@@ -101,7 +145,14 @@ def compile_spec(config: PipelineConfig, image: str, output: Path) -> dict[str, 
         output_dir=str(output.parent),
         output_filename=output.name,
     )
-    return runner.run(create_pipeline(config))["pipelineSpec"]
+    spec = runner.run(create_pipeline(config))["pipelineSpec"]
+    found = placeholders(config, image)
+    if found and output.suffix in (".yaml", ".yml"):
+        output.write_text(
+            f"# NOT DEPLOYABLE: compiled with placeholders ({', '.join(found)}).\n"
+            "# Build and push the image (Dockerfile), then compile again with the real values.\n" + output.read_text()
+        )
+    return spec
 
 
 def submit_kfp(
@@ -115,7 +166,7 @@ def submit_kfp(
     import urllib3
 
     if not endpoint:
-        raise SubmitError("--target kfp --submit needs --endpoint: the URL of the Kubeflow Pipelines API")
+        raise SubmitError(NEEDS_ENDPOINT)
     try:
         result = kfp.Client(host=endpoint).create_run_from_pipeline_package(
             str(spec_path),
@@ -143,7 +194,7 @@ def vertex_job(
     from google.cloud import aiplatform
 
     if not (config.gcp_project and config.gcp_region):
-        raise SubmitError("--target vertex --submit needs --gcp-project and --gcp-region")
+        raise SubmitError(NEEDS_PROJECT)
     if credentials is None:
         try:
             credentials, _ = google.auth.default()

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from conveyor.kubeflow import compiler as kubeflow, spec_harness, warm_start
+from conveyor.kubeflow import compiler as kubeflow
+from conveyor.kubeflow import spec_harness, warm_start
 from data import spans_io
 from pipeline import configs, versions
 
@@ -114,7 +115,7 @@ def run(
     """Execute the spec for every span of `config.spans_root`, then the last one unchanged."""
     spans = spans_io.existing_spans(config.spans_root)
     if not spans:
-        raise ValueError(f"no spans under {config.spans_root} (span-N/{spans_io.SPAN_FILE})")
+        raise ValueError(spans_io.no_spans(config.spans_root))
     if check_dir.exists() and any(check_dir.iterdir()):
         raise ValueError(f"--check-dir {check_dir} is not empty: the check needs a fresh directory")
     bucket, state = check_dir / "bucket", check_dir / "orchestrator"
