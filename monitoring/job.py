@@ -25,10 +25,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from monitoring import evidence
+from monitoring import evidence, statistics
 from monitoring import labels as labels_lib
 from monitoring import live as live_lib
-from monitoring import statistics
 from pipeline import versions
 from pipeline.configs import PipelineConfig
 from serving import request_log

@@ -28,7 +28,6 @@ def load_schema(path: Path) -> schema_pb2.Schema:
 def load_statistics(uri: str | Path) -> statistics_pb2.DatasetFeatureStatisticsList:
     """A TFX statistics artifact directory (or a FeatureStats.pb file)."""
     import tensorflow_data_validation as tfdv
-
     from tfx.dsl.io import fileio
 
     uri = str(uri)  # a path or a URI (gs://, file://): Path() would fold the URI's "//"

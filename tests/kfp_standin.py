@@ -30,7 +30,7 @@ class KfpStandIn:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+            def do_GET(self) -> None:
                 stand_in.requests.append(("GET", self.path, {}))
                 if self.path.startswith(RUNS_PATH + "/"):
                     run_id = self.path[len(RUNS_PATH) + 1 :].split("?")[0]
@@ -41,7 +41,7 @@ class KfpStandIn:
                     return
                 self._reply({})  # list experiments: none of that name yet
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 stand_in.requests.append(("POST", self.path, body))
                 if self.path.startswith("/apis/v2beta1/experiments"):

@@ -16,7 +16,8 @@ from apache_beam.testing.util import assert_that
 from tfx.components.example_gen.csv_example_gen import executor as csv_executor
 from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
-from tfx.types import standard_artifacts, standard_component_specs as keys
+from tfx.types import standard_artifacts
+from tfx.types import standard_component_specs as keys
 from tfx.utils import proto_utils
 
 from pipeline import configs

@@ -10,13 +10,14 @@ import json
 from tfx.components.example_gen import utils
 from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2, range_config_pb2
-from tfx.types import standard_artifacts, standard_component_specs as keys
+from tfx.types import standard_artifacts
+from tfx.types import standard_component_specs as keys
 from tfx.utils import proto_utils
 
 from data import spans_io
+from data.spans_io import file_pattern
 from pipeline import configs
 from pipeline.components import example_gen
-from data.spans_io import file_pattern
 
 
 def _properties(spans_root, pattern: str = file_pattern(), span: int | None = None) -> dict:

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
+from conveyor.local import run_summary
+from conveyor.local import runner as local_run
 from data import spans_io
-from conveyor.local import run_summary, runner as local_run
-from metadata import connection, runs
+from metadata import connection, registry, runs
 from pipeline import configs
 from pipeline.components import infra_check
-from metadata import registry
 from tests.conftest import SMALL_SPAN_ROWS
 
 BAD_MODEL_MODULE = Path(__file__).parent / "assets" / "model_requires_tips.py"

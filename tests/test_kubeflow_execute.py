@@ -19,7 +19,8 @@ import tensorflow_data_validation as tfdv
 import yaml
 from tfx.utils import io_utils
 
-from conveyor.kubeflow import compiler as kubeflow, local_check, spec_harness, warm_start
+from conveyor.kubeflow import compiler as kubeflow
+from conveyor.kubeflow import local_check, spec_harness, warm_start
 from data import spans_io
 from pipeline import configs, drift, evaluation, versions
 from pipeline.components import span_window

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from data import spans_io
 from conveyor import cli
 from conveyor.local import runner as local_run
+from data import spans_io
 from metadata import connection, lineage
 from pipeline import configs
 from tests.conftest import SMALL_SPAN_ROWS

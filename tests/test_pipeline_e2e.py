@@ -8,20 +8,18 @@ One sequence of runs shared by the tests below:
 """
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from data import spans_io
-from models import features, model
 from conveyor import analysis
 from conveyor.local import runner as local_run
+from data import spans_io
 from metadata import connection, runs, spans
+from models import features, model
 from pipeline import configs, versions
-from tests.test_model import _example
-
 from tests.conftest import SMALL_SPAN_ROWS as ROWS_PER_SPAN
+from tests.test_model import _example
 
 
 def _versions(config: configs.PipelineConfig) -> list[str]:

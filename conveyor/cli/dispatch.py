@@ -32,9 +32,9 @@ import sys
 from typing import Any, Sequence
 
 import speedups
-from speedups import switch
 from conveyor.cli import common, ct, kubeflow, lineage, models, monitor, rollback, run, serve, viewers
 from pipeline.home_lock import HomeBusy
+from speedups import switch
 
 # One module per command group, each with add_parser(commands); the order is the help's.
 GROUPS = (run, ct, serve, models, rollback, monitor, viewers, lineage, kubeflow)

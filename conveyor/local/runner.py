@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Iterator
 
 import speedups
-from speedups import gc_tuning, switch
 from conveyor.local.progress import quiet_logs
 from conveyor.local.run_summary import RunSummary, read_back
 from metadata import connection, runs
 from pipeline.configs import PipelineConfig
+from speedups import gc_tuning, switch
 
 
 def run(config: PipelineConfig, verbose: bool = False, started: float | None = None) -> RunSummary:

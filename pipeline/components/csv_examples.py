@@ -23,10 +23,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from apache_beam.io.filesystems import FileSystems
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from apache_beam.io.filesystems import FileSystems
 from pyarrow import csv as pa_csv
 from tfx_bsl.coders import csv_decoder
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tfx import v1 as tfx
 from tfx import types
+from tfx import v1 as tfx
 
 from data.spans_io import FEEDBACK, NAMESPACE_PROPERTY, UPSTREAM
 
