@@ -2,6 +2,7 @@
 
 `make test` runs the files on two pytest-xdist workers; the expensive session fixtures (a real
 pipeline run each) are built once per test session by whichever worker needs them first.
+Tests that run no pipeline and start no server are marked `unit` here (tests/tiers.py): `make test-fast`.
 """
 from __future__ import annotations
 
@@ -19,6 +20,32 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 from data import materialize, spans_io  # noqa: E402
+from tests import tiers  # noqa: E402
+
+_GUARD = tiers.Guard()
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tiers.mark(items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item):
+    with _GUARD.watch(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    with _GUARD.watch(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item):
+    with _GUARD.watch(item):
+        return (yield)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+
+from tests import sockets
 
 SERVER, INSTALL_DB, CLIENT, DUMP = "mariadbd", "mariadb-install-db", "mariadb", "mariadb-dump"
 START_TIMEOUT_S = 60
@@ -59,12 +60,6 @@ def _binary(name: str) -> str:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _wait_until_up(server: subprocess.Popen, sock: Path, log: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -90,7 +85,7 @@ def _start(root: Path) -> tuple[subprocess.Popen, MariaDB]:
         check=True,
         timeout=120,
     )
-    port = _free_port()
+    port = sockets.free_port()
     with open(log, "w") as log_handle:
         server = subprocess.Popen(
             [_binary(SERVER), "--no-defaults", f"--datadir={datadir}", f"--socket={sock}", f"--port={port}",

@@ -13,6 +13,7 @@ import yaml
 
 from conveyor.kubeflow import compiler as kubeflow
 from pipeline import configs
+from tests import sockets
 from tests.kfp_standin import KfpStandIn
 
 ROOT = "gs://conveyor-bucket/prod"
@@ -56,12 +57,8 @@ def test_kfp_submission_without_an_endpoint_says_what_is_missing(spec_file, monk
 
 
 def test_kfp_submission_to_a_closed_port_says_it_cannot_reach_the_api(spec_file):
-    import socket
-
     config, output = spec_file
-    with socket.socket() as probe:  # a free port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = sockets.free_port()
     with pytest.raises(kubeflow.SubmitError, match=f"cannot reach the KFP API at http://127.0.0.1:{port}"):
         kubeflow.submit_kfp(output, config, f"http://127.0.0.1:{port}", experiment="conveyor")
 

@@ -19,6 +19,7 @@ from models.saved_model import LoadedModel
 from monitoring import job, labels, live, statistics
 from pipeline import configs, drift, versions
 from serving import request_log
+from tests.browser import rendered
 from tests.serving_helpers import copy_home
 
 END = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
@@ -80,6 +81,43 @@ def test_drifted_log_is_flagged_with_the_drifting_features_named(logged, tmp_pat
     html = (tmp_path / "out" / job.REPORT_FILE).read_text()
     assert "ALERT: skew, drift" in html and "Distributions of the flagged features" in html
     assert (tmp_path / "out" / job.STATS_FILE).stat().st_size > 0
+
+
+def test_the_report_shows_the_drifted_window_in_chromium(logged, tmp_path):
+    config, _ = logged
+    data = job.run(config, end=END, hours=24, out_dir=tmp_path / "out").data
+    page = rendered(tmp_path, tmp_path / "out" / job.REPORT_FILE)
+    page.assert_inert()
+    assert page.by_id["status"] == "ALERT: skew, drift"
+    drift = page.body_rows("drift")
+    assert {row[0] for row in drift[: len(DRIFTING)]} == DRIFTING  # flagged first
+    scores = {(d["feature"], d["value"]) for d in data["drift"]["features"]}
+    assert {(row[0], float(row[2])) for row in drift} == {(f, round(v, 4)) for f, v in scores}
+    assert {row[0] for row in page.body_rows("skew")} == {d["feature"] for d in data["skew"]["features"]}
+    assert "Distributions of the flagged features" in page.text and "this window" in page.text
+
+
+HOSTILE = """<script>alert(1)</script>"onmouseover=alert(2) x="<img src=x onerror=alert(3)>&amp;"""
+
+
+def test_hostile_served_values_reach_the_report_as_text_in_chromium(logged, tmp_path):
+    """Served requests whose payment_type is hostile text: skew flags it, the SERVING schema names
+    the value, and the page shows it literally, with no script element or event handler."""
+    config, windows = logged
+    records, _ = windows["clean"]
+    when = END - DAY - timedelta(hours=6)
+    hostile = [{**r, "features": {**r["features"], "payment_type": HOSTILE}} for r in records]
+    log = request_log.RequestLog(tmp_path / "log")
+    log.append(hostile, when)
+    log.close()
+    data = job.run(config, end=END - DAY, hours=24, log_root=tmp_path / "log", out_dir=tmp_path / "out").data
+    assert "payment_type" in data["skew"]["flagged"]
+    page = rendered(tmp_path, tmp_path / "out" / job.REPORT_FILE)
+    page.assert_inert()
+    assert not [tag for tag, _ in page.elements if tag == "img"]
+    [anomaly] = [row for row in page.body_rows("anomalies") if row[0] == "payment_type"]
+    assert HOSTILE in anomaly[2]
+    assert f"{HOSTILE} training" in page.text  # the value's shares in the distributions, training first
 
 
 def test_two_clean_windows_show_no_drift(logged, tmp_path):

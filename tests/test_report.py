@@ -2,98 +2,15 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import subprocess
-from html.parser import HTMLParser
-from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from conveyor import analysis
 from conveyor.local import report, run_summary
 from metadata import connection, runs
-from pipeline.evaluation import slice_order
-
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-]
-
-
-def chromium(tmp_path: Path, *args: str) -> str:
-    """Run headless Chromium with a throw-away profile; its stdout."""
-    binary = shutil.which("chromium")
-    if binary is None:
-        pytest.fail("Debian's chromium is not installed: `make test` installs it (CONVEYOR_APT_PACKAGES in the Makefile)")
-    profile = tmp_path / "chromium-profile"
-    result = subprocess.run(
-        [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args], capture_output=True, text=True, timeout=180
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
-
-
-VOID_ELEMENTS = {"meta", "link", "br", "hr", "img", "input"}
-
-
-class RenderedPage(HTMLParser):
-    """The text of elements with an id, and each table's rows (by the table's class)."""
-
-    def __init__(self, dom: str):
-        super().__init__()
-        self.by_id: dict[str, str] = {}
-        self.tables: dict[str, list[list[str]]] = {}
-        self._open_ids: list[tuple[str, int, list[str]]] = []  # (id, depth, text parts)
-        self._depth = 0
-        self._table: list[list[str]] | None = None
-        self._cell: list[str] | None = None
-        self.feed(dom)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in VOID_ELEMENTS:
-            return
-        attributes = dict(attrs)
-        self._depth += 1
-        if "id" in attributes:
-            self._open_ids.append((attributes["id"] or "", self._depth, []))
-        if tag == "table":
-            self._table = self.tables.setdefault(attributes.get("class") or "", [])
-        elif tag == "tr" and self._table is not None:
-            self._table.append([])
-        elif tag in ("td", "th") and self._table is not None:
-            self._cell = []
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("td", "th") and self._table is not None and self._cell is not None:
-            self._table[-1].append(" ".join("".join(self._cell).split()))
-            self._cell = None
-        elif tag == "table":
-            self._table = None
-        if self._open_ids and self._open_ids[-1][1] == self._depth:
-            name, _, parts = self._open_ids.pop()
-            self.by_id[name] = " ".join("".join(parts).split())
-        self._depth -= 1
-
-    def handle_data(self, data: str) -> None:
-        for _, _, parts in self._open_ids:
-            parts.append(data)
-        if self._cell is not None:
-            self._cell.append(data)
-
-    def body_rows(self, table: str) -> list[list[str]]:
-        return [row for row in self.tables[table] if row][1:]  # without the header row
-
-
-def rendered(tmp_path: Path, html_file: Path) -> RenderedPage:
-    return RenderedPage(chromium(tmp_path, "--dump-dom", html_file.as_uri()))
+from pipeline import anomalies, configs
+from pipeline.evaluation import Evaluation, slice_order
+from tests.browser import chromium, rendered
 
 
 def test_every_run_writes_its_report_next_to_its_log(small_run):
@@ -175,10 +92,36 @@ def test_drift_scores_are_rendered_when_present(small_run, tmp_path):
     ]
 
 
-def test_report_text_is_escaped(small_run):
-    config, summary = small_run
-    data = report.collect(config, summary)
-    hostile = dataclasses.replace(summary, ok=False, error="<script>alert('x')</script> & <b>bold</b>")
-    page = report.render(dataclasses.replace(data, summary=hostile))
-    assert "<script" not in page and "<b>" not in page
-    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in page
+HOSTILE = """<script>alert(1)</script>"onmouseover=alert(2) x="<img src=x onerror=alert(3)>&amp;"""
+
+
+def test_hostile_text_reaches_the_page_as_text_in_chromium(tmp_path):
+    """A feature value, an anomaly, an error message and a path from a run, all hostile: the DOM
+    Chromium builds has no script element and no event handler, and shows each text literally."""
+    evaluation = Evaluation({"overall": {"binary_accuracy": 0.8, "example_count": 10.0}, f"payment_type={HOSTILE}": {}},
+                            blessed=False, failures=[HOSTILE], not_gated=[HOSTILE])
+    summary = run_summary.RunSummary(
+        run_id=HOSTILE, ok=False, seconds=1.0, log_file=tmp_path / "run.log", timings=[(HOSTILE, "complete", 1.0)],
+        error=HOSTILE, failed_component=HOSTILE, span=1, evaluation=evaluation, pushed_path=HOSTILE,
+    )
+    data = report.ReportData(
+        pipeline_name=HOSTILE,
+        summary=summary,
+        thresholds=configs.PipelineConfig().thresholds,
+        examples={"train": 1},
+        statistics={"train": [analysis.FeatureSummary(HOSTILE, "categorical", 1.0, unique=1, top_value=HOSTILE, top_share=1.0)]},
+        anomalies=[anomalies.Anomaly("train", HOSTILE, "ENUM_TYPE_UNEXPECTED_STRING_VALUES", HOSTILE)],
+        drift=[analysis.DriftScore(HOSTILE, HOSTILE, "L_INFINITY", 0.5, 0.1)],
+        lineage=[report.LineageRow(HOSTILE, "COMPLETE", [], [report.ArtifactRef("model", "Model", 1, HOSTILE, HOSTILE)])],
+    )
+    page_file = tmp_path / "hostile.html"
+    page_file.write_text(report.render(data), encoding="utf-8")
+    page = rendered(tmp_path, page_file)
+    page.assert_inert()
+    assert not [tag for tag, _ in page.elements if tag == "img"]
+    assert page.by_id["status"] == f"FAILED in {HOSTILE}" and page.by_id["pushed"] == HOSTILE
+    assert page.body_rows("features")[0][0] == HOSTILE and page.body_rows("features")[0][-1] == f"{HOSTILE} (100 %)"
+    assert page.body_rows("anomalies")[0][1::2] == [HOSTILE, HOSTILE]
+    assert page.body_rows("drift")[0][0] == HOSTILE and page.body_rows("slices")[1][0] == f"payment_type={HOSTILE}"
+    assert page.body_rows("lineage")[0][0] == HOSTILE and f"({HOSTILE}) {HOSTILE}" in page.body_rows("lineage")[0][3]
+    assert page.text.count(HOSTILE) >= 12  # also the title, the meta line, the error, failures, timings

@@ -16,6 +16,7 @@ import pytest
 from models.instances import from_row
 from pipeline import versions
 from serving.host import ModelHost
+from tests import sockets
 from tests.serving_helpers import CONVEYOR, Serve, copy_home, metric, wait_for
 
 MODEL = "taxi"
@@ -133,18 +134,6 @@ def test_a_corrupt_rollback_pointer_is_reported_ignored_and_repairable(small_run
     assert "not a valid rollback pointer" in server.stderr()
 
 
-def _raw_connection(url: str) -> socket.socket:
-    host, port = url.removeprefix("http://").split(":")
-    return socket.create_connection((host, int(port)), timeout=10)
-
-
-def _read_all(sock: socket.socket) -> bytes:
-    chunks = []
-    while chunk := sock.recv(65536):
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def test_slow_and_half_open_connections_cannot_starve_the_server(small_run, tmp_path, shipped_rows):
     config = copy_home(small_run, tmp_path / "home")
     good = versions.serving_version(config.serving_root)
@@ -155,17 +144,17 @@ def test_slow_and_half_open_connections_cannot_starve_the_server(small_run, tmp_
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
 
     with Serve(config.home, env=env, preexec=low_descriptor_limit) as server, server.client() as client:
-        slow = _raw_connection(server.url)
+        slow = sockets.connect(server.url)
         slow.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n")  # headers never finish
-        answer = _read_all(slow)
+        answer = sockets.read_all(slow)
         assert answer.startswith(b"HTTP/1.1 408 ") and b"request headers not received within 1 s" in answer
-        slow_body = _raw_connection(server.url)
+        slow_body = sockets.connect(server.url)
         slow_body.sendall(b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")
-        assert b"request body not received within 1 s" in _read_all(slow_body)
-        silent = _raw_connection(server.url)
+        assert b"request body not received within 1 s" in sockets.read_all(slow_body)
+        silent = sockets.connect(server.url)
         started = time.monotonic()
-        assert _read_all(silent) == b"" and time.monotonic() - started < 5  # closed by the idle timeout
-        half_open = [_raw_connection(server.url) for _ in range(300)]  # more than the descriptors allow
+        assert sockets.read_all(silent) == b"" and time.monotonic() - started < 5  # closed by the idle timeout
+        half_open = [sockets.connect(server.url) for _ in range(300)]  # more than the descriptors allow
         try:
             for _ in range(20):
                 assert _served_version(client, instance) == good

@@ -1,19 +1,22 @@
 """Fuzzing `conveyor serve` (slow: `make test-slow`): thousands of mutated requests, seeded, and
-not one 5xx, every answer with a request id, no traceback, and the server still serving."""
+not one 5xx, every answer with a request id, no traceback, and the server still serving. Each
+request is answered, or its connection closed, within ANSWER_WITHIN seconds: a hang fails."""
 from __future__ import annotations
 
 import json
 import random
-import socket
+import time
 
 import pytest
 
 from models import features
 from models.instances import from_row
+from tests import sockets
 from tests.serving_helpers import Serve, copy_home
 
 pytestmark = pytest.mark.slow
 CASES = 3000
+ANSWER_WITHIN = 15.0  # seconds; the server's header and body timeouts are set to 1 s below
 ODD_VALUES = [None, True, -1, 0, 2**63, -(2**63) - 1, 2**64, 1e308, -1e-320, 1e39, float("nan"), "", "x" * 2000,
               "\u00e9\u4e2d", [], {}, [1, 2], {"b64": "AAAA"}, 41.85, -87.6, 12.5, "Cash", "Bitcoin", 2**53 + 1]
 
@@ -49,9 +52,9 @@ def test_thousands_of_mutated_requests_never_get_a_5xx(small_run, tmp_path, ship
     rng = random.Random(0)
     paths = ["/v1/models/taxi:predict"] * 8 + ["/v1/models/taxi/versions/1:predict", "/v1/models/taxi", "/x", "/v1/models/"]
     codes: dict[int, int] = {}
-    with Serve(config.home, env={"CONVEYOR_HEADER_TIMEOUT_SECONDS": "1"}) as server:
-        host, port = server.url.removeprefix("http://").split(":")
-        with server.client() as client:
+    env = {"CONVEYOR_HEADER_TIMEOUT_SECONDS": "1", "CONVEYOR_BODY_TIMEOUT_SECONDS": "1"}
+    with Serve(config.home, env=env) as server:
+        with server.client(timeout=ANSWER_WITHIN) as client:  # a hang raises httpx.ReadTimeout
             for i in range(CASES):
                 path, method = rng.choice(paths), rng.choice(["POST"] * 6 + ["GET", "PUT", "DELETE"])
                 response = client.request(method, path, content=_mutated(rng, good), headers={"X-Request-Id": f"fuzz-{i}"})
@@ -60,15 +63,17 @@ def test_thousands_of_mutated_requests_never_get_a_5xx(small_run, tmp_path, ship
                 assert response.headers["X-Request-Id"] == f"fuzz-{i}"
                 if response.status_code != 200:
                     assert set(response.json()) == {"error", "request_id"}
-            for _ in range(200):  # raw protocol garbage on fresh connections
-                with socket.create_connection((host, int(port)), timeout=10) as sock:
-                    sock.sendall(bytes(rng.randrange(256) for _ in range(rng.randint(1, 300))) + b"\r\n\r\n")
-                    sock.settimeout(10)
-                    try:
-                        answer = sock.recv(100)
-                    except (ConnectionResetError, socket.timeout):
+            for i in range(200):  # raw protocol garbage on fresh connections
+                garbage = bytes(rng.randrange(256) for _ in range(rng.randint(1, 300))) + b"\r\n\r\n"
+                started = time.monotonic()
+                with sockets.connect(server.url, timeout=ANSWER_WITHIN) as sock:
+                    sock.sendall(garbage)
+                    try:  # an answer, or the connection closed; socket.timeout (a hang) fails the test
+                        answer = sockets.read_response(sock)
+                    except ConnectionResetError:
                         answer = b""
-                    assert not answer.startswith(b"HTTP/1.1 5"), answer
+                assert time.monotonic() - started < ANSWER_WITHIN, (i, garbage)
+                assert not answer.startswith(b"HTTP/1.1 5"), answer
             assert client.post("/v1/models/taxi:predict", json={"instances": [good]}).status_code == 200
     assert codes.get(200, 0) > 0 and sum(n for c, n in codes.items() if 400 <= c < 500) > CASES / 2, codes
     assert "Traceback" not in server.stderr()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -13,6 +12,7 @@ import tensorflow as tf
 
 from models.instances import from_row, to_example
 from serving import request_log
+from tests import sockets
 from tests.serving_helpers import Serve, copy_home, metric, wait_for
 
 MODEL = "taxi"
@@ -136,33 +136,25 @@ def test_request_ids_are_bounded_and_never_reused(served, good):
 
 
 def test_protocol_errors_get_json_errors_and_close_the_connection(served, good):
-    host, port = served.url.removeprefix("http://").split(":")
-
-    def raw(data: bytes) -> bytes:
-        with socket.create_connection((host, int(port)), timeout=10) as sock:
-            sock.sendall(data)
-            chunks = []
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-            return b"".join(chunks)
-
-    garbage = raw(b"BLAH / HTTP/1.1\r\n\r\n")
+    post = b"POST " + PREDICT.encode() + b" HTTP/1.1\r\n"
+    garbage = sockets.exchange(served.url, b"BLAH / HTTP/1.1\r\n\r\n")
     assert garbage.startswith(b"HTTP/1.1 400 ") and b'"error":"malformed HTTP request' in garbage
-    huge_headers = raw(b"GET /livez HTTP/1.1\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n")
+    huge_headers = sockets.exchange(served.url, b"GET /livez HTTP/1.1\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n")
     assert huge_headers.startswith(b"HTTP/1.1 431 ")
-    declared = raw(b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nContent-Length: 5000000\r\n\r\n")
+    declared = sockets.exchange(served.url, post + b"Content-Length: 5000000\r\n\r\n")
     assert declared.startswith(b"HTTP/1.1 413 ") and b"exceeds the limit of 1000000 bytes" in declared
     chunked = b"".join(b"%x\r\n%s\r\n" % (100_000, b" " * 100_000) for _ in range(11)) + b"0\r\n\r\n"
-    streamed = raw(b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked)
+    streamed = sockets.exchange(served.url, post + b"Transfer-Encoding: chunked\r\n\r\n" + chunked)
     assert streamed.startswith(b"HTTP/1.1 413 ")
-    continued = raw(b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nExpect: 100-continue\r\nConnection: close\r\n"
-                    b"Content-Length: %d\r\n\r\n" % len(json.dumps({"instances": [good]})) + json.dumps({"instances": [good]}).encode())
+    body = json.dumps({"instances": [good]}).encode()
+    continued = sockets.exchange(
+        served.url, post + b"Expect: 100-continue\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    )
     assert continued.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK")
 
 
 def test_a_client_dropping_mid_body_is_counted_not_logged(served, good):
-    host, port = served.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
+    with sockets.connect(served.url) as sock:
         sock.sendall(b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nContent-Length: 1000\r\n\r\n{\"instances\":")
         time.sleep(0.2)
     with served.client() as client:
@@ -194,7 +186,6 @@ def test_metrics_scrape_in_prometheus_format(served, good):
 
 
 def test_pipelined_predictions_are_answered_in_order_each_logged_and_counted_once(served, good):
-    host, port = served.url.removeprefix("http://").split(":")
     body = json.dumps({"instances": [good]}).encode()
     ids = [f"pipelined-{time.monotonic_ns()}-{i}" for i in range(3)]
     requests = b"".join(
@@ -205,11 +196,7 @@ def test_pipelined_predictions_are_answered_in_order_each_logged_and_counted_onc
     with served.client() as client:
         version = client.get("/readyz").json()["version"]
         before = metric(client.get("/metrics").text, "conveyor_predictions_total", version=version)
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(requests)  # one write: each is answered (and the next one read) after the one before
-        answers = b""
-        while chunk := sock.recv(65536):
-            answers += chunk
+    answers = sockets.exchange(served.url, requests)  # one write: each is answered (and the next one read) after the one before
     assert answers.count(b"HTTP/1.1 200 OK") == 3, answers[:500]
     positions = [answers.index(f"X-Request-Id: {rid}".encode()) for rid in ids]
     assert positions == sorted(positions)
