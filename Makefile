@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.conveyor-installed
 export GRPC_ENABLE_FORK_SUPPORT = false
 export TF_CPP_MIN_LOG_LEVEL = 2
 
-.PHONY: setup data run lint test test-slow bench bench-scale bench-serving serve monitor tensorboard notebooks lock clean
+.PHONY: setup data run lint test test-fast test-slow bench bench-scale bench-serving serve monitor tensorboard notebooks lock clean
 
 ## setup: host prerequisites (glibc >= 2.39), .venv from requirements.lock, the project (editable)
 setup: $(STAMP) data
@@ -40,6 +40,14 @@ test: export CONVEYOR_APT_PACKAGES := $(CONVEYOR_APT_PACKAGES) chromium mariadb-
 test: setup
 	bash scripts/setup_host.sh
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+## test-fast: the fast tier, every test tests/conftest.py marks `unit` (no pipeline run, no server:
+## tests/tiers.py says how it tells), on TEST_WORKERS processes; about a minute and a half on 2 cores.
+## Installs chromium (the reports' escaping is checked in it)
+test-fast: export CONVEYOR_APT_PACKAGES := $(CONVEYOR_APT_PACKAGES) chromium
+test-fast: setup
+	bash scripts/setup_host.sh
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "unit and not slow" $(PYTEST_ARGS)
 
 ## test-slow: the long tests the default suite leaves out (pytest -m slow), e.g. nightly:
 ## kill -9 of a real run after every component, fuzzing the server with thousands of mutated requests

@@ -1,8 +1,8 @@
 """The fast tier: every test that runs no pipeline and starts no server is marked `unit`.
 
 `make test-fast` runs `pytest -m unit`. A test is heavy, and not `unit`, when it is marked `slow`,
-or when it, a fixture it uses (directly or through other fixtures) or a helper of its module they
-call does one of:
+or when it, a fixture it uses (directly or through other fixtures) or a function or class of the
+tests' folder they name does one of:
   - request a fixture that runs a pipeline or a server (HEAVY_FIXTURES),
   - use a name that runs a pipeline or starts a server (HEAVY_NAMES),
   - start, from a literal argument list, a runner script, or the `conveyor` launcher (or `-m
@@ -20,7 +20,6 @@ import contextlib
 import functools
 import inspect
 import os
-import shlex
 import socket
 import sys
 import textwrap
@@ -142,7 +141,7 @@ def mark(items: list[pytest.Item]) -> None:
 
 def _started(argv: Any, executable: Any) -> str | None:
     """The command line of a process start the fast tier must not make (None: an allowed one)."""
-    words = shlex.split(argv) if isinstance(argv, str) else [os.fsdecode(word) for word in argv or [executable]]
+    words = argv.split() if isinstance(argv, str) else [os.fsdecode(word) for word in argv or [executable]]
     names = {Path(word).name for word in words}
     if names & RUNNERS or names & {"conveyor", "conveyor.cli"} and names & HEAVY_COMMANDS or names & SERVERS:
         return " ".join(words)
