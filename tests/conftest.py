@@ -15,12 +15,12 @@ from typing import Any, Callable
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
-from data import materialize, spans_io  # noqa: E402
-from tests import tiers  # noqa: E402
+from data import materialize, spans_io
+from tests import tiers
 
 _GUARD = tiers.Guard()
 

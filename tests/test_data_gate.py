@@ -13,13 +13,13 @@ The rules themselves are unit-tested in tests/test_span_validation.py.
 """
 from __future__ import annotations
 
-import html
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import markupsafe
 import pytest
 
 from conveyor import analysis
@@ -85,7 +85,7 @@ def _blocked(summary, first_line: str) -> None:
     assert summary.error.splitlines()[0] == f"DataValidationError: {first_line}", summary.error
     assert not DOWNSTREAM & {name for name, _, _ in summary.timings}
     assert summary.pushed_path is None
-    assert html.escape(first_line) in summary.report_file.read_text(encoding="utf-8")  # the report escapes as html.escape
+    assert str(markupsafe.escape(first_line)) in summary.report_file.read_text(encoding="utf-8")  # as the report's templates escape
 
 
 def test_a_header_only_span_is_blocked_with_its_row_count(gate_runs):

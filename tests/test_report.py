@@ -8,7 +8,7 @@ from PIL import Image
 from conveyor import analysis
 from conveyor.local import report, run_summary
 from metadata import connection, runs
-from pipeline import anomalies, configs
+from pipeline import anomalies, blessing_checks, configs
 from pipeline.evaluation import Evaluation, slice_order
 from tests.browser import chromium, rendered
 
@@ -34,6 +34,8 @@ def test_report_shows_the_key_figures_in_chromium(small_run, tmp_path):
     assert page.by_id["anomalies"] == "No anomalies: the span matches the schema."
     assert page.by_id["drift"] == "No drift check in this run."
     assert page.by_id["baseline"].startswith("No baseline")
+    checks = blessing_checks.explain(summary.evaluation, summary.thresholds, summary.gate)  # as the summary shows them
+    assert checks and page.by_id["blessing-checks"] == " ".join("".join(checks).split())
 
     timings = page.body_rows("timings")
     assert [(row[0], row[1], row[2]) for row in timings] == [(n, s, f"{t:.1f}") for n, s, t in summary.timings]

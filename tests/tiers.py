@@ -86,7 +86,7 @@ def _heavy_function(func: Callable, root: Path) -> str | None:
             return f"{name}: {HEAVY_NAMES[name]}"
     for argv in argvs:
         words = set(argv)
-        if words & RUNNERS or words & LAUNCHERS and words & (HEAVY_COMMANDS | {STARRED}):
+        if words & RUNNERS or (words & LAUNCHERS and words & (HEAVY_COMMANDS | {STARRED})):
             return f"the command [{', '.join(argv)}]"
     scope = getattr(func, "__globals__", None) or vars(sys.modules[func.__module__])
     for name in sorted(names):
@@ -143,7 +143,7 @@ def _started(argv: Any, executable: Any) -> str | None:
     """The command line of a process start the fast tier must not make (None: an allowed one)."""
     words = argv.split() if isinstance(argv, str) else [os.fsdecode(word) for word in argv or [executable]]
     names = {Path(word).name for word in words}
-    if names & RUNNERS or names & {"conveyor", "conveyor.cli"} and names & HEAVY_COMMANDS or names & SERVERS:
+    if names & RUNNERS or (names & {"conveyor", "conveyor.cli"} and names & HEAVY_COMMANDS) or names & SERVERS:
         return " ".join(words)
     return None
 

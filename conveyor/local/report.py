@@ -19,7 +19,7 @@ from ml_metadata.proto import metadata_store_pb2
 from conveyor import analysis
 from data import spans_io
 from metadata import connection, runs
-from pipeline import anomalies, evaluation, pages
+from pipeline import anomalies, blessing_checks, evaluation, pages
 from pipeline.configs import PipelineConfig, Threshold
 
 if TYPE_CHECKING:
@@ -175,4 +175,5 @@ def render(data: ReportData) -> str:
         slice_headers=_slice_headers(bool(s.evaluation and s.evaluation.baseline_by_slice)),
         slices=[(name, list(comparisons)) for name, comparisons in by_slice],
         thresholds=[_threshold_text(t) for t in data.thresholds],
+        blessing_checks=blessing_checks.explain(s.evaluation, s.thresholds, s.gate) if s.blessed and s.gate else [],
     )
