@@ -42,7 +42,7 @@ test: setup
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 ## test-fast: the fast tier, every test tests/conftest.py marks `unit` (no pipeline run, no server:
-## tests/tiers.py says how it tells), on TEST_WORKERS processes; about a minute and a half on 2 cores.
+## tests/tiers.py says how it tells), on TEST_WORKERS processes: 99-160 s on 2 shared cores (125 CPU s).
 ## Installs chromium (the reports' escaping is checked in it)
 test-fast: export CONVEYOR_APT_PACKAGES := $(CONVEYOR_APT_PACKAGES) chromium
 test-fast: setup
