@@ -85,13 +85,18 @@ def test_a_mistyped_flag_gets_the_nearest_one_and_a_prefix_is_not_a_flag(tmp_pat
     assert_one_line(conveyor("run", "--home", home, "--train-step", "5"), 2,
                     r"conveyor run: unknown flag --train-step \(did you mean --train-steps\?\) .*")
     assert_one_line(conveyor("ct", "status", "--hom", home), 2, r"conveyor ct status: unknown flag --hom \(did you mean --home\?\) .*")
-    assert_one_line(conveyor("modles"), 2, r"conveyor: 'modles' is not one of run, ct, .* \(did you mean models\?\) .*")
+    assert_one_line(conveyor("modles"), 2, r"conveyor: argument COMMAND: 'modles' is not one of run, ct, .* \(did you mean models\?\) .*")
+    assert_one_line(conveyor("ct", "tick", "--home", home, "--drift-policy", "nope"), 2,
+                    r"conveyor ct tick: argument --drift-policy: 'nope' is not one of block, warn .*")
     assert not (tmp_path / "h").exists()
 
 
-def test_missing_spans_are_one_line(tmp_path):
+def test_missing_spans_are_one_line(tmp_path, shipped_rows):
     done = conveyor("run", "--home", str(tmp_path / "h"), "--spans-root", str(tmp_path / "nowhere"))
     assert_one_line(done, 2, r"conveyor run: --spans-root .*/nowhere: no such folder \(expected span-N/ folders of CSV files\)")
+    spans_io.write_span(tmp_path / "spans", 1, shipped_rows[:10])
+    done = conveyor("run", "--home", str(tmp_path / "h"), "--spans-root", str(tmp_path / "spans"), "--span", "7")
+    assert_one_line(done, 2, r"conveyor run: --span 7: no span-7/ with CSV files under .*/spans \(spans there: 1\)")
     assert not (tmp_path / "h").exists()
 
 

@@ -78,7 +78,9 @@ class Parser(argparse.ArgumentParser):
         if choice:
             options = re.findall(r"'([^']*)'", choice.group(3))
             close = difflib.get_close_matches(choice.group(2), options, n=1, cutoff=0.5)
-            message = f"{choice.group(2)!r} is not one of {', '.join(options)}" + (f" (did you mean {close[0]}?)" if close else "")
+            message = f"argument {choice.group(1)}: {choice.group(2)!r} is not one of {', '.join(options)}" + (
+                f" (did you mean {close[0]}?)" if close else ""
+            )
         raise ParseError(self.prog, message)
 
 

@@ -121,3 +121,10 @@ def _check_spans_root(config: configs.PipelineConfig, args: argparse.Namespace) 
         raise common.CommandError(f"{named}: no such folder (expected span-N/ folders of CSV files)")
     if not root.is_dir():
         raise common.CommandError(f"{named}: not a folder (expected span-N/ folders of CSV files)")
+    if args.span is not None:
+        from data import spans_io
+
+        found = spans_io.existing_spans(root)
+        if args.span not in found:
+            there = f"spans there: {', '.join(map(str, found))}" if found else "no spans there"
+            raise common.CommandError(f"--span {args.span}: no span-{args.span}/ with CSV files under {root} ({there})")
