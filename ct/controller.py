@@ -32,7 +32,7 @@ from data.spans_io import FEEDBACK, label
 from metadata import spans
 from monitoring import labels as labels_lib
 from monitoring import live
-from pipeline import home_lock, versions
+from pipeline import home_lock
 from pipeline.configs import PipelineConfig
 from serving import request_log, rollback
 
@@ -61,11 +61,12 @@ def _utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, timezone.utc)
 
 
-def _guard_pairs(config: PipelineConfig, version: str | None, now: float, labels: labels_lib.Labels):
+def _guard_pairs(config: PipelineConfig, found_evidence: dict | None, now: float, labels: labels_lib.Labels):
     """The serving version's labelled predictions since it went live (what the guard judges it on)."""
-    if version is None:
+    if found_evidence is None:
         return []
-    window = request_log.read(config.request_log_root, _utc(versions.live_since(config.serving_root_uri, version)), _utc(now))
+    version = found_evidence["version"]
+    window = request_log.read(config.request_log_root, datetime.fromisoformat(found_evidence["live_since"]), _utc(now))
     return live.labelled([r for r in window.records if r["model_version"] == version], labels)
 
 
@@ -82,7 +83,7 @@ def evaluate(config: PipelineConfig, now: float, reason: str | None = None) -> D
         "new_data": signals.new_data(config, _quarantined(history)),
         "performance": signals.performance(found_evidence),
         "drift": signals.drift(found_evidence, history),
-        "guard": guard.check(config, serving, _guard_pairs(config, serving, now, labels), history),
+        "guard": guard.check(config, serving, _guard_pairs(config, found_evidence, now, labels), history),
         "feedback": {
             "labelled": len(pending.labelled), "needed": config.live_min_labels,
             "since": pending.start.isoformat(), "until": pending.end.isoformat(),

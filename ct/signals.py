@@ -2,10 +2,10 @@
 
 Performance and drift are judged by the monitoring code (monitoring/evidence.py, the same measures
 and thresholds as `conveyor monitor` and DataGate) on the serving version's own traffic in its
-evidence window: from when it went live (its push, or the rollback that made it serve) or from the
-end of the newest feedback span, whichever is later. Predictions become a feedback span when a
-trigger acts on them, so each piece of evidence fires at most once, and a new version starts with
-an empty window.
+evidence window: from when it went live (its push, or the rollback or cleared rollback that made it
+serve: serving/rollback.py `live_since`) or from the end of the newest feedback span, whichever is
+later. Predictions become a feedback span when a trigger acts on them, so each piece of evidence
+fires at most once, and a new version starts with an empty window.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from monitoring import labels as labels_lib
 from monitoring import live
 from pipeline import versions
 from pipeline.configs import PipelineConfig
-from serving import request_log
+from serving import request_log, rollback
 
 HOUR = 3600.0
 
@@ -60,14 +60,13 @@ def serving_evidence(config: PipelineConfig, now: float, labels: labels_lib.Labe
     version = versions.serving_version(config.serving_root_uri)
     if version is None:
         return None
-    since = _utc(versions.live_since(config.serving_root_uri, version))
+    went_live = _utc(rollback.live_since(config, version))
     consumed = feedback.consumed_until(config)
-    if consumed is not None and consumed > since:
-        since = consumed
+    since = consumed if consumed is not None and consumed > went_live else went_live
     until = _utc(now)
     window = request_log.read(config.request_log_root, since, until)
     found = evidence.for_version(config, version, window.records, labels, since, until)
-    found["live_since"] = _utc(versions.live_since(config.serving_root_uri, version)).isoformat()
+    found["live_since"] = went_live.isoformat()
     return found
 
 

@@ -6,7 +6,8 @@ durable), then the execution is marked COMPLETE. A RUNNING execution that the po
 effect; one it does not name never did. The next rollback settles such leftovers (COMPLETE or
 CANCELED) before recording its own, under the home's writer lock; `effective()` reads them so.
 `clear` removes the pointer (the newest version serves again), recorded the same way when it
-changes what serves; a corrupt pointer is simply removed.
+changes what serves; a corrupt pointer is simply removed. `live_since` reads when a version last
+started serving, including through a cleared pointer, which leaves no file behind.
 """
 from __future__ import annotations
 
@@ -99,6 +100,14 @@ def clear(config: PipelineConfig) -> RollbackResult | None:
     versions.clear_rollback(config.serving_root)
     runs.set_execution_state(store, execution_id, COMPLETE)
     return RollbackResult(state.version, newest, execution_id)
+
+
+def live_since(config: PipelineConfig, version: str) -> float:
+    """When `version` last started serving (Unix seconds): its publication or the rollback pointer in
+    force (versions.live_since), or the newest rollback that took effect and made it serve, a cleared
+    pointer included, whichever is later. Evidence about a version counts from here."""
+    switched = [r.time for r in map(registry.RecordedRollback.of, effective(config)) if r.to_version == version]
+    return max([versions.live_since(config.serving_root_uri, version), *switched])
 
 
 def _store(config: PipelineConfig):

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import shutil
+import subprocess
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -24,7 +25,7 @@ from models.saved_model import LoadedModel
 from monitoring import evidence, labels, live
 from pipeline import configs, home_lock, versions
 from serving import request_log
-from tests.serving_helpers import copy_home
+from tests.serving_helpers import CONVEYOR, copy_home
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +117,24 @@ def test_other_versions_and_traffic_before_going_live_are_not_evidence(home, ref
     decision = _evaluate(home)
     assert not decision.fired and decision.signals["performance"]["state"] == live.NO_TRAFFIC
     assert f"version {_version(home)}: no traffic since" in decision.reason
+
+
+def test_a_version_serving_again_after_a_cleared_rollback_starts_a_new_window(home, reference):
+    """Rolled back, then `rollback --clear`: the version serves again and its traffic from before
+    both is not evidence (the cleared pointer leaves no file; its record in ML Metadata says when)."""
+    older = _version(home)
+    newer = versions.republish(home.serving_root, older, str(int(time.time()))).name
+    _label(home, "all-tipped", _serve(home, generator.generate(reference, 300, 11), "before"), tips=all_tipped)
+    assert _evaluate(home).triggers == ["performance"]  # the newer version's low live accuracy ...
+    for args in (["--to", older], ["--clear"]):
+        done = subprocess.run([str(CONVEYOR), "rollback", "--home", str(home.home), "--no-wait", *args], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert f"cleared the rollback: {older} -> {newer}" in done.stdout and _version(home) == newer
+    again = _evaluate(home)  # ... is from before it stopped serving: not evidence once it serves again
+    assert not again.fired and again.signals["performance"]["state"] == live.NO_TRAFFIC, again.reason
+    went_live = datetime.fromisoformat(again.signals["serving"]["live_since"]).timestamp()
+    assert went_live == registry.RecordedRollback.of(registry.rollbacks(home)[-1]).time > versions.published_at(home.serving_root, newer)
+    assert f"version {newer}: no traffic since {again.signals['serving']['since']}" in again.reason
 
 
 def test_evidence_fires_once_and_a_new_version_starts_a_new_window(home, reference):
