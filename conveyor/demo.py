@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from conveyor.local import runner as local_run
-from ct import controller
+from ct import controller, decisions
 from data import generator
 from models.instances import from_row
 from monitoring import labels as labels_lib
@@ -110,9 +110,9 @@ def play(config: configs.PipelineConfig, say: Callable[[str], None] = print, see
     retrained model must learn the new world from the served traffic."""
     reference = generator.shipped_reference()
 
-    def tick(title: str) -> controller.Decision:
+    def tick(title: str) -> decisions.Decision:
         decision = controller.tick(config, local_run.launch)
-        say(f"\n[{title}]\n{controller.format_decision(decision)}")
+        say(f"\n[{title}]\n{decisions.format_decision(decision)}")
         return decision
 
     generator.write_generated_span(config.spans_root, 1, reference, 800, seed + 1)

@@ -21,12 +21,12 @@ writer records "busy", naming it. Runs start through a Launch the front door pas
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Callable
 
-from ct import decisions, feedback, guard, signals
-from ct.decisions import BLOCKED, BUSY, CRASHED, OK, ROLLED_BACK, Decision
+from ct import actions, decisions, feedback, guard, signals
+from ct.decisions import BUSY, CRASHED, Decision
 from ct.launcher import Launch
 from data.spans_io import FEEDBACK, label
 from metadata import spans
@@ -34,7 +34,7 @@ from monitoring import labels as labels_lib
 from monitoring import live
 from pipeline import home_lock
 from pipeline.configs import PipelineConfig
-from serving import request_log, rollback
+from serving import request_log
 
 MAX_ATTEMPTS = 2
 TRIGGERS = ("guard", "retry", "on_demand", "new_data", "performance", "drift", "schedule")
@@ -130,8 +130,14 @@ def evaluate(config: PipelineConfig, now: float, reason: str | None = None) -> D
         decision.reason = "; ".join(_why(t, found) for t in fired if t in ("performance", "drift"))
         acted = {"performance", "drift"} | any_run
     else:
-        decision.span = spans.newest(config)
         decision.reason = "; ".join(_why(t, found) for t in fired)
+        try:
+            decision.span = spans.newest(config)
+        except LookupError as exc:  # schedule or on demand, and no upstream span to run
+            decision.fired, decision.triggers, decision.attempt = False, [], 0
+            decision.reason = f"nothing to run: {exc} ({decision.reason})"
+            decision.alerts.append(f"{' and '.join(fired)} fired, but there is no span to run: {exc}")
+            return decision
         acted = any_run
     if hits["on_demand"] and "on_demand" in acted and not decision.reason.startswith("on demand"):
         decision.reason += f"; {_why('on_demand', found)}"
@@ -200,66 +206,30 @@ def _nothing(found: dict) -> str:
 
 
 def tick(config: PipelineConfig, launch: Launch, now: float | None = None, reason: str | None = None) -> Decision:
-    """Evaluate the triggers, take at most one action (a rollback, or a run through `launch`), record the decision."""
+    """Carry through a decision an interrupted tick left (ct/actions.py), or else evaluate the
+    triggers and take at most one action (a rollback, or a run through `launch`); record the decision."""
     now = time.time() if now is None else now
     try:
         with home_lock.hold(config.home, "conveyor ct tick"):
+            resumed = actions.resume(config, launch, now, asked=reason)
+            if resumed is not None:
+                return resumed
             decision = evaluate(config, now, reason)
-            if decision.fired and decision.triggers[0] == "guard":
-                _roll_back(config, decision)
-            elif decision.fired:
-                if decision.span is None:
-                    _build_feedback_span(config, decision, now)
-                _launch(config, launch, decision)
-            decisions.record(config, decision)
+            decision.id = new_id(now)
+            if decision.fired:
+                actions.carry_out(config, launch, decision)
+            else:
+                decisions.record(config, decision)
             return decision
     except home_lock.HomeBusy as busy:
-        decision = Decision(time=now, fired=False, triggers=[], reason=f"skipped: {busy}", outcome=BUSY)
+        decision = Decision(time=now, fired=False, triggers=[], reason=f"skipped: {busy}", outcome=BUSY, id=new_id(now))
         decisions.record(config, decision)
         return decision
 
 
-def _build_feedback_span(config: PipelineConfig, decision: Decision, now: float) -> None:
-    built_by = {"triggers": decision.triggers, "time": _utc(now).isoformat(), "reason": decision.reason}
-    manifest = feedback.build(config, feedback.pending(config, _utc(now)), built_by)
-    decision.span, decision.feedback = manifest["span"], manifest
-    decision.reason += f"; served traffic becomes {feedback.describe(manifest)}"
-
-
-def _roll_back(config: PipelineConfig, decision: Decision) -> None:
-    found = decision.signals["guard"]
-    why = f"CT guard: {guard.describe(found)}"
-    try:
-        result = rollback.rollback(config, to=found["replaced"], reason=why)
-    except (LookupError, ValueError, FileNotFoundError) as exc:
-        decision.fired, decision.outcome = False, None
-        decision.alerts.append(f"guard could not roll back to {found['replaced']}: {exc}")
-        decision.detail = str(exc)
-        return
-    decision.outcome = ROLLED_BACK
-    decision.rollback = {"from": result.from_version, "to": result.to_version, "reason": why, "execution_id": result.execution_id}
-    decision.detail = f"rolled back {result.from_version} -> {result.to_version} (MLMD execution {result.execution_id})"
-    decision.alerts.append(decision.detail)
-
-
-def _launch(config: PipelineConfig, launch: Launch, decision: Decision) -> None:
-    """Run `decision.span` of `decision.span_source` and record the outcome on the decision."""
-    outcome = launch(config.replace(span=decision.span, span_source=decision.span_source), "+".join(decision.triggers))
-    decision.run_id = outcome.run_id
-    if outcome.ok:
-        decision.outcome = OK
-        decision.pushed_version = Path(outcome.pushed_path).name if outcome.pushed_path else None
-        decision.detail = f"blessed: {outcome.blessed}; pushed: {outcome.pushed_path or 'nothing'}"
-        if not outcome.pushed_path and outcome.refusals:
-            decision.detail += "; why: " + "; ".join(outcome.refusals)
-        if all(status in ("cached", "resolved") for _, status, _ in outcome.timings):
-            decision.detail += "; fully cached: nothing changed since the last run"
-        if outcome.drift and outcome.drift["exceeded"]:
-            decision.detail += f"; drift over threshold (policy warn): {', '.join(outcome.drift['exceeded'])}"
-    else:
-        blocked = (outcome.error or "").startswith("DataValidationError")
-        decision.outcome = BLOCKED if blocked else CRASHED
-        decision.detail = outcome.error
+def new_id(now: float) -> str:
+    """A decision's id: its UTC time and a random suffix."""
+    return time.strftime("%Y%m%dT%H%M%SZ-", time.gmtime(now)) + uuid.uuid4().hex[:8]
 
 
 def watch(tick_once: Callable[[], Decision], interval_seconds: float, max_ticks: int | None = None) -> None:
@@ -267,20 +237,7 @@ def watch(tick_once: Callable[[], Decision], interval_seconds: float, max_ticks:
     module's `tick` on a home, or a cluster tick (conveyor/kubeflow/cluster_ct.py)."""
     ticks = 0
     while max_ticks is None or ticks < max_ticks:
-        print(format_decision(tick_once()), flush=True)
+        print(decisions.format_decision(tick_once()), flush=True)
         ticks += 1
         if max_ticks is None or ticks < max_ticks:
             time.sleep(interval_seconds)
-
-
-def format_decision(d: Decision) -> str:
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d.time))
-    head = f"{stamp}  {'FIRED ' + '+'.join(d.triggers) if d.fired else 'no run'}: {d.reason}"
-    if d.outcome == ROLLED_BACK:
-        head += f"\n    {d.detail}"
-    elif d.fired:
-        head += f"\n    span {label(d.span, d.span_source) if d.span is not None else '-'} -> {d.outcome} (run {d.run_id})"
-        if d.detail:
-            head += "".join(f"\n    {line}" for line in d.detail.splitlines())
-    head += "".join(f"\n    ALERT: {a}" for a in d.alerts)
-    return head

@@ -2,18 +2,22 @@
 
 Kept twice: as JSON lines in <home>/ct/decisions.jsonl (appended with fsync: readable with any
 tool) and in ML Metadata as `conveyor.CTDecision` executions (metadata/ct_records.py), next to
-the runs they launched, so a model's lineage names the decision that launched its run.
+the runs they launched, so a model's lineage names the decision that launched its run. A line a
+killed tick left unfinished is not a decision: readers skip it and the next append drops it
+(that tick's journal, ct/journal.py, still holds the decision, and the next tick records it).
+Reading the log imports no TensorFlow: `conveyor ct status` answers at once.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data.spans_io import UPSTREAM
+from data.spans_io import UPSTREAM, label
 from metadata import ct_records
 from pipeline.configs import PipelineConfig
 
@@ -43,6 +47,8 @@ class Decision:
     feedback: dict[str, Any] | None = None  # manifest of the feedback span this decision built
     rollback: dict[str, Any] | None = None  # {from, to, reason, execution_id} when the guard rolled back
     alerts: list[str] = field(default_factory=list)  # what needs a person's attention, acted on or not
+    id: str | None = None  # names a fired decision in its journal (ct/journal.py) and its feedback span
+    resumed: list[dict[str, Any]] = field(default_factory=list)  # each interruption and how a later tick went on
 
     @property
     def launched(self) -> bool:
@@ -56,21 +62,57 @@ def log_path(config: PipelineConfig) -> Path:
 _FIELDS = {f.name for f in dataclasses.fields(Decision)}
 
 
+def from_json(item: dict[str, Any]) -> Decision:
+    """A Decision from its JSON form (keys an older or newer log has and this one does not, ignored)."""
+    return Decision(**{k: v for k, v in item.items() if k in _FIELDS})
+
+
 def history(config: PipelineConfig) -> list[Decision]:
     path = log_path(config)
     if not path.exists():
         return []
-    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [Decision(**{k: v for k, v in item.items() if k in _FIELDS}) for item in lines]
+    *complete, _torn_or_empty = path.read_text().split("\n")
+    return [from_json(json.loads(line)) for line in complete if line.strip()]
+
+
+def _drop_torn_line(fd: int) -> None:
+    """Cut the log back to its last complete line (what a tick killed while appending left)."""
+    size = os.lseek(fd, 0, os.SEEK_END)
+    end = size
+    while end > 0:
+        start = max(0, end - 65536)
+        chunk = os.pread(fd, end - start, start)
+        if start + len(chunk) == size and chunk.endswith(b"\n"):
+            return
+        newline = chunk.rfind(b"\n")
+        if newline >= 0:
+            os.ftruncate(fd, start + newline + 1)
+            return
+        end = start
+    os.ftruncate(fd, 0)
+
+
+def recorded(config: PipelineConfig, decision_id: str) -> Decision | None:
+    """The logged decision of that id (None: not in the log)."""
+    return next((d for d in reversed(history(config)) if d.id == decision_id), None)
 
 
 def record(config: PipelineConfig, decision: Decision) -> None:
+    """Append `decision` to the log (durable), then to ML Metadata."""
     path = log_path(config)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        handle.write(json.dumps(asdict(decision), sort_keys=True) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        _drop_torn_line(fd)
+        os.write(fd, (json.dumps(asdict(decision), sort_keys=True) + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    record_in_metadata(config, decision)
+
+
+def record_in_metadata(config: PipelineConfig, decision: Decision) -> None:
+    """The decision's `conveyor.CTDecision` execution (metadata/ct_records.py)."""
     ct_records.record_decision(
         config,
         {
@@ -87,5 +129,24 @@ def record(config: PipelineConfig, decision: Decision) -> None:
             "pushed_version": decision.pushed_version or "",
             "feedback": json.dumps(decision.feedback or {}, sort_keys=True),
             "rollback": json.dumps(decision.rollback or {}, sort_keys=True),
+            "decision_id": decision.id or "",
+            "resumed": json.dumps(decision.resumed, sort_keys=True),
         },
     )
+
+
+def format_decision(d: Decision) -> str:
+    """A decision for a person: what fired and why, what was done, how an interruption was resumed, alerts."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d.time))
+    head = f"{stamp}  {'FIRED ' + '+'.join(d.triggers) if d.fired else 'no run'}: {d.reason}"
+    if d.outcome == ROLLED_BACK:
+        head += f"\n    {d.detail}"
+    elif d.fired:
+        head += f"\n    span {label(d.span, d.span_source) if d.span is not None else '-'} -> {d.outcome} (run {d.run_id})"
+        if d.detail:
+            head += "".join(f"\n    {line}" for line in d.detail.splitlines())
+    for r in d.resumed:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["time"]))
+        head += f"\n    RESUMED {when}: the tick (pid {r['interrupted_pid']}) was interrupted at {r['step']}; {r['how']}"
+    head += "".join(f"\n    ALERT: {a}" for a in d.alerts)
+    return head

@@ -8,8 +8,10 @@ writer in the feedback namespace: `<home>/feedback/spans/feedback-N/data.csv`, n
 upstream spans. Its `manifest.json` says where it came from: the time range, the label files, the
 versions that answered, and the decision (trigger, time) that built it.
 
-  start  the previous feedback span's end (the first one starts with the log);
+  start  the previous feedback span's end (the first one starts with the log's first hour);
   end    just after the newest labelled prediction: later predictions wait for their labels.
+The rows it holds were served from `first_served` to `last_served` (the manifest says both, and
+so does every description of the span: the window's bounds are not when its traffic was served).
 A prediction before `end` whose label arrives after the span was built joins no span (the
 manifest counts those without a label).
 """
@@ -43,6 +45,15 @@ def consumed_until(config: PipelineConfig) -> datetime | None:
     return max(ends, default=None)
 
 
+def built_for(config: PipelineConfig, decision_id: str) -> dict[str, Any] | None:
+    """The manifest (with its `path`) of the feedback span decision `decision_id` built, if it is on disk."""
+    for span, manifest in sorted(manifests(config).items()):
+        if (manifest.get("built_by") or {}).get("decision") == decision_id:
+            root = config.feedback_spans_root_uri.rstrip("/")
+            return {**manifest, "path": f"{root}/{spans_io.DIR_PREFIXES[FEEDBACK]}{span}/{spans_io.SPAN_FILE}"}
+    return None
+
+
 @dataclass
 class Pending:
     """Labelled predictions not yet in any feedback span."""
@@ -73,12 +84,15 @@ def build(config: PipelineConfig, found: Pending, built_by: dict[str, Any]) -> d
     `built_by` names the decision: {"triggers": [...], "time": ISO, "reason": "..."}.
     """
     span = max(spans_io.existing_spans(config.feedback_spans_root_uri, FEEDBACK), default=0) + 1
+    served = sorted(datetime.fromisoformat(r["time"]) for r, _ in found.labelled)
     manifest = {
         "format": MANIFEST_FORMAT,
         "span": span,
         "namespace": FEEDBACK,
         "start": found.start.isoformat(),
         "end": found.end.isoformat(),
+        "first_served": served[0].isoformat() if served else None,
+        "last_served": served[-1].isoformat() if served else None,
         "predictions": len(found.records),
         "labelled": len(found.labelled),
         "without_label": len(found.records) - len(found.labelled),
@@ -99,6 +113,13 @@ def describe(manifest: dict[str, Any]) -> str:
     """One line: what a feedback span holds."""
     return (
         f"feedback span {manifest['span']}: {manifest['labelled']} labelled predictions served "
-        f"{manifest['start']} .. {manifest['end']} by version(s) {', '.join(manifest['versions']) or '-'}, "
+        f"{served_between(manifest)} by version(s) {', '.join(manifest['versions']) or '-'}, "
         f"labels from {', '.join(manifest['label_files']) or '-'}"
     )
+
+
+def served_between(manifest: dict[str, Any]) -> str:
+    """When a feedback span's rows were served: "FIRST .. LAST" (the window's bounds for a manifest
+    from before it said so)."""
+    first, last = manifest.get("first_served", manifest["start"]), manifest.get("last_served", manifest["end"])
+    return f"{first} .. {last}" if first else "- (no labelled predictions)"

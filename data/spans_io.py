@@ -150,7 +150,8 @@ def read_manifest(spans_root: Path | str, span: int, namespace: str = FEEDBACK) 
 
 @contextlib.contextmanager
 def _atomic(target: Path) -> Iterator[TextIO]:
-    """A text handle whose content appears at `target` only once complete (temp file, fsync, rename)."""
+    """A text handle whose content appears at `target` only once complete and durable (temp file,
+    fsync, rename, fsync of the folder)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".partial")  # never matches *.csv
@@ -161,6 +162,11 @@ def _atomic(target: Path) -> Iterator[TextIO]:
             os.fsync(out.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; spans are ordinary data files
         os.replace(tmp, target)
+        folder = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

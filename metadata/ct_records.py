@@ -49,6 +49,13 @@ def decisions(config: PipelineConfig) -> list[metadata_store_pb2.Execution]:
     return sorted(store.get_executions_by_context(context.id), key=lambda e: e.id) if context else []
 
 
+def has_decision(config: PipelineConfig, decision_id: str) -> bool:
+    """Whether the decision of that id (ct/decisions.py Decision.id) is recorded."""
+    return any(
+        "decision_id" in e.properties and e.properties["decision_id"].string_value == decision_id for e in decisions(config)
+    )
+
+
 def as_dict(execution: metadata_store_pb2.Execution) -> dict[str, Any]:
     """A decision execution's properties (signals decoded from JSON)."""
     out: dict[str, Any] = {"execution_id": execution.id}

@@ -319,7 +319,8 @@ def _feedback_line(manifest: dict[str, Any] | None) -> str:
         return "    served     (no manifest found)"
     built = manifest.get("built_by", {})
     return (
-        f"    served     traffic from {manifest['start']} to {manifest['end']}: {manifest['labelled']} labelled predictions"
+        f"    served     traffic from {manifest.get('first_served', manifest['start'])} to {manifest.get('last_served', manifest['end'])}:"
+        f" {manifest['labelled']} labelled predictions"
         f" of version(s) {', '.join(manifest['versions']) or '-'} ({manifest['without_label']} without a label left out)\n"
         f"    labels     from {', '.join(manifest['label_files']) or '-'}\n"
         f"    built by   CT trigger {','.join(built.get('triggers', [])) or '-'} at {built.get('time', '-')}"

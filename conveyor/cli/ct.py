@@ -55,26 +55,54 @@ def ct(args: argparse.Namespace) -> int:
     common.writable_home(config, args)
     with common.quiet(config, f"ct {args.ct_command}"):
         from conveyor.local import runner
-        from ct import controller, decisions
+        from ct import controller, decisions, journal
 
-        if args.ct_command == "watch":
-            controller.watch(lambda: controller.tick(config, runner.launch), args.interval, args.max_ticks)
-            return 0
-        decision = controller.tick(config, runner.launch, reason=args.reason)
-        print(controller.format_decision(decision))
+        try:
+            if args.ct_command == "watch":
+                controller.watch(lambda: controller.tick(config, runner.launch), args.interval, args.max_ticks)
+                return 0
+            decision = controller.tick(config, runner.launch, reason=args.reason)
+        except journal.JournalError as exc:
+            raise common.CommandError(str(exc)) from None
+        print(decisions.format_decision(decision))
     if decision.outcome == decisions.BUSY:
         return common.EXIT_BUSY
+    if args.ct_command == "run" and not (decision.fired and "on_demand" in decision.triggers):
+        return common.EXIT_FAILED  # asked to retrain, and nothing ran for it
     return 0 if decision.outcome in (None, decisions.OK, decisions.ROLLED_BACK) else common.EXIT_FAILED
 
 
 def _status(config: configs.PipelineConfig, last: int) -> int:
+    """Read only, and no TensorFlow: the decision log, the journal, the rollbacks in ML Metadata."""
     with common.quiet(config, "ct status"):
-        from ct import controller, decisions
+        from ct import decisions
 
         for decision in decisions.history(config)[-last:]:
-            print(controller.format_decision(decision))
+            print(decisions.format_decision(decision))
+        print(format_unfinished(config))
         print(format_rollbacks(config))
     return 0
+
+
+def format_unfinished(config: configs.PipelineConfig) -> str:
+    """The decision a tick has not carried through yet (ct/journal.py): in progress, or interrupted."""
+    import time
+
+    from ct import journal
+    from pipeline import home_lock
+
+    try:
+        intent = journal.unfinished(config)
+    except journal.JournalError as exc:
+        return f"unfinished decision: unreadable: {exc}"
+    if intent is None:
+        return "unfinished decision: none"
+    decision = intent.decision
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(intent.updated))
+    who = (f"tick pid {intent.pid} is carrying it now" if home_lock.alive(intent.pid)
+           else f"tick pid {intent.pid} was interrupted: the next tick carries it through")
+    return (f"unfinished decision: FIRED {'+'.join(decision['triggers'])}: {decision['reason']}\n"
+            f"    reached {intent.step} at {when}; {who}")
 
 
 def format_rollbacks(config: configs.PipelineConfig) -> str:
@@ -108,7 +136,7 @@ def _on_cluster(args: argparse.Namespace) -> int:
     config = common.load_config(spans_root=None, drift_policy=args.drift_policy)
     with common.quiet(config.replace(home=scratch), f"ct {args.ct_command}"):
         from conveyor.kubeflow import cluster_ct, compiler
-        from ct import controller
+        from ct import controller, decisions, journal
 
         launch = cluster_ct.ClusterLaunch(
             target=args.target,
@@ -124,9 +152,9 @@ def _on_cluster(args: argparse.Namespace) -> int:
                 controller.watch(lambda: cluster_ct.tick(config, args.home, launch, work_dir=work_dir), args.interval, args.max_ticks)
                 return 0
             decision = cluster_ct.tick(config, args.home, launch, reason=args.reason, work_dir=work_dir)
-        except (ValueError, compiler.SubmitError) as exc:
+        except (ValueError, compiler.SubmitError, journal.JournalError) as exc:
             raise common.CommandError(str(exc)) from None
-        print(controller.format_decision(decision))
+        print(decisions.format_decision(decision))
     return 0
 
 

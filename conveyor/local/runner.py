@@ -16,6 +16,7 @@ import speedups
 from conveyor.local.progress import quiet_logs
 from conveyor.local.run_summary import RunSummary, read_back
 from metadata import connection, runs
+from pipeline import home_lock
 from pipeline.configs import PipelineConfig
 from speedups import gc_tuning, switch
 
@@ -109,7 +110,7 @@ def _scratch(home: Path) -> Iterator[None]:
     root = home / "tmp"
     for stale in root.glob("run-*"):
         pid = stale.name.removeprefix("run-")
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not home_lock.alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
     scratch = root / f"run-{os.getpid()}"
     scratch.mkdir(parents=True, exist_ok=True)
@@ -124,16 +125,6 @@ def _scratch(home: Path) -> Iterator[None]:
         else:
             os.environ["TMPDIR"] = saved_env
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
 
 
 def _run_ids(config: PipelineConfig, mlmd) -> set[str]:
