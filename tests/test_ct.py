@@ -10,7 +10,6 @@ import math
 import os
 import shutil
 import subprocess
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -123,7 +122,7 @@ def test_a_version_serving_again_after_a_cleared_rollback_starts_a_new_window(ho
     """Rolled back, then `rollback --clear`: the version serves again and its traffic from before
     both is not evidence (the cleared pointer leaves no file; its record in ML Metadata says when)."""
     older = _version(home)
-    newer = versions.republish(home.serving_root, older, str(int(time.time()))).name
+    newer = versions.republish(home.serving_root, older, versions.new_version(home.serving_root)).name
     _label(home, "all-tipped", _serve(home, generator.generate(reference, 300, 11), "before"), tips=all_tipped)
     assert _evaluate(home).triggers == ["performance"]  # the newer version's low live accuracy ...
     for args in (["--to", older], ["--clear"]):
@@ -153,7 +152,7 @@ def test_evidence_fires_once_and_a_new_version_starts_a_new_window(home, referen
     # More low evidence after the span fires again; a new push resets the window to the new version.
     _label(home, "later", _serve(home, generator.generate(reference, 300, 6), "later"), tips=all_tipped)
     assert "performance" in _evaluate(home).triggers
-    newer = versions.republish(home.serving_root, _version(home), str(int(time.time()))).name
+    newer = versions.republish(home.serving_root, _version(home), versions.new_version(home.serving_root)).name
     fresh = _evaluate(home)
     assert fresh.signals["serving"]["version"] == newer and "performance" not in fresh.triggers
     assert fresh.signals["performance"]["state"] == live.NO_TRAFFIC
