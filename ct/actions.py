@@ -57,30 +57,36 @@ def carry_out(config: PipelineConfig, launch: Launch, decision: Decision) -> Non
 
 
 def _proceed(config: PipelineConfig, launch: Launch, decision: Decision, intent: journal.Intent, note: dict | None = None) -> None:
-    """Carry `decision` on from `intent.step` to its record; a resumption's `note` says what was done."""
+    """Carry `decision` on from `intent.step` to its record. A resumption's `note` says what was
+    done, journaled with the next step (so a resumption killed in turn still says how far it got)."""
+
+    def did(what: str) -> None:
+        if note is not None:
+            note["how"] = what
+
     if decision.triggers[0] == "guard":
-        done = "the rollback had been done"
+        did("the rollback was done before the kill; recorded it")
         if intent.step == journal.DECIDED:
-            done = _resume_rollback(config, decision) if intent.resumes else _roll_back(config, decision)
+            did(_resume_rollback(config, decision) if intent.resumes else _roll_back(config, decision))
             journal.kill_point("rollback_returned")
             _step(config, intent, decision, journal.ROLLED_BACK)
     else:
-        done = f"the run of span {_span(decision)} had ended ({decision.outcome}); recorded it"
+        did(f"the run of span {_span(decision)} had ended ({decision.outcome}) before the kill; recorded it")
         if intent.step == journal.DECIDED and decision.span is None:
-            done = _feedback_span(config, decision, intent.id) + "; launched it"
+            did(_feedback_span(config, decision, intent.id) + "; launched it")
             journal.kill_point("feedback_written")
             _step(config, intent, decision, journal.FEEDBACK_BUILT)
-        elif intent.step in (journal.DECIDED, journal.FEEDBACK_BUILT):
-            done = f"launched span {_span(decision)}" + (" (built by the interrupted tick)" if intent.step == journal.FEEDBACK_BUILT else "")
+        elif intent.step == journal.DECIDED:
+            did(f"launched span {_span(decision)}")
+        elif intent.step == journal.FEEDBACK_BUILT:
+            did(f"launched feedback span {decision.span}, built by the interrupted tick")
         elif intent.step == journal.LAUNCHED:
-            done = f"launched span {_span(decision)} again (the interrupted run's finished components are cached)"
+            did(f"launched span {_span(decision)} again (what the interrupted run finished is cached)")
         if intent.step != journal.RAN:
             _step(config, intent, decision, journal.LAUNCHED)
             _launch(config, launch, decision)
             journal.kill_point("run_returned")
             _step(config, intent, decision, journal.RAN)
-    if note is not None:
-        note["how"] = done
     _finish(config, decision, intent)
 
 

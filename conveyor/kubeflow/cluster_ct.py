@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from conveyor.kubeflow import cluster_runs, compiler as kubeflow
+from ct import journal
 from metadata import spans
 from pipeline import versions
 from pipeline.configs import PipelineConfig
@@ -176,9 +177,15 @@ class ClusterLaunch:
     submitted: list[cluster_runs.SubmittedRun] = field(default_factory=list)
 
     def __call__(self, config: PipelineConfig, trigger: str) -> ClusterOutcome:
+        sent = self.submit(config, trigger)
+        return sent if isinstance(sent, ClusterOutcome) else self.follow(config, *sent)
+
+    def submit(self, config: PipelineConfig, trigger: str) -> tuple[cluster_runs.SubmittedRun, list[str]] | ClusterOutcome:
+        """Send the run of `config.span`: the job and the versions ready before it, or the outcome
+        of a run that was not sent."""
         try:
             cluster = kubeflow.cluster_config(config, self.target)
-            before = set(versions.ready_versions(cluster.serving_root_uri))
+            before = versions.ready_versions(cluster.serving_root_uri)
             run = cluster_runs.submit(
                 config, config.span, trigger, self.target, self.image, self.spec_dir,
                 endpoint=self.endpoint, experiment=self.experiment, service_account=self.service_account,
@@ -186,6 +193,12 @@ class ClusterLaunch:
         except (kubeflow.SubmitError, ValueError) as exc:
             return ClusterOutcome(run_id=None, ok=False, span=config.span, error=f"not submitted: {exc}")
         self.submitted.append(run)
+        return run, before
+
+    def follow(self, config: PipelineConfig, run: cluster_runs.SubmittedRun, before: list[str]) -> ClusterOutcome:
+        """Poll `run` until it ends (or the timeout) and report it like a local run; `before`: the
+        versions ready in the serving root before it was sent (what it pushed is what is new)."""
+        cluster = kubeflow.cluster_config(config, self.target)
         started = self.clock()
         while True:
             try:
@@ -204,7 +217,7 @@ class ClusterLaunch:
                 )
             time.sleep(self.poll_seconds)
         spans.record_ingested(cluster, run.span, run.run_id, state.state, config.span_source)
-        pushed = sorted(set(versions.ready_versions(cluster.serving_root_uri)) - before, key=int)
+        pushed = sorted(set(versions.ready_versions(cluster.serving_root_uri)) - set(before), key=int)
         timings = [(task, "cached" if word in CACHED_TASK_STATES else word.lower(), 0.0) for task, word in state.tasks]
         if not timings:  # the orchestrator listed no tasks: do not let the controller call it "fully cached"
             timings = [("run", state.state.lower(), 0.0)]
@@ -251,8 +264,21 @@ def tick(
         mirror.pull()
 
         def launch_from_the_bucket(run_config: PipelineConfig, trigger: str) -> ClusterOutcome:
-            mirror.push()  # the run reads its span in the bucket: a feedback span just built goes first
-            return launch(run_config, trigger)
+            mirror.push()  # the journal, and a feedback span just built (the run reads it in the bucket), go first
+            intent = journal.unfinished(working)
+            if intent is not None and intent.submitted is not None:  # sent by a tick that was killed: follow it
+                sent = intent.submitted
+                run = cluster_runs.SubmittedRun(**{**sent["run"], "tasks": tuple(sent["run"]["tasks"])})
+                return launch.follow(run_config, run, sent["ready_before"])
+            sent = launch.submit(run_config, trigger)
+            if isinstance(sent, ClusterOutcome):
+                return sent
+            if intent is not None:
+                intent.submitted = {"run": sent[0].to_json(), "ready_before": sent[1]}
+                journal.write(working, intent, intent.step, kill=False)
+                mirror.push()
+                journal.kill_point("submitted")
+            return launch.follow(run_config, *sent)
 
         decision = controller.tick(working, launch_from_the_bucket, now=now, reason=reason)
         mirror.push()
