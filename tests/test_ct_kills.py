@@ -36,6 +36,7 @@ from data import generator, spans_io
 from data.spans_io import FEEDBACK
 from metadata import registry
 from pipeline import configs, versions
+from serving import rollback
 from tests.serving_helpers import CONVEYOR, Serve, copy_home, wait_for
 
 STEPS = {"CONVEYOR_TRAIN_STEPS": "100", "CONVEYOR_EVAL_STEPS": "5"}
@@ -99,6 +100,16 @@ class Tick:
         self.process.kill()
         self.process.communicate(timeout=60)
         assert self.process.returncode == -signal.SIGKILL
+
+    def kill_after(self, seconds: float) -> bool:
+        """SIGKILL after `seconds` unless it ended first (True: it was killed)."""
+        try:
+            self.process.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.communicate(timeout=60)
+            return True
+        return False
 
     def finished(self) -> str:
         out, err = self.process.communicate(timeout=1800)
@@ -185,9 +196,9 @@ def _rolled_back_once(retrained: Retrain, server, worse: str, resumed_at: list[s
     decision = guarded[0]
     assert decision.outcome == decisions.ROLLED_BACK and decision.signals["guard"]["state"] == guard.WORSE
     assert [r["step"] for r in decision.resumed] == resumed_at, decision.resumed
-    recorded = [registry.RecordedRollback.of(e) for e in registry.rollbacks(config)]
-    assert [(r.from_version, r.to_version) for r in recorded] == [(worse, retrained.new)]
-    assert decision.rollback["execution_id"] == registry.rollbacks(config)[0].id
+    took_effect = rollback.effective(config)
+    assert [(r.from_version, r.to_version) for r in map(registry.RecordedRollback.of, took_effect)] == [(worse, retrained.new)]
+    assert decision.rollback["execution_id"] == took_effect[0].id
     assert versions.serving_version(config.serving_root) == retrained.new
     wait_for(lambda: _served(server, config) == retrained.new, 60, "the server to swap back")
     status = conveyor("ct", "status", "--home", str(config.home))
@@ -212,3 +223,114 @@ def test_a_retrain_killed_twice_and_a_rollback_killed_once_are_each_carried_out_
     out = Tick(config).finished()
     assert "FIRED guard" in out and "RESUMED" in out, out
     _rolled_back_once(retrained, server, worse, [journal.DECIDED])
+
+
+# --- the full sweep (`make test-slow`) -------------------------------------------------------------
+
+# CONVEYOR_CT_KILL_AT points of a retrain, and the journal steps the finishing tick resumes from
+# ([]: the decision was recorded before the kill; the journal is only closed).
+RETRAIN_POINTS = {
+    journal.DECIDED: [journal.DECIDED],
+    "feedback_written": [journal.DECIDED],
+    journal.FEEDBACK_BUILT: [journal.FEEDBACK_BUILT],
+    journal.LAUNCHED: [journal.LAUNCHED],
+    "run_returned": [journal.LAUNCHED],
+    journal.RAN: [journal.RAN],
+    "recorded": [],
+}
+
+
+def _run_started(config, component: str):
+    return lambda: (config.pipeline_root / component).is_dir()
+
+
+def _staged(config):
+    return lambda: any(config.serving_root.glob(f"{versions.STAGING_DIR}/*/{versions.READY_FILE}"))
+
+
+def _published(config):
+    return lambda: len(versions.ready_versions(config.serving_root)) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+@pytest.mark.parametrize("point", RETRAIN_POINTS)
+def test_a_retrain_killed_at_each_point_is_carried_out_once(served, point):
+    config, server, first = served
+    Tick(config, kill_at=point).killed_itself()
+    assert "RESUMED" in Tick(config).finished() or point == "recorded"
+    _retrained_once(config, server, first, RETRAIN_POINTS[point])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+@pytest.mark.parametrize("where", ["Trainer started", "Pusher staged, Publish next", "published, not recorded"])
+def test_a_retrain_killed_inside_its_run_is_carried_out_once(served, where):
+    config, server, first = served
+    condition = {
+        "Trainer started": _run_started(config, "Trainer"),
+        "Pusher staged, Publish next": _staged(config),
+        "published, not recorded": _published(config),
+    }[where]
+    tick = Tick(config)
+    tick.kill_when(condition, where)
+    assert _step(config) == journal.LAUNCHED
+    Tick(config).finished()
+    _retrained_once(config, server, first, [journal.LAUNCHED])
+    assert versions.staged_versions(config.serving_root) == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+@pytest.mark.parametrize("seconds", [3.0, 9.0, 17.0, 26.0, 40.0])
+def test_a_retrain_killed_after_any_delay_is_carried_out_once(served, seconds):
+    """Killed `seconds` after the tick started, wherever it is (deciding, building, running, recording,
+    or done already): the next ticks finish what it decided, once."""
+    config, server, first = served
+    tick = Tick(config)
+    if not tick.kill_after(seconds):  # it finished first: nothing to resume
+        tick.finished()
+    Tick(config).finished()  # resumes it, or decides afresh if it was killed before deciding
+    fired = [d for d in decisions.history(config) if d.fired]
+    resumed = [r["step"] for d in fired for r in d.resumed]
+    assert len(resumed) <= 1 and set(resumed) <= {journal.DECIDED, journal.FEEDBACK_BUILT, journal.LAUNCHED, journal.RAN}
+    _retrained_once(config, server, first, resumed)
+
+
+@pytest.fixture(scope="module")
+def worse_served(traffic, reference, tmp_path_factory):
+    """`traffic` retrained (one tick), then the first model pushed again as the newest version and
+    answering shifted trips, their labels in: the next tick's guard rolls back. (Retrain, worse)."""
+    base = tmp_path_factory.mktemp("ct-guard")
+    config = _copy(traffic, base)
+    first = versions.serving_version(config.serving_root)
+    with Serve(config.home) as server:
+        Tick(config).finished()
+        [decision] = [d for d in decisions.history(config) if d.fired]
+        retrained = Retrain(config, first, decision.pushed_version, decision)
+        worse = _worse_version_served(retrained, server, reference)
+    return retrained, worse
+
+
+GUARD_POINTS = {
+    journal.DECIDED: [journal.DECIDED],
+    "rollback_returned": [journal.DECIDED],
+    journal.ROLLED_BACK: [journal.ROLLED_BACK],
+    "recorded": [],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+@pytest.mark.parametrize("point", GUARD_POINTS)
+def test_a_guard_rollback_killed_at_each_point_is_carried_out_once(worse_served, tmp_path, point):
+    retrained, worse = worse_served
+    config = _copy(retrained.config, tmp_path)
+    retrained = Retrain(config, retrained.first, retrained.new, retrained.decision)
+    with Serve(config.home) as server:
+        Tick(config, kill_at=point).killed_itself()
+        Tick(config).finished()
+        _rolled_back_once(retrained, server, worse, GUARD_POINTS[point])
+        if point == "rollback_returned":
+            [decision] = [d for d in decisions.history(config) if d.fired and d.triggers[0] == "guard"]
+            assert decision.resumed[0]["how"] == "the rollback had taken effect before the kill; recorded it"
