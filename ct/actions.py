@@ -14,7 +14,8 @@ from the step it reached:
                    decided (never a second span from the same traffic); then launched
   feedback_built   the span it built is launched
   launched         the same span is launched again: a run is crash-safe, what finished is cached,
-                   and Publish makes a recorded push visible once (docs/pipeline.md)
+                   and Publish makes a recorded push visible once (docs/pipeline.md); a cluster
+                   job already submitted (`submitted`) is followed instead (conveyor/kubeflow/cluster_ct.py)
   ran, rolled_back the outcome is recorded
 A decision already in the log only gets its ML Metadata record checked and its journal closed.
 One interrupted MAX_RESUMES times is not tried again: a run is recorded as crashed (the retry rule
@@ -80,6 +81,8 @@ def _proceed(config: PipelineConfig, launch: Launch, decision: Decision, intent:
             did(f"launched span {_span(decision)}")
         elif intent.step == journal.FEEDBACK_BUILT:
             did(f"launched feedback span {decision.span}, built by the interrupted tick")
+        elif intent.step == journal.LAUNCHED and intent.submitted is not None:
+            did(f"followed the job the interrupted tick had submitted ({intent.submitted['run']['run_name']})")
         elif intent.step == journal.LAUNCHED:
             did(f"launched span {_span(decision)} again (what the interrupted run finished is cached)")
         if intent.step != journal.RAN:
@@ -116,7 +119,7 @@ def resume(config: PipelineConfig, launch: Launch, now: float, asked: str | None
         decision.alerts.append(f"on demand ({asked}) not acted on: this tick carried through an interrupted decision; ask again")
     note = {"time": now, "pid": os.getpid(), "interrupted_pid": intent.pid, "step": intent.step, "how": INTERRUPTED_AGAIN}
     if len(intent.resumes) >= MAX_RESUMES:
-        note["how"] = _give_up(decision, intent)
+        note["how"] = _give_up(config, decision, intent)
         decision.resumed = [*intent.resumes, note]
         _finish(config, decision, intent)
         return decision
@@ -127,9 +130,12 @@ def resume(config: PipelineConfig, launch: Launch, now: float, asked: str | None
     return decision
 
 
-def _give_up(decision: Decision, intent: journal.Intent) -> str:
+def _give_up(config: PipelineConfig, decision: Decision, intent: journal.Intent) -> str:
     """Record `decision` as not carried through after MAX_RESUMES interruptions; returns why."""
     why = f"interrupted {len(intent.resumes) + 1} times (last at {intent.step}): not carried through again"
+    built = feedback.built_for(config, intent.id) if decision.span is None and decision.triggers[0] != "guard" else None
+    if built is not None:
+        decision.span, decision.feedback = built["span"], built
     if decision.triggers[0] != "guard" and decision.span is not None:
         decision.outcome, decision.detail = CRASHED, f"the tick was {why}; recorded as a crash (the retry rule follows)"
         return "recorded as a crash"

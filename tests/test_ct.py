@@ -5,17 +5,20 @@ the documented labels format; the end-to-end loop through a real server is tests
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import shutil
 import subprocess
+import sys
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from conveyor.local import runner as local_run
-from ct import controller, decisions, feedback, guard, signals
+from ct import controller, decisions, feedback, guard, journal, signals
 from data import generator, spans_io
 from data.spans_io import FEEDBACK, UPSTREAM
 from metadata import ct_records, registry, spans
@@ -23,7 +26,7 @@ from models.instances import FeatureRules, from_row, parse_instance
 from models.saved_model import LoadedModel
 from monitoring import evidence, labels, live
 from pipeline import configs, home_lock, versions
-from serving import request_log
+from serving import request_log, rollback
 from tests.serving_helpers import CONVEYOR, copy_home
 
 
@@ -221,6 +224,18 @@ def test_a_feedback_span_is_the_labelled_served_traffic_with_its_manifest(home, 
         spans_io.write_span(home.feedback_spans_root, 1, written, namespace=FEEDBACK)
 
 
+def test_a_feedback_span_says_when_its_traffic_was_served_not_its_hour_partition(home, reference):
+    hour_ago = datetime.now(timezone.utc) - timedelta(hours=1)
+    first, last = hour_ago.replace(minute=26, second=0, microsecond=0), hour_ago.replace(minute=26, second=40, microsecond=0)
+    early = _serve(home, generator.generate(reference, 20, 12), "early", when=first)
+    late = _serve(home, generator.generate(reference, 20, 13), "late", when=last)
+    _label(home, "both", early + late)
+    manifest = feedback.build(home, feedback.pending(home, datetime.now(timezone.utc)), {"triggers": ["performance"]})
+    assert manifest["start"] == first.replace(minute=0).isoformat()  # the window opens with the log's first hour ...
+    assert (manifest["first_served"], manifest["last_served"]) == (first.isoformat(), last.isoformat())  # ... the traffic later
+    assert f"40 labelled predictions served {first.isoformat()} .. {last.isoformat()} by version(s)" in feedback.describe(manifest)
+
+
 def test_an_upstream_span_with_a_feedback_span_s_number_is_still_ingested(own_spans, shipped_rows):
     """Feedback span 2 is ingested first (its run stops at DataGate: cheap); upstream span 2 arrives
     later and is still new data, ingested from its own folder, and feedback span 2 is untouched."""
@@ -296,6 +311,60 @@ def test_a_tick_during_a_run_does_not_launch_another(home):
     assert not busy.fired and busy.outcome == decisions.BUSY
     assert "conveyor run started at" in busy.reason and f"by pid {os.getpid()}" in busy.reason
     assert decisions.history(home)[-1].outcome == decisions.BUSY
+
+
+def test_a_schedule_with_no_span_to_run_is_a_decision_with_an_alert(tmp_path):
+    config = configs.load(home=tmp_path / "home", spans_root=tmp_path / "no-spans")
+    decision = controller.tick(config, local_run.launch)  # never ran: the schedule is due
+    assert not decision.fired and decision.outcome is None and decision.triggers == []
+    assert decision.reason.startswith(f"nothing to run: no spans under {config.spans_root}") and "schedule: no run for" in decision.reason
+    assert decision.alerts == [f"schedule fired, but there is no span to run: no spans under {config.spans_root} (expected span-N/data.csv)"]
+    assert decisions.history(config)[-1].reason == decision.reason
+
+
+def test_a_decision_log_line_a_killed_tick_left_unfinished_is_skipped_then_dropped(tmp_path):
+    config = configs.load(home=tmp_path / "home")
+    decisions.record(config, decisions.Decision(time=1.0, fired=False, triggers=[], reason="first", id="a"))
+    with open(decisions.log_path(config), "a") as log:
+        log.write('{"time": 2.0, "fired": true, "trig')  # the append a SIGKILL cut short
+    assert [d.reason for d in decisions.history(config)] == ["first"]
+    decisions.record(config, decisions.Decision(time=3.0, fired=False, triggers=[], reason="third", id="c"))
+    assert [d.reason for d in decisions.history(config)] == ["first", "third"]
+    assert decisions.log_path(config).read_text().count("\n") == 2 and decisions.recorded(config, "c").time == 3.0
+
+
+def test_ct_status_answers_without_tensorflow_and_shows_resumed_and_interrupted_decisions(home):
+    """`conveyor ct status` is read only: the decision log, the journal and the rollbacks, no TensorFlow."""
+    older = _version(home)
+    newer = versions.republish(home.serving_root, older, versions.new_version(home.serving_root)).name
+    rollback.rollback(home, to=older, reason="operator")
+    resumed = {"time": time.time(), "pid": 2, "interrupted_pid": 1, "step": journal.LAUNCHED,
+               "how": "launched span feedback-1 again (what the interrupted run finished is cached)"}
+    decisions.record(home, decisions.Decision(
+        time=time.time(), fired=True, triggers=["performance"], reason="performance of version X", span=1,
+        span_source=FEEDBACK, run_id="run-1", outcome=decisions.OK, detail="blessed: True", id="d1", resumed=[resumed]))
+    pending = decisions.Decision(time=time.time(), fired=True, triggers=["drift"], reason="drift: skewed on trip_miles", id="d2")
+    journal.write(home, journal.Intent(id="d2", step="", decision=dataclasses.asdict(pending), pid=0, updated=0.0),
+                  journal.FEEDBACK_BUILT, kill=False)
+    gone = subprocess.Popen(["true"])  # the tick that wrote the journal: a process that has ended
+    gone.wait()
+    written = json.loads(journal.path(home).read_text())
+    journal.path(home).write_text(json.dumps({**written, "pid": gone.pid}))
+    done = subprocess.run([str(CONVEYOR), "ct", "status", "--home", str(home.home)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "FIRED performance: performance of version X\n    span feedback-1 -> ok (run run-1)" in out
+    assert f"was interrupted at launched; {resumed['how']}" in out
+    assert "unfinished decision: FIRED drift: drift: skewed on trip_miles\n    reached feedback_built at" in out
+    assert "was interrupted: the next tick carries it through" in out
+    assert f"{newer} -> {older}: operator" in out
+    probe = subprocess.run(  # what the command imports, in a process of its own: TensorFlow is not among it
+        [sys.executable, "-c", "import sys; from conveyor.cli import dispatch; "
+         f"code = dispatch.main(['ct', 'status', '--home', {str(home.home)!r}]); "
+         "print(code, 'tensorflow' in sys.modules, 'tfx' in sys.modules, file=sys.stderr)"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(configs.REPO_ROOT)},
+    )
+    assert probe.stderr.strip().splitlines()[-1] == "0 False False", probe.stderr
 
 
 def test_mcnemar_is_exact_and_one_sided():

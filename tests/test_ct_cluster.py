@@ -17,12 +17,13 @@ import sys
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
+from signal import SIGKILL
 
 import pytest
 
 from conveyor.kubeflow import cluster_ct, compiler as kubeflow
 from conveyor.local import runner as local_run
-from ct import controller, decisions
+from ct import controller, decisions, journal
 from data import generator, spans_io
 from metadata import registry
 from models.instances import FeatureRules, from_row, parse_instance
@@ -58,11 +59,13 @@ def cluster(shipped_rows, tmp_path):
         yield bucket, f"file://{bucket}", api
 
 
-def _tick(home_uri: str, api: KfpStandIn, work: Path) -> subprocess.Popen:
+def _tick(home_uri: str, api: KfpStandIn, work: Path, kill_at: str | None = None) -> subprocess.Popen:
+    """`conveyor ct tick --target kfp`; `kill_at`: it SIGKILLs itself there (ct/journal.py)."""
+    env = {k: v for k, v in os.environ.items() if k != journal.KILL_VARIABLE}
     return subprocess.Popen(
         [CONVEYOR, "ct", "tick", "--target", "kfp", "--home", home_uri, "--image", IMAGE, "--endpoint", api.endpoint,
          "--poll-seconds", "0.2", "--timeout-seconds", "300", "--work-dir", str(work)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**env, **({journal.KILL_VARIABLE: kill_at} if kill_at else {})},
     )
 
 
@@ -104,6 +107,30 @@ def test_a_cluster_tick_submits_the_new_span_with_its_trigger_and_records_the_ru
     assert again.returncode == 0, out + err[-3000:]
     assert "no run: no new span" in out and "schedule not due" in out
     assert len(api.runs) == 1 and [d["fired"] for d in _log(bucket)] == [True, False]
+
+
+def test_a_cluster_tick_killed_after_submitting_is_followed_by_the_next_tick_not_submitted_again(cluster, tmp_path):
+    bucket, home_uri, api = cluster
+    killed = _tick(home_uri, api, tmp_path / "work-1", kill_at="submitted")
+    out, err = killed.communicate(timeout=300)
+    assert killed.returncode == -SIGKILL, out + err[-3000:]
+    (run_id,) = api.runs
+    intent = json.loads((bucket / "ct" / journal.INTENT_FILE).read_text())  # in the bucket before the kill
+    assert intent["step"] == journal.LAUNCHED and intent["submitted"]["run"]["run_id"] == run_id
+    assert not (bucket / "ct" / decisions.LOG_FILE).exists()
+
+    again = _tick(home_uri, api, tmp_path / "work-2")  # a new working home: all it knows is in the bucket
+    version = _publish_a_version(bucket / "serving_model")
+    api.finish(run_id, "SUCCEEDED", tasks={name: "SUCCEEDED" for name in TASKS})
+    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, out + err[-3000:]
+    assert len(api.runs) == 1 and f"span 1 -> ok (run {run_id})" in out, out  # followed, not submitted again
+    assert "was interrupted at launched; followed the job the interrupted tick had submitted (conveyor-taxi-span-1-" in out, out
+    (decision,) = _log(bucket)
+    assert (decision["run_id"], decision["pushed_version"], decision["id"]) == (run_id, version, intent["id"])
+    assert [r["step"] for r in decision["resumed"]] == [journal.LAUNCHED]
+    assert json.loads((bucket / "ct" / journal.INTENT_FILE).read_text())["step"] == journal.DONE
+    assert json.loads((bucket / "ingested_spans" / "span-1.json").read_text())["run_id"] == run_id
 
 
 def test_a_span_blocked_on_the_cluster_is_recorded_as_blocked_and_not_submitted_again(cluster, tmp_path):
