@@ -81,8 +81,10 @@ def _proceed(config: PipelineConfig, launch: Launch, decision: Decision, intent:
             did(f"launched span {_span(decision)}")
         elif intent.step == journal.FEEDBACK_BUILT:
             did(f"launched feedback span {decision.span}, built by the interrupted tick")
-        elif intent.step == journal.LAUNCHED and intent.submitted is not None:
+        elif intent.step == journal.LAUNCHED and intent.submitted and "run" in intent.submitted:
             did(f"followed the job the interrupted tick had submitted ({intent.submitted['run']['run_name']})")
+        elif intent.step == journal.LAUNCHED and intent.submitted:
+            did("asked the orchestrator for the job the interrupted tick was sending, by its name: followed it if sent, else sent it")
         elif intent.step == journal.LAUNCHED:
             did(f"launched span {_span(decision)} again (what the interrupted run finished is cached)")
         if intent.step != journal.RAN:

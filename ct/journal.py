@@ -15,11 +15,15 @@ A tick that finds a journal not `done` (its tick was killed: the writer lock die
 that decision through before deciding anything new (ct/actions.py), so a fired trigger is carried
 out exactly once whatever the moment of the kill.
 
+On a cluster (conveyor/kubeflow/cluster_ct.py) `submitted` says, before anything is sent, when the
+run is sent (its name) and which versions were ready; then the run sent.
+
 CONVEYOR_CT_KILL_AT=<point> (tests only) makes the tick SIGKILL itself at that point: each step
 above once it is durable, and between steps: `feedback_written` (the span is on disk, the journal
 does not say so yet), `run_returned`, `rollback_returned` (the action is done, not journaled),
-`recorded` (in the decision log, the journal not yet `done`), `submitted` (a cluster job is sent
-and journaled in the bucket).
+`recorded` (in the decision log, the journal not yet `done`); on a cluster `submitting` (the run's
+name is in the bucket, nothing sent), `sent` (sent, the bucket does not know), `submitted` (the run
+sent is in the bucket).
 """
 from __future__ import annotations
 
@@ -37,10 +41,6 @@ from pipeline.configs import PipelineConfig
 INTENT_FILE = "intent.json"
 KILL_VARIABLE = "CONVEYOR_CT_KILL_AT"
 DECIDED, FEEDBACK_BUILT, LAUNCHED, RAN, ROLLED_BACK, DONE = "decided", "feedback_built", "launched", "ran", "rolled_back", "done"
-KILL_POINTS = (
-    DECIDED, "feedback_written", FEEDBACK_BUILT, LAUNCHED, "run_returned", RAN,
-    "rollback_returned", ROLLED_BACK, "recorded", "submitted",
-)
 
 
 class JournalError(Exception):
@@ -57,7 +57,7 @@ class Intent:
     pid: int  # the tick that wrote this step
     updated: float
     resumes: list[dict[str, Any]] = field(default_factory=list)  # each interrupted step and how it went on
-    submitted: dict[str, Any] | None = None  # a cluster job sent for it (conveyor/kubeflow/cluster_ct.py)
+    submitted: dict[str, Any] | None = None  # its cluster run: {when, ready_before} before it is sent, then {..., run}
 
     @property
     def finished(self) -> bool:

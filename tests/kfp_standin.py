@@ -1,14 +1,15 @@
 """A recording stand-in for the Kubeflow Pipelines v2beta1 API on 127.0.0.1 (no cluster here).
 
-It answers what kfp.Client sends to submit and poll a run: list and create experiment, create run,
-get run. Every request is recorded; a created run is kept, RUNNING, until the test sets its state
-(and task details) with `finish`.
+It answers what kfp.Client sends to submit, find and poll a run: list and create experiment, create
+run, list runs (filtered by display name), get run. Every request is recorded; a created run is
+kept, RUNNING, until the test sets its state (and task details) with `finish`.
 """
 from __future__ import annotations
 
 import json
 import threading
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -38,6 +39,13 @@ class KfpStandIn:
                         self._reply(stand_in.runs[run_id])
                     else:
                         self._reply({"error_message": f"run {run_id} not found", "code": 5}, status=404)
+                    return
+                if self.path.split("?")[0] == RUNS_PATH:  # list runs, by a display_name EQUALS filter
+                    query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                    wanted = {p["stringValue"] for p in json.loads(query.get("filter", ["{}"])[0]).get("predicates", [])
+                              if p.get("key") == "display_name" and p.get("operation") == "EQUALS"}
+                    found = [run for run in stand_in.runs.values() if not wanted or run["display_name"] in wanted]
+                    self._reply({"runs": found, "total_size": len(found)} if found else {})
                     return
                 self._reply({})  # list experiments: none of that name yet
 

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from signal import SIGKILL
@@ -109,23 +110,31 @@ def test_a_cluster_tick_submits_the_new_span_with_its_trigger_and_records_the_ru
     assert len(api.runs) == 1 and [d["fired"] for d in _log(bucket)] == [True, False]
 
 
-def test_a_cluster_tick_killed_after_submitting_is_followed_by_the_next_tick_not_submitted_again(cluster, tmp_path):
+@pytest.mark.parametrize("point, sent", [("submitting", 0), ("sent", 1), ("submitted", 1)])
+def test_a_cluster_tick_killed_around_submitting_leaves_one_run_which_the_next_tick_follows(cluster, tmp_path, point, sent):
+    """Killed with the run's name in the bucket and nothing sent, sent and the bucket not told, or
+    sent and the bucket told: the next tick (another working home) sends it or finds it, never twice."""
     bucket, home_uri, api = cluster
-    killed = _tick(home_uri, api, tmp_path / "work-1", kill_at="submitted")
+    killed = _tick(home_uri, api, tmp_path / "work-1", kill_at=point)
     out, err = killed.communicate(timeout=300)
     assert killed.returncode == -SIGKILL, out + err[-3000:]
-    (run_id,) = api.runs
+    assert len(api.runs) == sent
     intent = json.loads((bucket / "ct" / journal.INTENT_FILE).read_text())  # in the bucket before the kill
-    assert intent["step"] == journal.LAUNCHED and intent["submitted"]["run"]["run_id"] == run_id
+    assert intent["step"] == journal.LAUNCHED and ("run" in intent["submitted"]) == (point == "submitted")
     assert not (bucket / "ct" / decisions.LOG_FILE).exists()
 
     again = _tick(home_uri, api, tmp_path / "work-2")  # a new working home: all it knows is in the bucket
+    (run_id,) = api.wait_for_runs(1)
     version = _publish_a_version(bucket / "serving_model")
     api.finish(run_id, "SUCCEEDED", tasks={name: "SUCCEEDED" for name in TASKS})
     out, err = again.communicate(timeout=300)
     assert again.returncode == 0, out + err[-3000:]
-    assert len(api.runs) == 1 and f"span 1 -> ok (run {run_id})" in out, out  # followed, not submitted again
-    assert "was interrupted at launched; followed the job the interrupted tick had submitted (conveyor-taxi-span-1-" in out, out
+    assert len(api.runs) == 1 and f"span 1 -> ok (run {run_id})" in out, out
+    (_, run), = [p for p in api.posts() if p[0] == "/apis/v2beta1/runs"]
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(intent["submitted"]["when"]))
+    assert run["display_name"] == f"conveyor-taxi-span-1-new_data+schedule-{stamp}"  # the name the killed tick chose
+    how = "followed the job the interrupted tick had submitted" if point == "submitted" else "asked the orchestrator for the job"
+    assert f"was interrupted at launched; {how}" in out, out
     (decision,) = _log(bucket)
     assert (decision["run_id"], decision["pushed_version"], decision["id"]) == (run_id, version, intent["id"])
     assert [r["step"] for r in decision["resumed"]] == [journal.LAUNCHED]

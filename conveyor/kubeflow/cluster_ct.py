@@ -177,23 +177,30 @@ class ClusterLaunch:
     submitted: list[cluster_runs.SubmittedRun] = field(default_factory=list)
 
     def __call__(self, config: PipelineConfig, trigger: str) -> ClusterOutcome:
-        sent = self.submit(config, trigger)
-        return sent if isinstance(sent, ClusterOutcome) else self.follow(config, *sent)
+        before = self.ready(config)
+        sent = self.submit(config, trigger, time.time())
+        return sent if isinstance(sent, ClusterOutcome) else self.follow(config, sent, before)
 
-    def submit(self, config: PipelineConfig, trigger: str) -> tuple[cluster_runs.SubmittedRun, list[str]] | ClusterOutcome:
-        """Send the run of `config.span`: the job and the versions ready before it, or the outcome
-        of a run that was not sent."""
+    def ready(self, config: PipelineConfig) -> list[str]:
+        """The versions ready in the cluster's serving root (before a run: what it pushed is what is new)."""
+        return versions.ready_versions(kubeflow.cluster_config(config, self.target).serving_root_uri)
+
+    def submit(self, config: PipelineConfig, trigger: str, when: float, sent_as: str | None = None) -> cluster_runs.SubmittedRun | ClusterOutcome:
+        """Send the run of `config.span`, named by `when` (cluster_runs.submit; `sent_as`: the id of
+        the run already sent under that name, nothing is sent); the outcome of a run not sent."""
         try:
-            cluster = kubeflow.cluster_config(config, self.target)
-            before = versions.ready_versions(cluster.serving_root_uri)
             run = cluster_runs.submit(
-                config, config.span, trigger, self.target, self.image, self.spec_dir,
-                endpoint=self.endpoint, experiment=self.experiment, service_account=self.service_account,
+                config, config.span, trigger, self.target, self.image, self.spec_dir, endpoint=self.endpoint,
+                experiment=self.experiment, service_account=self.service_account, when=when, sent_as=sent_as,
             )
         except (kubeflow.SubmitError, ValueError) as exc:
             return ClusterOutcome(run_id=None, ok=False, span=config.span, error=f"not submitted: {exc}")
         self.submitted.append(run)
-        return run, before
+        return run
+
+    def find(self, config: PipelineConfig, trigger: str, when: float) -> str | None:
+        """The id of the run `submit(config, trigger, when)` sent, if the orchestrator has it."""
+        return cluster_runs.find(config, config.span, trigger, self.target, when, endpoint=self.endpoint, credentials=self.credentials)
 
     def follow(self, config: PipelineConfig, run: cluster_runs.SubmittedRun, before: list[str]) -> ClusterOutcome:
         """Poll `run` until it ends (or the timeout) and report it like a local run; `before`: the
@@ -265,20 +272,7 @@ def tick(
 
         def launch_from_the_bucket(run_config: PipelineConfig, trigger: str) -> ClusterOutcome:
             mirror.push()  # the journal, and a feedback span just built (the run reads it in the bucket), go first
-            intent = journal.unfinished(working)
-            if intent is not None and intent.submitted is not None:  # sent by a tick that was killed: follow it
-                sent = intent.submitted
-                run = cluster_runs.SubmittedRun(**{**sent["run"], "tasks": tuple(sent["run"]["tasks"])})
-                return launch.follow(run_config, run, sent["ready_before"])
-            sent = launch.submit(run_config, trigger)
-            if isinstance(sent, ClusterOutcome):
-                return sent
-            if intent is not None:
-                intent.submitted = {"run": sent[0].to_json(), "ready_before": sent[1]}
-                journal.write(working, intent, intent.step, kill=False)
-                mirror.push()
-                journal.kill_point("submitted")
-            return launch.follow(run_config, *sent)
+            return _send_once(working, mirror, launch, run_config, trigger)
 
         decision = controller.tick(working, launch_from_the_bucket, now=now, reason=reason)
         mirror.push()
@@ -286,3 +280,36 @@ def tick(
     finally:
         if made:
             shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _send_once(working: PipelineConfig, mirror: Mirror, launch: ClusterLaunch, run_config: PipelineConfig, trigger: str) -> ClusterOutcome:
+    """Launch the decision's run on the cluster at most once, whatever tick was killed when: the
+    journal (ct/journal.py), in the bucket before anything is sent, names the run to send (`when`
+    names it) and then the run sent; a tick that finds a name and no run asks the orchestrator."""
+    intent = journal.unfinished(working)
+    sent = (intent.submitted if intent else None) or {}
+    if "run" in sent:  # sent by a tick that was killed: follow it
+        run = cluster_runs.SubmittedRun(**{**sent["run"], "tasks": tuple(sent["run"]["tasks"])})
+        return launch.follow(run_config, run, sent["ready_before"])
+    if "when" in sent:  # a killed tick was sending it: sent or not, the orchestrator knows it by its name
+        try:
+            found = launch.find(run_config, trigger, sent["when"])
+        except kubeflow.SubmitError as exc:
+            return ClusterOutcome(run_id=None, ok=False, span=run_config.span, error=f"not submitted: {exc}")
+    else:
+        found, sent = None, {"when": time.time(), "ready_before": launch.ready(run_config)}
+        if intent is not None:
+            intent.submitted = sent
+            journal.write(working, intent, intent.step, kill=False)
+            mirror.push()
+            journal.kill_point("submitting")
+    run = launch.submit(run_config, trigger, sent["when"], sent_as=found)
+    if isinstance(run, ClusterOutcome):
+        return run
+    journal.kill_point("sent")
+    if intent is not None:
+        intent.submitted = {**sent, "run": run.to_json()}
+        journal.write(working, intent, intent.step, kill=False)
+        mirror.push()
+        journal.kill_point("submitted")
+    return launch.follow(run_config, run, sent["ready_before"])

@@ -96,19 +96,25 @@ def submit(
     endpoint: str | None = None,
     experiment: str = "conveyor",
     service_account: str | None = None,
+    when: float | None = None,
+    sent_as: str | None = None,
 ) -> SubmittedRun:
     """Compile the pipeline for `span` into `spec_dir` and submit it to `target`; raises
     kubeflow.SubmitError (not sent: a placeholder image or bucket, no endpoint or project) or
-    ValueError (a setting the target cannot run)."""
+    ValueError (a setting the target cannot run). `when` (default now) names the run, so `find`
+    can tell whether a run of that name was sent; `sent_as` is the id of such a run: the spec is
+    compiled and nothing is sent."""
     cluster = kubeflow.cluster_config(config.replace(span=span), target)
     problems = kubeflow.submit_problems(cluster, target, image, endpoint)
     if problems:
         raise kubeflow.SubmitError("; ".join(problems))
-    now = time.time()
+    now = time.time() if when is None else when
     name, labels = run_name(cluster, span, trigger, now), run_labels(cluster, span, trigger)
     spec_path = Path(spec_dir) / f"{name}.yaml"
     spec = kubeflow.compile_spec(cluster, image, spec_path)
-    if target == "kfp":
+    if sent_as is not None:
+        run_id = sent_as
+    elif target == "kfp":
         run_id = kubeflow.submit_kfp(spec_path, cluster, endpoint, experiment, run_name=name)
     else:
         run_id = kubeflow.submit_vertex(spec_path, cluster, service_account, display_name=name, labels=labels)
@@ -123,6 +129,49 @@ def submit(
         spec_path=str(spec_path),
         tasks=tuple(sorted(spec["root"]["dag"]["tasks"])),
     )
+
+
+def find(
+    config: PipelineConfig, span: int, trigger: str, target: str, when: float, endpoint: str | None = None, credentials: Any = None
+) -> str | None:
+    """The id of the run `submit(..., when=when)` sent for `span` and `trigger`, if the orchestrator
+    has a run of that name (None: it was never sent); kubeflow.SubmitError if it cannot be asked."""
+    cluster = kubeflow.cluster_config(config.replace(span=span), target)
+    name = run_name(cluster, span, trigger, when)
+    found = _kfp_find(name, endpoint) if target == "kfp" else _vertex_find(name, cluster, credentials)
+    return found[0] if found else None
+
+
+def _kfp_find(name: str, endpoint: str | None) -> list[str]:
+    import json
+
+    import kfp
+    import kfp_server_api
+    import urllib3
+
+    if not endpoint:
+        raise kubeflow.SubmitError("looking for a KFP run needs --endpoint: the URL of the Kubeflow Pipelines API")
+    by_name = json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": name}]})
+    try:
+        listed = kfp.Client(host=endpoint).list_runs(filter=by_name, page_size=10)
+    except kfp_server_api.ApiException as exc:
+        raise kubeflow.SubmitError(f"the KFP API at {endpoint} refused to list runs: {exc.status} {exc.reason}") from exc
+    except urllib3.exceptions.HTTPError as exc:
+        raise kubeflow.SubmitError(f"cannot reach the KFP API at {endpoint}: {exc}") from exc
+    return [run.run_id for run in listed.runs or [] if run.display_name == name]
+
+
+def _vertex_find(name: str, config: PipelineConfig, credentials: Any) -> list[str]:
+    from google.api_core import exceptions
+    from google.cloud import aiplatform
+
+    try:
+        jobs = aiplatform.PipelineJob.list(
+            filter=f'display_name="{name}"', project=config.gcp_project, location=config.gcp_region, credentials=credentials
+        )
+    except exceptions.GoogleAPIError as exc:
+        raise kubeflow.SubmitError(f"Vertex AI cannot list pipeline jobs: {exc}") from exc
+    return [job.resource_name for job in jobs if job.display_name == name]
 
 
 def state(run: SubmittedRun, config: PipelineConfig, endpoint: str | None = None, credentials: Any = None) -> RunState:
