@@ -83,7 +83,7 @@ def loop(tmp_path_factory, reference) -> Loop:
         sent = ct_demo.send_trips(server.url, config.model_name, ct_demo.shifted_trips(reference, 400, 23), "after")
         ct_demo.deliver_labels(config, "after-labels", sent)
         tick("guard")
-    out["status"] = conveyor("ct", "status", *where)
+    out["status"] = conveyor("ct", "status", "--home", str(config.home))  # read only: takes no --spans-root
     out["models"] = conveyor("models", "--home", str(config.home))
     return Loop(config, out, log, first, second, served_after_push)
 
@@ -121,7 +121,8 @@ def test_lineage_names_the_trigger_and_the_served_traffic(loop):
     manifest = loop.log["retrain"].feedback
     assert "launched by: CT trigger performance" in text
     assert "training window spans [1] + feedback spans [1] (served traffic)" in text
-    assert f"traffic from {manifest['start']} to {manifest['end']}: {SHIFTED} labelled predictions of version(s) {loop.first}" in text
+    served = f"{manifest['first_served']} to {manifest['last_served']}"  # when its rows were served, not the window's bounds
+    assert f"traffic from {served}: {SHIFTED} labelled predictions of version(s) {loop.first}" in text
     assert "labels     from shifted-labels.jsonl" in text
     assert "feedback/spans/feedback-1/data.csv" in text
 
