@@ -170,7 +170,8 @@ def live_since(serving_root: str | Path, version: str) -> float:
     """When `version` last started serving (Unix seconds): the rollback that made it serve, if one is
     in force, else its publication (its push record; versions are named by their staging time).
     Evidence about a version is counted from here, so a version that serves again after a rollback
-    starts with a clean slate."""
+    starts with a clean slate. A cleared pointer leaves nothing here: serving/rollback.py `live_since`
+    adds the time its record in ML Metadata gives."""
     state = serving_state(serving_root)
     if state.rollback_in_force and state.rollback.version == version:
         return state.rollback.time
