@@ -13,8 +13,8 @@ trained on; one new push, recorded in ML Metadata, published and served by the r
 `conveyor lineage` and `conveyor ct status` agree; a further tick has nothing to do. The guard's
 rollback is killed the same way: one rollback, recorded once, and the replaced version serves.
 
-Default suite: one sequence (killed after the feedback span was written, then once the launch was
-journaled; then the guard's rollback killed once decided): the fast points. The sweep over every
+Default suite: one sequence (killed after the feedback span was written, then inside the run as
+Trainer starts; then the guard's rollback killed once decided): the fast points. The sweep over every
 point and several delays is marked slow (`make test-slow`).
 """
 from __future__ import annotations
@@ -205,15 +205,28 @@ def _rolled_back_once(retrained: Retrain, server, worse: str, resumed_at: list[s
     assert f"{worse} -> {retrained.new}: CT guard" in status.stdout and "unfinished decision: none" in status.stdout, status.stdout
 
 
+def _run_started(config, component: str):
+    return lambda: (config.pipeline_root / component).is_dir()
+
+
+def _staged(config):
+    return lambda: any(config.serving_root.glob(f"{versions.STAGING_DIR}/*/{versions.READY_FILE}"))
+
+
+def _published(config):
+    return lambda: len(versions.ready_versions(config.serving_root)) == 2
+
+
 @pytest.mark.timeout(2400)
 def test_a_retrain_killed_twice_and_a_rollback_killed_once_are_each_carried_out_once(served, reference):
     config, server, first = served
     Tick(config, kill_at="feedback_written").killed_itself()
     assert _step(config) == journal.DECIDED and spans_io.existing_spans(config.feedback_spans_root, FEEDBACK) == [1]
     assert decisions.history(config) == []  # nothing recorded yet: what the issue saw dropped
-    Tick(config, kill_at=journal.LAUNCHED).killed_itself()  # resumes, finds the span, journals the launch
+    Tick(config).kill_when(_run_started(config, "Trainer"), "the run to reach Trainer")  # resumes: the span it found, launched
     assert _step(config) == journal.LAUNCHED and spans_io.existing_spans(config.feedback_spans_root, FEEDBACK) == [1]
-    assert "RESUMED" in Tick(config).finished()
+    out = Tick(config).finished()  # the issue's case: the killed run ingested the span; nothing else would launch it
+    assert "FIRED performance" in out and "was interrupted at launched" in out, out
     retrained = _retrained_once(config, server, first, [journal.DECIDED, journal.LAUNCHED])
     assert "found feedback span 1, built by the interrupted tick" in retrained.decision.resumed[0]["how"]
 
@@ -240,18 +253,6 @@ RETRAIN_POINTS = {
 }
 
 
-def _run_started(config, component: str):
-    return lambda: (config.pipeline_root / component).is_dir()
-
-
-def _staged(config):
-    return lambda: any(config.serving_root.glob(f"{versions.STAGING_DIR}/*/{versions.READY_FILE}"))
-
-
-def _published(config):
-    return lambda: len(versions.ready_versions(config.serving_root)) == 2
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(2400)
 @pytest.mark.parametrize("point", RETRAIN_POINTS)
@@ -264,11 +265,12 @@ def test_a_retrain_killed_at_each_point_is_carried_out_once(served, point):
 
 @pytest.mark.slow
 @pytest.mark.timeout(2400)
-@pytest.mark.parametrize("where", ["Trainer started", "Pusher staged, Publish next", "published, not recorded"])
+@pytest.mark.parametrize("where", ["Transform started", "Evaluator started", "Pusher staged, Publish next", "published, not recorded"])
 def test_a_retrain_killed_inside_its_run_is_carried_out_once(served, where):
     config, server, first = served
     condition = {
-        "Trainer started": _run_started(config, "Trainer"),
+        "Transform started": _run_started(config, "Transform"),
+        "Evaluator started": _run_started(config, "Evaluator"),
         "Pusher staged, Publish next": _staged(config),
         "published, not recorded": _published(config),
     }[where]
