@@ -44,6 +44,7 @@ class Decision:
     detail: str | None = None  # run error, blessing, pushed path
     serving_before: str | None = None  # the version serving when the tick decided
     pushed_version: str | None = None  # what the launched run pushed
+    pushed_by_run: str | None = None  # the run that pushed it, when not run_id: one a killed tick started (run_id's re-run was cached)
     feedback: dict[str, Any] | None = None  # manifest of the feedback span this decision built
     rollback: dict[str, Any] | None = None  # {from, to, reason, execution_id} when the guard rolled back
     alerts: list[str] = field(default_factory=list)  # what needs a person's attention, acted on or not
@@ -130,6 +131,7 @@ def record_in_metadata(config: PipelineConfig, decision: Decision) -> None:
             "feedback": json.dumps(decision.feedback or {}, sort_keys=True),
             "rollback": json.dumps(decision.rollback or {}, sort_keys=True),
             "decision_id": decision.id or "",
+            "pushed_by_run": decision.pushed_by_run or "",
             "resumed": json.dumps(decision.resumed, sort_keys=True),
         },
     )

@@ -67,8 +67,11 @@ def as_dict(execution: metadata_store_pb2.Execution) -> dict[str, Any]:
 
 
 def decision_for_run(config: PipelineConfig, run_id: str | None) -> dict[str, Any] | None:
-    """The decision that launched pipeline run `run_id` (None: the run was not launched by CT)."""
+    """The decision that launched pipeline run `run_id` (None: the run was not launched by CT). A
+    decision a later tick carried through after a kill names the killed run too (`pushed_by_run`)
+    when that run pushed and its re-run was cached."""
     if not run_id:
         return None
-    found = [e for e in decisions(config) if e.properties["run_id"].string_value == run_id]
+    found = [e for e in decisions(config)
+             if run_id in (e.properties["run_id"].string_value, e.properties["pushed_by_run"].string_value if "pushed_by_run" in e.properties else "")]
     return as_dict(found[-1]) if found else None

@@ -167,6 +167,8 @@ def _retrained_once(config, server, first: str, resumed_at: list[str]) -> Retrai
     lineage = conveyor("lineage", "--home", str(config.home), "--version", new)
     assert lineage.returncode == 0 and "launched by: CT trigger performance" in lineage.stdout, lineage.stdout + lineage.stderr
     assert "feedback spans [1] (served traffic)" in lineage.stdout and f"{SHIFTED} labelled predictions" in lineage.stdout
+    models = conveyor("models", "--home", str(config.home))
+    assert models.returncode == 0 and f"* {new}" in models.stdout and "1,f1" in models.stdout, models.stdout + models.stderr
     status = conveyor("ct", "status", "--home", str(config.home))
     assert status.returncode == 0 and "unfinished decision: none" in status.stdout, status.stdout + status.stderr
     assert status.stdout.count("RESUMED") == len(resumed_at), status.stdout
