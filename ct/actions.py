@@ -32,7 +32,7 @@ from ct import decisions, feedback, guard, journal
 from ct.decisions import BLOCKED, CRASHED, OK, ROLLED_BACK, Decision
 from ct.launcher import Launch
 from data.spans_io import label
-from metadata import ct_records, registry
+from metadata import ct_records
 from pipeline import versions
 from pipeline.configs import PipelineConfig
 from serving import rollback
@@ -209,8 +209,9 @@ def _launch(config: PipelineConfig, launch: Launch, decision: Decision) -> None:
         decision.pushed_version = Path(outcome.pushed_path).name if outcome.pushed_path else None
         decision.detail = f"blessed: {outcome.blessed}; pushed: {outcome.pushed_path or 'nothing'}"
         if decision.resumed and decision.pushed_version and int(decision.pushed_version) >= int(decision.time):  # pushed since it decided
-            decision.pushed_by_run = _killed_run_that_pushed(config, decision.pushed_version, outcome.run_id)
-            decision.detail += f" (by run {decision.pushed_by_run}, which the interrupted tick started)" if decision.pushed_by_run else ""
+            pushed_by = ct_records.run_that_pushed(config, str(outcome.pushed_path))  # the run whose Pusher this re-run cached
+            decision.pushed_by_run = pushed_by if pushed_by != outcome.run_id else None
+            decision.detail += f" (by run {pushed_by}, which the interrupted tick started)" if decision.pushed_by_run else ""
         if not outcome.pushed_path and outcome.refusals:
             decision.detail += "; why: " + "; ".join(outcome.refusals)
         if all(status in ("cached", "resolved") for _, status, _ in outcome.timings):
@@ -222,12 +223,3 @@ def _launch(config: PipelineConfig, launch: Launch, decision: Decision) -> None:
         decision.outcome = BLOCKED if blocked else CRASHED
         decision.detail = outcome.error
 
-
-def _killed_run_that_pushed(config: PipelineConfig, version: str, run_id: str | None) -> str | None:
-    """The run that pushed `version`, if it is not `run_id` (whose Pusher was cached from a run an
-    interrupted tick started): so the version's lineage still finds this decision."""
-    try:
-        pushed_by = registry.find(config, version).run_id
-    except LookupError:  # a version ML Metadata here does not know (a cluster's)
-        return None
-    return pushed_by if pushed_by and pushed_by != run_id else None

@@ -12,7 +12,7 @@ from typing import Any
 
 from ml_metadata.proto import metadata_store_pb2
 
-from metadata import connection
+from metadata import connection, runs
 from pipeline.configs import PipelineConfig
 
 EXECUTION_TYPE = "conveyor.CTDecision"
@@ -64,6 +64,17 @@ def as_dict(execution: metadata_store_pb2.Execution) -> dict[str, Any]:
     if "signals" in out:
         out["signals"] = json.loads(out["signals"] or "{}")
     return out
+
+
+def run_that_pushed(config: PipelineConfig, destination: str) -> str | None:
+    """The run whose Pusher made the push to `destination` (<serving root>/<version>), as lineage
+    names it: the execution that produced the PushedModel, not a later run that cached it."""
+    if not connection.store_exists(config):
+        return None
+    store = connection.open_store(connection.connection_config(config))
+    pushed = runs.pushed_model(store, destination)
+    pusher = runs.producer(store, pushed.id) if pushed is not None else None
+    return runs.run_of(store, pusher.execution.id) if pusher is not None else None
 
 
 def decision_for_run(config: PipelineConfig, run_id: str | None) -> dict[str, Any] | None:
