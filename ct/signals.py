@@ -16,9 +16,8 @@ from ct import feedback
 from ct.decisions import Decision
 from data.spans_io import FEEDBACK, UPSTREAM
 from metadata import connection, runs, spans
-from monitoring import evidence
+from monitoring import evidence, live
 from monitoring import labels as labels_lib
-from monitoring import live
 from pipeline import versions
 from pipeline.configs import PipelineConfig
 from serving import request_log, rollback

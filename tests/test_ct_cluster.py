@@ -22,7 +22,8 @@ from signal import SIGKILL
 
 import pytest
 
-from conveyor.kubeflow import cluster_ct, compiler as kubeflow
+from conveyor.kubeflow import cluster_ct
+from conveyor.kubeflow import compiler as kubeflow
 from conveyor.local import runner as local_run
 from ct import controller, decisions, journal
 from data import generator, spans_io
@@ -339,7 +340,7 @@ def test_a_cluster_tick_decides_as_a_local_tick_on_the_same_traffic_labels_and_s
 
 
 def test_a_quiet_cluster_tick_reads_no_span_file_and_judges_an_older_version_against_the_floor(cluster_run, tmp_path):
-    run_config, bucket = _copy_bucket(cluster_run, tmp_path / "bucket" / "conveyor")
+    _, bucket = _copy_bucket(cluster_run, tmp_path / "bucket" / "conveyor")
     version = versions.serving_version(bucket / "serving_model")
     record_path = bucket / "serving_model" / version / versions.RECORD_FILE
     record = json.loads(record_path.read_text())

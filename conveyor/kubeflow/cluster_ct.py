@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from conveyor.kubeflow import cluster_runs, compiler as kubeflow
+from conveyor.kubeflow import cluster_runs
+from conveyor.kubeflow import compiler as kubeflow
 from ct import journal
 from metadata import spans
 from pipeline import versions
