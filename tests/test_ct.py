@@ -318,7 +318,7 @@ def test_a_schedule_with_no_span_to_run_is_a_decision_with_an_alert(tmp_path):
     decision = controller.tick(config, local_run.launch)  # never ran: the schedule is due
     assert not decision.fired and decision.outcome is None and decision.triggers == []
     assert decision.reason.startswith(f"nothing to run: no spans under {config.spans_root}") and "schedule: no run for" in decision.reason
-    assert decision.alerts == [f"schedule fired, but there is no span to run: no spans under {config.spans_root} (expected span-N/data.csv)"]
+    assert decision.alerts == [f"schedule fired, but there is no span to run: {spans_io.no_spans(config.spans_root_uri)}"]
     assert decisions.history(config)[-1].reason == decision.reason
 
 
