@@ -53,7 +53,7 @@ class Intent:
 
     id: str  # the decision's id (Decision.id)
     step: str
-    decision: dict[str, Any]  # the Decision as recorded so far (ct/decisions.py to_json)
+    decision: dict[str, Any]  # the Decision as carried so far (ct/decisions.py; from_json reads it back)
     pid: int  # the tick that wrote this step
     updated: float
     resumes: list[dict[str, Any]] = field(default_factory=list)  # each interrupted step and how it went on

@@ -314,6 +314,28 @@ def test_a_retrain_killed_after_any_delay_is_carried_out_once(served, seconds):
     _retrained_once(config, server, first, resumed)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+def test_a_decision_interrupted_three_times_is_recorded_as_a_crash_and_the_retry_trains_on_its_span(served):
+    """Killed at the same point again and again (a tick that cannot get past it): after the third
+    interruption the decision is recorded as crashed with the feedback span it built, and the retry
+    rule launches that span once, as for any crash."""
+    config, server, first = served
+    for _ in range(3):
+        Tick(config, kill_at="feedback_written").killed_itself()
+    assert len(journal.read(config).resumes) == 2 and spans_io.existing_spans(config.feedback_spans_root, FEEDBACK) == [1]
+    given_up = Tick(config).finished()
+    assert "interrupted 3 times (last at decided): not carried through again" in given_up, given_up
+    [crashed] = decisions.history(config)
+    assert (crashed.outcome, crashed.span, crashed.span_source, crashed.run_id) == (decisions.CRASHED, 1, FEEDBACK, None)
+    retried = Tick(config).finished()
+    assert "retry of span feedback-1 after a crash (attempt 2 of 2)" in retried, retried
+    retry = decisions.history(config)[-1]
+    assert retry.outcome == decisions.OK and retry.pushed_version and _pushed(config) == [first, retry.pushed_version]
+    assert spans_io.existing_spans(config.feedback_spans_root, FEEDBACK) == [1] and journal.unfinished(config) is None
+    wait_for(lambda: _served(server, config) == retry.pushed_version, 60, f"the server to serve {retry.pushed_version}")
+
+
 @pytest.fixture(scope="module")
 def worse_served(traffic, reference, tmp_path_factory):
     """`traffic` retrained (one tick), then the first model pushed again as the newest version and
