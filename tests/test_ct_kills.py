@@ -122,9 +122,9 @@ class Tick:
             return True
         return False
 
-    def finished(self) -> str:
+    def finished(self, exit_code: int = 0) -> str:
         code = self.process.wait(timeout=1800)
-        assert code == 0, f"exit {code}:\n{self.output()}"
+        assert code == exit_code, f"exit {code}:\n{self.output()}"
         return self.output()
 
 
@@ -324,7 +324,7 @@ def test_a_decision_interrupted_three_times_is_recorded_as_a_crash_and_the_retry
     for _ in range(3):
         Tick(config, kill_at="feedback_written").killed_itself()
     assert len(journal.read(config).resumes) == 2 and spans_io.existing_spans(config.feedback_spans_root, FEEDBACK) == [1]
-    given_up = Tick(config).finished()
+    given_up = Tick(config).finished(exit_code=1)  # a crashed decision fails the tick, as a crashed run does
     assert "interrupted 3 times (last at decided): not carried through again" in given_up, given_up
     [crashed] = decisions.history(config)
     assert (crashed.outcome, crashed.span, crashed.span_source, crashed.run_id) == (decisions.CRASHED, 1, FEEDBACK, None)
