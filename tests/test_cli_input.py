@@ -100,15 +100,6 @@ def test_missing_spans_are_one_line(tmp_path, shipped_rows):
     assert not (tmp_path / "h").exists()
 
 
-def test_the_demo_never_deletes_a_folder_and_takes_no_flag_it_ignores(tmp_path):
-    mine = tmp_path / "outputs"
-    (mine / "serving_model" / "1700000000").mkdir(parents=True)
-    done = conveyor("ct", "demo", "--home", str(mine))
-    assert_one_line(done, 2, r"conveyor ct demo: --home .*/outputs: not empty \(the demo writes a scratch home: name a new or empty folder\)")
-    assert (mine / "serving_model" / "1700000000").is_dir()
-    assert_one_line(conveyor("ct", "demo", "--spans-root", str(tmp_path)), 2, r"conveyor ct demo: unknown flag --spans-root .*")
-
-
 @pytest.mark.parametrize("command", (["models"], ["lineage"], ["ct", "status"]), ids=" ".join)
 def test_a_reader_that_went_away_ends_the_command_quietly(command, small_run):
     """`conveyor models | head -1`, made certain: the pipe's reading end is closed before the command writes."""
