@@ -151,8 +151,9 @@ def test_serve_answers_over_http(first_run, shipped_rows):
 
 def test_a_failed_run_says_where_and_why_and_keeps_the_traceback_in_the_log(first_run, tmp_path):
     spans_root = tmp_path / "spans"
-    spans_root.mkdir()
-    (spans_root / "span-3").mkdir()  # a span folder with no CSV: CsvExampleGen finds no file
+    (spans_root / "span-3").mkdir(parents=True)
+    header = (first_run["spans_root"] / "span-1" / spans_io.SPAN_FILE).read_text().splitlines()[0]
+    (spans_root / "span-3" / spans_io.SPAN_FILE).write_text(f"{header}\n1,2\n")  # a ragged row: CsvExampleGen fails on it
     result = conveyor("run", "--span", "3", "--spans-root", str(spans_root), home=first_run["home"], timeout=600)
     assert result.returncode == 1
     failed = [line for line in result.stdout.splitlines() if line.startswith("FAILED")]

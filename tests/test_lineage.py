@@ -3,6 +3,7 @@ why it was blessed, through the installed command, on that run and on a second r
 against it (`compared_run`)."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -100,7 +101,7 @@ def test_schema_transform_and_trainer_with_steps_config_and_code(traced):
 def test_evaluation_metrics_and_blessing_match_the_run(traced):
     _, summary, found = traced
     assert found.metrics == summary.evaluation.metrics["overall"]
-    assert found.evaluation.metrics == summary.evaluation.metrics
+    assert json.dumps(found.evaluation.metrics, sort_keys=True) == json.dumps(summary.evaluation.metrics, sort_keys=True)  # NaN-aware
     assert found.blessed and found.baseline is None and found.baseline_version is None
     assert found.infra is not None and found.infra.passed and found.infra.checked == summary.infra_checked
 
