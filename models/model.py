@@ -38,11 +38,19 @@ class HParams:
 
     @classmethod
     def from_config(cls, config: dict[str, Any] | None) -> "HParams":
+        """HParams from a dict of some of its fields (others ignored); hidden_units as a list or
+        as the search space spells it ("64-32", models/tuning.py)."""
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in (config or {}).items() if k in known}
         if "hidden_units" in values:
-            values["hidden_units"] = tuple(values["hidden_units"])
+            units = values["hidden_units"]
+            values["hidden_units"] = tuple(int(u) for u in (units.split("-") if isinstance(units, str) else units))
         return cls(**values)
+
+
+def tuned_values(hyperparameters: dict[str, Any] | None) -> dict[str, Any]:
+    """The values of a Tuner's best_hyperparameters (KerasTuner's HyperParameters config), or {}."""
+    return dict((hyperparameters or {}).get("values", {}))
 
 
 def _categorical_sizes(tf_transform_output: tft.TFTransformOutput) -> dict[str, int]:
@@ -180,7 +188,9 @@ def make_deterministic(seed: int) -> None:
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point: train on the window (through the Transform graph), log to TensorBoard, export."""
-    hparams = HParams.from_config(fn_args.custom_config)
+    # The defaults, then the Tuner's choice (the newest best_hyperparameters, if any), then the
+    # pipeline's explicit overrides (PipelineConfig.hparams).
+    hparams = HParams.from_config({**tuned_values(fn_args.hyperparameters), **(fn_args.custom_config or {})})
     seed = int((fn_args.custom_config or {}).get("seed", 0))
     make_deterministic(seed)  # before anything random is created: the datasets' shuffles included
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
@@ -200,6 +210,6 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         shuffle=False,  # the dataset factory already shuffles
         verbose=0,
     )
-    with open(os.path.join(fn_args.model_run_dir, "hparams.json"), "w") as handle:
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "hparams.json"), "w") as handle:
         json.dump(asdict(hparams), handle)
     export(model, tf_transform_output, fn_args.serving_model_dir)

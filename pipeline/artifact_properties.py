@@ -22,3 +22,17 @@ BLESSED_KEY = "blessed"  # TFX Pusher's key
 FAILURE_KEY = "failure"
 CHECKED_KEY = "checked_examples"
 FOLDED_KEY = "folded_call"
+
+# The Tuner's best_hyperparameters (pipeline/components/tuner.py): the chosen values (JSON, as the
+# search space spells them), the objective, the best and the default's score on the search's own
+# validation data, the trials run, the trial budget and what ended the search ("trials" or "time").
+TUNED_VALUES_PROPERTY = "tuned_values"
+OBJECTIVE_PROPERTY = "objective"
+BEST_SCORE_PROPERTY = "best_score"
+DEFAULT_SCORE_PROPERTY = "default_score"
+TRIALS_PROPERTY = "trials"
+MAX_TRIALS_PROPERTY = "max_trials"
+ENDED_BY_PROPERTY = "ended_by"
+
+# The Trainer's Model (pipeline/components/trainer.py): every hyperparameter it trained with (JSON).
+HYPERPARAMETERS_PROPERTY = "hyperparameters"

@@ -38,6 +38,7 @@ HISTORY_SOURCES = ("mlmd", "stores")
 #                 two `setup.py bdist_wheel` and two `pip install` subprocesses, ~5 s of every run.
 USER_CODE_FORMS = ("installed", "module_file")
 DRIFT_POLICIES = ("block", "warn")
+TUNE_OBJECTIVES = ("auc", "binary_accuracy")  # models/tuning.py OBJECTIVES
 # Span namespaces (data/spans_io.py): "upstream" spans under spans_root, "feedback" spans the CT
 # controller builds from labelled served traffic under <home>/feedback/spans.
 SPAN_SOURCES = ("upstream", "feedback")
@@ -119,6 +120,17 @@ class PipelineConfig:
     eval_steps: int = 50
     hparams: Mapping[str, Any] = field(default_factory=dict)  # overrides of models.model.HParams
     seed: int = 0
+
+    # Tuning (models/tuning.py; docs/pipeline.md#tuning). With `tune` the run searches the
+    # hyperparameters with TFX's Tuner on its window and trains with the best; without, the
+    # Trainer takes the newest Tuner's choice, or the defaults before the first tuning. The search
+    # maximises the validation `tune_objective` (auc or binary_accuracy) over at most
+    # tune_max_trials trials (the first: the defaults), starting none after tune_max_seconds.
+    # Each trial trains train_steps steps: ~8 s on 2 cores for the default window of 2 spans.
+    tune: bool = False
+    tune_objective: str = "auc"
+    tune_max_trials: int = 10
+    tune_max_seconds: float = 180.0
 
     # Evaluation and blessing (docs/pipeline.md, "Blessing", has the measurements behind them).
     thresholds: tuple[Threshold, ...] = (
@@ -232,6 +244,7 @@ class PipelineConfig:
             ("user_code", USER_CODE_FORMS),
             ("drift_policy", DRIFT_POLICIES),
             ("span_source", SPAN_SOURCES),
+            ("tune_objective", TUNE_OBJECTIVES),
         ):
             if getattr(self, name) not in allowed:
                 raise SettingError(name, getattr(self, name), f"expected one of {', '.join(allowed)}")
@@ -343,6 +356,15 @@ class PipelineConfig:
 
     def trainer_config(self) -> dict[str, Any]:
         return {**self.hparams, "seed": self.seed}
+
+    def tuner_config(self) -> dict[str, Any]:
+        """The Tuner's custom_config (models/tuning.py tuner_fn)."""
+        return {
+            "seed": self.seed,
+            "objective": self.tune_objective,
+            "max_trials": self.tune_max_trials,
+            "max_seconds": self.tune_max_seconds,
+        }
 
     def replace(self, **changes: Any) -> "PipelineConfig":
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
