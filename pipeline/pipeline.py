@@ -39,8 +39,8 @@ from pipeline.components.infra_check import InfraCheck
 from pipeline.components.previous_statistics import PreviousValidatedStatistics
 from pipeline.components.push import Publish, StagingPusher
 from pipeline.components.pushed_baseline import PreviousPushedModel
+from pipeline.components.span_resolvers import LatestIfAnyStrategy, earlier_output_resolver, previous_span_resolver, span_window_resolver
 from pipeline.components.span_window import SpanWindow
-from pipeline.components.span_resolvers import earlier_output_resolver, previous_span_resolver, span_window_resolver
 from pipeline.components.trainer import Trainer
 from pipeline.components.tuner import TUNER_ID, Tuner
 from pipeline.configs import PipelineConfig
@@ -149,7 +149,7 @@ def _hyperparameters(config: PipelineConfig, examples: Any, transform: Any, sche
         ).with_id(TUNER_ID)
         return tuner, tuner.outputs["best_hyperparameters"]
     latest = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+        strategy_class=LatestIfAnyStrategy,
         hyperparameters=tfx.dsl.Channel(
             type=tfx.types.standard_artifacts.HyperParameters,
             producer_component_id=TUNER_ID,
