@@ -63,9 +63,11 @@ def _blessed(record: RunRecord) -> str:
     return "yes" if record.evaluation.blessed else "NO"
 
 
-def table(records: list[RunRecord]) -> str:
-    """One line per run, oldest first (`#` is what `runs compare` takes, as is the run id)."""
+def table(records: list[RunRecord], last: int | None = None) -> str:
+    """One line per run (the `last` ones only, if given), oldest first (`#` is what `runs compare`
+    takes, as is the run id)."""
     by_id = {r.run_id: r.number for r in records}
+    records = records[-last:] if last else records
     head = ("#", "run id", "started (UTC)", "launched by", "span", "window", "hyperparameters", "accuracy", "auc", "blessed", "pushed", "seconds")
     rows = [
         (
@@ -89,10 +91,11 @@ class Row:
     a: str
     b: str
     change: str = ""  # B - A, for numbers
+    same: bool | None = None  # whether A and B are the same, when not simply a == b
 
     @property
     def differs(self) -> bool:
-        return self.a != self.b
+        return not self.same if self.same is not None else self.a != self.b
 
 
 @dataclass(frozen=True)
@@ -165,7 +168,7 @@ def _hyperparameter_section(a: RunDetail, b: RunDetail) -> Section:
     for name in names:
         values = [hyperparameters_lib.format_value(h.values[name]) if h and name in h.values else MISSING for h in found]
         origins = [h.origin(name) if h and name in h.values else "" for h in found]
-        section.rows.append(Row(name, *(f"{v} ({o})" if o else v for v, o in zip(values, origins))))
+        section.rows.append(Row(name, *(f"{v} ({o})" if o else v for v, o in zip(values, origins)), same=values[0] == values[1]))
     section.rows.append(Row("source", *((h.tuning.describe() if h.tuning else h.source) if h else MISSING for h in found)))
     return section
 

@@ -21,7 +21,7 @@ from metadata import ct_records, runs
 from metadata import hyperparameters as hyperparameters_lib
 from metadata import lineage as lineage_lib
 from pipeline import blessing_checks, evaluation
-from pipeline.artifact_properties import PUSHED_VERSION_PROPERTY
+from pipeline.artifact_properties import PUSHED_VERSION_PROPERTY, TUNER_ID
 from pipeline.configs import PipelineConfig
 
 
@@ -97,7 +97,7 @@ def _record(store: metadata_store.MetadataStore, number: int, context: metadata_
     trainer = run.nodes.get("Trainer")
     evaluation_output = run.output("Evaluator", "evaluation")
     failed = [n.node_id for n in run.nodes.values() if n.execution.last_known_state == metadata_store_pb2.Execution.FAILED]
-    tuned = "Tuner" in run.nodes
+    tuned = TUNER_ID in run.nodes
     return RunRecord(
         number=number,
         run_id=context.name,

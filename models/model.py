@@ -48,9 +48,11 @@ class HParams:
         return cls(**values)
 
 
-def tuned_values(hyperparameters: dict[str, Any] | None) -> dict[str, Any]:
-    """The values of a Tuner's best_hyperparameters (KerasTuner's HyperParameters config), or {}."""
-    return dict((hyperparameters or {}).get("values", {}))
+def resolve_hparams(hyperparameters: dict[str, Any] | None, custom_config: dict[str, Any] | None) -> HParams:
+    """What the Trainer trains with: the defaults, then the Tuner's choice (`hyperparameters`: the
+    newest best_hyperparameters, KerasTuner's HyperParameters config, or None before the first
+    tuning), then the pipeline's explicit overrides (custom_config: PipelineConfig.hparams)."""
+    return HParams.from_config({**(hyperparameters or {}).get("values", {}), **(custom_config or {})})
 
 
 def _categorical_sizes(tf_transform_output: tft.TFTransformOutput) -> dict[str, int]:
@@ -188,9 +190,7 @@ def make_deterministic(seed: int) -> None:
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point: train on the window (through the Transform graph), log to TensorBoard, export."""
-    # The defaults, then the Tuner's choice (the newest best_hyperparameters, if any), then the
-    # pipeline's explicit overrides (PipelineConfig.hparams).
-    hparams = HParams.from_config({**tuned_values(fn_args.hyperparameters), **(fn_args.custom_config or {})})
+    hparams = resolve_hparams(fn_args.hyperparameters, fn_args.custom_config)
     seed = int((fn_args.custom_config or {}).get("seed", 0))
     make_deterministic(seed)  # before anything random is created: the datasets' shuffles included
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)

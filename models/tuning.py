@@ -9,7 +9,7 @@ the search never saw.
 The search is KerasTuner's random-search oracle, seeded, with two additions (`BudgetedOracle`):
 the first trial is the default hyperparameters (`model.HParams`), so the search reports how the
 default scored and never picks something worse on its own validation data; and a time budget
-stops it before a trial that would start after `max_seconds`. Same data, code, seed and trial
+starts no trial after `max_seconds` (the default's always runs). Same data, code, seed and trial
 budget give the same trials and the same choice; a search ended by the time budget says so
 (`ended_by`), as its choice then depends on the machine's speed.
 
@@ -61,8 +61,8 @@ def declare(hp: keras_tuner.HyperParameters) -> model.HParams:
 
 
 class BudgetedOracle(keras_tuner.oracles.RandomSearchOracle):
-    """KerasTuner's random search, seeded; the default values first; no trial starts after
-    `max_seconds` (counted from the oracle's creation)."""
+    """KerasTuner's random search, seeded; the default values first (always run); no later trial
+    starts after `max_seconds`, counted from the oracle's creation."""
 
     def __init__(self, max_seconds: float, **kwargs: Any):
         super().__init__(**kwargs)
@@ -70,11 +70,11 @@ class BudgetedOracle(keras_tuner.oracles.RandomSearchOracle):
         self.ended_by = "trials"
 
     def populate_space(self, trial_id: str) -> dict[str, Any]:
+        if not self.trials:
+            return {"status": keras_tuner.engine.trial.TrialStatus.RUNNING, "values": dict(self.hyperparameters.values)}
         if time.monotonic() > self.deadline:
             self.ended_by = "time"
             return {"status": keras_tuner.engine.trial.TrialStatus.STOPPED, "values": None}
-        if not self.trials:
-            return {"status": keras_tuner.engine.trial.TrialStatus.RUNNING, "values": dict(self.hyperparameters.values)}
         return super().populate_space(trial_id)
 
 

@@ -23,7 +23,11 @@ FAILURE_KEY = "failure"
 CHECKED_KEY = "checked_examples"
 FOLDED_KEY = "folded_call"
 
-# The Tuner's best_hyperparameters (pipeline/components/tuner.py): the chosen values (JSON, as the
+# The Tuner (pipeline/components/tuner.py): its node id, and where in its tuner_results the trials'
+# TensorBoard logs are (one folder per trial, with its hyperparameters).
+TUNER_ID = "Tuner"
+TUNER_TENSORBOARD_DIR = "tensorboard"
+# Its best_hyperparameters (pipeline/components/tuner.py): the chosen values (JSON, as the
 # search space spells them), the objective, the best and the default's score on the search's own
 # validation data, the trials run, the trial budget and what ended the search ("trials" or "time").
 TUNED_VALUES_PROPERTY = "tuned_values"

@@ -31,6 +31,7 @@ from tfx.proto import range_config_pb2
 
 from data import spans_io
 from pipeline import evaluation, user_code
+from pipeline.artifact_properties import TUNER_ID
 from pipeline.components.baseline_model import baseline_resolver
 from pipeline.components.data_gate import DataGate
 from pipeline.components.example_gen import CsvExampleGen
@@ -42,7 +43,7 @@ from pipeline.components.pushed_baseline import PreviousPushedModel
 from pipeline.components.span_resolvers import LatestIfAnyStrategy, earlier_output_resolver, previous_span_resolver, span_window_resolver
 from pipeline.components.span_window import SpanWindow
 from pipeline.components.trainer import Trainer
-from pipeline.components.tuner import TUNER_ID, Tuner
+from pipeline.components.tuner import Tuner
 from pipeline.configs import PipelineConfig
 from schema import derive
 

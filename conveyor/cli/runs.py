@@ -49,7 +49,7 @@ def runs(args: argparse.Namespace) -> int:
         if not records:
             print(f"no runs of {config.pipeline_name} recorded in {config.home}")
             return 0
-        print(run_comparison.table(records[-args.last :] if args.last else records))
+        print(run_comparison.table(records, args.last))
     return 0
 
 

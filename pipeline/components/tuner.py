@@ -28,10 +28,8 @@ from pipeline.artifact_properties import (
     OBJECTIVE_PROPERTY,
     TRIALS_PROPERTY,
     TUNED_VALUES_PROPERTY,
+    TUNER_TENSORBOARD_DIR,
 )
-
-TENSORBOARD_DIR = "tensorboard"  # under the tuner_results artifact
-TUNER_ID = "Tuner"
 
 
 class RecordingTunerExecutor(tuner_executor.Executor):
@@ -56,7 +54,7 @@ class RecordingTunerExecutor(tuner_executor.Executor):
         best.set_int_custom_property(MAX_TRIALS_PROPERTY, int(oracle.max_trials))
         best.set_string_custom_property(ENDED_BY_PROPERTY, getattr(oracle, "ended_by", "trials"))
         results = artifact_utils.get_single_uri(output_dict[standard_component_specs.TUNER_RESULTS_KEY])
-        io_utils.copy_dir(os.path.join(working_dir, tuning.TENSORBOARD_DIR), os.path.join(results, TENSORBOARD_DIR))
+        io_utils.copy_dir(os.path.join(working_dir, tuning.TENSORBOARD_DIR), os.path.join(results, TUNER_TENSORBOARD_DIR))
 
 
 class Tuner(tfx.components.Tuner):
