@@ -148,6 +148,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
             "steps_per_epoch": max(1, fn_args.train_steps),
             "epochs": 1,
             "callbacks": [keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.working_dir, TENSORBOARD_DIR))],
+            "shuffle": False,  # the dataset shuffles, with the seed
             "verbose": 0,
         },
     )

@@ -49,16 +49,21 @@ def tune(args: argparse.Namespace) -> int:
         **run.beam_overrides(args),
     )
     run.check_spans_root(config, args)
-    common.writable_home(config, args)
     started = time.monotonic()
+    from metadata import connection
+
+    nothing = f"{common.home_source(args)}: no span ingested yet, so no window to tune on (`conveyor run` first, or --span N)"
+    if config.span is None and not connection.store_exists(config) and not config.pipeline_root.exists():
+        raise common.CommandError(nothing)  # before the home is created: a tune with nothing to tune creates nothing
+    common.writable_home(config, args)
     from pipeline import home_lock
 
     with common.quiet(config, "tune"), home_lock.hold(config.home, "conveyor tune"):
-        from metadata import connection, spans
+        from metadata import spans
 
         span = config.span if config.span is not None else max(spans.ingested(config), default=None)
         if span is None:
-            raise common.CommandError(f"{common.home_source(args)}: no span ingested yet, so no window to tune on (`conveyor run` first, or --span N)")
+            raise common.CommandError(nothing)
         where = connection.describe(connection.connection_config(config))
         common.say(
             f"conveyor: tuning {config.pipeline_name} on the window of span {span}: at most {config.tune_max_trials} trials"
