@@ -4,8 +4,9 @@ The Trainer's Model carries every hyperparameter it trained with (pipeline/compo
 a model trained before that record: the `hparams.json` its run wrote beside the TensorBoard
 logs). Where they came from: the Trainer's `hyperparameters` input, the best_hyperparameters of a
 Tuner (whose run, objective, scores and trials the Tuner recorded on it:
-pipeline/components/tuner.py), or none (the defaults); and the pipeline's own overrides, in the
-Trainer's custom_config. Read without TensorFlow.
+pipeline/components/tuner.py) or, in the stores form, a copy of one naming it
+(pipeline/components/tuned_hyperparameters.py); or none, or a copy of none (the defaults); and the
+pipeline's own overrides, in the Trainer's custom_config. Read without TensorFlow.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from pipeline.artifact_properties import (
     MAX_TRIALS_PROPERTY,
     OBJECTIVE_PROPERTY,
     TRIALS_PROPERTY,
+    TUNED_FROM_PROPERTY,
     TUNED_VALUES_PROPERTY,
 )
 
@@ -37,7 +39,7 @@ HPARAMS_FILE = "hparams.json"  # models.model.run_fn writes it into the Trainer'
 class Tuning:
     """A Tuner's search, as it recorded it on its best_hyperparameters."""
 
-    run_id: str | None  # the pipeline run the Tuner ran in
+    run_id: str | None  # the pipeline run the Tuner ran in (None: not recorded in this metadata)
     values: dict[str, Any]  # its choice, as the search space spells it
     objective: str  # e.g. val_auc, on the search's own validation data (a fifth of the train split)
     best_score: float
@@ -50,7 +52,7 @@ class Tuning:
         """One line: the run, the objective's figures and the budget."""
         default = f" vs the default's {self.default_score:.4f}" if self.default_score is not None else ""
         ended = ", stopped by the time budget" if self.ended_by == "time" else ""
-        return f"tuned in run {self.run_id} ({self.objective} {self.best_score:.4f}{default}; {self.trials} of {self.max_trials} trials{ended})"
+        return f"tuned in run {self.run_id or '(not recorded here)'} ({self.objective} {self.best_score:.4f}{default}; {self.trials} of {self.max_trials} trials{ended})"
 
 
 @dataclass(frozen=True)
@@ -74,9 +76,16 @@ class Hyperparameters:
         return "tuned" if self.tuning and name in self.tuning.values else "default"
 
 
-def tuning_of(store: metadata_store.MetadataStore, best: metadata_store_pb2.Artifact) -> Tuning:
-    """The search behind a best_hyperparameters artifact."""
-    tuner = runs.producer(store, best.id)
+def tuning_of(store: metadata_store.MetadataStore, best: metadata_store_pb2.Artifact) -> Tuning | None:
+    """The search behind a best_hyperparameters artifact (None: it holds no search's choice)."""
+    if runs.custom_property(best, TUNED_VALUES_PROPERTY) is None:
+        return None
+    source = runs.custom_property(best, TUNED_FROM_PROPERTY)  # a stores-form copy: its Tuner's artifact
+    if source:
+        found = [a for a in store.get_artifacts_by_uri(source) if a.id != best.id]
+        tuner = runs.producer(store, found[0].id) if found else None
+    else:
+        tuner = runs.producer(store, best.id)
     prop = lambda name: runs.custom_property(best, name)  # noqa: E731
     default = prop(DEFAULT_SCORE_PROPERTY)
     return Tuning(

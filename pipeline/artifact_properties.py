@@ -38,5 +38,11 @@ TRIALS_PROPERTY = "trials"
 MAX_TRIALS_PROPERTY = "max_trials"
 ENDED_BY_PROPERTY = "ended_by"
 
+# LatestTunedHyperparameters' copy of the newest search (history="stores",
+# pipeline/components/tuned_hyperparameters.py): the URI of the best_hyperparameters it copies;
+# and the key of the stores-form Tuner's custom_config naming the tuning index it records into.
+TUNED_FROM_PROPERTY = "tuned_from"
+INDEX_URI_KEY = "index_uri"
+
 # The Trainer's Model (pipeline/components/trainer.py): every hyperparameter it trained with (JSON).
 HYPERPARAMETERS_PROPERTY = "hyperparameters"

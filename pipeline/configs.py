@@ -316,6 +316,11 @@ class PipelineConfig:
         return self.remote_schema or str(self.schema_path)
 
     @property
+    def tuning_index_uri(self) -> str:
+        """Where the "stores" Tuner records each search, read by LatestTunedHyperparameters."""
+        return self.pipeline_root_uri.rstrip("/") + "/tuned_hyperparameters"
+
+    @property
     def validated_spans_uri(self) -> str:
         """The index of spans that passed DataGate, read by the "stores" span window."""
         return self.pipeline_root_uri.rstrip("/") + "/validated_spans"

@@ -31,7 +31,7 @@ from tfx.proto import range_config_pb2
 
 from data import spans_io
 from pipeline import evaluation, user_code
-from pipeline.artifact_properties import TUNER_ID
+from pipeline.artifact_properties import INDEX_URI_KEY, TUNER_ID
 from pipeline.components.baseline_model import baseline_resolver
 from pipeline.components.data_gate import DataGate
 from pipeline.components.example_gen import CsvExampleGen
@@ -43,6 +43,7 @@ from pipeline.components.pushed_baseline import PreviousPushedModel
 from pipeline.components.span_resolvers import LatestIfAnyStrategy, earlier_output_resolver, previous_span_resolver, span_window_resolver
 from pipeline.components.span_window import SpanWindow
 from pipeline.components.trainer import Trainer
+from pipeline.components.tuned_hyperparameters import LatestTunedHyperparameters
 from pipeline.components.tuner import Tuner
 from pipeline.configs import PipelineConfig
 from schema import derive
@@ -135,21 +136,30 @@ def _previous_statistics(config: PipelineConfig, example_gen: Any) -> tuple[Any,
     return node, node.outputs["candidates"]
 
 
-def _hyperparameters(config: PipelineConfig, examples: Any, transform: Any, schema: Any) -> tuple[Any, Any]:
+def _hyperparameters(config: PipelineConfig, examples: Any, transform: Any, schema: Any, example_gen: Any) -> tuple[Any, Any]:
     """The node giving the Trainer its hyperparameters and its channel: with `config.tune` the
-    Tuner searching them on this window, else a resolver of the newest Tuner's choice in this
-    pipeline (nothing before the first tuning: the Trainer takes the defaults)."""
+    Tuner searching them on this window; else the newest Tuner's choice in this pipeline (nothing
+    before the first tuning: the Trainer takes the defaults), found by a resolver ("mlmd") or read
+    from the tuning index the stores-form Tuner writes ("stores"). Both read once this run's span
+    is ingested, so the two forms have the same edges."""
     if config.tune:
+        args = user_code.tuner_args(config)
+        if config.history == "stores":
+            args["custom_config"] = {**args["custom_config"], INDEX_URI_KEY: config.tuning_index_uri}
         tuner = Tuner(
             examples=examples,
             transform_graph=transform.outputs["transform_graph"],
             schema=schema,
             train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
             eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
-            **user_code.tuner_args(config),
+            **args,
         ).with_id(TUNER_ID)
         return tuner, tuner.outputs["best_hyperparameters"]
-    latest = tfx.dsl.Resolver(
+    if config.history == "stores":
+        latest = LatestTunedHyperparameters(current=example_gen.outputs["examples"], index_uri=config.tuning_index_uri)
+        latest = latest.with_id(LATEST_HYPERPARAMETERS_ID)
+        return latest, latest.outputs["hyperparameters"]
+    resolver = tfx.dsl.Resolver(
         strategy_class=LatestIfAnyStrategy,
         hyperparameters=tfx.dsl.Channel(
             type=tfx.types.standard_artifacts.HyperParameters,
@@ -157,7 +167,8 @@ def _hyperparameters(config: PipelineConfig, examples: Any, transform: Any, sche
             output_key="best_hyperparameters",
         ),
     ).with_id(LATEST_HYPERPARAMETERS_ID)
-    return latest, latest.outputs["hyperparameters"]
+    resolver.add_upstream_node(example_gen)  # a plain Channel carries no run dependency
+    return resolver, resolver.outputs["hyperparameters"]
 
 
 def create_components(config: PipelineConfig) -> list[Any]:
@@ -214,7 +225,7 @@ def create_components(config: PipelineConfig) -> list[Any]:
         materialize=False,
         **user_code.transform_args(config),
     ).with_id(TRANSFORM_ID)
-    hyperparameter_source, hyperparameters = _hyperparameters(config, examples, transform, schema)
+    hyperparameter_source, hyperparameters = _hyperparameters(config, examples, transform, schema, example_gen)
     trainer = Trainer(
         examples=examples,
         transform_graph=transform.outputs["transform_graph"],

@@ -65,7 +65,7 @@ def test_the_second_run_is_fully_cached(mysql_runs):
     _, first, second, *_ = mysql_runs
     assert second.ok, second.error
     statuses = {name: status for name, status, _ in second.timings}
-    for resolver in ("span_window", "baseline_model", "previous_statistics", "analyzer_cache"):
+    for resolver in ("span_window", "baseline_model", "previous_statistics", "analyzer_cache", "latest_hyperparameters"):
         assert statuses.pop(resolver) == "resolved"
     assert set(statuses.values()) == {"cached"}, statuses
     assert second.run_id != first.run_id

@@ -99,7 +99,7 @@ def test_second_run_without_change_is_fully_cached(e2e):
     summary = results["cached"]
     assert summary.ok, summary.error
     statuses = {name: status for name, status, _ in summary.timings}
-    for resolver in ("span_window", "baseline_model", "previous_statistics", "analyzer_cache"):
+    for resolver in ("span_window", "baseline_model", "previous_statistics", "analyzer_cache", "latest_hyperparameters"):
         assert statuses.pop(resolver) == "resolved"
     assert set(statuses.values()) == {"cached"}, statuses
     assert results["versions_after_cached"] == results["versions_after_first"]

@@ -5,12 +5,16 @@ TFX's executor runs the search (models/tuning.py `tuner_fn`) in a temporary fold
 artifact the chosen values, the objective, the best and the default's score, the trials run and
 what ended the search (pipeline/artifact_properties.py), so readers of ML Metadata need no files;
 and copies each trial's TensorBoard logs, which carry its hyperparameters for the HParams
-dashboard, into `tuner_results/tensorboard/` before the temporary folder goes.
+dashboard, into `tuner_results/tensorboard/` before the temporary folder goes. In the stores form
+(Kubeflow, Vertex), whose runs have no resolver to find it, it also records the search in the
+tuning index under the pipeline root (its custom_config's `index_uri`), which
+LatestTunedHyperparameters reads (pipeline/components/tuned_hyperparameters.py).
 """
 from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
 from tfx import types
@@ -24,6 +28,7 @@ from pipeline.artifact_properties import (
     BEST_SCORE_PROPERTY,
     DEFAULT_SCORE_PROPERTY,
     ENDED_BY_PROPERTY,
+    INDEX_URI_KEY,
     MAX_TRIALS_PROPERTY,
     OBJECTIVE_PROPERTY,
     TRIALS_PROPERTY,
@@ -41,20 +46,49 @@ class RecordingTunerExecutor(tuner_executor.Executor):
         working_dir = self._get_tmp_dir()
         tuner = tuner_executor.search(input_dict, exec_properties, working_dir, print_tuning_summary=False)
         tuner_executor.write_best_hyperparameters(tuner, output_dict)
-        oracle = tuner.oracle
-        completed = [t for t in oracle.trials.values() if t.score is not None]
         best = artifact_utils.get_single_instance(output_dict[standard_component_specs.BEST_HYPERPARAMETERS_KEY])
-        best.set_string_custom_property(TUNED_VALUES_PROPERTY, json.dumps(oracle.get_best_trials(1)[0].hyperparameters.values, sort_keys=True))
-        best.set_string_custom_property(OBJECTIVE_PROPERTY, oracle.objective.name)
-        best.set_float_custom_property(BEST_SCORE_PROPERTY, float(oracle.get_best_trials(1)[0].score))
-        default = oracle.trials[oracle.start_order[0]]
-        if default.score is not None:
-            best.set_float_custom_property(DEFAULT_SCORE_PROPERTY, float(default.score))
-        best.set_int_custom_property(TRIALS_PROPERTY, len(completed))
-        best.set_int_custom_property(MAX_TRIALS_PROPERTY, int(oracle.max_trials))
-        best.set_string_custom_property(ENDED_BY_PROPERTY, getattr(oracle, "ended_by", "trials"))
+        properties = search_record(tuner.oracle)
+        set_properties(best, properties)
         results = artifact_utils.get_single_uri(output_dict[standard_component_specs.TUNER_RESULTS_KEY])
         io_utils.copy_dir(os.path.join(working_dir, tuning.TENSORBOARD_DIR), os.path.join(results, TUNER_TENSORBOARD_DIR))
+        index_uri = json.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "{}").get(INDEX_URI_KEY)
+        if index_uri:
+            record(index_uri, best.uri, properties)
+
+
+def search_record(oracle: Any) -> dict[str, str | int | float]:
+    """What the search found, as the properties of its best_hyperparameters."""
+    best = oracle.get_best_trials(1)[0]
+    default = oracle.trials[oracle.start_order[0]]  # the first trial: the defaults (models/tuning.py)
+    found: dict[str, str | int | float] = {
+        TUNED_VALUES_PROPERTY: json.dumps(best.hyperparameters.values, sort_keys=True),
+        OBJECTIVE_PROPERTY: oracle.objective.name,
+        BEST_SCORE_PROPERTY: float(best.score),
+        TRIALS_PROPERTY: sum(1 for t in oracle.trials.values() if t.score is not None),
+        MAX_TRIALS_PROPERTY: int(oracle.max_trials),
+        ENDED_BY_PROPERTY: getattr(oracle, "ended_by", "trials"),
+    }
+    if default.score is not None:
+        found[DEFAULT_SCORE_PROPERTY] = float(default.score)
+    return found
+
+
+def set_properties(artifact: types.Artifact, properties: dict[str, str | int | float]) -> None:
+    """Set each property on `artifact` with the setter of its type."""
+    for name, value in properties.items():
+        if isinstance(value, str):
+            artifact.set_string_custom_property(name, value)
+        elif isinstance(value, int):
+            artifact.set_int_custom_property(name, value)
+        else:
+            artifact.set_float_custom_property(name, value)
+
+
+def record(index_uri: str, uri: str, properties: dict[str, str | int | float]) -> None:
+    """Add a search to the tuning index: `<index_uri>/<milliseconds>.json` holding the URI of its
+    best_hyperparameters and their properties."""
+    entry = {"uri": uri, "properties": properties}
+    io_utils.write_string_file(os.path.join(index_uri, f"{time.time_ns() // 1_000_000}.json"), json.dumps(entry, sort_keys=True))
 
 
 class Tuner(tfx.components.Tuner):
