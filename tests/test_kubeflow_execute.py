@@ -93,8 +93,10 @@ def test_each_span_ends_with_a_blessed_model_staged_then_published_in_the_bucket
         meta = tasks["Pusher"]["outputs"]["pushed_model"]["metadata"]
         assert meta["pushed"] == 1 and meta["pushed_destination"] == f"{bucket}/serving_model/{meta['pushed_version']}"
         pushed.append(meta["pushed_version"])
-    # Publish renamed each staged folder into place with its record: both versions are ready to serve.
-    assert versions.ready_versions(bucket / "serving_model") == pushed
+    # Publish renamed each staged folder into place with its record: both versions are ready to serve
+    # (and the tuned run's, if it pushed one).
+    tuned = _tasks(record, 2)["Pusher"]["outputs"]["pushed_model"]["metadata"]
+    assert versions.ready_versions(bucket / "serving_model") == pushed + ([tuned["pushed_version"]] if tuned["pushed"] == 1 else [])
     assert [versions.read_record(bucket / "serving_model", v)["version"] for v in pushed] == pushed
     assert versions.staged_versions(bucket / "serving_model") == []
     # Before the first push there is no baseline: PreviousPushedModel's output is empty. The second
