@@ -81,17 +81,18 @@ def _spread(values: list[float]) -> str:
 
 
 def report(results: list[dict]) -> str:
-    lines = ["seed  search: default -> best (trials, ended by)   tuned values" + " " * 30 + "eval AUC default -> tuned   accuracy default -> tuned   blessed  Tuner s"]
+    """Per seed: the search's figures and both models' eval metrics; then the gains over the seeds."""
+    lines = [f"{'seed':>4}  {'search: default -> best':<26} {'trials':>6}  {'eval AUC: default -> tuned':<34} "
+             f"{'accuracy: default -> tuned':<34} {'blessed':<8} {'Tuner s':>7}"]
     for r in results:
-        s = r["search"]
-        values = hyperparameters_lib.format_values(s["values"])
+        s, d, t = r["search"], r["default"], r["tuned"]
         lines.append(
-            f"{r['seed']:>4}  {s['objective']} {s['default_score']:.4f} -> {s['best_score']:.4f} ({s['trials']}, {s['ended_by']})   "
-            f"{values:<62} {r['default']['auc']:.4f} -> {r['tuned']['auc']:.4f}      "
-            f"{r['default']['binary_accuracy']:.4f} -> {r['tuned']['binary_accuracy']:.4f}        "
-            f"{'yes' if r['blessed'] else 'NO':<7} {r['seconds']['Tuner']:>7}"
+            f"{r['seed']:>4}  {s['default_score']:.4f} -> {s['best_score']:.4f} {s['objective']:<8} {s['trials']:>3} {s['ended_by']:<5} "
+            f"{d['auc']:.4f} -> {t['auc']:.4f} ({t['auc'] - d['auc']:+.4f})        "
+            f"{d['binary_accuracy']:.4f} -> {t['binary_accuracy']:.4f} ({t['binary_accuracy'] - d['binary_accuracy']:+.4f})        "
+            f"{'yes' if r['blessed'] else 'NO':<8} {r['seconds']['Tuner']:>7}"
         )
-    lines.append("")
+    lines += [""] + [f"seed {r['seed']} chose: {hyperparameters_lib.format_values(r['search']['values'])}" for r in results] + [""]
     for metric in METRICS:
         gains = [r["tuned"][metric] - r["default"][metric] for r in results]
         defaults = [r["default"][metric] for r in results]
@@ -99,7 +100,7 @@ def report(results: list[dict]) -> str:
         verdict = "within" if abs(statistics.mean(gains)) <= sd else "outside"
         lines.append(
             f"gain in eval {metric} (tuned - default, {len(results)} seeds, {results[0]['examples']} eval examples): {_spread(gains)}; "
-            f"the default's own seed-to-seed spread: sd {sd:.4f}: the mean gain is {verdict} it"
+            f"the default's own seed-to-seed sd {sd:.4f}: the mean gain is {verdict} it"
         )
     return "\n".join(lines)
 

@@ -268,6 +268,6 @@ def format_comparison(found: Comparison) -> str:
 
 def render_html(found: Comparison) -> str:
     """The comparison as one self-contained HTML page."""
-    from conveyor import pages
+    from pipeline import pages
 
-    return pages.render("run_comparison.html.j2", comparison=found, metrics=SLICE_METRICS)
+    return pages.render("conveyor", "run_comparison.html.j2", comparison=found, metrics=SLICE_METRICS)

@@ -30,6 +30,7 @@ from pipeline.artifact_properties import (
     TRIALS_PROPERTY,
     TUNED_FROM_PROPERTY,
     TUNED_VALUES_PROPERTY,
+    TUNER_ID,
 )
 
 HPARAMS_FILE = "hparams.json"  # models.model.run_fn writes it into the Trainer's model_run
@@ -52,7 +53,8 @@ class Tuning:
         """One line: the run, the objective's figures and the budget."""
         default = f" vs the default's {self.default_score:.4f}" if self.default_score is not None else ""
         ended = ", stopped by the time budget" if self.ended_by == "time" else ""
-        return f"tuned in run {self.run_id or '(not recorded here)'} ({self.objective} {self.best_score:.4f}{default}; {self.trials} of {self.max_trials} trials{ended})"
+        figures = f"{self.objective} {self.best_score:.4f}{default}; {self.trials} of {self.max_trials} trials{ended}"
+        return f"tuned in run {self.run_id or '(not recorded here)'} ({figures})"
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,19 @@ def of_trainer(store: metadata_store.MetadataStore, trainer: runs.NodeExecution)
         tuning=tuning_of(store, tuned[0]) if tuned else None,
         overrides={k: v for k, v in config.items() if k in values},
     )
+
+
+def trainings_since_tuning(store: metadata_store.MetadataStore, pipeline_name: str) -> tuple[int, str | None]:
+    """How many models were trained (Trainer executions that ran, not cached) since the newest
+    tuning run, and that run's id (None: never tuned, and the count is every model trained)."""
+    tuners = runs.node_executions(store, pipeline_name, TUNER_ID)
+    tuned_run = runs.run_of(store, tuners[-1].execution.id) if tuners else None
+    after = tuners[-1].execution.id if tuners else 0
+    trained = [
+        t for t in runs.node_executions(store, pipeline_name, "Trainer")
+        if t.execution.id > after and t.execution.last_known_state == metadata_store_pb2.Execution.COMPLETE
+    ]
+    return sum(1 for t in trained if runs.run_of(store, t.execution.id) != tuned_run), tuned_run
 
 
 def format_value(value: Any) -> str:

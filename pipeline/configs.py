@@ -181,6 +181,11 @@ class PipelineConfig:
     ct_schedule_hours: float = 24.0
     guard_min_labels: int = 200
     guard_alpha: float = 0.01
+    # Re-tuning (ct/retune.py): a launched run searches the hyperparameters again when this many
+    # models were trained since the newest tuning (0: never by count), or when a performance
+    # retrain did not bring live accuracy back above the floor (retune_on_failed_recovery).
+    retune_every_retrains: int = 10
+    retune_on_failed_recovery: bool = True
 
     @property
     def ct_dir(self) -> Path:

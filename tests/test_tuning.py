@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from data import spans_io
-from metadata import connection, run_records, runs
+from metadata import connection, hyperparameters, run_records, runs
 from models import model
 from pipeline import artifact_properties as props
 from pipeline import configs, evaluation, versions
@@ -117,6 +117,23 @@ def test_the_next_run_on_a_new_span_trains_with_the_tuned_hyperparameters(tuned)
     assert [a.id for a in later.inputs("Trainer", "hyperparameters")] == [_best(config).id]  # the resolver's choice
     assert _trained_with(later) == _trained_with(tune)
     assert f"hyperparameters: {_listed(_trained_with(later))}\n  from tuned in run {tune.run_id} (val_auc" in out
+
+
+def test_the_run_report_shows_every_hyperparameter_and_where_it_came_from(tuned):
+    import html
+
+    config, _, out = tuned
+    page = Path(re.search(r"^report: (.*\.html)$", out, re.M).group(1)).read_text()
+    source = re.search(r'<p id="hyperparameters-source">(.*?)</p>', page).group(1)
+    assert html.unescape(source).startswith(f"from tuned in run {_run(config, 2).run_id} (val_auc ")
+    rows = re.findall(r"<tr><td>(\w+)</td><td class=\"num\">([^<]*)</td><td>(\w+)</td></tr>", page)
+    trained = _trained_with(_run(config, 3))
+    assert rows == [(name, _text(trained[name]), "default" if name == "epochs" else "tuned") for name in sorted(trained)]
+
+
+def test_the_models_trained_since_the_newest_tuning_are_counted(tuned):
+    config, _, _ = tuned
+    assert hyperparameters.trainings_since_tuning(_store(config), config.pipeline_name) == (1, _run(config, 2).run_id)
 
 
 def test_a_model_trained_before_any_tuning_records_the_defaults(tuned):
@@ -219,3 +236,29 @@ def test_tensorboard_shows_the_trials_in_the_hparams_dashboard(tuned):
         assert {"trainer/train", "tuner/0/execution0"} <= set(listed), listed
     finally:
         server.stop()
+
+
+def test_a_ct_tick_re_tunes_by_its_policy_and_records_why(tuned, tmp_path):
+    """On a copy of the home: one model trained since the tuning, and the policy says every 1, so
+    the tick's run searches again (2 trials) and the decision, `ct status` and `runs` say why."""
+    import os
+
+    from ct import decisions
+
+    source, _, _ = tuned
+    config = source.replace(home=tmp_path / "home")
+    shutil.copytree(source.home, config.home)
+    env = {**os.environ, "CONVEYOR_RETUNE_EVERY_RETRAINS": "1", "CONVEYOR_TUNE_MAX_TRIALS": "2",
+           "CONVEYOR_TRAIN_STEPS": "100", "CONVEYOR_EVAL_STEPS": "5"}
+    done = subprocess.run([str(CONVEYOR), "ct", "run", "--reason", "re-tune check", "--home", str(config.home),
+                           "--spans-root", str(config.spans_root)], capture_output=True, text=True, timeout=1800, env=env)
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    [decision] = decisions.history(config)
+    expected = f"re-tune: 1 models trained since the tuning in run {_run(config, 2).run_id} (the policy: every 1)"
+    assert decision.tune and expected in decision.reason and decision.signals["retune"]["due"]
+    assert _run(config, 4).run_id == decision.run_id and _run(config, 4).output("Tuner", "best_hyperparameters") is not None
+    status = conveyor("ct", "status", "--home", str(config.home))
+    assert expected in status.stdout, status.stdout
+    last = conveyor("runs", "--home", str(config.home), "--last", "1").stdout.splitlines()[-1]
+    assert "  ct: on_demand, re-tune  " in last and "  tuned here  " in last
+    assert hyperparameters.trainings_since_tuning(_store(config), config.pipeline_name) == (0, decision.run_id)
