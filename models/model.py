@@ -55,7 +55,7 @@ def resolve_hparams(hyperparameters: dict[str, Any] | None, custom_config: dict[
     return HParams.from_config({**(hyperparameters or {}).get("values", {}), **(custom_config or {})})
 
 
-def _categorical_sizes(tf_transform_output: tft.TFTransformOutput) -> dict[str, int]:
+def categorical_sizes(tf_transform_output: tft.TFTransformOutput) -> dict[str, int]:
     """Transformed categorical feature -> number of distinct ids it can take."""
     sizes = {}
     for key in features.BUCKET_FEATURES:
@@ -198,7 +198,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, hparams.batch_size, seed)
     epochs = max(1, min(hparams.epochs, fn_args.train_steps))
     steps_per_epoch = max(1, fn_args.train_steps // epochs)
-    model = build_model(_categorical_sizes(tf_transform_output), hparams, steps_per_execution=steps_per_epoch)
+    model = build_model(categorical_sizes(tf_transform_output), hparams, steps_per_execution=steps_per_epoch)
     model.fit(
         train,
         steps_per_epoch=steps_per_epoch,

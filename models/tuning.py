@@ -109,7 +109,7 @@ class SeededSearch(keras_tuner.Tuner):
     def __init__(self, fn_args: tfx.components.FnArgs, seed: int, **kwargs: Any):
         self._fn_args, self._seed = fn_args, seed
         self._transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
-        sizes = model._categorical_sizes(self._transform_output)
+        sizes = model.categorical_sizes(self._transform_output)
         steps = max(1, fn_args.train_steps)
         super().__init__(hypermodel=lambda hp: model.build_model(sizes, declare(hp), steps_per_execution=steps), **kwargs)
 
