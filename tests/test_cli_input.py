@@ -86,7 +86,7 @@ def test_a_mistyped_flag_gets_the_nearest_one_and_a_prefix_is_not_a_flag(tmp_pat
     assert_one_line(conveyor("run", "--home", home, "--train-step", "5"), 2,
                     r"conveyor run: unknown flag --train-step \(did you mean --train-steps\?\) .*")
     assert_one_line(conveyor("ct", "status", "--hom", home), 2, r"conveyor ct status: unknown flag --hom \(did you mean --home\?\) .*")
-    assert_one_line(conveyor("modles"), 2, r"conveyor: argument COMMAND: 'modles' is not one of run, ct, .* \(did you mean models\?\) .*")
+    assert_one_line(conveyor("modles"), 2, r"conveyor: argument COMMAND: 'modles' is not one of run, tune, ct, .* \(did you mean models\?\) .*")
     assert_one_line(conveyor("ct", "tick", "--home", home, "--drift-policy", "nope"), 2,
                     r"conveyor ct tick: argument --drift-policy: 'nope' is not one of block, warn .*")
     assert not (tmp_path / "h").exists()
@@ -110,7 +110,7 @@ def test_tune_without_an_ingested_span_is_one_line_and_creates_nothing(shipped_r
 
 @pytest.mark.parametrize("args, env, expected", (
     (["--max-trials", "0"], {}, r"argument --max-trials: expected an integer >= 1, got '0' \(see `conveyor tune --help`\)"),
-    (["--objective", "loss"], {}, r"'loss' is not one of auc, binary_accuracy \(see `conveyor tune --help`\)"),
+    (["--objective", "loss"], {}, r"argument --objective: 'loss' is not one of auc, binary_accuracy \(see `conveyor tune --help`\)"),
     ([], {"CONVEYOR_TUNE_OBJECTIVE": "loss"}, r"CONVEYOR_TUNE_OBJECTIVE=loss: expected one of auc, binary_accuracy"),
     ([], {"CONVEYOR_TUNE_MAX_SECONDS": "0"}, r"CONVEYOR_TUNE_MAX_SECONDS=0: expected a number > 0"),
     ([], {"CONVEYOR_TUNE_MAX_TRIALS": "many"}, r"CONVEYOR_TUNE_MAX_TRIALS=many: expected an integer"),
