@@ -33,7 +33,7 @@ from models import features, model
 # The search space: every value the oracle may pick, per HParams field; each default (the value
 # model.HParams has) is among them. Network shapes are "64-32" (units of each dense layer).
 SEARCH_SPACE: dict[str, tuple[Any, ...]] = {
-    "learning_rate": (0.0003, 0.001, 0.003, 0.01, 0.03),
+    "learning_rate": (0.0001, 0.0003, 0.001, 0.003, 0.01),
     "hidden_units": ("32-16", "64-32", "128-64", "256-128", "128-64-32"),
     "embedding_dim": (4, 8, 16),
     "dropout": (0.0, 0.1, 0.2, 0.3, 0.4),
