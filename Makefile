@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.conveyor-installed
 export GRPC_ENABLE_FORK_SUPPORT = false
 export TF_CPP_MIN_LOG_LEVEL = 2
 
-.PHONY: setup data run lint test test-fast test-slow bench bench-scale bench-serving serve monitor tensorboard notebooks lock clean
+.PHONY: setup data run lint test test-fast test-slow bench bench-scale bench-serving bench-tuning serve monitor tensorboard notebooks lock clean
 
 ## setup: host prerequisites (glibc >= 2.39), .venv from requirements.lock, the project (editable)
 setup: $(STAMP) data
@@ -71,6 +71,11 @@ bench: setup
 ## Transform, in_memory and multi_processing, vs a pandas describe() (long: about 50 minutes)
 bench-scale: setup
 	$(PY) -m benchmarks.scale_bench $(ARGS)
+
+## bench-tuning: the tuned model against the default on the same eval data, 3 seeds: `conveyor run` on the
+## two default spans, then `conveyor tune` (about 12 minutes on 2 cores; ARGS="--max-trials N --seeds 0 1 2 3")
+bench-tuning: setup
+	$(PY) -m benchmarks.tuning_bench $(ARGS)
 
 ## bench-serving: server latency/throughput vs the in-process SavedModel call, and hot swaps under load
 bench-serving: setup

@@ -14,6 +14,7 @@ setup(
     package_data={
         "schema": ["schema.pbtxt", "completeness.json"],
         "pipeline": ["templates/*.html.j2"],
+        "conveyor": ["templates/*.html.j2"],
         "conveyor.local": ["templates/*.html.j2"],
         "monitoring": ["templates/*.html.j2"],
     },

@@ -1,4 +1,5 @@
-"""Interactive viewers on 127.0.0.1: TensorBoard on the latest Trainer logs, JupyterLab on notebooks/."""
+"""Interactive viewers on 127.0.0.1: TensorBoard on the latest Trainer logs (and the latest Tuner's
+trials, for the HParams dashboard), JupyterLab on notebooks/."""
 from __future__ import annotations
 
 import os
@@ -6,6 +7,7 @@ import sys
 import threading
 
 from metadata import connection, runs
+from pipeline.artifact_properties import TUNER_ID, TUNER_TENSORBOARD_DIR
 from pipeline.configs import REPO_ROOT, PipelineConfig
 
 HOST = "127.0.0.1"
@@ -22,12 +24,24 @@ def trainer_logdir(config: PipelineConfig) -> tuple[str, runs.NodeExecution]:
     return trainer.outputs["model_run"][0].uri, trainer
 
 
-def serve_tensorboard(logdir: str, port: int) -> None:
-    """Serve TensorBoard on 127.0.0.1 until interrupted; port 0 picks a free one."""
+def tuner_logdir(config: PipelineConfig) -> tuple[str, runs.NodeExecution] | None:
+    """The TensorBoard logs of the newest Tuner's trials (one folder per trial, with its
+    hyperparameters: pipeline/components/tuner.py), None before the first tuning."""
+    store = connection.open_metadata(config)
+    tuner = runs.latest_execution_with(store, config.pipeline_name, TUNER_ID, "tuner_results")
+    if tuner is None:
+        return None
+    return f"{tuner.outputs['tuner_results'][0].uri}/{TUNER_TENSORBOARD_DIR}", tuner
+
+
+def serve_tensorboard(logdir: str, port: int, tuner_logdir: str | None = None) -> None:
+    """Serve TensorBoard on 127.0.0.1 until interrupted; port 0 picks a free one. With
+    `tuner_logdir`, the Trainer's runs are under trainer/ and the trials under tuner/."""
     from tensorboard import program
 
+    logs = ["--logdir_spec", f"trainer:{logdir},tuner:{tuner_logdir}"] if tuner_logdir else ["--logdir", logdir]
     board = program.TensorBoard()
-    board.configure(argv=[None, "--logdir", logdir, "--host", HOST, "--port", str(port), "--load_fast", "false"])
+    board.configure(argv=[None, *logs, "--host", HOST, "--port", str(port), "--load_fast", "false"])
     url = board.launch()
     print(f"conveyor: TensorBoard at {url} (Ctrl-C stops it)", flush=True)
     try:

@@ -202,7 +202,7 @@ def _resume_rollback(config: PipelineConfig, decision: Decision) -> str:
 
 def _launch(config: PipelineConfig, launch: Launch, decision: Decision) -> None:
     """Run `decision.span` of `decision.span_source` and record the outcome on the decision."""
-    outcome = launch(config.replace(span=decision.span, span_source=decision.span_source), "+".join(decision.triggers))
+    outcome = launch(config.replace(span=decision.span, span_source=decision.span_source, tune=decision.tune or None), "+".join(decision.triggers))
     decision.run_id = outcome.run_id
     if outcome.ok:
         decision.outcome = OK

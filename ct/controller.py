@@ -25,7 +25,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Callable
 
-from ct import actions, decisions, feedback, guard, signals
+from ct import actions, decisions, feedback, guard, retune, signals
 from ct.decisions import BUSY, CRASHED, Decision
 from ct.launcher import Launch
 from data.spans_io import FEEDBACK, label
@@ -144,6 +144,8 @@ def evaluate(config: PipelineConfig, now: float, reason: str | None = None) -> D
     waiting = [t for t in fired if t not in acted]
     if waiting:
         decision.reason += f" (also fired: {', '.join(waiting)}; judged again next tick)"
+    if not hits["guard"]:
+        retune.apply(config, decision, history)
     return decision
 
 

@@ -50,6 +50,7 @@ class Decision:
     alerts: list[str] = field(default_factory=list)  # what needs a person's attention, acted on or not
     id: str | None = None  # names a fired decision in its journal (ct/journal.py) and its feedback span
     resumed: list[dict[str, Any]] = field(default_factory=list)  # each interruption and how a later tick went on
+    tune: bool = False  # the launched run searched the hyperparameters first (ct/retune.py says why)
 
     @property
     def launched(self) -> bool:

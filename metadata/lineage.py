@@ -29,6 +29,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from data import files, spans_io
 from metadata import connection, runs
+from metadata import hyperparameters as hyperparameters_lib
 from pipeline import anomalies as anomalies_lib
 from pipeline import blessing_checks, evaluation, user_code, versions
 from pipeline.artifact_properties import (
@@ -97,6 +98,7 @@ class ModelLineage:
     train_steps: int
     eval_steps: int
     custom_config: dict[str, Any]  # hyperparameter overrides, seed (and code_version when installed)
+    hyperparameters: hyperparameters_lib.Hyperparameters  # every value the model trained with, and whence
     trainer_code: str
     evaluation_uri: str
     evaluation: evaluation.Evaluation  # both models' metrics per slice and the verdict's reasons
@@ -133,7 +135,7 @@ def _single(node: runs.NodeExecution, side: str, key: str) -> metadata_store_pb2
     return artifacts[0]
 
 
-def _code(node: runs.NodeExecution, fn_property: str) -> str:
+def code_of(node: runs.NodeExecution, fn_property: str) -> str:
     """How an execution named its code: the wheel TFX built for a module_file, or the installed function."""
     module_path = runs.exec_property(node, "module_path")
     if module_path:
@@ -143,7 +145,7 @@ def _code(node: runs.NodeExecution, fn_property: str) -> str:
     return f"{runs.exec_property(node, fn_property)} (installed, code {config.get(user_code.CODE_VERSION_KEY, '?')})"
 
 
-def _span_lineage(store: metadata_store.MetadataStore, validated: metadata_store_pb2.Artifact) -> SpanLineage:
+def span_lineage(store: metadata_store.MetadataStore, validated: metadata_store_pb2.Artifact) -> SpanLineage:
     gate = _producer(store, validated, "DataGate")
     examples = _single(gate, "inputs", "examples")
     anomalies = _single(gate, "inputs", "anomalies")
@@ -171,11 +173,8 @@ def _span_lineage(store: metadata_store.MetadataStore, validated: metadata_store
     )
 
 
-def _infra_verdict(pusher: runs.NodeExecution) -> InfraVerdict | None:
-    found = pusher.inputs.get("infra_blessing", [])
-    if not found:
-        return None
-    blessing = found[0]
+def infra_verdict(blessing: metadata_store_pb2.Artifact) -> InfraVerdict:
+    """InfraCheck's verdict, from its InfraBlessing."""
     return InfraVerdict(
         passed=runs.custom_property(blessing, BLESSED_KEY) == 1,
         checked=int(runs.custom_property(blessing, CHECKED_KEY) or 0),
@@ -184,7 +183,7 @@ def _infra_verdict(pusher: runs.NodeExecution) -> InfraVerdict | None:
     )
 
 
-def _validated_spans(store: metadata_store.MetadataStore, window: list[metadata_store_pb2.Artifact]) -> list[metadata_store_pb2.Artifact]:
+def validated_spans(store: metadata_store.MetadataStore, window: list[metadata_store_pb2.Artifact]) -> list[metadata_store_pb2.Artifact]:
     """DataGate's artifacts behind a training window (a "stores" window lists them by URI)."""
     validated = []
     for artifact in window:
@@ -226,16 +225,17 @@ def trace(store: metadata_store.MetadataStore, serving_root: str, version: str) 
         pushed_path=destination,
         pushed_at=datetime.datetime.fromtimestamp(int(version), datetime.timezone.utc),
         run_id=runs.run_of(store, pusher.execution.id),
-        spans=[_span_lineage(store, a) for a in _validated_spans(store, transform.inputs.get("examples", []))],
+        spans=[span_lineage(store, a) for a in validated_spans(store, transform.inputs.get("examples", []))],
         schema_uri=schema.uri,
         schema_file=str(runs.exec_property(schema_gen, "schema_file")),
         transform_graph_uri=transform_graph.uri,
-        transform_code=_code(transform, "preprocessing_fn"),
+        transform_code=code_of(transform, "preprocessing_fn"),
         model_uri=model.uri,
         train_steps=int(runs.exec_property(trainer, "train_args")["num_steps"]),
         eval_steps=int(runs.exec_property(trainer, "eval_args")["num_steps"]),
         custom_config=dict(runs.exec_property(trainer, "custom_config") or {}),
-        trainer_code=_code(trainer, "run_fn"),
+        hyperparameters=hyperparameters_lib.of_trainer(store, trainer),
+        trainer_code=code_of(trainer, "run_fn"),
         evaluation_uri=evaluation_uri,
         evaluation=result,
         blessed=runs.custom_property(blessing, "blessed") == 1,
@@ -243,7 +243,7 @@ def trace(store: metadata_store.MetadataStore, serving_root: str, version: str) 
         baseline_version=runs.baseline_version(store, baseline[0], before=version) if baseline else None,
         thresholds=blessing_checks.recorded_thresholds(runs.exec_property(evaluator, "eval_config") or {}),
         gate=evaluation.Gate(**gate) if gate else evaluation.Gate(min_slice_examples=0, min_class_examples=0),
-        infra=_infra_verdict(pusher),
+        infra=infra_verdict(pusher.inputs["infra_blessing"][0]) if pusher.inputs.get("infra_blessing") else None,
     )
 
 
@@ -358,6 +358,7 @@ def format_lineage(lineage: ModelLineage) -> str:
         f"trainer:    model {lineage.model_uri}",
         f"            steps train {lineage.train_steps}, eval {lineage.eval_steps}",
         f"            custom_config {json.dumps(lineage.custom_config, sort_keys=True)}",
+        *(f"            {label:<15} {line}" for label, line in zip(("hyperparameters", ""), hyperparameters_lib.describe(lineage.hyperparameters))),
         f"            code  {lineage.trainer_code}",
         f"evaluation: {lineage.evaluation_uri}",
         f"            overall  {_metrics_line(lineage.metrics)}",

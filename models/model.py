@@ -38,14 +38,24 @@ class HParams:
 
     @classmethod
     def from_config(cls, config: dict[str, Any] | None) -> "HParams":
+        """HParams from a dict of some of its fields (others ignored); hidden_units as a list or
+        as the search space spells it ("64-32", models/tuning.py)."""
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in (config or {}).items() if k in known}
         if "hidden_units" in values:
-            values["hidden_units"] = tuple(values["hidden_units"])
+            units = values["hidden_units"]
+            values["hidden_units"] = tuple(int(u) for u in (units.split("-") if isinstance(units, str) else units))
         return cls(**values)
 
 
-def _categorical_sizes(tf_transform_output: tft.TFTransformOutput) -> dict[str, int]:
+def resolve_hparams(hyperparameters: dict[str, Any] | None, custom_config: dict[str, Any] | None) -> HParams:
+    """What the Trainer trains with: the defaults, then the Tuner's choice (`hyperparameters`: the
+    newest best_hyperparameters, KerasTuner's HyperParameters config, or None before the first
+    tuning), then the pipeline's explicit overrides (custom_config: PipelineConfig.hparams)."""
+    return HParams.from_config({**(hyperparameters or {}).get("values", {}), **(custom_config or {})})
+
+
+def categorical_sizes(tf_transform_output: tft.TFTransformOutput) -> dict[str, int]:
     """Transformed categorical feature -> number of distinct ids it can take."""
     sizes = {}
     for key in features.BUCKET_FEATURES:
@@ -180,7 +190,7 @@ def make_deterministic(seed: int) -> None:
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point: train on the window (through the Transform graph), log to TensorBoard, export."""
-    hparams = HParams.from_config(fn_args.custom_config)
+    hparams = resolve_hparams(fn_args.hyperparameters, fn_args.custom_config)
     seed = int((fn_args.custom_config or {}).get("seed", 0))
     make_deterministic(seed)  # before anything random is created: the datasets' shuffles included
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
@@ -188,7 +198,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, hparams.batch_size, seed)
     epochs = max(1, min(hparams.epochs, fn_args.train_steps))
     steps_per_epoch = max(1, fn_args.train_steps // epochs)
-    model = build_model(_categorical_sizes(tf_transform_output), hparams, steps_per_execution=steps_per_epoch)
+    model = build_model(categorical_sizes(tf_transform_output), hparams, steps_per_execution=steps_per_epoch)
     model.fit(
         train,
         steps_per_epoch=steps_per_epoch,
@@ -200,6 +210,6 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         shuffle=False,  # the dataset factory already shuffles
         verbose=0,
     )
-    with open(os.path.join(fn_args.model_run_dir, "hparams.json"), "w") as handle:
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "hparams.json"), "w") as handle:
         json.dump(asdict(hparams), handle)
     export(model, tf_transform_output, fn_args.serving_model_dir)

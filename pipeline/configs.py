@@ -38,6 +38,7 @@ HISTORY_SOURCES = ("mlmd", "stores")
 #                 two `setup.py bdist_wheel` and two `pip install` subprocesses, ~5 s of every run.
 USER_CODE_FORMS = ("installed", "module_file")
 DRIFT_POLICIES = ("block", "warn")
+TUNE_OBJECTIVES = ("auc", "binary_accuracy")  # models/tuning.py OBJECTIVES
 # Span namespaces (data/spans_io.py): "upstream" spans under spans_root, "feedback" spans the CT
 # controller builds from labelled served traffic under <home>/feedback/spans.
 SPAN_SOURCES = ("upstream", "feedback")
@@ -120,6 +121,17 @@ class PipelineConfig:
     hparams: Mapping[str, Any] = field(default_factory=dict)  # overrides of models.model.HParams
     seed: int = 0
 
+    # Tuning (models/tuning.py; docs/pipeline.md#tuning). With `tune` the run searches the
+    # hyperparameters with TFX's Tuner on its window and trains with the best; without, the
+    # Trainer takes the newest Tuner's choice, or the defaults before the first tuning. The search
+    # maximises the validation `tune_objective` (auc or binary_accuracy) over at most
+    # tune_max_trials trials (the first: the defaults), starting none after tune_max_seconds.
+    # Each trial trains train_steps steps: ~8 s on 2 cores for the default window of 2 spans.
+    tune: bool = False
+    tune_objective: str = "auc"
+    tune_max_trials: int = 10
+    tune_max_seconds: float = 180.0
+
     # Evaluation and blessing (docs/pipeline.md, "Blessing", has the measurements behind them).
     thresholds: tuple[Threshold, ...] = (
         Threshold("binary_accuracy", lower_bound=0.7, max_drop=0.015, slice_max_drop=0.08),
@@ -169,6 +181,11 @@ class PipelineConfig:
     ct_schedule_hours: float = 24.0
     guard_min_labels: int = 200
     guard_alpha: float = 0.01
+    # Re-tuning (ct/retune.py): a launched run searches the hyperparameters again when this many
+    # models were trained since the newest tuning (0: never by count), or when a performance
+    # retrain did not bring live accuracy back above the floor (retune_on_failed_recovery).
+    retune_every_retrains: int = 10
+    retune_on_failed_recovery: bool = True
 
     @property
     def ct_dir(self) -> Path:
@@ -232,6 +249,7 @@ class PipelineConfig:
             ("user_code", USER_CODE_FORMS),
             ("drift_policy", DRIFT_POLICIES),
             ("span_source", SPAN_SOURCES),
+            ("tune_objective", TUNE_OBJECTIVES),
         ):
             if getattr(self, name) not in allowed:
                 raise SettingError(name, getattr(self, name), f"expected one of {', '.join(allowed)}")
@@ -303,6 +321,11 @@ class PipelineConfig:
         return self.remote_schema or str(self.schema_path)
 
     @property
+    def tuning_index_uri(self) -> str:
+        """Where the "stores" Tuner records each search, read by LatestTunedHyperparameters."""
+        return self.pipeline_root_uri.rstrip("/") + "/tuned_hyperparameters"
+
+    @property
     def validated_spans_uri(self) -> str:
         """The index of spans that passed DataGate, read by the "stores" span window."""
         return self.pipeline_root_uri.rstrip("/") + "/validated_spans"
@@ -343,6 +366,15 @@ class PipelineConfig:
 
     def trainer_config(self) -> dict[str, Any]:
         return {**self.hparams, "seed": self.seed}
+
+    def tuner_config(self) -> dict[str, Any]:
+        """The Tuner's custom_config (models/tuning.py tuner_fn)."""
+        return {
+            "seed": self.seed,
+            "objective": self.tune_objective,
+            "max_trials": self.tune_max_trials,
+            "max_seconds": self.tune_max_seconds,
+        }
 
     def replace(self, **changes: Any) -> "PipelineConfig":
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

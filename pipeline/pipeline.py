@@ -7,7 +7,9 @@
                  examples and statistics)
     -> span window (validated upstream spans N-K+1..N and feedback spans M-J+1..M, one artifact per span)
     -> Transform (analyses only the new span: the analyzer cache of the previous span's Transform
-                  holds the rest of the window) -> Trainer
+                  holds the rest of the window)
+    -> Tuner (`config.tune`: searches the hyperparameters on the window) or latest_hyperparameters
+       (the newest Tuner's choice, none before the first tuning) -> Trainer
     -> Evaluator (vs the model serving now; Conveyor's blessing rule)
     -> InfraCheck (the candidate answers real eval examples through the serving code)
     -> Pusher (blessed by both only; stages the version) -> Publish (makes it visible once recorded,
@@ -29,6 +31,7 @@ from tfx.proto import range_config_pb2
 
 from data import spans_io
 from pipeline import evaluation, user_code
+from pipeline.artifact_properties import INDEX_URI_KEY, TUNER_ID
 from pipeline.components.baseline_model import baseline_resolver
 from pipeline.components.data_gate import DataGate
 from pipeline.components.example_gen import CsvExampleGen
@@ -37,14 +40,18 @@ from pipeline.components.infra_check import InfraCheck
 from pipeline.components.previous_statistics import PreviousValidatedStatistics
 from pipeline.components.push import Publish, StagingPusher
 from pipeline.components.pushed_baseline import PreviousPushedModel
+from pipeline.components.span_resolvers import LatestIfAnyStrategy, earlier_output_resolver, previous_span_resolver, span_window_resolver
 from pipeline.components.span_window import SpanWindow
-from pipeline.components.span_resolvers import earlier_output_resolver, previous_span_resolver, span_window_resolver
+from pipeline.components.trainer import Trainer
+from pipeline.components.tuned_hyperparameters import LatestTunedHyperparameters
+from pipeline.components.tuner import Tuner
 from pipeline.configs import PipelineConfig
 from schema import derive
 
 DATA_GATE_ID = "DataGate"
 TRANSFORM_ID = "Transform"
 ANALYZER_CACHE_ID = "analyzer_cache"
+LATEST_HYPERPARAMETERS_ID = "latest_hyperparameters"
 COMPLETENESS_KEYS = ("floors", "natural_missing", "variation", "tolerance")  # what DataGate reads of completeness.json
 
 
@@ -129,6 +136,41 @@ def _previous_statistics(config: PipelineConfig, example_gen: Any) -> tuple[Any,
     return node, node.outputs["candidates"]
 
 
+def _hyperparameters(config: PipelineConfig, examples: Any, transform: Any, schema: Any, example_gen: Any) -> tuple[Any, Any]:
+    """The node giving the Trainer its hyperparameters and its channel: with `config.tune` the
+    Tuner searching them on this window; else the newest Tuner's choice in this pipeline (nothing
+    before the first tuning: the Trainer takes the defaults), found by a resolver ("mlmd") or read
+    from the tuning index the stores-form Tuner writes ("stores"). Both read once this run's span
+    is ingested, so the two forms have the same edges."""
+    if config.tune:
+        args = user_code.tuner_args(config)
+        if config.history == "stores":
+            args["custom_config"] = {**args["custom_config"], INDEX_URI_KEY: config.tuning_index_uri}
+        tuner = Tuner(
+            examples=examples,
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema,
+            train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
+            eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
+            **args,
+        ).with_id(TUNER_ID)
+        return tuner, tuner.outputs["best_hyperparameters"]
+    if config.history == "stores":
+        latest = LatestTunedHyperparameters(current=example_gen.outputs["examples"], index_uri=config.tuning_index_uri)
+        latest = latest.with_id(LATEST_HYPERPARAMETERS_ID)
+        return latest, latest.outputs["hyperparameters"]
+    resolver = tfx.dsl.Resolver(
+        strategy_class=LatestIfAnyStrategy,
+        hyperparameters=tfx.dsl.Channel(
+            type=tfx.types.standard_artifacts.HyperParameters,
+            producer_component_id=TUNER_ID,
+            output_key="best_hyperparameters",
+        ),
+    ).with_id(LATEST_HYPERPARAMETERS_ID)
+    resolver.add_upstream_node(example_gen)  # a plain Channel carries no run dependency
+    return resolver, resolver.outputs["hyperparameters"]
+
+
 def create_components(config: PipelineConfig) -> list[Any]:
     example_gen = _example_gen(config)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
@@ -183,10 +225,12 @@ def create_components(config: PipelineConfig) -> list[Any]:
         materialize=False,
         **user_code.transform_args(config),
     ).with_id(TRANSFORM_ID)
-    trainer = tfx.components.Trainer(
+    hyperparameter_source, hyperparameters = _hyperparameters(config, examples, transform, schema, example_gen)
+    trainer = Trainer(
         examples=examples,
         transform_graph=transform.outputs["transform_graph"],
         schema=schema,
+        hyperparameters=hyperparameters,
         train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
         eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
         **user_code.trainer_args(config),
@@ -233,6 +277,7 @@ def create_components(config: PipelineConfig) -> list[Any]:
         span_window,
         *([analyzer_cache] if analyzer_cache else []),
         transform,
+        hyperparameter_source,
         trainer,
         baseline_model,
         evaluator,

@@ -36,16 +36,17 @@ RANGES: dict[str, tuple[Any, str]] = {
     **{name: _at_least(1) for name in (
         "window_spans", "train_buckets", "eval_buckets", "train_steps", "eval_steps", "infra_check_examples",
         "max_request_bytes", "max_batch_instances", "max_string_bytes", "max_connections", "guard_min_labels",
-        "monitor_min_predictions", "live_min_labels", "live_min_class_labels", "mysql_port",
+        "monitor_min_predictions", "live_min_labels", "live_min_class_labels", "mysql_port", "tune_max_trials",
     )},
     **{name: _at_least(0) for name in (
         "span", "feedback_window_spans", "beam_workers", "serving_workers", "seed", "min_rows_ratio",
         "completeness_drop", "median_shift", "batch_gather_seconds", "max_extra_versions",
-        "tensorflow_intra_op_parallelism", "request_log_max_bytes", "serving_port",
+        "tensorflow_intra_op_parallelism", "request_log_max_bytes", "serving_port", "retune_every_retrains",
     )},
     **{name: _above(0) for name in (
         "poll_seconds", "idle_timeout_seconds", "header_timeout_seconds", "body_timeout_seconds",
         "load_retry_max_seconds", "request_log_retention_hours", "monitor_window_hours", "ct_schedule_hours",
+        "tune_max_seconds",
     )},
     "broken_feed_factor": _above(1),
     "tensorflow_inter_op_parallelism": _at_least(-1),

@@ -15,6 +15,7 @@ from pipeline.configs import PipelineConfig
 
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 RUN_FN = "models.model.run_fn"
+TUNER_FN = "models.tuning.tuner_fn"
 CODE_VERSION_KEY = "code_version"
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
@@ -37,3 +38,9 @@ def trainer_args(config: PipelineConfig) -> dict[str, Any]:
     if config.user_code == "module_file":
         return {"module_file": str(config.model_module), "custom_config": config.trainer_config()}
     return {"run_fn": RUN_FN, "custom_config": {**config.trainer_config(), CODE_VERSION_KEY: fingerprint()}}
+
+
+def tuner_args(config: PipelineConfig) -> dict[str, Any]:
+    if config.user_code == "module_file":
+        return {"module_file": str(config.model_module.parent / "tuning.py"), "custom_config": config.tuner_config()}
+    return {"tuner_fn": TUNER_FN, "custom_config": {**config.tuner_config(), CODE_VERSION_KEY: fingerprint()}}

@@ -16,7 +16,8 @@ from data import spans_io
 from tests.conftest import SMALL_SPAN_ROWS
 from tests.serving_helpers import CONVEYOR
 
-READ_ONLY = (["models"], ["lineage"], ["ct", "status"], ["rollback"], ["monitor"], ["tensorboard", "--port", "0"], ["serve", "--port", "0"])
+READ_ONLY = (["models"], ["lineage"], ["runs"], ["runs", "compare", "1", "2"], ["ct", "status"], ["rollback"], ["monitor"],
+             ["tensorboard", "--port", "0"], ["serve", "--port", "0"])
 
 
 def conveyor(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -85,7 +86,7 @@ def test_a_mistyped_flag_gets_the_nearest_one_and_a_prefix_is_not_a_flag(tmp_pat
     assert_one_line(conveyor("run", "--home", home, "--train-step", "5"), 2,
                     r"conveyor run: unknown flag --train-step \(did you mean --train-steps\?\) .*")
     assert_one_line(conveyor("ct", "status", "--hom", home), 2, r"conveyor ct status: unknown flag --hom \(did you mean --home\?\) .*")
-    assert_one_line(conveyor("modles"), 2, r"conveyor: argument COMMAND: 'modles' is not one of run, ct, .* \(did you mean models\?\) .*")
+    assert_one_line(conveyor("modles"), 2, r"conveyor: argument COMMAND: 'modles' is not one of run, tune, ct, .* \(did you mean models\?\) .*")
     assert_one_line(conveyor("ct", "tick", "--home", home, "--drift-policy", "nope"), 2,
                     r"conveyor ct tick: argument --drift-policy: 'nope' is not one of block, warn .*")
     assert not (tmp_path / "h").exists()
@@ -100,7 +101,36 @@ def test_missing_spans_are_one_line(tmp_path, shipped_rows):
     assert not (tmp_path / "h").exists()
 
 
-@pytest.mark.parametrize("command", (["models"], ["lineage"], ["ct", "status"]), ids=" ".join)
+def test_tune_without_an_ingested_span_is_one_line_and_creates_nothing(shipped_rows, tmp_path):
+    spans_io.write_span(tmp_path / "spans", 1, shipped_rows[:10])
+    done = conveyor("tune", "--home", str(tmp_path / "h"), "--spans-root", str(tmp_path / "spans"))
+    assert_one_line(done, 2, r"conveyor tune: --home .*/h: no span ingested yet, so no window to tune on \(`conveyor run` first, or --span N\)")
+    assert not (tmp_path / "h").exists()
+
+
+@pytest.mark.parametrize("args, env, expected", (
+    (["--max-trials", "0"], {}, r"argument --max-trials: expected an integer >= 1, got '0' \(see `conveyor tune --help`\)"),
+    (["--objective", "loss"], {}, r"argument --objective: 'loss' is not one of auc, binary_accuracy \(see `conveyor tune --help`\)"),
+    ([], {"CONVEYOR_TUNE_OBJECTIVE": "loss"}, r"CONVEYOR_TUNE_OBJECTIVE=loss: expected one of auc, binary_accuracy"),
+    ([], {"CONVEYOR_TUNE_MAX_SECONDS": "0"}, r"CONVEYOR_TUNE_MAX_SECONDS=0: expected a number > 0"),
+    ([], {"CONVEYOR_TUNE_MAX_TRIALS": "many"}, r"CONVEYOR_TUNE_MAX_TRIALS=many: expected an integer"),
+), ids=("flag-trials", "flag-objective", "env-objective", "env-seconds", "env-trials"))
+def test_a_bad_tuning_setting_is_one_line_naming_it(args, env, expected, tmp_path):
+    done = conveyor("tune", "--home", str(tmp_path / "h"), *args, env=env)
+    assert_one_line(done, 2, rf"conveyor tune: {expected}")
+    assert not (tmp_path / "h").exists()
+
+
+def test_runs_compare_names_an_unknown_run_and_a_page_it_cannot_write(small_run, tmp_path):
+    home = str(small_run[0].home)
+    assert_one_line(conveyor("runs", "compare", "1", "7", "--home", home), 2,
+                    r"conveyor runs compare: 7: no such run \(expected a number from `conveyor runs`, 1\.\.1, or a run id\)")
+    assert_one_line(conveyor("runs", "compare", "1", "1", "--home", home, "--html", str(tmp_path / "no" / "page.html")), 2,
+                    r"conveyor runs compare: --html .*/no/page.html: expected a file in an existing folder")
+    assert not (tmp_path / "no").exists()
+
+
+@pytest.mark.parametrize("command", (["models"], ["lineage"], ["runs"], ["ct", "status"]), ids=" ".join)
 def test_a_reader_that_went_away_ends_the_command_quietly(command, small_run):
     """`conveyor models | head -1`, made certain: the pipe's reading end is closed before the command writes."""
     read, write = os.pipe()

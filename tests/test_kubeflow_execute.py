@@ -3,13 +3,15 @@
 Every task runs through TFX's v2 container entrypoint as a process of its own, forked from a warm
 interpreter (conveyor/kubeflow/warm_start.py), with an ExecutorInput built from the spec and the artifacts
 its upstream executors reported (conveyor/kubeflow/spec_harness.py); a temp directory stands in for the
-bucket. The check executes span 1, span 2 (drift scored against span 1), then span 2 again
-unchanged (served from the cache). The Vertex form of ExampleGen (its driver hook, which
+bucket. The check executes span 1, span 2 (drift scored against span 1), span 2 with the tuning
+spec (TFX's Tuner, 2 trials, before the Trainer), then that again unchanged (served from the
+cache). The Vertex form of ExampleGen (its driver hook, which
 open-source KFP does not run) is checked against the KFP form on the same data.
 """
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,23 +29,26 @@ from pipeline.components import span_window
 from tests.conftest import SMALL_SPAN_ROWS
 
 pytestmark = pytest.mark.timeout(3600)
-TASKS = 14
+TASKS = 15
+TRIALS = 2
 
 
 @pytest.fixture(scope="module")
 def checked(shipped_rows, tmp_path_factory):
-    """The check as a user runs it, on spans 1 and 2 (800 rows each): (process, check.json, bucket)."""
+    """The check as a user runs it, on spans 1 and 2 (800 rows each), tuning with a budget of 2
+    trials: (process, check.json, bucket)."""
     base = tmp_path_factory.mktemp("kubeflow_check")
     spans_root, check_dir = base / "spans", base / "check"
     for span in (1, 2):
         spans_io.write_span(spans_root, span, shipped_rows[(span - 1) * SMALL_SPAN_ROWS : span * SMALL_SPAN_ROWS])
     conveyor = Path(sys.executable).parent / "conveyor"
-    command = [str(conveyor), "kubeflow", "--target", "kfp", "--check-locally", "--spans-root", str(spans_root)]
+    command = [str(conveyor), "kubeflow", "--target", "kfp", "--check-locally", "--tune", "--spans-root", str(spans_root)]
     done = subprocess.run(
         [*command, "--check-dir", str(check_dir), "--train-steps", "100", "--eval-steps", "5"],
         capture_output=True,
         text=True,
         timeout=3500,
+        env={**os.environ, "CONVEYOR_TUNE_MAX_TRIALS": str(TRIALS)},
     )
     record = json.loads((check_dir / local_check.RESULT_FILE).read_text())
     return done, record, check_dir / "bucket" / "conveyor"
@@ -57,14 +62,16 @@ def test_the_check_passes_and_says_what_it_ran(checked):
     done, record, _ = checked
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert record["ok"] and record["problems"] == []
-    assert [e["what"] for e in record["executions"]] == ["span 1", "span 2", "span 2 again, unchanged"]
+    assert [e["what"] for e in record["executions"]] == ["span 1", "span 2", "span 2 tuned", "span 2 again, unchanged"]
     assert done.stdout.rstrip().endswith("check passed")
 
 
 def test_every_task_ran_through_the_container_entrypoint_in_a_process_forked_warm(checked):
     _, record, bucket = checked
-    ran = [t for run in (0, 1) for t in _tasks(record, run).values() if t["status"] == spec_harness.RAN]
-    assert len(_tasks(record, 0)) == len(_tasks(record, 1)) == TASKS and len(ran) == 2 * TASKS - 1
+    ran = {run: [t for t in _tasks(record, run).values() if t["status"] == spec_harness.RAN] for run in (0, 1, 2)}
+    assert len(_tasks(record, 0)) == len(_tasks(record, 1)) == len(_tasks(record, 2)) == TASKS
+    assert len(ran[0]) + len(ran[1]) == 2 * TASKS - 1
+    ran = [*ran[0], *ran[1], *ran[2]]
     for task in ran:
         log = Path(task["log"]).read_text()
         assert "Starting executor" in log, task["task"]  # kubeflow_v2_run_executor's own line, in the task's process
@@ -86,8 +93,10 @@ def test_each_span_ends_with_a_blessed_model_staged_then_published_in_the_bucket
         meta = tasks["Pusher"]["outputs"]["pushed_model"]["metadata"]
         assert meta["pushed"] == 1 and meta["pushed_destination"] == f"{bucket}/serving_model/{meta['pushed_version']}"
         pushed.append(meta["pushed_version"])
-    # Publish renamed each staged folder into place with its record: both versions are ready to serve.
-    assert versions.ready_versions(bucket / "serving_model") == pushed
+    # Publish renamed each staged folder into place with its record: both versions are ready to serve
+    # (and the tuned run's, if it pushed one).
+    tuned = _tasks(record, 2)["Pusher"]["outputs"]["pushed_model"]["metadata"]
+    assert versions.ready_versions(bucket / "serving_model") == pushed + ([tuned["pushed_version"]] if tuned["pushed"] == 1 else [])
     assert [versions.read_record(bucket / "serving_model", v)["version"] for v in pushed] == pushed
     assert versions.staged_versions(bucket / "serving_model") == []
     # Before the first push there is no baseline: PreviousPushedModel's output is empty. The second
@@ -135,12 +144,38 @@ def test_the_first_span_has_no_drift_baseline_and_the_second_is_scored_against_i
 
 def test_the_unchanged_execution_is_fully_cached_and_publishes_nothing(checked):
     _, record, bucket = checked
-    tasks = _tasks(record, 2)
+    tasks = _tasks(record, 3)
     assert len(tasks) == TASKS and {t["status"] for t in tasks.values()} == {spec_harness.CACHED}
-    assert tasks["Pusher"]["outputs"] == _tasks(record, 1)["Pusher"]["outputs"]  # span 2's push, handed on again
-    assert len(versions.ready_versions(bucket / "serving_model")) == 2
+    assert tasks["Pusher"]["outputs"] == _tasks(record, 2)["Pusher"]["outputs"]  # the tuned run's push, handed on again
+    tuned_push = _tasks(record, 2)["Pusher"]["outputs"]["pushed_model"]["metadata"]["pushed"]
+    assert len(versions.ready_versions(bucket / "serving_model")) == 2 + tuned_push
     # Span 2's run used the cache only for what did not change: the schema import.
     assert [n for n, t in _tasks(record, 1).items() if t["status"] == spec_harness.CACHED] == ["ImportSchemaGen"]
+
+
+def test_the_tuned_execution_searches_records_and_trains_with_its_choice(checked):
+    from pipeline import artifact_properties as props
+    from pipeline.components import tuned_hyperparameters
+
+    _, record, bucket = checked
+    before, tuned = _tasks(record, 1), _tasks(record, 2)
+    assert "Tuner" not in before and "latest_hyperparameters" not in tuned
+    assert tuned["Tuner"]["status"] == spec_harness.RAN and tuned["Trainer"]["status"] == spec_harness.RAN
+    best = tuned["Tuner"]["outputs"]["best_hyperparameters"]
+    assert best["metadata"][props.TRIALS_PROPERTY] == TRIALS and best["metadata"][props.ENDED_BY_PROPERTY] == "trials"
+    chosen = json.loads(best["metadata"][props.TUNED_VALUES_PROPERTY])
+    trained = json.loads(tuned["Trainer"]["outputs"]["model"]["metadata"][props.HYPERPARAMETERS_PROPERTY])
+    from models.model import HParams
+
+    assert HParams.from_config(trained) == HParams.from_config(chosen)
+    # Before the search, the stores form's latest_hyperparameters gave the Trainer no values (the defaults)...
+    empty = Path(before["latest_hyperparameters"]["outputs"]["hyperparameters"]["uri"], tuned_hyperparameters.BEST_FILE)
+    assert json.loads(empty.read_text())["values"] == {}
+    assert HParams.from_config(json.loads(before["Trainer"]["outputs"]["model"]["metadata"][props.HYPERPARAMETERS_PROPERTY])) == HParams()
+    # ...and the search is in the tuning index, which the next run's latest_hyperparameters reads.
+    entry = tuned_hyperparameters.newest_entry(str(bucket / "tuned_hyperparameters"))
+    assert entry["uri"] == best["uri"] and json.loads(entry["properties"][props.TUNED_VALUES_PROPERTY]) == chosen
+    assert list(Path(tuned["Tuner"]["outputs"]["tuner_results"]["uri"], props.TUNER_TENSORBOARD_DIR).iterdir())
 
 
 @pytest.fixture(scope="module")

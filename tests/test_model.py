@@ -20,7 +20,7 @@ def export_dir(shipped_rows, tmp_path_factory):
     rows = shipped_rows[:256]
     outputs, tft_output = transform_rows(rows, tmp_path_factory.mktemp("tft"))
     hparams = model.HParams(batch_size=32)
-    keras_model = model.build_model(model._categorical_sizes(tft_output), hparams)
+    keras_model = model.build_model(model.categorical_sizes(tft_output), hparams)
     x = {k: np.array([o[k] for o in outputs]) for k in model.MODEL_INPUTS}
     y = np.array([o[features.LABEL_KEY] for o in outputs], dtype="float32")
     before = keras_model.get_weights()

@@ -14,7 +14,7 @@ import pytest
 from pipeline import pages
 from pipeline.configs import REPO_ROOT
 
-PACKAGES = ["pipeline", "conveyor.local", "monitoring"]  # every package with templates/
+PACKAGES = ["pipeline", "conveyor", "conveyor.local", "monitoring"]  # every package with templates/
 
 
 def test_every_text_is_escaped_and_an_unknown_name_is_an_error():

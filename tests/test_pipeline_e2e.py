@@ -82,7 +82,7 @@ def test_every_threshold_metric_appears_in_the_evaluation(e2e):
 def test_progress_reports_each_component_once(e2e):
     _, results = e2e
     names = [name for name, _, _ in results["first"].timings]
-    assert names.count("Trainer") == 1 and len(names) == len(set(names)) == 15
+    assert names.count("Trainer") == 1 and len(names) == len(set(names)) == 16
     assert dict((n, s) for n, s, _ in results["first"].timings)["Trainer"] == "ran"
 
 
@@ -99,7 +99,7 @@ def test_second_run_without_change_is_fully_cached(e2e):
     summary = results["cached"]
     assert summary.ok, summary.error
     statuses = {name: status for name, status, _ in summary.timings}
-    for resolver in ("span_window", "baseline_model", "previous_statistics", "analyzer_cache"):
+    for resolver in ("span_window", "baseline_model", "previous_statistics", "analyzer_cache", "latest_hyperparameters"):
         assert statuses.pop(resolver) == "resolved"
     assert set(statuses.values()) == {"cached"}, statuses
     assert results["versions_after_cached"] == results["versions_after_first"]

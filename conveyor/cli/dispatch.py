@@ -1,6 +1,8 @@
 """`conveyor`: the command-line front door. The parser, and one way every command ends.
 
     conveyor run [options]              run the pipeline locally (see local_runner.py)
+    conveyor tune [options]             search the hyperparameters on the current window (TFX Tuner),
+                                        train and push with the best; later runs train with them
     conveyor ct tick                    one continuous-training decision (for cron / KFP recurring runs);
                                         --target kfp|vertex --home gs://...: launch on a cluster
     conveyor ct watch [--interval S]    tick in a loop (on a cluster too, with tick's --target options)
@@ -15,6 +17,8 @@
     conveyor tensorboard                TensorBoard on 127.0.0.1 for the newest trained model's logs
     conveyor notebooks                  JupyterLab on 127.0.0.1 for notebooks/, reading the same home
     conveyor lineage [--version V]      what made a pushed model (default: the one serving now)
+    conveyor runs [--last N]            the pipeline runs: trigger, spans, hyperparameters, metrics, push
+    conveyor runs compare RUN_A RUN_B   two runs side by side (--html FILE: as a page)
     conveyor kubeflow [options]         compile for Kubeflow Pipelines v2 / Vertex AI (see kubeflow_runner.py);
                                         --check-locally executes the compiled spec here first
 
@@ -32,12 +36,12 @@ import sys
 from typing import Any, Sequence
 
 import speedups
-from conveyor.cli import common, ct, kubeflow, lineage, models, monitor, rollback, run, serve, viewers
+from conveyor.cli import common, ct, kubeflow, lineage, models, monitor, rollback, run, runs, serve, tune, viewers
 from pipeline.home_lock import HomeBusy
 from speedups import switch
 
 # One module per command group, each with add_parser(commands); the order is the help's.
-GROUPS = (run, ct, serve, models, rollback, monitor, viewers, lineage, kubeflow)
+GROUPS = (run, tune, ct, serve, models, rollback, monitor, viewers, lineage, runs, kubeflow)
 
 
 class ParseError(common.CommandError):

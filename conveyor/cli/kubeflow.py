@@ -56,6 +56,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--train-steps", type=common.positive_int)
     parser.add_argument("--eval-steps", type=common.positive_int)
     parser.add_argument("--no-cache", action="store_true", help="compile with caching off")
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="compile the tuning run (TFX's Tuner before the Trainer, as `conveyor tune`; its budget from "
+        "CONVEYOR_TUNE_*); with --check-locally, the last span is also run tuned",
+    )
     add_beam_args(parser)
     check = parser.add_argument_group("checking before deploying")
     check.add_argument(
@@ -142,6 +148,7 @@ def _checked(args: argparse.Namespace, problems: list[str]) -> tuple[configs.Pip
             train_steps=args.train_steps,
             eval_steps=args.eval_steps,
             enable_cache=False if args.no_cache or kfp_newest else None,
+            tune=args.tune or None,
             **{k: v for k, v in beam_overrides(args).items() if k not in where},
         )
     except common.CommandError as exc:
@@ -198,7 +205,7 @@ def _check_locally(args: argparse.Namespace) -> int:
     check_dir = args.check_dir or Path(tempfile.mkdtemp(prefix="conveyor-kubeflow-check-"))
     image = args.image or CHECK_IMAGE
     try:
-        result = local_check.run(config, args.target, image, check_dir)
+        result = local_check.run(config, args.target, image, check_dir, tune=args.tune)
     except ValueError as exc:
         raise common.CommandError(str(exc)) from None
     return 0 if result.ok else common.EXIT_FAILED

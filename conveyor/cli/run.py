@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         drift_policy=args.drift_policy,
         **beam_overrides(args),
     )
-    _check_spans_root(config, args)
+    check_spans_root(config, args)
     common.writable_home(config, args)
     started = time.monotonic()
     from pipeline import home_lock
@@ -109,7 +109,7 @@ def run_once(config: configs.PipelineConfig, verbose: bool, started: float) -> i
     return common.EXIT_FAILED if not summary.ok or summary.missing_metrics else 0
 
 
-def _check_spans_root(config: configs.PipelineConfig, args: argparse.Namespace) -> None:
+def check_spans_root(config: configs.PipelineConfig, args: argparse.Namespace) -> None:
     root = config.spans_root
     if args.spans_root:
         named = f"--spans-root {args.spans_root}"

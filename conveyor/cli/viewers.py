@@ -9,7 +9,7 @@ from conveyor.cli import common
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     for name, func, port, what in (
-        ("tensorboard", tensorboard, 6006, "TensorBoard on 127.0.0.1 for the newest Trainer's logs"),
+        ("tensorboard", tensorboard, 6006, "TensorBoard on 127.0.0.1 for the newest Trainer's logs and Tuner's trials"),
         ("notebooks", notebooks, 8888, "JupyterLab on 127.0.0.1 for notebooks/"),
     ):
         viewer = commands.add_parser(name, help=what)
@@ -28,7 +28,10 @@ def tensorboard(args: argparse.Namespace) -> int:
         except LookupError as exc:
             raise common.CommandError(str(exc), common.EXIT_FAILED) from None
         print(f"conveyor: Trainer execution {trainer.execution.id} ({trainer.state}), logs: {logdir}", flush=True)
-        viewers.serve_tensorboard(logdir, args.port)
+        tuned = viewers.tuner_logdir(config)
+        if tuned is not None:
+            print(f"conveyor: Tuner execution {tuned[1].execution.id} ({tuned[1].state}), trials: {tuned[0]} (HParams dashboard)", flush=True)
+        viewers.serve_tensorboard(logdir, args.port, tuned[0] if tuned else None)
     return 0
 
 

@@ -12,12 +12,14 @@ the image holds (schema, setup.py) are this checkout's, Beam is the in_memory Fn
 the container's `python` is this one, forked from a warm interpreter. For kfp one spec is compiled
 per span, with the span fixed (as conveyor/kubeflow/cluster_runs.py submits runs); for vertex one spec
 serves every span, the newest one being resolved at run time by the ExampleGen driver hook, which
-the harness runs as Vertex does.
+the harness runs as Vertex does. With `tune`, the last span is then run with the tuning spec (TFX's
+Tuner before the Trainer), and that spec is the one executed again unchanged.
 
 The check passes when every execution succeeds, the newest span ends with a blessed model pushed
 and published (its PUSH.json written by Publish), every span after the first has its drift scored
 against the span before it, and the unchanged execution is served entirely from the cache and
-pushes nothing. `check.json` in the check directory records every task's status and outputs.
+pushes nothing; a tuned execution must record its search and train with its choice.
+`check.json` in the check directory records every task's status and outputs.
 """
 from __future__ import annotations
 
@@ -111,8 +113,10 @@ def run(
     image: str,
     check_dir: Path,
     out: Callable[[str], None] = functools.partial(print, flush=True),
+    tune: bool = False,
 ) -> CheckResult:
-    """Execute the spec for every span of `config.spans_root`, then the last one unchanged."""
+    """Execute the spec for every span of `config.spans_root` (with `tune`, the last one once more
+    with the tuning spec), then the last execution again unchanged."""
     spans = spans_io.existing_spans(config.spans_root)
     if not spans:
         raise ValueError(spans_io.no_spans(config.spans_root))
@@ -135,12 +139,17 @@ def run(
             _execute(result, f"span {span}", spec, cluster, target, state, starter, out)
             if not result.ok:
                 return _finish(result, check_dir, out)
+        if tune:
+            spec = kubeflow.compile_spec(compiled.replace(tune=True), image, state / "specs" / f"tune-span-{spans[-1]}.yaml")
+            _execute(result, f"span {spans[-1]} tuned", spec, cluster, target, state, starter, out)
+            if not result.ok:
+                return _finish(result, check_dir, out)
         if not cluster.enable_cache:
             out("caching is off (--no-cache): no unchanged execution to check")
             return _finish(result, check_dir, out)
         before = versions.ready_versions(cluster.serving_root_uri)
         _execute(result, f"span {spans[-1]} again, unchanged", spec, cluster, target, state, starter, out)
-    _judge(result, spans, before, versions.ready_versions(cluster.serving_root_uri))
+    _judge(result, spans, before, versions.ready_versions(cluster.serving_root_uri), tune)
     return _finish(result, check_dir, out)
 
 
@@ -167,7 +176,7 @@ def _execute(
         target,
         state,
         run_id=f"check-{len(result.executions) + 1}",
-        on_task=lambda t: out(f"  {t.task:<20} {t.status:<7} {t.seconds:6.1f} s"),
+        on_task=lambda t: out(f"  {t.task:<22} {t.status:<7} {t.seconds:6.1f} s"),
         starter=starter,
     )
     result.executions.append((what, execution))
@@ -176,8 +185,25 @@ def _execute(
         result.problems.append(f"{what}: {execution.failed.task} failed: {execution.failed.error.splitlines()[0]}")
 
 
-def _judge(result: CheckResult, spans: list[int], before: list[str], after: list[str]) -> None:
+def _judge_tuning(result: CheckResult, what: str, execution: spec_harness.Execution) -> None:
+    """The tuned execution recorded its search and trained with its choice."""
+    from metadata.hyperparameters import format_value
+    from pipeline.artifact_properties import HYPERPARAMETERS_PROPERTY, TRIALS_PROPERTY, TUNED_VALUES_PROPERTY
+
+    best = execution.metadata("Tuner", "best_hyperparameters")
+    if not best.get(TRIALS_PROPERTY):
+        result.problems.append(f"{what}: the Tuner recorded no trial")
+        return
+    tuned = json.loads(best[TUNED_VALUES_PROPERTY])
+    trained = json.loads(execution.metadata("Trainer", "model").get(HYPERPARAMETERS_PROPERTY, "{}"))
+    if any(format_value(trained.get(name)) != format_value(value) for name, value in tuned.items()):
+        result.problems.append(f"{what}: the Trainer trained with {trained}, not the Tuner's choice {tuned}")
+
+
+def _judge(result: CheckResult, spans: list[int], before: list[str], after: list[str], tune: bool = False) -> None:
     *new_spans, (_, unchanged) = result.executions
+    if tune:
+        _judge_tuning(result, *new_spans.pop())
     for (what, execution), previous in zip(new_spans[1:], spans):
         baseline = drift(execution)["baseline_span"]
         if baseline != previous:

@@ -19,6 +19,7 @@ from ml_metadata.proto import metadata_store_pb2
 from conveyor import analysis
 from data import spans_io
 from metadata import connection, runs
+from metadata import hyperparameters as hyperparameters_lib
 from pipeline import anomalies, blessing_checks, evaluation, pages
 from pipeline.configs import PipelineConfig, Threshold
 
@@ -158,6 +159,7 @@ def render(data: ReportData) -> str:
     s = data.summary
     window = [*map(str, s.window_spans), *(spans_io.label(f, spans_io.FEEDBACK) for f in s.window_feedback_spans)]
     by_slice = groupby(evaluation.compare_with_baseline(s.evaluation) if s.evaluation else [], key=lambda c: c.slice)
+    found = s.hyperparameters
     return pages.render(
         "conveyor.local",
         "run_report.html.j2",
@@ -176,4 +178,6 @@ def render(data: ReportData) -> str:
         slices=[(name, list(comparisons)) for name, comparisons in by_slice],
         thresholds=[_threshold_text(t) for t in data.thresholds],
         blessing_checks=blessing_checks.explain(s.evaluation, s.thresholds, s.gate) if s.blessed and s.gate else [],
+        hyperparameters=[(n, hyperparameters_lib.format_value(v), found.origin(n)) for n, v in sorted(found.values.items())] if found else [],
+        hyperparameters_source=hyperparameters_lib.describe(found)[1] if found else "",
     )

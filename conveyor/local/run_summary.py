@@ -7,6 +7,7 @@ from pathlib import Path
 
 from data import spans_io
 from metadata import connection, runs
+from metadata import hyperparameters as hyperparameters_lib
 from pipeline import blessing_checks, evaluation
 from pipeline.configs import PipelineConfig
 from pipeline.evaluation import Evaluation, Gate, format_value, slice_order
@@ -29,6 +30,7 @@ class RunSummary:
     window_feedback_spans: list[int] = field(default_factory=list)
     drift: dict | None = None  # DataGate's drift report (pipeline/drift.py to_json), if it ran
     validation: dict | None = None  # DataGate's validation.json (pipeline/validation.py report), if the span passed
+    hyperparameters: hyperparameters_lib.Hyperparameters | None = None  # what the Trainer trained with, and whence
     evaluation: Evaluation | None = None
     baseline_version: str | None = None  # the pushed version the candidate was compared with
     thresholds: list[blessing_checks.Threshold] = field(default_factory=list)  # as the Evaluator was configured
@@ -77,6 +79,8 @@ def read_back(config: PipelineConfig, summary: RunSummary) -> None:
         validation = Path(report.uri, VALIDATION_FILE)
         if validation.exists():
             summary.validation = json.loads(validation.read_text())
+    if run.output("Trainer", "model") is not None:
+        summary.hyperparameters = hyperparameters_lib.of_trainer(store, run.nodes["Trainer"])
     evaluation_output = run.output("Evaluator", "evaluation")
     if evaluation_output is not None:
         summary.evaluation = evaluation.load_evaluation(evaluation_output.uri)
@@ -142,6 +146,9 @@ def format_summary(summary: RunSummary) -> str:
         lines.append(_format_validation(summary.validation))
     if summary.drift is not None:
         lines.append(_format_drift(summary.drift))
+    if summary.hyperparameters is not None:
+        values, source = hyperparameters_lib.describe(summary.hyperparameters)
+        lines += [f"hyperparameters: {values}", f"  {source}"]
     if summary.evaluation:
         lines.append(f"{'slice':<28}" + "".join(f"{m:>16}" for m in SUMMARY_METRICS))
         for name, values in sorted(summary.evaluation.metrics.items(), key=lambda kv: slice_order(kv[0])):

@@ -100,6 +100,18 @@ class EarlierOutputStrategy(tfx.dsl.experimental.ResolverStrategy):
         return {CANDIDATES: [best] if best else [], CURRENT: input_dict[CURRENT]}
 
 
+class LatestIfAnyStrategy(tfx.dsl.experimental.LatestArtifactStrategy):
+    """TFX's LatestArtifactStrategy (the newest artifact of each channel), resolving nothing when a
+    channel has no artifact yet: TFX's returns None then, which records the resolver's execution as
+    FAILED, though the run goes on without the input.
+
+    Used for the Trainer's hyperparameters: the newest Tuner's choice, until the next tuning.
+    """
+
+    def resolve_artifacts(self, store: Any, input_dict: dict[str, list[types.Artifact]]) -> dict[str, list[types.Artifact]]:
+        return super().resolve_artifacts(store, input_dict) or {key: [] for key in input_dict}
+
+
 def span_window_resolver(
     window_spans: int, feedback_window_spans: int, namespace: str, candidates: types.BaseChannel, current: types.BaseChannel
 ) -> tfx.dsl.Resolver:
