@@ -71,7 +71,7 @@ class Server:
             max_body_bytes=self.config.max_request_bytes,
         )
         http = HttpServer(self.sock, self.app, limits)
-        self.app.returning = http.returning
+        self.app.predictions.returning = http.returning
         http.start()
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
