@@ -15,6 +15,8 @@ same loop turn, sent at once) or an asyncio.Future; each API writes it in its ow
 from __future__ import annotations
 
 import asyncio
+import re
+import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Callable
@@ -25,7 +27,7 @@ from models.saved_model import LoadedModel
 from pipeline.configs import PipelineConfig
 from serving import metrics, request_log
 from serving.batching import Batcher, Job
-from serving.host import ModelHost, NoModelError, VersionStatus, VersionUnavailable
+from serving.host import START, ModelHost, NoModelError, VersionStatus, VersionUnavailable
 from serving.http_messages import Reply
 from serving.request_ids import RequestIds
 
@@ -36,6 +38,7 @@ AT_ONCE, ALL_ARRIVED, FULL, WINDOW_EXPIRED = "at_once", "all_arrived", "full", "
 VERSION_LOAD_WAIT_SECONDS = 10.0
 STABLE = "stable"
 REQUEST_ID_HEADER = "X-Request-Id"
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 
 
 class ApiError(Exception):
@@ -106,12 +109,16 @@ class Predictions:
                            retry_after=self.config.poll_seconds) from None
 
     def statuses(self, version: str | None) -> list[VersionStatus]:
-        """Every version's state, or `version`'s (ApiError 404 if it is not a pushed version)."""
+        """The states of the versions this worker manages (loaded, loading or failed; as TF Serving
+        lists the versions its policy aspires to, so that "all AVAILABLE" means ready), or of
+        `version` (START if it is pushed and not loaded; ApiError 404 if it is not pushed)."""
         found = self.host.statuses()
         if version is not None:
             found = [s for s in found if s.version == version]
             if not found:
                 raise ApiError(404, f"version {version} is not a pushed version of {self.config.model_name!r}")
+        else:
+            found = [s for s in found if s.state != START]
         if not found:
             raise ApiError(503, self.host.no_model_reason(), retry_after=self.config.poll_seconds)
         return found
@@ -197,6 +204,18 @@ class Predictions:
             _resolve(jobs)
         else:
             self.loop.call_soon_threadsafe(_resolve, jobs)
+
+
+def request_id_of(headers: dict[str, str]) -> tuple[str, str | None]:
+    """The client's X-Request-Id (lower-case key) if it is a valid one, else a new id and what was wrong."""
+    given = headers.get("x-request-id")
+    if given is None:
+        return uuid.uuid4().hex, None
+    if REQUEST_ID.fullmatch(given):
+        return given, None
+    return uuid.uuid4().hex, (
+        f"{REQUEST_ID_HEADER} must be 1-128 characters of A-Z a-z 0-9 . _ : / + = - (got {len(given)} characters)"
+    )
 
 
 _signature_maps: dict[tuple[str, str], object] = {}  # (path, version) -> SignatureDefMap

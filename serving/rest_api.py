@@ -25,8 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import unquote
@@ -41,13 +39,12 @@ from serving.batching import Job
 from serving.host import END, ModelHost, NoModelError
 from serving.http_messages import Reply, Request, Response
 from serving.log_throttle import Throttled
-from serving.predictions import REQUEST_ID_HEADER, ApiError, Loading, Predictions, Target, signature_map
+from serving.predictions import REQUEST_ID_HEADER, ApiError, Loading, Predictions, Target, request_id_of, signature_map
 from serving.request_ids import RequestIds
 
 log = logging.getLogger(__name__)
 throttled = Throttled(log)
 VERSION_HEADER = "X-Model-Version"
-REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 INLINE_PARSE_BYTES = 16_384  # larger bodies are parsed off the event loop
 METHODS = (rest_formats.PREDICT, rest_formats.CLASSIFY, rest_formats.REGRESS)
 STATUS, METADATA, HEALTH, METRICS, OTHER = "status", "metadata", "health", "metrics", "other"
@@ -69,7 +66,7 @@ class App:
 
     # serving.http.Application
     def handle(self, request: Request) -> Response | Reply | asyncio.Future:
-        request_id, problem = _request_id(request.headers)
+        request_id, problem = request_id_of(request.headers)
         try:
             if problem:
                 raise ApiError(400, problem)
@@ -78,7 +75,7 @@ class App:
             return self._error(exc.status, exc.message, request_id, exc.retry_after, exc.allow)
 
     def error(self, status: int, message: str, headers: dict[str, str] | None) -> Response:
-        request_id, _ = _request_id(headers or {})
+        request_id, _ = request_id_of(headers or {})
         return self._error(status, message, request_id)
 
     def observe(self, request: Request | None, response: Response, seconds: float) -> None:
@@ -258,18 +255,6 @@ class App:
 def _allow(request: Request, method: str) -> None:
     if request.method != method:
         raise ApiError(405, f"{request.method[:20]} is not allowed on {request.path[:200]}: use {method}", allow=method)
-
-
-def _request_id(headers: dict[str, str]) -> tuple[str, str | None]:
-    """The client's X-Request-Id if it is a valid one, else a new id and what was wrong."""
-    given = headers.get("x-request-id")
-    if given is None:
-        return uuid.uuid4().hex, None
-    if REQUEST_ID.fullmatch(given):
-        return given, None
-    return uuid.uuid4().hex, (
-        f"{REQUEST_ID_HEADER} must be 1-128 characters of A-Z a-z 0-9 . _ : / + = - (got {len(given)} characters)"
-    )
 
 
 def _decoded(text: str) -> str:

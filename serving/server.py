@@ -1,5 +1,6 @@
 """The model server of one worker process (serving/supervisor.py runs several): the model host, its
-watcher, the request batcher and the HTTP layer around the REST API (serving/rest_api.py)."""
+watcher, the request batcher, the HTTP layer around the REST API (serving/rest_api.py) and, with a
+gRPC port, the gRPC API (serving/grpc_api.py) on the same event loop."""
 from __future__ import annotations
 
 import asyncio
@@ -25,8 +26,8 @@ class Server:
     """One worker process's server on a listening socket: model host, watcher, batcher, HTTP."""
 
     def __init__(self, config: PipelineConfig, sock: socket.socket, log_requests: bool = True,
-                 log_root: Path | None = None, worker: int = 0, on_tick=None):
-        self.config, self.sock, self.worker = config, sock, worker
+                 log_root: Path | None = None, worker: int = 0, on_tick=None, grpc_port: int | None = None):
+        self.config, self.sock, self.worker, self.grpc_port = config, sock, worker, grpc_port
         self.host = ModelHost(
             config.serving_root, config.poll_seconds, config.max_extra_versions, config.load_retry_max_seconds,
         )
@@ -73,6 +74,12 @@ class Server:
         http = HttpServer(self.sock, self.app, limits)
         self.app.predictions.returning = http.returning
         http.start()
+        grpc_server = None
+        if self.grpc_port is not None:
+            from serving import grpc_api
+
+            grpc_server = await grpc_api.start(self.app.predictions, self.app.rules, self.sock.getsockname()[0],
+                                               self.grpc_port, limits)
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._loop.add_signal_handler(sig, self._stopping.set)
@@ -83,7 +90,10 @@ class Server:
             await self._stopping.wait()
         finally:
             self.app.draining = True
-            await http.shutdown(SHUTDOWN_GRACE_SECONDS)
+            if grpc_server is not None:  # refuses new calls at once, answers those in flight
+                await asyncio.gather(http.shutdown(SHUTDOWN_GRACE_SECONDS), grpc_server.stop(SHUTDOWN_GRACE_SECONDS))
+            else:
+                await http.shutdown(SHUTDOWN_GRACE_SECONDS)
             self._stop_watch.set()
             self.app.batcher.stop()
             self.app.parse_pool.shutdown(wait=False)

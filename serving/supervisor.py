@@ -6,6 +6,8 @@ each new connection to one of them, so the server uses more than one core. Each 
 own model, watches the serving root, batches its requests and appends to its own request-log file.
 The supervisor waits until every worker has loaded its model, prints the address, and restarts a
 worker that dies (after 1 s, doubling up to 30 s while it keeps dying within a minute of starting).
+With `--grpc-port` each worker also serves TF Serving's gRPC API (serving/grpc_api.py) on one port
+they share (SO_REUSEPORT; the supervisor holds it bound so that nothing else takes it).
 SIGTERM or SIGINT: the workers stop accepting, finish the requests in flight and exit; a worker
 whose supervisor was killed stops by itself. The supervisor imports no TensorFlow.
 
@@ -18,6 +20,7 @@ import os
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -58,10 +61,11 @@ class _Worker:
 
 class Supervisor:
     def __init__(self, config: PipelineConfig, host: str | None, port: int | None, log_requests: bool,
-                 report: Callable[[str], None]):
+                 report: Callable[[str], None], grpc_port: int | None = None):
         self.config, self.log_requests, self.report = config, log_requests, report
         self.count = config.serving_workers or os.cpu_count() or 1
         self.sock = bind(host or config.serving_host, config.serving_port if port is None else port)
+        self.grpc = None if grpc_port is None else _reserve(host or config.serving_host, grpc_port)
         self.metrics_dir = tempfile.mkdtemp(prefix="conveyor-metrics-")
         self.env = {**os.environ, **configs.to_env(config), metrics.MULTIPROCESS_ENV: self.metrics_dir}
         self.workers: list[_Worker] = []
@@ -72,6 +76,11 @@ class Supervisor:
         address, port = self.sock.getsockname()[:2]
         return f"http://[{address}]:{port}" if ":" in address else f"http://{address}:{port}"
 
+    @property
+    def grpc_address(self) -> str:
+        address, port = self.grpc.getsockname()[:2]
+        return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
     def _spawn(self, index: int, failures: int = 0) -> _Worker:
         read_end, write_end = os.pipe()
         log_fd = _terminal_fd()
@@ -79,6 +88,8 @@ class Supervisor:
                 "--ready-fd", str(write_end), "--log-fd", str(log_fd), "--index", str(index)]
         if not self.log_requests:
             argv.append("--no-request-log")
+        if self.grpc is not None:
+            argv += ["--grpc-port", str(self.grpc.getsockname()[1])]
         process = subprocess.Popen(argv, pass_fds=(self.sock.fileno(), write_end, log_fd), env=self.env)
         os.close(write_end)
         return _Worker(index, process, read_end, time.monotonic(), failures)
@@ -93,9 +104,10 @@ class Supervisor:
                 return 0 if self.stopping else 1
             version = next((w.version for w in self.workers if w.version), None)
             shown = version or f"none yet (waiting for a push under {self.config.serving_root})"
+            grpc = f", gRPC at {self.grpc_address}" if self.grpc is not None else ""
             self.report(
                 f"conveyor: serving model {self.config.model_name!r} version {shown} at "
-                f"{self.url}/v1/models/{self.config.model_name} ({self.count} worker{'s' if self.count > 1 else ''})"
+                f"{self.url}/v1/models/{self.config.model_name}{grpc} ({self.count} worker{'s' if self.count > 1 else ''})"
             )
             while not self.stopping:
                 self._supervise(timeout=0.5)
@@ -103,6 +115,8 @@ class Supervisor:
         finally:
             self._stop_all()
             self.sock.close()
+            if self.grpc is not None:
+                self.grpc.close()
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
     def _on_signal(self, signum: int, frame: object) -> None:
@@ -191,7 +205,21 @@ class Supervisor:
             status.remove(self.config.home, worker.process.pid)
 
 
+def _reserve(host: str, port: int) -> socket.socket:
+    """The gRPC port, bound (not listening) with SO_REUSEPORT: the workers' gRPC servers listen on
+    it beside this socket, and no other program can take it while the server runs. OSError (one
+    line) if it is taken."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot serve gRPC on {host}:{port}: {exc.strerror}") from None
+    return sock
+
+
 def serve(config: PipelineConfig, host: str | None = None, port: int | None = None, log_requests: bool = True,
-          report: Callable[[str], None] = lambda line: print(line, flush=True)) -> int:
-    """Run `conveyor serve` until SIGTERM/SIGINT; OSError (one line) if the address is taken."""
-    return Supervisor(config, host, port, log_requests, report).run()
+          report: Callable[[str], None] = lambda line: print(line, flush=True), grpc_port: int | None = None) -> int:
+    """Run `conveyor serve` until SIGTERM/SIGINT; OSError (one line) if an address is taken."""
+    return Supervisor(config, host, port, log_requests, report, grpc_port).run()

@@ -1,6 +1,6 @@
 """One worker process of `conveyor serve` (started by serving/supervisor.py, not by hand).
 
-    python -m serving.worker --fd N --ready-fd M [--log-fd L] --index I [--no-request-log]
+    python -m serving.worker --fd N --ready-fd M [--log-fd L] --index I [--no-request-log] [--grpc-port P]
 
 Serves on the inherited listening socket N with the configuration in the CONVEYOR_* environment:
 loads the serving version, writes "ready <version>" (or "ready -") to the pipe M, then answers
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-fd", type=int, default=2, help="where log lines go (default stderr)")
     parser.add_argument("--index", type=int, default=0)
     parser.add_argument("--no-request-log", action="store_true")
+    parser.add_argument("--grpc-port", type=int, help="serve gRPC on this port too (shared: SO_REUSEPORT)")
     args = parser.parse_args(argv)
     configure_logging(args.index, args.log_fd)
 
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger(__name__).error("supervisor %d is gone; stopping", supervisor)
             server.stop()
 
-    server = Server(config, sock, log_requests=not args.no_request_log, worker=args.index, on_tick=orphaned)
+    server = Server(config, sock, log_requests=not args.no_request_log, worker=args.index, on_tick=orphaned,
+                    grpc_port=args.grpc_port)
     version = server.load()
     with os.fdopen(args.ready_fd, "w") as ready:
         ready.write(f"ready {version or '-'}\n")
