@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -46,7 +45,7 @@ from serving.batching import Job
 from serving.host import END
 from serving.http_messages import Limits, Reply
 from serving.log_throttle import Throttled
-from serving.predictions import ApiError, Loading, Predictions, request_id_of, signature_map
+from serving.predictions import ApiError, Loading, Predictions, Returning, request_id_of, signature_map
 
 log = logging.getLogger(__name__)
 throttled = Throttled(log)
@@ -56,30 +55,6 @@ CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND, 
 STATES = {name: get_model_status_pb2.ModelVersionStatus.State.Value(name) for name in ("START", "LOADING", "AVAILABLE", "END")}
 _OK, _UNKNOWN = 0, 2  # tensorflow.error.Code
 PREDICT, CLASSIFY, REGRESS = "predict", "classify", "regress"
-
-
-class Returning:
-    """gRPC calls about to come again: answers of the last `within` seconds not yet followed by a
-    new call. A gRPC client multiplexes its calls on one connection, so calls are counted rather
-    than connections (serving.http.HttpServer.returning); a caller at its own pace comes back after
-    the window, and a lone caller's next call takes its own answer off the count before it is
-    batched, so neither waits."""
-
-    def __init__(self, size: int = 1024):
-        self._answered: deque[float] = deque(maxlen=size)
-
-    def arrived(self) -> None:
-        if self._answered:
-            self._answered.popleft()
-
-    def answered(self) -> None:
-        self._answered.append(time.monotonic())
-
-    def __call__(self, within: float) -> int:
-        cutoff = time.monotonic() - within
-        while self._answered and self._answered[0] < cutoff:
-            self._answered.popleft()
-        return len(self._answered)
 
 
 class Api:

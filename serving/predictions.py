@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import uuid
+from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Callable
@@ -204,6 +206,30 @@ class Predictions:
             _resolve(jobs)
         else:
             self.loop.call_soon_threadsafe(_resolve, jobs)
+
+
+class Returning:
+    """Callers about to call again, where calls cannot be told apart by connection (gRPC multiplexes
+    a client's calls on one; serving.http.HttpServer.returning counts keep-alive connections): the
+    answers of the last `within` seconds not yet followed by a new call. A caller at its own pace
+    comes back after the window, and a lone caller's next call takes its own answer off the count
+    before it is batched, so neither waits."""
+
+    def __init__(self, size: int = 1024):
+        self._answered: deque[float] = deque(maxlen=size)
+
+    def arrived(self) -> None:
+        if self._answered:
+            self._answered.popleft()
+
+    def answered(self) -> None:
+        self._answered.append(time.monotonic())
+
+    def __call__(self, within: float) -> int:
+        cutoff = time.monotonic() - within
+        while self._answered and self._answered[0] < cutoff:
+            self._answered.popleft()
+        return len(self._answered)
 
 
 def request_id_of(headers: dict[str, str]) -> tuple[str, str | None]:

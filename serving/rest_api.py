@@ -253,7 +253,7 @@ class App:
 
 
 def _allow(request: Request, method: str) -> None:
-    if request.method != method:
+    if request.method != method and not (method == "GET" and request.method == "HEAD"):  # HEAD: GET without the body
         raise ApiError(405, f"{request.method[:20]} is not allowed on {request.path[:200]}: use {method}", allow=method)
 
 

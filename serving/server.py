@@ -59,48 +59,60 @@ class Server:
         if self._loop is not None and self._stopping is not None:
             self._loop.call_soon_threadsafe(self._stopping.set)
 
+    @property
+    def limits(self) -> Limits:
+        config = self.config
+        return Limits(
+            max_connections=config.max_connections, idle_timeout=config.idle_timeout_seconds,
+            header_timeout=config.header_timeout_seconds, body_timeout=config.body_timeout_seconds,
+            max_body_bytes=config.max_request_bytes,
+        )
+
+    def open(self) -> App:
+        """The application, its batcher and the version watcher, on the running loop (any HTTP layer)."""
+        self._loop = asyncio.get_running_loop()
+        self.app = App(self.config, self.host, self.requests, self._loop)
+        self.app.batcher.start()
+        self.host.watch(self._stop_watch, on_tick=self._tick)
+        self._write_status()
+        return self.app
+
+    def close(self) -> None:
+        """After the HTTP layer stopped: the watcher, the batcher (what is queued is answered), the log."""
+        self._stop_watch.set()
+        self.app.batcher.stop()
+        self.app.parse_pool.shutdown(wait=False)
+        if self.requests is not None:
+            self.requests.close()
+        self.host.close()
+        status.remove(self.config.home, os.getpid())
+
     async def _main(self) -> None:
         import signal
 
-        self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        self.app = App(self.config, self.host, self.requests, self._loop)
-        self.app.batcher.start()
-        limits = Limits(
-            max_connections=self.config.max_connections, idle_timeout=self.config.idle_timeout_seconds,
-            header_timeout=self.config.header_timeout_seconds, body_timeout=self.config.body_timeout_seconds,
-            max_body_bytes=self.config.max_request_bytes,
-        )
-        http = HttpServer(self.sock, self.app, limits)
-        self.app.predictions.returning = http.returning
+        app = self.open()
+        http = HttpServer(self.sock, app, self.limits)
+        app.predictions.returning = http.returning
         http.start()
         grpc_server = None
         if self.grpc_port is not None:
             from serving import grpc_api
 
-            grpc_server = await grpc_api.start(self.app.predictions, self.app.rules, self.sock.getsockname()[0],
-                                               self.grpc_port, limits)
+            grpc_server = await grpc_api.start(app.predictions, app.rules, self.sock.getsockname()[0], self.grpc_port, self.limits)
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._loop.add_signal_handler(sig, self._stopping.set)
-        self.host.watch(self._stop_watch, on_tick=self._tick)
-        self._write_status()
         self.started.set()
         try:
             await self._stopping.wait()
         finally:
-            self.app.draining = True
+            app.draining = True
             if grpc_server is not None:  # refuses new calls at once, answers those in flight
                 await asyncio.gather(http.shutdown(SHUTDOWN_GRACE_SECONDS), grpc_server.stop(SHUTDOWN_GRACE_SECONDS))
             else:
                 await http.shutdown(SHUTDOWN_GRACE_SECONDS)
-            self._stop_watch.set()
-            self.app.batcher.stop()
-            self.app.parse_pool.shutdown(wait=False)
-            if self.requests is not None:
-                self.requests.close()
-            self.host.close()
-            status.remove(self.config.home, os.getpid())
+            self.close()
 
     def _tick(self) -> None:
         """After each refresh (watcher thread): the status file, retention, the caller's hook."""
