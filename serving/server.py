@@ -17,6 +17,7 @@ from serving import metrics, request_log, status
 from serving.host import ModelHost
 from serving.http import HttpServer, bind
 from serving.http_messages import Limits
+from serving.request_ids import RequestIds
 from serving.rest_api import App
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,10 @@ class Server:
     """One worker process's server on a listening socket: model host, watcher, batcher, HTTP."""
 
     def __init__(self, config: PipelineConfig, sock: socket.socket, log_requests: bool = True,
-                 log_root: Path | None = None, worker: int = 0, on_tick=None, grpc_port: int | None = None):
+                 log_root: Path | None = None, worker: int = 0, on_tick=None, grpc_port: int | None = None,
+                 request_ids: str | None = None):
         self.config, self.sock, self.worker, self.grpc_port = config, sock, worker, grpc_port
+        self.ids = RequestIds(request_ids)  # shared with the other workers when a file is given
         self.host = ModelHost(
             config.serving_root, config.poll_seconds, config.max_extra_versions, config.load_retry_max_seconds,
         )
@@ -71,7 +74,7 @@ class Server:
     def open(self) -> App:
         """The application, its batcher and the version watcher, on the running loop (any HTTP layer)."""
         self._loop = asyncio.get_running_loop()
-        self.app = App(self.config, self.host, self.requests, self._loop)
+        self.app = App(self.config, self.host, self.requests, self._loop, self.ids)
         self.app.batcher.start()
         self.host.watch(self._stop_watch, on_tick=self._tick)
         self._write_status()
@@ -84,6 +87,7 @@ class Server:
         self.app.parse_pool.shutdown(wait=False)
         if self.requests is not None:
             self.requests.close()
+        self.ids.close()
         self.host.close()
         status.remove(self.config.home, os.getpid())
 

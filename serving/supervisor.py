@@ -12,7 +12,8 @@ SIGTERM or SIGINT: the workers stop accepting, finish the requests in flight and
 whose supervisor was killed stops by itself. The supervisor imports no TensorFlow.
 
 Workers run with PROMETHEUS_MULTIPROC_DIR set to a fresh temporary folder, removed at exit, so
-any worker's /metrics reports the sum over all of them (serving/metrics.py).
+any worker's /metrics reports the sum over all of them (serving/metrics.py), and share one table
+of answered request ids (serving/request_ids.py), so that an id gets 409 from every worker.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from typing import Callable
 
 from pipeline import configs
 from pipeline.configs import PipelineConfig
-from serving import metrics, status
+from serving import metrics, request_ids, status
 from serving.http import bind
 
 READY_TIMEOUT_SECONDS = 600.0
@@ -67,6 +68,7 @@ class Supervisor:
         self.sock = bind(host or config.serving_host, config.serving_port if port is None else port)
         self.grpc = None if grpc_port is None else _reserve(host or config.serving_host, grpc_port)
         self.metrics_dir = tempfile.mkdtemp(prefix="conveyor-metrics-")
+        self.request_ids = request_ids.create()  # one table of answered ids for every worker
         self.env = {**os.environ, **configs.to_env(config), metrics.MULTIPROCESS_ENV: self.metrics_dir}
         self.workers: list[_Worker] = []
         self.stopping = False
@@ -85,7 +87,8 @@ class Supervisor:
         read_end, write_end = os.pipe()
         log_fd = _terminal_fd()
         argv = [sys.executable, "-m", "serving.worker", "--fd", str(self.sock.fileno()),
-                "--ready-fd", str(write_end), "--log-fd", str(log_fd), "--index", str(index)]
+                "--ready-fd", str(write_end), "--log-fd", str(log_fd), "--index", str(index),
+                "--request-ids", str(self.request_ids)]
         if not self.log_requests:
             argv.append("--no-request-log")
         if self.grpc is not None:
@@ -118,6 +121,7 @@ class Supervisor:
             if self.grpc is not None:
                 self.grpc.close()
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
+            self.request_ids.unlink(missing_ok=True)
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self.stopping = True

@@ -1,6 +1,7 @@
 """One worker process of `conveyor serve` (started by serving/supervisor.py, not by hand).
 
     python -m serving.worker --fd N --ready-fd M [--log-fd L] --index I [--no-request-log] [--grpc-port P]
+        [--request-ids FILE]
 
 Serves on the inherited listening socket N with the configuration in the CONVEYOR_* environment:
 loads the serving version, writes "ready <version>" (or "ready -") to the pipe M, then answers
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index", type=int, default=0)
     parser.add_argument("--no-request-log", action="store_true")
     parser.add_argument("--grpc-port", type=int, help="serve gRPC on this port too (shared: SO_REUSEPORT)")
+    parser.add_argument("--request-ids", help="the workers' shared table of answered request ids (serving/request_ids.py)")
     args = parser.parse_args(argv)
     configure_logging(args.index, args.log_fd)
 
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
 
     server = Server(config, sock, log_requests=not args.no_request_log, worker=args.index, on_tick=orphaned,
-                    grpc_port=args.grpc_port)
+                    grpc_port=args.grpc_port, request_ids=args.request_ids)
     version = server.load()
     with os.fdopen(args.ready_fd, "w") as ready:
         ready.write(f"ready {version or '-'}\n")

@@ -277,6 +277,8 @@ def test_workers_share_the_port_swap_and_restart_and_log_every_answer(small_run,
                      timeout=120, what="the killed worker restarted")
             count = len(answers)
             wait_for(lambda: len(answers) > count + 20, what="answers after the restart")
+            again = _asked_again_of_every_worker(server, instances, pids={w["pid"] for w in status.live(config.home)})
+            assert again == {409}, again  # one id space for the workers (the restarted one included)
         finally:
             stop.set()
             for thread in threads:
@@ -298,6 +300,23 @@ def test_workers_share_the_port_swap_and_restart_and_log_every_answer(small_run,
     assert len(logged - answered) <= 4 * len(instances)  # at most the requests in flight when the worker was killed
     files = {p.name for p in config.request_log_root.glob("date=*/hour=*/*.jsonl")}
     assert len(files) >= 2  # one file per worker process
+
+
+def _asked_again_of_every_worker(server: Serve, instances: list[dict], pids: set[int]) -> set[int]:
+    """Answer an id once, then send it again on new connections until every worker has been asked:
+    the statuses of those repeats."""
+    with server.client() as client:
+        assert client.post(PREDICT, json={"instances": instances}, headers={"X-Request-Id": "shared-id"}).status_code == 200
+    statuses, asked = set(), set()
+    for _ in range(200):
+        with server.client() as client:  # a new connection: the kernel hands it to either worker
+            pid = client.get("/livez").json()["pid"]
+            if pid not in asked:
+                asked.add(pid)
+                statuses.add(client.post(PREDICT, json={"instances": instances}, headers={"X-Request-Id": "shared-id"}).status_code)
+        if asked == pids:
+            return statuses
+    raise AssertionError(f"new connections reached only workers {asked} of {pids}")
 
 
 def _alive(pid: int) -> bool:
