@@ -22,7 +22,7 @@ from tf_keras.src.saving.legacy.saved_model import utils as tf_keras_saving
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from models import features, signatures
+from models import features, signatures, warmup
 from models.features import CLASS_KEY, PROBABILITY_KEY  # noqa: F401 (CLASS_KEY: callers read both here)
 
 MODEL_INPUTS = tuple(features.transformed_name(k) for k in features.MODEL_FEATURES)
@@ -141,7 +141,8 @@ class ServingModule(tf.Module):
         }
 
 
-def export(model: keras.Model, tf_transform_output: tft.TFTransformOutput, path: str) -> None:
+def export(model: keras.Model, tf_transform_output: tft.TFTransformOutput, path: str,
+           warmup_examples: list[bytes] = ()) -> None:
     """Write the serving SavedModel to `path`.
 
     The tf.Transform layer is a tf_keras model, and tf_keras saves every layer's call functions
@@ -149,12 +150,21 @@ def export(model: keras.Model, tf_transform_output: tft.TFTransformOutput, path:
     `tf.saved_model.save` does not, hence tf_keras's option scope). Nothing loads the layer back
     as a Keras object: the signatures and the transform graph's assets and tables are saved as
     before. With the traces off and AutoGraph off (above) the export takes ~1 s instead of ~2 s;
-    either alone saves nothing, the AutoGraph rewrite moving into the traces.
+    either alone saves nothing, the AutoGraph rewrite moving into the traces. `warmup_examples`
+    (real eval rows) become TF Serving's warmup requests (models/warmup.py).
     """
     module = ServingModule(model, tf_transform_output)
     with tf_keras_saving.keras_option_scope(save_traces=False):
         tf.saved_model.save(module, path, signatures=module.signatures())
     signatures.set_method_names(path)
+    if warmup_examples:
+        warmup.write(path, warmup_examples)
+
+
+def required_serving_features(tf_transform_output: tft.TFTransformOutput) -> list[str]:
+    """The serving features serving_default cannot do without (FixedLenFeatures without a default)."""
+    return [name for name, spec in tf_transform_output.raw_feature_spec().items()
+            if name in features.SERVING_FEATURES and isinstance(spec, tf.io.FixedLenFeature) and spec.default_value is None]
 
 
 def _dataset(
@@ -215,4 +225,5 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     )
     with open(os.path.join(fn_args.model_run_dir, "hparams.json"), "w") as handle:
         json.dump(asdict(hparams), handle)
-    export(model, tf_transform_output, fn_args.serving_model_dir)
+    real = warmup.eval_examples(fn_args.eval_files, required_serving_features(tf_transform_output))
+    export(model, tf_transform_output, fn_args.serving_model_dir, real)

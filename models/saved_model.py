@@ -2,18 +2,16 @@
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models import features, signatures
+from models import probes, signatures, warmup
 from models.features import CLASS_KEY, PROBABILITY_KEY
-from models.instances import Instance, to_example
+from models.instances import Instance
 from speedups import folded_call
 
 SIGNATURE = signatures.DEFAULT  # the one the model is called through; the others answer from it
-PROBE_COUNT = 256  # synthetic instances the folded call must answer exactly as the traced call
 
 
 class PredictionError(RuntimeError):
@@ -43,11 +41,14 @@ class LoadedModel:
         served = frozenset(name for name in signatures.METHODS if name in loaded.signatures)
         return cls(version or Path(path).name, Path(path), loaded, _plain_call(loaded.signatures[SIGNATURE]), served=served)
 
-    def fold(self) -> bool:
+    def fold(self, examples: list[bytes] = ()) -> bool:
         """From now on answer through the folded graph, if it answers bit for bit what `call` does
-        (speedups/folded_call.py; 0.5-2 s); True if it does. Safe while other threads predict."""
+        on the probes (models/probes.py: built from the version's warmup requests and `examples`,
+        real serialized tf.Examples; speedups/folded_call.py; 0.5-2 s); True if it does. Safe
+        while other threads predict."""
         if not self.folded:
-            faster = folded_call.folded(self.call, _probe_batches(), f"version {self.version}")
+            real = warmup.read(self.path) + list(examples)
+            faster = folded_call.folded(self.call, probes.probe_batches(real), f"version {self.version}")
             if faster is not None:
                 self.call, self.folded = faster, True
         return self.folded
@@ -103,18 +104,3 @@ def _reason(exc: Exception) -> str:
     lines = [line.strip() for line in str(exc).splitlines()]
     useful = [line for line in lines if line and not line.startswith(_TF_NOISE)]
     return useful[0] if useful else type(exc).__name__
-
-
-def _probe_batches(count: int = PROBE_COUNT, seed: int = 0) -> list[Any]:
-    """Tensors of serialized synthetic instances: 16 alone, the first 64 in eights, and all of them."""
-    import tensorflow as tf
-
-    rng = random.Random(seed)
-    values = {"INT": lambda: rng.randrange(0, 100), "FLOAT": lambda: rng.uniform(0.0, 100.0),
-              "BYTES": lambda: rng.choice(("Cash", "Credit Card", "Unknown", "Flash Cab", "no such value"))}
-    examples = [
-        to_example({name: values[features.RAW_TYPES[name]]() for name in features.SERVING_FEATURES})
-        for _ in range(count)
-    ]
-    return ([tf.constant(examples[i : i + 1]) for i in range(16)]
-            + [tf.constant(examples[i : i + 8]) for i in range(0, 64, 8)] + [tf.constant(examples)])

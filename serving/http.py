@@ -41,6 +41,7 @@ throttled = Throttled(log)
 RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 DESCRIPTOR_RESERVE = 64  # kept free for the request log, model loads and the status file
 SWEEP_SECONDS = 0.5
+DRAIN_IDLE_SECONDS = 1.0  # at shutdown, an idle keep-alive connection still gets its next request answered
 
 
 class HttpServer:
@@ -156,18 +157,23 @@ class HttpServer:
                 self._sweeper = self.loop.call_later(SWEEP_SECONDS, self._sweep)
 
     async def shutdown(self, grace: float) -> None:
-        """Stop accepting, close idle connections, give requests in flight `grace` seconds."""
+        """Stop accepting and give requests in flight `grace` seconds. Every answer from now on
+        closes its connection (`Connection: close`); a keep-alive connection that is idle is kept
+        DRAIN_IDLE_SECONDS (at most its idle timeout) for the next request its client may be
+        sending at this moment, then closed: a client in a closed loop is answered, not reset."""
         self.draining = True
         self._pause_accepting(None)
         if self._retry is not None:
             self._retry.cancel()
-        deadline = time.monotonic() + grace
+        started = time.monotonic()
+        quiet_until = started + min(DRAIN_IDLE_SECONDS, self.limits.idle_timeout)
         while True:
+            now = time.monotonic()
             for connection in list(self.connections):
-                if not connection.busy and not connection.queue and connection.transport is not None:
-                    connection.close(flush=False)
-                    self.connections.discard(connection)
-            if not self.connections or time.monotonic() > deadline:
+                quiet = not connection.busy and not connection.queue and connection.state == IDLE
+                if quiet and not connection.closed and (now >= quiet_until or connection.refused):
+                    connection.close()
+            if not self.connections or now > started + grace:
                 break
             await asyncio.sleep(0.05)
         for connection in list(self.connections):

@@ -24,18 +24,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import httptools
 
-from serving.http_messages import Reply, Request, Response
+from serving.http_messages import Application, Limits, Reply, Request, Response
 from serving.log_throttle import Throttled
-
-if TYPE_CHECKING:
-    from serving.http import HttpServer
 
 throttled = Throttled(logging.getLogger(__name__))
 
@@ -45,6 +42,17 @@ FEED_BYTES = 4096  # bytes handed to the parser at a time
 LINGER_SECONDS = 2.0  # a refused connection is read and dropped this long before it is closed
 ANSWER_TIMEOUT = 60.0  # an answer the application does not give within this drops the connection
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
+
+
+class Server(Protocol):
+    """What a connection needs of its server (serving.http.HttpServer)."""
+
+    app: Application
+    limits: Limits
+    draining: bool
+    answered: OrderedDict  # keep-alive connections answered, not sending yet: Connection -> when
+
+    def closed(self, connection: "Connection") -> None: ...
 
 
 class _Refused(Exception):
@@ -65,7 +73,7 @@ class _Date:
 
 
 class Connection(asyncio.Protocol):
-    def __init__(self, server: "HttpServer"):
+    def __init__(self, server: Server):
         self.server, self.limits = server, server.limits
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)

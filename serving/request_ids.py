@@ -142,7 +142,7 @@ class RequestIds:
 class _Locked:
     """The thread lock, then the file's lock (flock excludes other processes, not threads)."""
 
-    __slots__ = ("lock", "fd")
+    __slots__ = ("fd", "lock")
 
     def __init__(self, lock: threading.Lock, fd: int):
         self.lock, self.fd = lock, fd

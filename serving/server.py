@@ -11,6 +11,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 from pipeline.configs import PipelineConfig
 from serving import metrics, request_log, status
@@ -28,11 +29,11 @@ class Server:
 
     def __init__(self, config: PipelineConfig, sock: socket.socket, log_requests: bool = True,
                  log_root: Path | None = None, worker: int = 0, on_tick=None, grpc_port: int | None = None,
-                 request_ids: str | None = None):
+                 request_ids: str | None = None, fold: bool = True):
         self.config, self.sock, self.worker, self.grpc_port = config, sock, worker, grpc_port
         self.ids = RequestIds(request_ids)  # shared with the other workers when a file is given
         self.host = ModelHost(
-            config.serving_root, config.poll_seconds, config.max_extra_versions, config.load_retry_max_seconds,
+            config.serving_root, config.poll_seconds, config.max_extra_versions, config.load_retry_max_seconds, fold=fold,
         )
         self.requests = request_log.RequestLog(log_root or config.request_log_root) if log_requests else None
         self.log_root = log_root or config.request_log_root
@@ -41,6 +42,7 @@ class Server:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._on_tick = on_tick
+        self._on_started: Callable[[], None] | None = None
         self._last_retention = float("-inf")
         self.app: App | None = None
 
@@ -54,8 +56,10 @@ class Server:
         self.host.refresh()
         return self.host.serving.version if self.host.serving else None
 
-    def run(self) -> None:
-        """Serve until stop() (or SIGTERM/SIGINT when run in the main thread)."""
+    def run(self, on_started: Callable[[], None] | None = None) -> None:
+        """Serve until stop() (or SIGTERM/SIGINT when run in the main thread); `on_started` is
+        called once the HTTP layer accepts and the gRPC API listens."""
+        self._on_started = on_started
         asyncio.run(self._main())
 
     def stop(self) -> None:
@@ -108,6 +112,8 @@ class Server:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._loop.add_signal_handler(sig, self._stopping.set)
         self.started.set()
+        if self._on_started is not None:
+            self._on_started()
         try:
             await self._stopping.wait()
         finally:

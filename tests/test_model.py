@@ -130,3 +130,23 @@ def test_classification_and_regression_signatures_answer_what_the_server_derives
     assert np.array([d["outputs"] for d in derived[64:]], dtype=np.float32).tobytes() == regressed["outputs"].numpy().tobytes()
     fingerprint = tf.saved_model.experimental.read_fingerprint(path)
     assert fingerprint.saved_model_checksum != 0
+
+
+def test_warmup_requests_carry_real_sendable_examples(shipped_rows, tmp_path):
+    """The export's warmup requests (TF Serving's assets.extra file): eval examples with every
+    required feature, without the label's source, read back as written."""
+    from models import warmup
+
+    split = tmp_path / "Split-eval"
+    split.mkdir()
+    rows = shipped_rows[:10]
+    rows[0] = {**rows[0], "fare": ""}  # without a required feature: not sendable
+    with tf.io.TFRecordWriter(str(split / "data.gz"), options="GZIP") as writer:
+        for row in rows:
+            writer.write(_example(row, features.CSV_COLUMNS))
+    found = warmup.eval_examples([str(split / "*")], required=["fare", "trip_miles"], count=5)
+    assert len(found) == 5
+    assert all("tips" not in tf.train.Example.FromString(s).features.feature for s in found)
+    assert tf.train.Example.FromString(found[0]) == tf.train.Example.FromString(_example(rows[1], features.SERVING_FEATURES))
+    assert warmup.write(tmp_path / "model", found) == 5
+    assert warmup.read(tmp_path / "model") == found and warmup.read(tmp_path / "elsewhere") == []

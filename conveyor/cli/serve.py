@@ -15,6 +15,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="also serve TF Serving's gRPC API on this port (TF Serving's is 8500; 0 = any free port)")
     parser.add_argument("--workers", type=common.non_negative_int, help="worker processes sharing the port (default serving_workers; 0 = one per core)")
     parser.add_argument("--no-request-log", action="store_true", help="do not log predictions")
+    parser.add_argument("--no-fold", action="store_true",
+                        help="answer through the traced model call, never the folded one (CONVEYOR_SPEEDUPS=0 turns off every speedup)")
     parser.set_defaults(func=serve)
 
 
@@ -26,6 +28,6 @@ def serve(args: argparse.Namespace) -> int:
 
         try:
             return supervisor.serve(config, host=args.host, port=args.port, log_requests=not args.no_request_log,
-                                    grpc_port=args.grpc_port)
+                                    grpc_port=args.grpc_port, fold=not args.no_fold)
         except OSError as exc:  # the address is taken or cannot be bound
             raise common.CommandError(str(exc)) from None
