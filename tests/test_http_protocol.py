@@ -14,6 +14,7 @@ import pytest
 from serving import http_connection
 from serving.http import HttpServer, bind
 from serving.http_messages import Limits, Reply, Request, Response
+from tests.sockets import connect, exchange, read_all
 
 LIMITS = Limits(idle_timeout=0.6, header_timeout=0.6, body_timeout=0.6, write_timeout=0.6, max_header_bytes=16_384,
                 max_body_bytes=100_000)
@@ -86,27 +87,22 @@ class Running:
         self.thread.start()
         assert started.wait(10)
 
-    def connect(self, timeout: float = 10.0) -> socket.socket:
-        return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def connect(self) -> socket.socket:
+        return connect(self.url)
 
     def exchange(self, data: bytes, timeout: float = 10.0) -> bytes:
-        """Send `data`, read until the server closes (or fail after `timeout`)."""
-        with self.connect(timeout) as sock:
-            sock.sendall(data)
-            return read_all(sock)
+        """Send `data`, read until the server closes (socket.timeout, a hang, fails the test)."""
+        return exchange(self.url, data, timeout)
 
     def stop(self) -> None:
         asyncio.run_coroutine_threadsafe(self.server.shutdown(1.0), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.sock.close()
-
-
-def read_all(sock: socket.socket) -> bytes:
-    chunks = []
-    while chunk := sock.recv(65536):  # socket.timeout (a hang) fails the test
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def statuses(answer: bytes) -> list[int]:
