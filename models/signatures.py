@@ -33,6 +33,7 @@ INPUTS = {DEFAULT: "examples", CLASSIFICATION: "inputs", REGRESSION: "inputs"}  
 DEFAULT_FOR = {"predict": DEFAULT, "classify": CLASSIFICATION, "regress": REGRESSION}  # signature_name left out
 CLASS_LABELS = ("0", "1")  # the classes of `classes` and `scores`, in order
 CLASSES, SCORES, OUTPUTS = "classes", "scores", "outputs"  # TF Serving's output names
+_NEEDS = {"classify": CLASSIFY, "regress": REGRESS}  # the method a signature must have for these
 _ONE = np.float32(1.0)
 
 
@@ -49,11 +50,13 @@ def resolve(method: str, name: str | None, available: set[str] | frozenset[str])
     regression signatures instead, so a client written for an Estimator's classifier works unchanged.
     """
     chosen = name or DEFAULT_FOR[method]
+    if chosen == DEFAULT and method == "predict" and chosen in available:  # the common case
+        return chosen
     if chosen not in available:
         served = ", ".join(n for n in METHODS if n in available)
         why = " (it is the Evaluator's, reading training features)" if chosen == TRANSFORM else ""
         raise SignatureError(f"serving signature name {chosen!r} not found{why}; this version serves: {served}")
-    wanted = {"classify": CLASSIFY, "regress": REGRESS}.get(method)
+    wanted = _NEEDS.get(method)
     if wanted is not None and METHODS[chosen] != wanted:
         raise SignatureError(f"signature {chosen!r} is a {METHODS[chosen]} signature; :{method} needs a {wanted} one")
     return chosen

@@ -145,7 +145,7 @@ class Predictions:
             self.batcher.submit(job)
         return future
 
-    def signature(self, method: str, name: str | None, target: LoadedModel | None) -> str:
+    def signature(self, method: str, name: str | None, target: LoadedModel | None = None) -> str:
         """The signature `name` names for `method` on `target` (None: the serving version); ApiError 400 if none."""
         model = target or self.host.serving
         if model is None:

@@ -26,6 +26,7 @@ import asyncio
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 from urllib.parse import unquote
 
@@ -144,7 +145,7 @@ class App:
         asked = self._read(method, request.body, target)
         answer = self.predictions.ask(method, asked.signature, asked.instances, request_id, client_id, target, inline=True)
         if isinstance(answer, Reply):
-            return answer.map(lambda job: self._answer(job, asked))
+            return answer.map(partial(self._answer, asked=asked))
         return self.loop.create_task(self._answer_later(answer, asked))
 
     async def _infer_off_loop(self, body: bytes, request_id: str, method: str, target: Target, client_id: bool) -> Response:
@@ -164,9 +165,9 @@ class App:
         except orjson.JSONDecodeError as exc:
             raise ApiError(400, f"malformed JSON body: {exc}") from None
         try:
-            if not isinstance(target, Loading):  # else checked once loaded
-                self.predictions.signature(method, rest_formats.signature_name(payload), target)
-            return rest_formats.read(method, payload, self.rules, self.config.max_batch_instances)
+            asked = rest_formats.read(method, payload, self.rules, self.config.max_batch_instances, check=(
+                None if isinstance(target, Loading) else partial(self.predictions.signature, method, target=target)))
+            return asked
         except InstanceError as exc:
             raise ApiError(413 if exc.too_large else 400, str(exc)) from None
 

@@ -19,7 +19,7 @@ Any of them may name a signature (`signature_name`); models/signatures.py says w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from models import signatures
 from models.instances import FeatureRules, Instance, InstanceError, checked_batch, parse_example_json, parse_instance
@@ -48,9 +48,14 @@ def signature_name(payload: Any) -> str | None:
     return signature
 
 
-def read(method: str, payload: Any, rules: FeatureRules, max_instances: int) -> Asked:
-    """The body of a `method` request; InstanceError (naming the key, instance and feature) when malformed."""
+def read(method: str, payload: Any, rules: FeatureRules, max_instances: int,
+         check: Callable[[str | None], str] | None = None) -> Asked:
+    """The body of a `method` request; InstanceError (naming the key, instance and feature) when
+    malformed. `check` (if given) resolves the signature_name before the instances are read, as
+    TF Serving does (raising what it raises)."""
     signature = signature_name(payload)
+    if check is not None:
+        check(signature)
     if method == PREDICT:
         return _predict(payload, signature, rules, max_instances)
     if "examples" not in payload:
