@@ -69,14 +69,15 @@ class _Connection:
         self.buffer = bytearray()
         self.started = 0.0
 
-    def take_response(self) -> tuple[int, str, bytes] | None:
-        """(status, version, body) of a complete response at the start of the buffer, else None."""
+    def take_response(self) -> tuple[int, str, bytes, bool] | None:
+        """(status, version, body, whether the server closes the connection) of a complete response
+        at the start of the buffer, else None."""
         end = self.buffer.find(b"\r\n\r\n")
         if end < 0:
             return None
         head = bytes(self.buffer[:end]).split(b"\r\n")
         status = int(head[0].split(b" ", 2)[1])
-        length, version = 0, ""
+        length, version, closing = 0, "", False
         for line in head[1:]:
             name, _, value = line.partition(b":")
             name = name.strip().lower()
@@ -84,11 +85,13 @@ class _Connection:
                 length = int(value)
             elif name == VERSION_HEADER:
                 version = value.strip().decode()
+            elif name == b"connection":
+                closing = value.strip().lower() == b"close"
         if len(self.buffer) < end + 4 + length:
             return None
         body = bytes(self.buffer[end + 4 : end + 4 + length])
         del self.buffer[: end + 4 + length]
-        return status, version, body
+        return status, version, body, closing
 
 
 def run(url: str, path: str, bodies: list[bytes], concurrency: int, requests: int | None, seconds: float | None) -> Result:
@@ -147,10 +150,15 @@ def run(url: str, path: str, bodies: list[bytes], concurrency: int, requests: in
             if response is None:
                 continue
             done = time.perf_counter()
-            status, version, _ = response
+            status, version, _, closing = response
             result.latencies.append(done - conn.started)
             result.statuses[status] = result.statuses.get(status, 0) + 1
             result.add_version(version)
+            if closing:  # the server closes it (draining): go on on a new connection, as a client does
+                selector.unregister(conn.sock)
+                conn.sock.close()
+                conn = _Connection(address)
+                selector.register(conn.sock, selectors.EVENT_READ, conn)
             if more():
                 send(conn)
             else:

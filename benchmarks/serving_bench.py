@@ -1,6 +1,7 @@
 """`make bench-serving`: `conveyor serve` against the in-process SavedModel call, and hot swaps.
 
     python -m benchmarks.serving_bench [--home DIR] [--workers 1,2] [--rounds 3] [--requests N] [--before REF]
+        [--http-layers DIR]
 
 Works in scratch homes under outputs/bench-serving (wiped first) holding a copy of the version
 serving under --home (default outputs/, i.e. what `make run` pushed); with nothing pushed there it
@@ -15,6 +16,11 @@ from span 1:
     benchmarks/load_client.py in its own process: concurrency 1 and 8, p50/p99 and req/s; also
     1 worker with --no-request-log, and the fsync of one log line on this disk, which a durable
     answer at concurrency 1 pays;
+  - gRPC Predict at concurrency 1 and 8 on the 1-worker server (`--grpc-port 0`), measured by
+    benchmarks/grpc_load_client.py;
+  - the HTTP layer: the same application with its request log on uvicorn (httptools, uvloop) and
+    on granian (benchmarks/asgi_server.py), against serving/http.py, with the verdict of the rule
+    "move if within 15 % at c=1 and at c=8" (docs/serving.md, "The HTTP layer");
   - a GET /v1/models/taxi probe while two clients send 256-instance batches (batch parsing must
     not stall the event loop);
   - three hot swaps while 8 clients keep sending: every answer must be a 200, and the request log
@@ -25,20 +31,20 @@ A/B figures see the same machine load; medians over rounds are reported with the
 from __future__ import annotations
 
 import argparse
+import base64
+import importlib.util
 import itertools
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks.bench_servers import Served, grpc_load, home_with, load, start, start_asgi
 from conveyor.local import runner as local_run
 from data import materialize, spans_io
 from models.instances import FeatureRules, from_row, parse_instance, to_example
@@ -73,63 +79,6 @@ def _source_model(source: configs.PipelineConfig) -> Path:
     if not summary.pushed_path:
         raise SystemExit(f"bench-serving: the small run pushed nothing: {summary.error or 'not blessed'}")
     return Path(summary.pushed_path)
-
-
-@dataclass
-class Served:
-    """A running server under test: its process, URL and home."""
-
-    label: str
-    home: Path
-    process: subprocess.Popen
-    url: str = ""
-    results: dict[str, list[dict]] = field(default_factory=dict)
-    answered_instances: int = 0  # instances answered 200, which the request log must hold
-    logs: bool = True  # False: run with --no-request-log (the HTTP path without the fsync)
-
-    def count(self, result: dict, instances_per_request: int = 1) -> dict:
-        ok = result["statuses"].get("200", 0) + result.get("warmup_statuses", {}).get("200", 0)
-        self.answered_instances += ok * instances_per_request
-        return result
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def _start(label: str, home: Path, argv: list[str], env: dict[str, str], cwd: Path | None = None) -> Served:
-    logs = "--no-request-log" not in argv
-    errors = home / "serve.err"
-    home.mkdir(parents=True, exist_ok=True)
-    with open(errors, "w") as stderr:
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, cwd=cwd)
-    served = Served(label, home, process, logs=logs)
-    line = process.stdout.readline()
-    if " at http://" not in line:
-        served.stop()
-        raise SystemExit(f"bench-serving: {label} did not start: {line!r}\n{errors.read_text()[-2000:]}")
-    served.url = line.split(" at ")[1].split("/v1/")[0]
-    threading.Thread(target=process.stdout.read, daemon=True).start()  # drain
-    return served
-
-
-def _home_with(model: Path, home: Path) -> Path:
-    shutil.copytree(model, home / "serving_model" / model.name)
-    return home
-
-
-def _load(url: str, bodies: Path, concurrency: int, requests: int | None = None, seconds: float | None = None,
-          warmup: int = 0, path: str = "/v1/models/taxi:predict") -> dict:
-    argv = [sys.executable, "-m", "benchmarks.load_client", "--url", url, "--bodies", str(bodies),
-            "--concurrency", str(concurrency), "--warmup", str(warmup), "--path", path]
-    argv += ["--requests", str(requests)] if requests else ["--seconds", str(seconds)]
-    done = subprocess.run(argv, capture_output=True, text=True, check=True)
-    return json.loads(done.stdout)
 
 
 def _floor(call, inputs: list, count: int, idle: float = 0.0) -> dict:
@@ -257,6 +206,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians are reported)")
     parser.add_argument("--requests", type=int, default=2000, help="requests per measurement")
     parser.add_argument("--before", help="also measure `conveyor serve` of this git revision (e.g. main)")
+    parser.add_argument("--http-layers", type=Path, help="a folder holding uvicorn, uvloop and granian "
+                        "(pip install --target DIR ...), if this venv lacks them")
     args = parser.parse_args()
 
     source = configs.load(home=args.home)
@@ -269,6 +220,8 @@ def main() -> None:
     instances = [from_row(r) for r in rows]
     bodies, big = work / "bodies.jsonl", work / "batches.jsonl"
     bodies.write_text("".join(json.dumps({"instances": [i]}) + "\n" for i in instances[:200]))
+    grpc_requests = work / "grpc-requests.txt"
+    grpc_requests.write_text("".join(base64.b64encode(_predict_request(i)).decode() + "\n" for i in instances[:200]))
     big.write_text(json.dumps({"instances": instances}) + "\n")
     examples = [tf.constant([to_example(i)]) for i in instances[:200]]
     signature = tf.saved_model.load(str(model)).signatures["serving_default"]
@@ -286,29 +239,33 @@ def main() -> None:
             before_dir = work / "before"
             subprocess.run(["git", "worktree", "add", "--detach", str(before_dir), args.before], check=True,
                            capture_output=True, cwd=configs.REPO_ROOT)
-            home = _home_with(model, SCRATCH / "servers" / "before")
-            servers.append(_start(
+            home = home_with(model, SCRATCH / "servers" / "before")
+            servers.append(start(
                 f"before ({args.before}), 1 process", home,
                 [sys.executable, "-m", "conveyor.cli", "serve", "--home", str(home), "--port", "0"],
                 {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(before_dir), os.environ.get("PYTHONPATH")]))},
                 cwd=before_dir,
             ))
-        home = _home_with(model, SCRATCH / "servers" / "no-request-log")
-        servers.append(_start(
+        home = home_with(model, SCRATCH / "servers" / "no-request-log")
+        servers.append(start(
             "conveyor serve, 1 worker, no log", home,
             [str(launcher), "serve", "--home", str(home), "--port", "0", "--workers", "1", "--no-request-log"], env,
         ))
+        layers = _http_layers(args.http_layers)
+        for on in layers:
+            servers.append(start_asgi(on, model, SCRATCH / "servers" / on, args.http_layers or Path(), env))
         for count in (int(w) for w in args.workers.split(",")):
-            home = _home_with(model, SCRATCH / "servers" / f"workers-{count}")
-            servers.append(_start(
+            home = home_with(model, SCRATCH / "servers" / f"workers-{count}")
+            grpc = ["--grpc-port", "0"] if count == 1 else []  # gRPC measured on the 1-worker logged server
+            servers.append(start(
                 f"conveyor serve, {count} worker{'s' if count > 1 else ''}", home,
-                [str(launcher), "serve", "--home", str(home), "--port", "0", "--workers", str(count)], env,
+                [str(launcher), "serve", "--home", str(home), "--port", "0", "--workers", str(count), *grpc], env,
             ))
         for i in range(50):  # warm-up: tracing, connections
             signature(examples=examples[i % len(examples)])
             loaded.predict(parsed[i % len(parsed)])
         for served in servers:
-            served.count(_load(served.url, bodies, 8, requests=400))
+            served.count(load(served.url, bodies, 8, requests=400))
         load_before = os.getloadavg()
         floors: dict[str, list[dict]] = {"signature": [], "predict": [], "idle": []}
         for _ in range(args.rounds):
@@ -317,13 +274,17 @@ def main() -> None:
             floors["idle"].append(_floor(loaded.predict, parsed, args.requests // 4, IDLE_BETWEEN_CALLS))
             for served in servers:
                 for concurrency in (1, 8):
-                    run = served.count(_load(served.url, bodies, concurrency, requests=args.requests, warmup=50))
+                    run = served.count(load(served.url, bodies, concurrency, requests=args.requests, warmup=50))
                     served.results.setdefault(f"c{concurrency}", []).append(run)
+                    if served.grpc:
+                        run = served.count(grpc_load(served.grpc, grpc_requests, concurrency, args.requests, warmup=50))
+                        served.results.setdefault(f"grpc-c{concurrency}", []).append(run)
         load_after = os.getloadavg()
         fsync_ms = _fsync_probe(SCRATCH / "servers")
         fsync_apart_ms = _fsync_probe(SCRATCH / "servers", pause=FSYNC_PAUSE)
-        probes = [(served.label, *_get_while_batches(served, big, 6.0)) for served in servers if served.logs]
-        main_server = servers[-1]
+        ours = [served for served in servers if served.label.startswith("conveyor")]
+        probes = [(served.label, *_get_while_batches(served, big, 6.0)) for served in ours if served.logs]
+        main_server = next(served for served in ours if served.grpc)
         swap_lines = _hot_swaps(main_server, bodies, model.name)
     finally:
         for served in servers:
@@ -343,6 +304,8 @@ def main() -> None:
     for served in servers:
         for concurrency in (1, 8):
             print(_row(served.label, concurrency, served.results[f"c{concurrency}"]))
+            if served.grpc:
+                print(_row("  the same, gRPC Predict", concurrency, served.results[f"grpc-c{concurrency}"]))
     print(f"\ngoals: HTTP p50 at concurrency 1 <= 2 x the in-process p50 ({floor_p50:.3f} ms); at concurrency 8 "
           f">= 4 x {REFERENCE_C8_RPS} req/s (the FastAPI server of 9196231 as the issue measured it) and p99 < 10 ms")
     print("'idle between calls': the same model call, each after a pause; what it costs over the back-to-back call "
@@ -359,6 +322,7 @@ def main() -> None:
         versus = f"{rate / statistics.median(r['req_per_s'] for r in before.results['c8']):>9.2f}" if before else f"{'-':>9}"
         print(f"{served.label:<34}{p50:>10.3f}{p50 / floor_p50:>9.2f}{rate:>10.0f}{rate / REFERENCE_C8_RPS:>7.2f}{versus}{p99:>10.3f}")
     print()
+    print("\n".join(_layer_verdicts(servers, main_server)))
     for label, probe, batches in probes:
         print(f"{label}: GET /v1/models/taxi p50 {probe['p50_ms']:.2f} ms, p99 {probe['p99_ms']:.2f} ms while 2 clients "
               f"sent {batches['requests']} batches of 256 instances (p50 {batches['p50_ms']:.1f} ms)")
@@ -366,6 +330,46 @@ def main() -> None:
     for served in servers:
         if served.logs:
             print(_log_check(served))
+
+
+def _predict_request(instance: dict) -> bytes:
+    """A serialized TF Serving PredictRequest of one instance (what benchmarks/grpc_load_client.py sends)."""
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "taxi"
+    tensor = request.inputs["examples"]
+    tensor.dtype = 7  # DT_STRING
+    tensor.tensor_shape.dim.add(size=1)
+    tensor.string_val.append(to_example(instance))
+    return request.SerializeToString()
+
+
+def _http_layers(folder: Path | None) -> list[str]:
+    """The maintained servers to compare serving/http.py with: uvicorn and granian, where importable."""
+    if folder is not None:
+        sys.path.insert(0, str(folder))
+    found = [name for name in ("uvicorn", "granian") if importlib.util.find_spec(name) and importlib.util.find_spec("uvloop")]
+    if len(found) < 2:
+        print("bench-serving: uvicorn, uvloop or granian is not installed (see --http-layers): "
+              f"the HTTP-layer comparison measures {found or 'none of them'}", flush=True)
+    return found
+
+
+def _layer_verdicts(servers: list[Served], ours: Served) -> list[str]:
+    """Each maintained server against serving/http.py (same application, request log on): the move
+    rule of issue 32 is 'within 15 % at c=1 and at c=8'."""
+    p50 = statistics.median(r["p50_ms"] for r in ours.results["c1"])
+    rate = statistics.median(r["req_per_s"] for r in ours.results["c8"])
+    lines = []
+    for served in servers:
+        if served.label.startswith("same app on"):
+            theirs_p50 = statistics.median(r["p50_ms"] for r in served.results["c1"])
+            theirs_rate = statistics.median(r["req_per_s"] for r in served.results["c8"])
+            within = theirs_p50 <= 1.15 * p50 and theirs_rate >= rate / 1.15
+            lines.append(f"HTTP layer: {served.label}: c=1 p50 {theirs_p50 / p50:.2f} x serving/http.py's, c=8 "
+                         f"{theirs_rate / rate:.2f} x its req/s: {'within' if within else 'not within'} 15 % at both")
+    return lines
 
 
 def _log_check(served: Served) -> str:

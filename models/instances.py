@@ -1,10 +1,17 @@
 """Request instances <-> tf.Examples, checked against the feature contract and the schema.
 
-An instance is either raw JSON features (the SERVING features of models/features.py, typed by
-`features.RAW_TYPES`) or `{"b64": "<base64 serialized tf.Example>"}` (its features are read and
-checked the same way). Every instance becomes a serialized tf.Example for the SavedModel's
-`serving_default` and a plain feature dict for the request log. A bad instance raises
-InstanceError naming the instance, the feature and why.
+An instance comes as one of:
+- raw JSON features (the SERVING features of models/features.py, typed by `features.RAW_TYPES`;
+  any other name is refused, so a typo never goes unnoticed): `parse_instance`;
+- a serialized tf.Example, as `{"b64": "<base64>"}` in JSON (`parse_instance`) or as bytes
+  (`parse_serialized`: gRPC tensors and example lists);
+- a TF Serving classify/regress example, `{"feature": value | [value] | {"b64": ...}}`
+  (`parse_example_json`), with the request's `context` features merged in.
+A tf.Example, in whichever form, may carry features the model does not read (a label, an id):
+they are ignored, as the SavedModel's own parsing (and TF Serving) ignores them, and not logged.
+Every instance becomes a serialized tf.Example for the SavedModel's signatures and a plain feature
+dict for the request log. A bad instance raises InstanceError naming the instance, the feature and
+why.
 
 What the model receives is exactly what the client sent, or the request is refused:
 - INT features are int64: JSON integers in [-2^63, 2^63), or integral JSON numbers up to 2^53 in
@@ -100,17 +107,20 @@ class Instance:
 
 
 def parse_instances(payload: Any, rules: FeatureRules, max_instances: int) -> list[Instance]:
-    """The `instances` of a TF Serving predict body as tf.Examples; InstanceError when malformed."""
-    if not isinstance(payload, dict):
+    """The `instances` of a row-format predict body (`{"instances": [...]}`); InstanceError when malformed.
+    (The server reads every TF Serving shape: serving/rest_formats.py.)"""
+    if not isinstance(payload, dict) or "instances" not in payload:
         raise InstanceError("request body must be a JSON object with an 'instances' list")
-    if "instances" not in payload:
-        raise InstanceError("request body has no 'instances' (only the row format is supported)")
-    instances = payload["instances"]
-    if not isinstance(instances, list) or not instances:
-        raise InstanceError("'instances' must be a non-empty list")
-    if len(instances) > max_instances:
-        raise BatchTooLarge(f"batch of {len(instances)} instances exceeds the limit of {max_instances}")
-    return [parse_instance(item, rules, i) for i, item in enumerate(instances)]
+    return [parse_instance(item, rules, i) for i, item in enumerate(checked_batch(payload["instances"], "instances", max_instances))]
+
+
+def checked_batch(items: Any, key: str, max_instances: int) -> list[Any]:
+    """`items` if it is a non-empty list of at most `max_instances`; InstanceError naming `key` otherwise."""
+    if not isinstance(items, list) or not items:
+        raise InstanceError(f"'{key}' must be a non-empty list")
+    if len(items) > max_instances:
+        raise BatchTooLarge(f"batch of {len(items)} instances exceeds the limit of {max_instances}")
+    return items
 
 
 def parse_instance(item: Any, rules: FeatureRules, index: int = 0) -> Instance:
@@ -127,6 +137,53 @@ def parse_instance(item: Any, rules: FeatureRules, index: int = 0) -> Instance:
         if value is not None:
             feats[name] = _typed(name, value, index, rules)
     return _checked(feats, rules, index)
+
+
+def parse_serialized(serialized: bytes, rules: FeatureRules, index: int = 0) -> Instance:
+    """A serialized tf.Example (gRPC tensors, example lists), checked as a b64 instance is."""
+    try:
+        raw = from_example(serialized, _SERVING)
+    except InstanceError as exc:
+        raise InstanceError(f"instance {index}: in the tf.Example, {exc}") from None
+    except (ValueError, DecodeError) as exc:
+        raise InstanceError(f"instance {index}: not a serialized tf.Example ({exc})") from None
+    return _checked(_read_features(raw, rules, index), rules, index)
+
+
+def parse_example_json(item: Any, rules: FeatureRules, index: int = 0, context: Mapping[str, Any] | None = None) -> Instance:
+    """A classify/regress example of TF Serving's JSON API: an object of features, each a value,
+    a list of at most one value, or {"b64": ...} for a string; `context` (the request's common
+    features) is merged under it. Features the model does not read are ignored, as in a tf.Example."""
+    if not isinstance(item, dict):
+        raise InstanceError(f"example {index}: expected a JSON object of features, got {type(item).__name__}")
+    feats: FeatureDict = {}
+    for name, value in {**(context or {}), **item}.items():
+        if name not in _SERVING:
+            continue
+        value = _single(value, index, name)
+        if value is not None:
+            feats[name] = _typed(name, _text_of_b64(value, index, name), index, rules)
+    return _checked(feats, rules, index)
+
+
+def _single(value: Any, index: int, name: str) -> Any:
+    if not isinstance(value, list):
+        return value
+    if len(value) > 1:
+        raise InstanceError(f"{_where(index, name)} has {len(value)} values; a serving feature takes one")
+    return value[0] if value else None
+
+
+def _text_of_b64(value: Any, index: int, name: str) -> Any:
+    """A {"b64": ...} value as the UTF-8 text it encodes (other values unchanged)."""
+    if not isinstance(value, dict):
+        return value
+    if set(value) != {"b64"} or not isinstance(value["b64"], str):
+        raise InstanceError(f"{_where(index, name)} must be a value, a list of one value or {{'b64': <base64 string>}}")
+    try:
+        return base64.b64decode(value["b64"], validate=True).decode("utf-8")
+    except (binascii.Error, ValueError) as exc:
+        raise InstanceError(f"{_where(index, name)}: 'b64' is not base64 of UTF-8 text ({exc})") from None
 
 
 def from_row(row: Mapping[str, str]) -> FeatureDict:
@@ -148,8 +205,9 @@ def to_example(feats: FeatureDict) -> bytes:
     return examples.to_example(feats, feats.keys()).SerializeToString()
 
 
-def from_example(serialized: bytes) -> FeatureDict:
-    """The raw features of a serialized tf.Example: one value per feature, text decoded as UTF-8.
+def from_example(serialized: bytes, only: frozenset[str] | None = None) -> FeatureDict:
+    """The raw features of a serialized tf.Example (those in `only`, if given): one value per
+    feature, text decoded as UTF-8.
 
     Raises InstanceError for a feature with several values or bytes that are not UTF-8 (a value
     silently cut or replaced would not be what the client sent). Empty features are left out.
@@ -159,6 +217,8 @@ def from_example(serialized: bytes) -> FeatureDict:
     example = example_pb2.Example.FromString(serialized)
     feats: FeatureDict = {}
     for name, feature in example.features.feature.items():
+        if only is not None and name not in only:
+            continue
         kind = feature.WhichOneof("kind")
         values = getattr(feature, kind).value if kind else ()
         if len(values) > 1:
@@ -256,14 +316,14 @@ def _from_b64(text: Any, rules: FeatureRules, index: int) -> Instance:
         raise InstanceError(f"instance {index}: 'b64' must be a base64 string")
     try:
         serialized = base64.b64decode(text, validate=True)
-        raw = from_example(serialized)
+        raw = from_example(serialized, _SERVING)
     except InstanceError as exc:
         raise InstanceError(f"instance {index}: in the tf.Example, {exc}") from None
     except (binascii.Error, ValueError, DecodeError) as exc:
         raise InstanceError(f"instance {index}: 'b64' is not a base64 serialized tf.Example ({exc})") from None
-    feats: FeatureDict = {}
-    for name, value in raw.items():
-        if name not in _SERVING:
-            raise InstanceError(f"instance {index}: unknown feature {_show(name)} in the tf.Example")
-        feats[name] = _typed(name, value, index, rules)
-    return _checked(feats, rules, index)  # re-typed by the contract, as JSON instances are
+    return _checked(_read_features(raw, rules, index), rules, index)
+
+
+def _read_features(raw: FeatureDict, rules: FeatureRules, index: int) -> FeatureDict:
+    """The serving features of a tf.Example (from_example(..., _SERVING)), re-typed by the contract as JSON instances are."""
+    return {name: _typed(name, value, index, rules) for name, value in raw.items()}

@@ -2,8 +2,11 @@
 
 The exported SavedModel carries the tf.Transform graph, so callers send raw features:
   serving_default     serialized tf.Example (SERVING features) -> probability, predicted_class
+  classification      the same, as TF Serving's classify signature -> classes, scores
+  regression          the same, as TF Serving's regress signature -> outputs (the probability)
   transform_features  serialized tf.Example (TRAINING features) -> transformed features + label,
                       used by the Evaluator to read the label computed in-graph.
+(models/signatures.py: what each answers, and their TF Serving method names.)
 """
 from __future__ import annotations
 
@@ -19,8 +22,8 @@ from tf_keras.src.saving.legacy.saved_model import utils as tf_keras_saving
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from models import features
-from models.features import CLASS_KEY, PROBABILITY_KEY
+from models import features, signatures, warmup
+from models.features import CLASS_KEY, PROBABILITY_KEY  # noqa: F401 (CLASS_KEY: callers read both here)
 
 MODEL_INPUTS = tuple(features.transformed_name(k) for k in features.MODEL_FEATURES)
 
@@ -116,16 +119,23 @@ class ServingModule(tf.Module):
         self._training_spec = raw_spec
         self._serving_spec = {k: v for k, v in raw_spec.items() if k in features.SERVING_FEATURES}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")], autograph=False)
-    def serve_tf_examples(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+    def _probability(self, serialized: tf.Tensor) -> tf.Tensor:
         parsed = tf.io.parse_example(serialized, self._serving_spec)
         transformed = self.tft_layer(parsed)
         model_inputs = {k: transformed[k] for k in MODEL_INPUTS}
-        probability = tf.reshape(self.model(model_inputs, training=False), [-1])
-        return {
-            PROBABILITY_KEY: probability,
-            CLASS_KEY: tf.cast(probability > 0.5, tf.int64),
-        }
+        return tf.reshape(self.model(model_inputs, training=False), [-1])
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")], autograph=False)
+    def serve_tf_examples(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+        return signatures.graph_outputs(signatures.DEFAULT, self._probability(serialized))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")], autograph=False)
+    def classify_tf_examples(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+        return signatures.graph_outputs(signatures.CLASSIFICATION, self._probability(serialized))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")], autograph=False)
+    def regress_tf_examples(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+        return signatures.graph_outputs(signatures.REGRESSION, self._probability(serialized))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")], autograph=False)
     def transform_features(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -134,12 +144,15 @@ class ServingModule(tf.Module):
 
     def signatures(self) -> dict[str, Any]:
         return {
-            "serving_default": self.serve_tf_examples.get_concrete_function(),
-            "transform_features": self.transform_features.get_concrete_function(),
+            signatures.DEFAULT: self.serve_tf_examples.get_concrete_function(),
+            signatures.CLASSIFICATION: self.classify_tf_examples.get_concrete_function(),
+            signatures.REGRESSION: self.regress_tf_examples.get_concrete_function(),
+            signatures.TRANSFORM: self.transform_features.get_concrete_function(),
         }
 
 
-def export(model: keras.Model, tf_transform_output: tft.TFTransformOutput, path: str) -> None:
+def export(model: keras.Model, tf_transform_output: tft.TFTransformOutput, path: str,
+           warmup_examples: list[bytes] = ()) -> None:
     """Write the serving SavedModel to `path`.
 
     The tf.Transform layer is a tf_keras model, and tf_keras saves every layer's call functions
@@ -147,11 +160,21 @@ def export(model: keras.Model, tf_transform_output: tft.TFTransformOutput, path:
     `tf.saved_model.save` does not, hence tf_keras's option scope). Nothing loads the layer back
     as a Keras object: the signatures and the transform graph's assets and tables are saved as
     before. With the traces off and AutoGraph off (above) the export takes ~1 s instead of ~2 s;
-    either alone saves nothing, the AutoGraph rewrite moving into the traces.
+    either alone saves nothing, the AutoGraph rewrite moving into the traces. `warmup_examples`
+    (real eval rows) become TF Serving's warmup requests (models/warmup.py).
     """
     module = ServingModule(model, tf_transform_output)
     with tf_keras_saving.keras_option_scope(save_traces=False):
         tf.saved_model.save(module, path, signatures=module.signatures())
+    signatures.set_method_names(path)
+    if warmup_examples:
+        warmup.write(path, warmup_examples)
+
+
+def required_serving_features(tf_transform_output: tft.TFTransformOutput) -> list[str]:
+    """The serving features serving_default cannot do without (FixedLenFeatures without a default)."""
+    return [name for name, spec in tf_transform_output.raw_feature_spec().items()
+            if name in features.SERVING_FEATURES and isinstance(spec, tf.io.FixedLenFeature) and spec.default_value is None]
 
 
 def _dataset(
@@ -212,4 +235,5 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     )
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "hparams.json"), "w") as handle:
         json.dump(asdict(hparams), handle)
-    export(model, tf_transform_output, fn_args.serving_model_dir)
+    real = warmup.eval_examples(fn_args.eval_files, required_serving_features(tf_transform_output))
+    export(model, tf_transform_output, fn_args.serving_model_dir, real)

@@ -2,18 +2,16 @@
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models import features
+from models import probes, signatures, warmup
 from models.features import CLASS_KEY, PROBABILITY_KEY
-from models.instances import Instance, to_example
+from models.instances import Instance
 from speedups import folded_call
 
-SIGNATURE = "serving_default"
-PROBE_COUNT = 256  # synthetic instances the folded call must answer exactly as the traced call
+SIGNATURE = signatures.DEFAULT  # the one the model is called through; the others answer from it
 
 
 class PredictionError(RuntimeError):
@@ -31,6 +29,7 @@ class LoadedModel:
     saved_model: Any  # the object tf.saved_model.load returned (kept alive for the signature)
     call: Any  # serving_default traced as one concrete function, or folded: call(examples) -> outputs
     folded: bool = False  # call is the folded graph (speedups/folded_call.py)
+    served: frozenset[str] = frozenset({SIGNATURE})  # the signatures of models/signatures.METHODS it has
 
     @classmethod
     def load(cls, path: Path, version: str | None = None) -> "LoadedModel":
@@ -39,13 +38,17 @@ class LoadedModel:
         loaded = tf.saved_model.load(str(path))
         if SIGNATURE not in loaded.signatures:
             raise PredictionError(f"{path} has no {SIGNATURE!r} signature (has: {sorted(loaded.signatures)})")
-        return cls(version or Path(path).name, Path(path), loaded, _plain_call(loaded.signatures[SIGNATURE]))
+        served = frozenset(name for name in signatures.METHODS if name in loaded.signatures)
+        return cls(version or Path(path).name, Path(path), loaded, _plain_call(loaded.signatures[SIGNATURE]), served=served)
 
-    def fold(self) -> bool:
+    def fold(self, examples: list[bytes] = ()) -> bool:
         """From now on answer through the folded graph, if it answers bit for bit what `call` does
-        (speedups/folded_call.py; 0.5-2 s); True if it does. Safe while other threads predict."""
+        on the probes (models/probes.py: built from the version's warmup requests and `examples`,
+        real serialized tf.Examples; speedups/folded_call.py; 0.5-2 s); True if it does. Safe
+        while other threads predict."""
         if not self.folded:
-            faster = folded_call.folded(self.call, _probe_batches(), f"version {self.version}")
+            real = warmup.read(self.path) + list(examples)
+            faster = folded_call.folded(self.call, probes.probe_batches(real), f"version {self.version}")
             if faster is not None:
                 self.call, self.folded = faster, True
         return self.folded
@@ -73,19 +76,10 @@ class LoadedModel:
             raise PredictionError(f"model {self.version} answered probabilities outside [0, 1]: {bad[:3]}")
         return [{PROBABILITY_KEY: p, CLASS_KEY: int(c)} for p, c in zip(probability, predicted)]
 
-    def signature_metadata(self) -> dict[str, Any]:
-        """serving_default's inputs and outputs in TF Serving's metadata shape."""
-        function = self.saved_model.signatures[SIGNATURE]
-        inputs = function.structured_input_signature[1]
-        return {
-            "signature_def": {
-                SIGNATURE: {
-                    "inputs": {name: _tensor_info(spec) for name, spec in inputs.items()},
-                    "outputs": {name: _tensor_info(spec) for name, spec in function.structured_outputs.items()},
-                    "method_name": "tensorflow/serving/predict",
-                }
-            }
-        }
+    def signature_defs(self) -> dict[str, Any]:
+        """The SignatureDef protos of the signatures it serves, as saved_model.pb has them."""
+        found = signatures.signature_defs(self.path)
+        return {name: found[name] for name in signatures.METHODS if name in self.served}
 
 
 def _plain_call(signature: Any) -> Any:
@@ -102,13 +96,6 @@ def _plain_call(signature: Any) -> Any:
     return tf.function(lambda examples: signature(**{name: examples}), input_signature=[spec]).get_concrete_function()
 
 
-def _tensor_info(spec: Any) -> dict[str, Any]:
-    dims = [{"size": str(-1 if d is None else d)} for d in spec.shape.as_list()]
-    from tensorflow.core.framework import types_pb2
-
-    return {"dtype": types_pb2.DataType.Name(spec.dtype.as_datatype_enum), "tensor_shape": {"dim": dims}, "name": spec.name or ""}
-
-
 _TF_NOISE = ("Graph execution error", "Detected at node", "<stack traces", "[[", "File ")
 
 
@@ -117,18 +104,3 @@ def _reason(exc: Exception) -> str:
     lines = [line.strip() for line in str(exc).splitlines()]
     useful = [line for line in lines if line and not line.startswith(_TF_NOISE)]
     return useful[0] if useful else type(exc).__name__
-
-
-def _probe_batches(count: int = PROBE_COUNT, seed: int = 0) -> list[Any]:
-    """Tensors of serialized synthetic instances: 16 alone, the first 64 in eights, and all of them."""
-    import tensorflow as tf
-
-    rng = random.Random(seed)
-    values = {"INT": lambda: rng.randrange(0, 100), "FLOAT": lambda: rng.uniform(0.0, 100.0),
-              "BYTES": lambda: rng.choice(("Cash", "Credit Card", "Unknown", "Flash Cab", "no such value"))}
-    examples = [
-        to_example({name: values[features.RAW_TYPES[name]]() for name in features.SERVING_FEATURES})
-        for _ in range(count)
-    ]
-    return ([tf.constant(examples[i : i + 1]) for i in range(16)]
-            + [tf.constant(examples[i : i + 8]) for i in range(0, 64, 8)] + [tf.constant(examples)])

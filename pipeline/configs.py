@@ -222,6 +222,10 @@ class PipelineConfig:
     body_timeout_seconds: float = 30.0  # from the headers to the body's last byte
     max_extra_versions: int = 2  # versions kept loaded besides the serving one (/versions/{v} requests)
     load_retry_max_seconds: float = 300.0  # a failed load is retried after 2 x poll_seconds, doubling to this
+    # A worker is replaced (a new one loads, then the old one drains; serving/recycling.py) after this
+    # many hot swaps, or once its memory grew this much: TensorFlow keeps ~2 MB per folded swap (0 = never).
+    worker_recycle_swaps: int = 100
+    worker_recycle_growth_mb: int = 1024
     # TensorFlow thread pools of each worker (0 = TensorFlow's default, one thread per core each;
     # inter-op -1 = run a model's ops in the calling thread), as TF Serving's flags of those names.
     tensorflow_intra_op_parallelism: int = 0

@@ -42,6 +42,7 @@ RANGES: dict[str, tuple[Any, str]] = {
         "span", "feedback_window_spans", "beam_workers", "serving_workers", "seed", "min_rows_ratio",
         "completeness_drop", "median_shift", "batch_gather_seconds", "max_extra_versions",
         "tensorflow_intra_op_parallelism", "request_log_max_bytes", "serving_port", "retune_every_retrains",
+        "worker_recycle_swaps", "worker_recycle_growth_mb",
     )},
     **{name: _above(0) for name in (
         "poll_seconds", "idle_timeout_seconds", "header_timeout_seconds", "body_timeout_seconds",

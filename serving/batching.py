@@ -39,15 +39,17 @@ class Job:
     instances: list[Instance]
     model: LoadedModel | None  # None: whatever version serves when the batch runs
     request_id: str
-    future: Any  # a serving.http.Reply (answered inline) or an asyncio.Future, set by the deliver callback
+    future: Any  # a serving.http_messages.Reply (answered inline) or an asyncio.Future of this Job, set by the deliver callback
     client_id: bool = False  # request_id came from the client (reserved, released on failure)
+    signature: str = "serving_default"  # whose answer the client gets (models/signatures.py); the model call is the same
     version: str = ""
     outputs: list[dict] = field(default_factory=list)
-    error: tuple[int, str] | None = None
+    error: tuple[int, str] | None = None  # (HTTP status, message)
+    retry_after: float | None = None
     logged: bool = False  # its records are durable in the request log (or there is no log)
 
-    def fail(self, status: int, message: str) -> None:
-        self.error = (status, message)
+    def fail(self, status: int, message: str, retry_after: float | None = None) -> None:
+        self.error, self.retry_after = (status, message), retry_after
 
 
 class Batcher:

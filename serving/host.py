@@ -18,8 +18,8 @@ An entry used within the last EXTRA_MIN_IDLE_SECONDS is not evicted: a client cy
 more versions than fit gets 503 for the ones that do not, instead of a load per request. The
 version replaced by a swap stays loaded as an extra one, so a rollback to it swaps at once.
 Once a version is loaded it serves; the loader thread then folds its model call
-(`LoadedModel.fold`), which later calls use, so folding never delays a swap. Only versions that
-serve are folded: TensorFlow keeps ~2 MB per folded version after it is dropped
+(`LoadedModel.fold`), which later calls use, so folding never delays a swap (`fold=False`,
+`conveyor serve --no-fold`: never). Only versions that serve are folded: TensorFlow keeps ~2 MB per folded version after it is dropped
 (docs/serving.md), and the versions clients ask for by number must not make that grow.
 
 States (TF Serving's names, GET /v1/models/{name}): AVAILABLE loaded; LOADING; START complete on
@@ -79,12 +79,14 @@ class ModelHost:
     def __init__(
         self, serving_root: Path, poll_seconds: float = 2.0, max_extra_versions: int = 2,
         retry_max_seconds: float = 300.0, loader: Callable[[Path, str], LoadedModel] = LoadedModel.load,
+        fold: bool = True,
     ):
         self.serving_root = Path(serving_root)
         self.poll_seconds = poll_seconds
         self.max_extra = max_extra_versions
         self.retry_max = retry_max_seconds
         self._loader = loader
+        self.fold = fold  # fold serving versions' model calls (`conveyor serve --no-fold`: never)
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self._current: LoadedModel | None = None
@@ -260,7 +262,7 @@ class ModelHost:
         self.last_error = None
         metrics.SERVING_VERSION.set(int(model.version))
         log.info("serving version %s (was %s)", model.version, previous.version if previous else "none")
-        if not model.folded:
+        if self.fold and not model.folded:
             try:
                 self._load_pool.submit(self._fold, model)
             except RuntimeError:  # closed meanwhile
@@ -320,6 +322,7 @@ class ModelHost:
         return {
             "pid": os.getpid(),
             "serving": self._current.version if self._current else None,
+            "swaps": self.swaps,
             "versions": [s.__dict__ for s in self.statuses()],
             "error": self.last_error,
             "pointer_error": self.pointer_error,

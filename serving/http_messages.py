@@ -70,6 +70,12 @@ class Reply:
         else:
             self._send = send
 
+    def map(self, convert: Callable[[object], Response]) -> "Reply":
+        """A Reply of `convert(result)`, set as soon as this one is (`convert` must not raise)."""
+        mapped = Reply()
+        self.then(lambda result: mapped.set_result(convert(result)))
+        return mapped
+
     def _call(self, send: Callable[[Response], None]) -> None:
         try:
             send(self._response)

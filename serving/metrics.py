@@ -9,6 +9,8 @@ A server built in-process (tests, serving.server.build) reports its own values.
     conveyor_http_request_duration_seconds{route}          first byte of the request -> response written
     conveyor_http_connections                              open connections (live)
     conveyor_http_events_total{event}                      timeouts, refusals, accept errors, evictions, disconnects
+    conveyor_grpc_requests_total{method, code, version}    gRPC calls answered (code: the gRPC status)
+    conveyor_grpc_request_duration_seconds{method}         gRPC call handled -> answered
     conveyor_predictions_total{version, predicted_class}   instances predicted
     conveyor_prediction_probability{version}               distribution of the predicted probability
     conveyor_model_batch_instances                         instances per model call (request batching)
@@ -40,6 +42,11 @@ LATENCY = Histogram(
 )
 CONNECTIONS = Gauge("conveyor_http_connections", "Open connections", multiprocess_mode="livesum", registry=_registry)
 HTTP_EVENTS = Counter("conveyor_http_events", "Connection events: timeouts, refusals, accept errors, evictions", ["event"], registry=_registry)
+GRPC_REQUESTS = Counter("conveyor_grpc_requests", "gRPC calls answered", ["method", "code", "version"], registry=_registry)
+GRPC_LATENCY = Histogram(
+    "conveyor_grpc_request_duration_seconds", "From the call handled to its answer", ["method"],
+    buckets=_LATENCY_BUCKETS, registry=_registry,
+)
 PREDICTIONS = Counter("conveyor_predictions", "Instances predicted", ["version", "predicted_class"], registry=_registry)
 PROBABILITY = Histogram(
     "conveyor_prediction_probability", "Predicted probability", ["version"],
@@ -97,6 +104,8 @@ predictions = Children(PREDICTIONS)
 probability = Children(PROBABILITY)
 out_of_domain = Children(OUT_OF_DOMAIN)
 gathers = Children(GATHERS)
+grpc_requests = Children(GRPC_REQUESTS)
+grpc_latency = Children(GRPC_LATENCY)
 
 
 def exposition() -> tuple[bytes, str]:

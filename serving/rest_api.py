@@ -1,108 +1,73 @@
 """TF Serving's REST API: the routes, the error shape and the metrics of one worker's server (serving/server.py).
 
-    GET  /v1/models/{name}                            every version and its state (TF Serving's shape)
-    GET  /v1/models/{name}/versions/{v}               one version's state
-    GET  /v1/models/{name}[/versions/{v}]/metadata    signature of serving_default
-    POST /v1/models/{name}[/versions/{v}]:predict     {"instances": [...]} -> {"predictions": [...]}
+    GET  /v1/models/{name}[/versions/{v} | /labels/{l}]              versions and their states (TF Serving's shape)
+    GET  /v1/models/{name}[/versions/{v} | /labels/{l}]/metadata     the signatures served (inputs, outputs, methods)
+    POST /v1/models/{name}[/versions/{v} | /labels/{l}]:predict      row or columnar format (serving/rest_formats.py)
+    POST /v1/models/{name}[/versions/{v} | /labels/{l}]:classify     {"examples": [...]} -> {"result": [[[class, score], ...]]}
+    POST /v1/models/{name}[/versions/{v} | /labels/{l}]:regress      {"examples": [...]} -> {"result": [...]}
     GET  /livez    200 while the process answers HTTP and its model watcher runs
     GET  /readyz   200 while a model is loaded and the request log is writable, else 503
     GET  /metrics  Prometheus text format (serving/metrics.py)
 
-Instances are raw JSON features or {"b64": serialized tf.Example} (models/instances.py). Every
-answer carries `X-Request-Id` (the client's if it sent a valid one, else a new one); predictions
-also `X-Model-Version`. Every prediction is in the request log before its response is sent.
-Errors are `{"error": "<reason>", "request_id": "<id>"}`: 400 malformed JSON, instances or
-X-Request-Id; 404 unknown route, model or version; 405 wrong method; 408 request too slow; 409 an
-X-Request-Id already answered; 413 body or batch over the limits; 414/431 request line or headers
-too long; 503 (with Retry-After) while nothing is loaded, a version is loading or the request log
-cannot be written. A 500 says only "internal error" and its request id; the traceback is logged.
+As in TF Serving, the fixed parts of a path match in any case and the model name and label are
+percent-decoded. Labels: `stable`, the version serving now (serving/predictions.py). Every answer
+carries `X-Request-Id` (the client's if it sent a valid one, else a new one); predictions also
+`X-Model-Version`. Every prediction is in the request log before its response is sent.
+Errors are `{"error": "<reason>", "request_id": "<id>"}`: 400 malformed JSON, body, instances,
+signature or X-Request-Id; 404 unknown route, model, version or label; 405 wrong method; 408
+request too slow; 409 an X-Request-Id already answered; 413 body or batch over the limits; 414/431
+request line or headers too long; 503 (with Retry-After) while nothing is loaded, a version is
+loading or the request log cannot be written. A 500 says only "internal error" and its request
+id; the traceback is logged.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
-import re
-import threading
-import uuid
-from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any
+from urllib.parse import unquote
 
 import orjson
 
-from models.instances import FeatureRules, Instance, InstanceError, parse_instances
-from models.saved_model import SIGNATURE, LoadedModel
+from models.instances import FeatureRules, InstanceError
+from models.saved_model import LoadedModel
 from pipeline.configs import PipelineConfig
-from serving import metrics, request_log
-from serving.batching import Batcher, Job
-from serving.host import END, ModelHost, NoModelError, VersionUnavailable
+from serving import metrics, request_log, rest_formats
+from serving.batching import Job
+from serving.host import END, ModelHost, NoModelError
 from serving.http_messages import Reply, Request, Response
+from serving.log_throttle import Throttled
+from serving.predictions import REQUEST_ID_HEADER, ApiError, Loading, Predictions, Target, request_id_of, signature_map
+from serving.request_ids import RequestIds
 
 log = logging.getLogger(__name__)
-REQUEST_ID_HEADER = "X-Request-Id"
+throttled = Throttled(log)
 VERSION_HEADER = "X-Model-Version"
-REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
-REMEMBERED_REQUEST_IDS = 100_000  # per worker: a client id answered again within these gets 409
 INLINE_PARSE_BYTES = 16_384  # larger bodies are parsed off the event loop
-# A client counts as about to send again for this many gather windows after its answer (a
-# closed-loop client's next request takes well under a millisecond here, more under load).
-RETURNING_WITHIN = 5
-AT_ONCE, ALL_ARRIVED, FULL, WINDOW_EXPIRED = "at_once", "all_arrived", "full", "window_expired"  # how a batch started
-VERSION_LOAD_WAIT_SECONDS = 10.0
-PREDICT, STATUS, METADATA, HEALTH, METRICS, OTHER = "predict", "status", "metadata", "health", "metrics", "other"
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, retry_after: float | None = None, allow: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.retry_after, self.allow = status, message, retry_after, allow
-
-
-class RecentIds:
-    """The last REMEMBERED_REQUEST_IDS client request ids: labels are joined on them, so one must
-    not name two requests. Reserved when a request is accepted, released if it fails."""
-
-    def __init__(self, size: int = REMEMBERED_REQUEST_IDS):
-        self.size = size
-        self._ids: OrderedDict[str, None] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def reserve(self, request_id: str) -> bool:
-        with self._lock:
-            if request_id in self._ids:
-                return False
-            self._ids[request_id] = None
-            if len(self._ids) > self.size:
-                self._ids.popitem(last=False)
-            return True
-
-    def release(self, request_id: str) -> None:
-        with self._lock:
-            self._ids.pop(request_id, None)
+METHODS = (rest_formats.PREDICT, rest_formats.CLASSIFY, rest_formats.REGRESS)
+STATUS, METADATA, HEALTH, METRICS, OTHER = "status", "metadata", "health", "metrics", "other"
+PREFIX = "/v1/models/"
 
 
 class App:
     """Routes, error shape and metrics; implements serving.http.Application."""
 
-    def __init__(self, config: PipelineConfig, host: ModelHost, requests: request_log.RequestLog | None, loop):
+    def __init__(self, config: PipelineConfig, host: ModelHost, requests: request_log.RequestLog | None, loop,
+                 ids: RequestIds | None = None):
         self.config, self.host, self.loop = config, host, loop
         self.model_name = config.model_name
         self.rules = FeatureRules.from_schema(config.schema_path, config.max_string_bytes)
-        self.batcher = Batcher(host, requests, config.model_name, config.max_batch_instances, self._deliver)
-        self.ids = RecentIds()
+        self.predictions = Predictions(config, host, requests, loop, ids or RequestIds())
+        self.batcher = self.predictions.batcher
         self.parse_pool = ThreadPoolExecutor(1, thread_name_prefix="parse")
         self.draining = False
-        self._signatures: dict[str, dict] = {}
-        self._pending: list[Job] = []  # small requests parsed in this turn of the loop
-        self._pending_instances = 0
-        self._gathering: asyncio.TimerHandle | None = None  # the pending batch waits for returning clients
-        self._gather_target = 0  # ... until it holds this many requests
-        self.returning: Callable[[float], int] = lambda within: 0  # serving.http.HttpServer.returning
 
     # serving.http.Application
     def handle(self, request: Request) -> Response | Reply | asyncio.Future:
-        request_id, problem = _request_id(request.headers)
+        request_id, problem = request_id_of(request.headers)
         try:
             if problem:
                 raise ApiError(400, problem)
@@ -111,7 +76,7 @@ class App:
             return self._error(exc.status, exc.message, request_id, exc.retry_after, exc.allow)
 
     def error(self, status: int, message: str, headers: dict[str, str] | None) -> Response:
-        request_id, _ = _request_id(headers or {})
+        request_id, _ = request_id_of(headers or {})
         return self._error(status, message, request_id)
 
     def observe(self, request: Request | None, response: Response, seconds: float) -> None:
@@ -135,199 +100,123 @@ class App:
             if path == "/metrics":  # reads every worker's file: off the loop
                 return self.loop.run_in_executor(None, self._metrics, request_id)
             return self._live(request_id) if path == "/livez" else self._ready(request_id)
-        if not path.startswith("/v1/models/"):
-            raise ApiError(404, f"no route {path!r} (this server answers /v1/models/{self.model_name}..., /livez, /readyz, /metrics)")
-        rest = path[len("/v1/models/"):]
-        rest, _, verb = rest.partition(":")
+        if path[: len(PREFIX)].lower() != PREFIX:
+            raise ApiError(404, f"no route {path[:200]!r} (this server answers /v1/models/{self.model_name}..., /livez, /readyz, /metrics)")
+        rest, _, verb = path[len(PREFIX):].partition(":")
         parts = rest.split("/")
-        name, parts = parts[0], parts[1:]
-        version = None
-        if len(parts) >= 2 and parts[0] == "versions":
-            version, parts = parts[1], parts[2:]
-            if not version.isdigit():
-                raise ApiError(404, f"version {version!r} not found (versions are integers)")
-        elif parts and parts[0] == "labels":
-            raise ApiError(404, "version labels are not supported: use /versions/{version}")
+        name, parts = _decoded(parts[0]), parts[1:]
+        version = label = None
+        if len(parts) >= 2 and parts[0].lower() == "versions":
+            if not parts[1].isdigit():
+                raise ApiError(404, f"version {parts[1][:40]!r} not found (versions are integers)")
+            version, parts = str(int(parts[1])), parts[2:]
+        elif len(parts) >= 2 and parts[0].lower() == "labels":
+            label, parts = _decoded(parts[1]), parts[2:]
         if name != self.model_name:
-            raise ApiError(404, f"model {name!r} not found (this server serves {self.model_name!r})")
+            raise ApiError(404, f"model {name[:100]!r} not found (this server serves {self.model_name!r})")
         if verb:
-            if verb != "predict" or parts:
-                raise ApiError(404, f"no method {':' + verb!r} on {path!r} (only :predict is supported)")
-            request.route = PREDICT
+            method = verb.lower()
+            if parts:
+                raise ApiError(404, f"no route {path[:200]!r}")
+            if method not in METHODS:
+                raise ApiError(404, f"no method {':' + verb[:40]!r} on {path[:200]!r} (methods: :predict, :classify, :regress)")
+            request.route = method
             _allow(request, "POST")
-            return self._predict(request, request_id, version)
-        if parts == ["metadata"]:
+            return self._infer(request, request_id, method, version, label)
+        if [part.lower() for part in parts] == ["metadata"]:
             request.route = METADATA
             _allow(request, "GET")
-            return self._metadata(request_id, version)
+            return self._metadata(request_id, version, label)
         if parts:
-            raise ApiError(404, f"no route {path!r}")
+            raise ApiError(404, f"no route {path[:200]!r}")
         request.route = STATUS
         _allow(request, "GET")
-        return self._status(request_id, version)
+        return self._status(request_id, version, label)
 
-    # predict
-    def _predict(self, request: Request, request_id: str, version: str | None) -> Response | Reply | asyncio.Future:
+    # predict, classify, regress
+    def _infer(self, request: Request, request_id: str, method: str, version: str | None,
+               label: str | None) -> Response | Reply | asyncio.Future:
+        """Answer a predict, classify or regress request. The model it names (a label, a missing
+        version) and its signature are checked before its instances are read, as TF Serving does."""
+        client_id = "x-request-id" in request.headers
+        target = self.predictions.target(version, label)
         if len(request.body) > INLINE_PARSE_BYTES:
-            return self.loop.create_task(self._predict_parsed_off_loop(request, request_id, version))
-        return self._submit(self._parse(request.body), request_id, version, "x-request-id" in request.headers, inline=True)
+            return self.loop.create_task(self._infer_off_loop(request.body, request_id, method, target, client_id))
+        asked = self._read(method, request.body, target)
+        answer = self.predictions.ask(method, asked.signature, asked.instances, request_id, client_id, target, inline=True)
+        if isinstance(answer, Reply):
+            return answer.map(partial(self._answer, asked=asked))
+        return self.loop.create_task(self._answer_later(answer, asked))
 
-    async def _predict_parsed_off_loop(self, request: Request, request_id: str, version: str | None) -> Response:
+    async def _infer_off_loop(self, body: bytes, request_id: str, method: str, target: Target, client_id: bool) -> Response:
         try:
-            instances = await self.loop.run_in_executor(self.parse_pool, self._parse, request.body)
-            answer = self._submit(instances, request_id, version, "x-request-id" in request.headers)
-            return await answer if isinstance(answer, asyncio.Future) else answer
+            asked = await self.loop.run_in_executor(self.parse_pool, self._read, method, body, target)
+            answer = self.predictions.ask(method, asked.signature, asked.instances, request_id, client_id, target)
+            return self._answer(await answer, asked)
         except ApiError as exc:
             return self._error(exc.status, exc.message, request_id, exc.retry_after)
 
-    def _parse(self, body: bytes) -> list[Instance]:
+    async def _answer_later(self, answer: asyncio.Future, asked: rest_formats.Asked) -> Response:
+        return self._answer(await answer, asked)
+
+    def _read(self, method: str, body: bytes, target: Target) -> rest_formats.Asked:
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise ApiError(400, f"malformed JSON body: {exc}") from None
-        if isinstance(payload, dict) and payload.get("signature_name", SIGNATURE) != SIGNATURE:
-            raise ApiError(400, f"unknown signature_name {str(payload['signature_name'])[:60]!r} (only {SIGNATURE!r})")
         try:
-            return parse_instances(payload, self.rules, self.config.max_batch_instances)
+            asked = rest_formats.read(method, payload, self.rules, self.config.max_batch_instances, check=(
+                None if isinstance(target, Loading) else partial(self.predictions.signature, method, target=target)))
+            return asked
         except InstanceError as exc:
             raise ApiError(413 if exc.too_large else 400, str(exc)) from None
 
-    def _submit(self, instances: list[Instance], request_id: str, version: str | None, client_id: bool,
-                inline: bool = False):
-        """Queue a parsed request: answered at the end of this loop turn (`inline`) or by the predict thread."""
-        model = None
-        if version is not None:
-            found = self._version(version)
-            if isinstance(found, Future):
-                return self.loop.create_task(self._after_load(found, instances, request_id, version, client_id))
-            model = found
-        elif self.host.serving is None:
-            raise ApiError(503, self.host.no_model_reason(), retry_after=self.config.poll_seconds)
-        if client_id and not self.ids.reserve(request_id):
-            raise ApiError(409, f"{REQUEST_ID_HEADER} {request_id!r} was already answered: labels are joined on it, use a new one")
-        future = Reply() if inline else self.loop.create_future()
-        job = Job(instances, model, request_id, future, client_id)
-        if inline:
-            self._pending.append(job)
-            self._pending_instances += len(instances)
-            self._schedule_pending()
-        else:
-            self.batcher.submit(job)
-        return future
-
-    def _schedule_pending(self) -> None:
-        """Answer the pending batch after this loop turn; or, while clients answered moments ago
-        are about to send again (serving.http.HttpServer.returning), once they have, or at most
-        batch_gather_seconds later: one model call and one fsync for all of them instead of one
-        each. A lone client, or clients sending at their own pace, never wait."""
-        gather = self.config.batch_gather_seconds
-        full = self._pending_instances >= self.config.max_batch_instances
-        if len(self._pending) == 1:
-            returning = self.returning(RETURNING_WITHIN * gather) if gather > 0 and not full else 0
-            if returning:
-                self._gather_target = 1 + returning
-                self._gathering = self.loop.call_later(gather, self._answer_pending, WINDOW_EXPIRED)
-            else:
-                self.loop.call_soon(self._answer_pending, AT_ONCE)
-        elif self._gathering is not None:
-            if len(self._pending) >= self._gather_target:
-                outcome = ALL_ARRIVED
-            elif full:
-                outcome = FULL
-            else:
-                return
-            self._gathering.cancel()
-            self._gathering = None
-            self.loop.call_soon(self._answer_pending, outcome)
-
-    def _answer_pending(self, outcome: str) -> None:
-        self._gathering = None
-        jobs, self._pending, self._pending_instances = self._pending, [], 0
-        metrics.gathers(outcome).inc()
-        self.batcher.answer_now(jobs)
-
-    async def _after_load(self, load: Future, instances, request_id: str, version: str, client_id: bool) -> Response:
+    def _answer(self, job: Job, asked: rest_formats.Asked) -> Response:
+        if job.error is not None:
+            return self._error(*job.error, job.request_id, job.retry_after)
         try:
-            await self._wait_load(load, version)
-            answer = self._submit(instances, request_id, version, client_id)
-            return await answer if isinstance(answer, asyncio.Future) else answer
-        except ApiError as exc:
-            return self._error(exc.status, exc.message, request_id, exc.retry_after)
-
-    async def _wait_load(self, load: Future, version: str) -> LoadedModel:
-        try:
-            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(load)), VERSION_LOAD_WAIT_SECONDS)
-        except asyncio.TimeoutError:
-            raise ApiError(503, f"version {version} is still loading; retry in a few seconds", retry_after=2.0) from None
-        except Exception as exc:
-            raise ApiError(503, f"version {version} failed to load: {type(exc).__name__}: {exc}"[:500], retry_after=self.config.poll_seconds) from None
-
-    def _version(self, version: str) -> LoadedModel | Future:
-        try:
-            return self.host.version(version)
-        except NoModelError as exc:
-            raise ApiError(404, str(exc)) from None
-        except VersionUnavailable as exc:
-            raise ApiError(503, str(exc), retry_after=exc.retry_after) from None
-
-    def _deliver(self, jobs: list[Job], inline: bool) -> None:
-        """The responses of a batch: resolved now (loop thread) or handed to the loop in one wake-up."""
-        answers = []
-        for job in jobs:
-            if job.error is not None:
-                if job.client_id:
-                    self.ids.release(job.request_id)
-                response = self._error(*job.error, job.request_id)
-            else:
-                response = Response(
-                    200, orjson.dumps({"predictions": job.outputs}),
-                    headers=((VERSION_HEADER, job.version), (REQUEST_ID_HEADER, job.request_id)), version=job.version,
-                )
-            answers.append((job.future, response))
-        if inline:
-            _resolve(answers)
-        else:
-            self.loop.call_soon_threadsafe(_resolve, answers)
+            body = orjson.dumps(rest_formats.answer(asked, job.signature, job.outputs))
+        except Exception:  # a bug of ours: the client still gets an answer
+            throttled("answer", logging.ERROR, "unexpected error writing an answer", exc_info=True)
+            return self._error(500, "internal error", job.request_id)
+        return Response(200, body, headers=((VERSION_HEADER, job.version), (REQUEST_ID_HEADER, job.request_id)),
+                        version=job.version)
 
     # status, metadata, health
-    def _status(self, request_id: str, version: str | None) -> Response:
-        found = self.host.statuses()
-        if version is not None:
-            found = [s for s in found if s.version == version]
-            if not found:
-                raise ApiError(404, f"version {version} is not a pushed version of {self.model_name!r}")
-        if not found:
-            raise ApiError(503, self.host.no_model_reason(), retry_after=self.config.poll_seconds)
+    def _status(self, request_id: str, version: str | None, label: str | None) -> Response:
+        if label is not None:
+            version = self.predictions.labelled(label)
         body = {"model_version_status": [
             {"version": s.version, "state": s.state,
              "status": {"error_code": "UNKNOWN" if s.state == END else "OK", "error_message": s.error}}
-            for s in found
+            for s in self.predictions.statuses(version)
         ]}
         return self._json(200, body, request_id)
 
-    def _metadata(self, request_id: str, version: str | None):
-        if version is None:
+    def _metadata(self, request_id: str, version: str | None, label: str | None) -> Response | asyncio.Future:
+        if version is None and label is None:
             try:
-                model = self.host.current()
+                return self._metadata_of(self.host.current(), request_id)
             except NoModelError as exc:
                 raise ApiError(503, str(exc), retry_after=self.config.poll_seconds) from None
-            return self._metadata_of(model, request_id)
-        found = self._version(version)
-        if isinstance(found, Future):
-            async def after_load() -> Response:
+        target = self.predictions.target(version, label)
+        if isinstance(target, Loading):
+            async def after_load(loading: Loading) -> Response:
                 try:
-                    return self._metadata_of(await self._wait_load(found, version), request_id)
+                    return self._metadata_of(await self.predictions.loaded(loading), request_id)
                 except ApiError as exc:
                     return self._error(exc.status, exc.message, request_id, exc.retry_after)
 
-            return self.loop.create_task(after_load())
-        return self._metadata_of(found, request_id)
+            return self.loop.create_task(after_load(target))
+        return self._metadata_of(target or self.host.current(), request_id)
 
     def _metadata_of(self, model: LoadedModel, request_id: str) -> Response:
-        if model.version not in self._signatures:
-            self._signatures[model.version] = model.signature_metadata()
+        from google.protobuf import json_format
+
+        defs = json_format.MessageToDict(signature_map(model), always_print_fields_with_no_presence=True,
+                                         preserving_proto_field_name=True)
         body = {"model_spec": {"name": self.model_name, "signature_name": "", "version": model.version},
-                "metadata": {"signature_def": self._signatures[model.version]}}
+                "metadata": {"signature_def": defs}}
         return self._json(200, body, request_id, model.version)
 
     def _live(self, request_id: str) -> Response:
@@ -365,23 +254,15 @@ class App:
 
 
 def _allow(request: Request, method: str) -> None:
-    if request.method != method:
+    if request.method != method and not (method == "GET" and request.method == "HEAD"):  # HEAD: GET without the body
         raise ApiError(405, f"{request.method[:20]} is not allowed on {request.path[:200]}: use {method}", allow=method)
 
 
-def _request_id(headers: dict[str, str]) -> tuple[str, str | None]:
-    """The client's X-Request-Id if it is a valid one, else a new id and what was wrong."""
-    given = headers.get("x-request-id")
-    if given is None:
-        return uuid.uuid4().hex, None
-    if REQUEST_ID.fullmatch(given):
-        return given, None
-    return uuid.uuid4().hex, (
-        f"{REQUEST_ID_HEADER} must be 1-128 characters of A-Z a-z 0-9 . _ : / + = - (got {len(given)} characters)"
-    )
-
-
-def _resolve(answers: list[tuple[Reply | asyncio.Future, Response]]) -> None:
-    for future, response in answers:
-        if not future.done():
-            future.set_result(response)
+def _decoded(text: str) -> str:
+    """A percent-encoded path segment (a model name or label) decoded, as TF Serving decodes them."""
+    if "%" not in text:
+        return text
+    try:
+        return unquote(text, errors="strict")
+    except UnicodeDecodeError:
+        raise ApiError(400, f"cannot decode {text[:60]!r}: not percent-encoded UTF-8") from None

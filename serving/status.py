@@ -4,7 +4,7 @@ Every worker process of `conveyor serve` rewrites `<home>/serving_status/<host>-
 atomically after each refresh (every poll_seconds) and removes it when it stops:
 
     {"pid": 4242, "host": "box", "url": "http://127.0.0.1:8501", "worker": 0, "heartbeat": 1796000000.5,
-     "stale_after": 30, "serving": "1795328053", "error": null, "pointer_error": null,
+     "stale_after": 30, "serving": "1795328053", "swaps": 1, "error": null, "pointer_error": null,
      "versions": [{"version": "1795328053", "state": "AVAILABLE", "error": ""}, ...]}
 
 A file whose heartbeat is older than `stale_after` seconds, or whose process is gone (same
@@ -42,6 +42,15 @@ def write(home: Path, status: dict[str, Any]) -> None:
 
 def remove(home: Path, pid: int) -> None:
     _path(home, pid).unlink(missing_ok=True)
+
+
+def read(home: Path, pid: int) -> dict[str, Any] | None:
+    """The status file of worker process `pid` on this host, if it has written one."""
+    try:
+        found = json.loads(_path(home, pid).read_text())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
 
 
 def _alive(status: dict[str, Any]) -> bool:

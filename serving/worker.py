@@ -1,10 +1,11 @@
 """One worker process of `conveyor serve` (started by serving/supervisor.py, not by hand).
 
-    python -m serving.worker --fd N --ready-fd M [--log-fd L] --index I [--no-request-log]
+    python -m serving.worker --fd N --ready-fd M [--log-fd L] --index I [--no-request-log] [--grpc-port P]
+        [--request-ids FILE] [--no-fold]
 
 Serves on the inherited listening socket N with the configuration in the CONVEYOR_* environment:
-loads the serving version, writes "ready <version>" (or "ready -") to the pipe M, then answers
-until SIGTERM/SIGINT, or until its supervisor is gone.
+loads the serving version, starts answering, writes "ready <version>" (or "ready -") to the pipe M,
+and answers until SIGTERM/SIGINT, or until its supervisor is gone.
 """
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-fd", type=int, default=2, help="where log lines go (default stderr)")
     parser.add_argument("--index", type=int, default=0)
     parser.add_argument("--no-request-log", action="store_true")
+    parser.add_argument("--grpc-port", type=int, help="serve gRPC on this port too (shared: SO_REUSEPORT)")
+    parser.add_argument("--no-fold", action="store_true", help="answer through the traced model call, never folded")
+    parser.add_argument("--request-ids", help="the workers' shared table of answered request ids (serving/request_ids.py)")
     args = parser.parse_args(argv)
     configure_logging(args.index, args.log_fd)
 
@@ -52,11 +56,15 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger(__name__).error("supervisor %d is gone; stopping", supervisor)
             server.stop()
 
-    server = Server(config, sock, log_requests=not args.no_request_log, worker=args.index, on_tick=orphaned)
+    server = Server(config, sock, log_requests=not args.no_request_log, worker=args.index, on_tick=orphaned,
+                    grpc_port=args.grpc_port, request_ids=args.request_ids, fold=not args.no_fold)
     version = server.load()
-    with os.fdopen(args.ready_fd, "w") as ready:
-        ready.write(f"ready {version or '-'}\n")
-    server.run()
+
+    def ready() -> None:  # once it accepts and listens: a worker it replaces may stop then
+        with os.fdopen(args.ready_fd, "w") as pipe:
+            pipe.write(f"ready {version or '-'}\n")
+
+    server.run(on_started=ready)
     return 0
 
 

@@ -52,11 +52,12 @@ def _mounts(container: dict) -> dict[str, str]:
 def test_the_server_container_runs_conveyor_serve_on_the_declared_port():
     args = _serve_args()
     assert args.func is serve.serve
-    (port,) = SERVER["ports"]
+    port, grpc_port = SERVER["ports"]
     assert port["containerPort"] == args.port == configs.PipelineConfig().serving_port
+    assert grpc_port["containerPort"] == args.grpc_port == 8500  # TF Serving's gRPC port
     assert args.host == "0.0.0.0"  # reachable from the Service, not only the pod's loopback
-    (service_port,) = SERVING["Service"]["spec"]["ports"]
-    assert service_port["targetPort"] == port["name"] and service_port["port"] == port["containerPort"]
+    for service_port, container_port in zip(SERVING["Service"]["spec"]["ports"], (port, grpc_port), strict=True):
+        assert service_port["targetPort"] == container_port["name"] and service_port["port"] == container_port["containerPort"]
     assert SERVING["Service"]["spec"]["selector"].items() <= POD["metadata"]["labels"].items()
     assert SERVING["Deployment"]["spec"]["selector"]["matchLabels"].items() <= POD["metadata"]["labels"].items()
     assert {c["image"] for c in POD["spec"]["containers"] if c["name"] == "server"} == {IMAGE_PLACEHOLDER}

@@ -199,3 +199,71 @@ def test_folding_while_the_traced_call_answers_changes_no_answer(pushed, shipped
         asker.join(30)
     assert not errors, errors[:3]
     assert len(answers) > 20 and all(answer == expected for answer in answers)
+
+
+def _latitude_buckets(model: LoadedModel, batch) -> set[int]:
+    """The pickup_latitude buckets the model's transform puts the examples of `batch` in."""
+    examples = []
+    for serialized in batch.numpy().tolist():
+        example = tf.train.Example.FromString(serialized)
+        example.features.feature["tips"].float_list.value.append(0.0)  # transform_features reads the label's source
+        examples.append(example.SerializeToString())
+    transformed = model.saved_model.signatures["transform_features"](examples=tf.constant(examples))
+    return set(transformed["pickup_latitude_xf"].numpy().reshape(-1).tolist())
+
+
+def test_the_fold_is_probed_with_real_rows_odd_batches_and_missing_optional_features(pushed):
+    """The probes come from the version's warmup requests (real eval rows the export wrote): they
+    cross the latitude buckets (the synthetic probes, 0-100, fall below or above the Chicago box:
+    the first or the last bucket), include rows without their optional features, and batches of
+    odd sizes."""
+    from models import probes, warmup
+
+    real = warmup.read(pushed)
+    assert len(real) == warmup.WARMUP_EXAMPLES
+    model = LoadedModel.load(pushed)
+    batches = probes.probe_batches(real)
+    sizes = {int(batch.shape[0]) for batch in batches}
+    assert set(probes.ODD_SIZES) <= sizes and {1, 8} <= sizes
+    everything = batches[-1]
+    assert len(_latitude_buckets(model, everything)) >= 8  # of 10
+    synthetic = probes.probe_batches([])[-1]  # what the fold was checked on before: the edge buckets but one probe
+    assert sum(len(_latitude_buckets(model, synthetic[i : i + 1]) - {0, 9}) for i in range(len(synthetic))) <= 1
+    kept = [set(tf.train.Example.FromString(s).features.feature) for s in everything.numpy().tolist()]
+    optional = {"company", "dropoff_latitude", "dropoff_longitude", "dropoff_census_tract", "dropoff_community_area"}
+    assert any(not (features & optional) for features in kept)
+
+
+def test_a_folded_call_wrong_only_on_rows_missing_an_optional_feature_is_refused(pushed, monkeypatch, caplog):
+    fold = folded_call._fold
+
+    def wrong_without_company(call):
+        run = fold(call)
+
+        def answer(examples):
+            outputs = dict(run(examples))
+            missing = [b"company" not in serialized for serialized in examples.numpy().tolist()]
+            if any(missing):
+                outputs["probability"] = tf.where(missing, outputs["probability"] * 0.5, outputs["probability"])
+            return outputs
+
+        return answer
+
+    _refused(pushed, monkeypatch, caplog, wrong_without_company)
+
+
+def test_a_folded_call_wrong_only_on_odd_batch_sizes_is_refused(pushed, monkeypatch, caplog):
+    fold = folded_call._fold
+
+    def wrong_on_odd_batches(call):
+        run = fold(call)
+
+        def answer(examples):
+            outputs = dict(run(examples))
+            if examples.shape[0] % 2 and examples.shape[0] > 1:
+                outputs["probability"] = outputs["probability"] * 0.5
+            return outputs
+
+        return answer
+
+    _refused(pushed, monkeypatch, caplog, wrong_on_odd_batches)

@@ -105,3 +105,48 @@ def test_the_export_carries_the_transform_assets_and_no_keras_layer_traces(expor
     names = _saved_object_names(path)
     assert {"serve_tf_examples", "transform_features", "tft_layer"} <= names
     assert "keras_api" not in names  # tf_keras's extra traces of the transform layer (save_traces=False)
+
+
+def test_classification_and_regression_signatures_answer_what_the_server_derives(export_dir):
+    """TF Serving's :classify and :regress need signatures of those methods; the server answers
+    them from serving_default's probability (models/signatures.py): the same bytes."""
+    from models import signatures
+
+    rows, _, _, path = export_dir
+    defs = signatures.signature_defs(path)
+    assert {name: defs[name].method_name for name in signatures.METHODS} == signatures.METHODS
+    assert list(defs["classification"].inputs) == ["inputs"] and set(defs["classification"].outputs) == {"classes", "scores"}
+    assert list(defs["regression"].outputs) == ["outputs"]
+    loaded = tf.saved_model.load(path)  # the fingerprint was rewritten with the graph: it still loads
+    batch = tf.constant([_example(r, features.SERVING_FEATURES) for r in rows[:64]])
+    served = loaded.signatures["serving_default"](examples=batch)
+    classified = loaded.signatures["classification"](inputs=batch)
+    regressed = loaded.signatures["regression"](inputs=batch)
+    derived = [signatures.answer(name, p, c) for name in ("classification", "regression")
+               for p, c in zip(served[model.PROBABILITY_KEY].numpy().tolist(), served[model.CLASS_KEY].numpy().tolist())]
+    scores = np.array([d["scores"] for d in derived[:64]], dtype=np.float32)
+    assert scores.tobytes() == classified["scores"].numpy().tobytes()
+    assert classified["classes"].numpy().tolist() == [[b"0", b"1"]] * 64
+    assert np.array([d["outputs"] for d in derived[64:]], dtype=np.float32).tobytes() == regressed["outputs"].numpy().tobytes()
+    fingerprint = tf.saved_model.experimental.read_fingerprint(path)
+    assert fingerprint.saved_model_checksum != 0
+
+
+def test_warmup_requests_carry_real_sendable_examples(shipped_rows, tmp_path):
+    """The export's warmup requests (TF Serving's assets.extra file): eval examples with every
+    required feature, without the label's source, read back as written."""
+    from models import warmup
+
+    split = tmp_path / "Split-eval"
+    split.mkdir()
+    rows = shipped_rows[:10]
+    rows[0] = {**rows[0], "fare": ""}  # without a required feature: not sendable
+    with tf.io.TFRecordWriter(str(split / "data.gz"), options="GZIP") as writer:
+        for row in rows:
+            writer.write(_example(row, features.CSV_COLUMNS))
+    found = warmup.eval_examples([str(split / "*")], required=["fare", "trip_miles"], count=5)
+    assert len(found) == 5
+    assert all("tips" not in tf.train.Example.FromString(s).features.feature for s in found)
+    assert tf.train.Example.FromString(found[0]) == tf.train.Example.FromString(_example(rows[1], features.SERVING_FEATURES))
+    assert warmup.write(tmp_path / "model", found) == 5
+    assert warmup.read(tmp_path / "model") == found and warmup.read(tmp_path / "elsewhere") == []

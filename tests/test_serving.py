@@ -82,7 +82,7 @@ def test_bad_requests_get_a_4xx_naming_the_problem_and_the_server_stays_up(runni
     cases = [
         (b"{not json", 400, "malformed JSON"),
         (b'"just a string"', 400, "JSON object"),
-        (json.dumps({"inputs": [good]}).encode(), 400, "no 'instances'"),
+        (json.dumps({"inputs": [good], "instances": [good]}).encode(), 400, "not both"),
         (json.dumps({"instances": []}).encode(), 400, "non-empty list"),
         (json.dumps({"instances": [without_fare]}).encode(), 400, "missing required feature(s) 'fare'"),
         (json.dumps({"instances": [{**good, "fare": "ten"}]}).encode(), 400, "feature 'fare' must be a number"),
@@ -93,7 +93,7 @@ def test_bad_requests_get_a_4xx_naming_the_problem_and_the_server_stays_up(runni
         (json.dumps({"instances": [{"b64": base64.b64encode(bad_example.SerializeToString()).decode()}]}).encode(), 400, "'fare' must be a number"),
         (json.dumps({"instances": [good] * 51}).encode(), 413, "batch of 51 instances exceeds the limit of 50"),
         (b" " * 200_001, 413, "exceeds the limit of 200000 bytes"),
-        (json.dumps({"signature_name": "other", "instances": [good]}).encode(), 400, "unknown signature_name"),
+        (json.dumps({"signature_name": "other", "instances": [good]}).encode(), 400, "serving signature name 'other' not found"),
     ]
     with httpx.Client(base_url=url) as client:
         for body, status, reason in cases:

@@ -60,7 +60,7 @@ def test_a_version_that_fails_to_load_is_never_served_and_is_retried(small_run, 
         assert unpublished.name not in _statuses(client) and os.path.basename(staged) not in _statuses(client)
         not_pushed = client.post(f"/v1/models/{MODEL}/versions/{unpublished.name}:predict", json={"instances": [instance]})
         assert not_pushed.status_code == 404 and "not a pushed version" in not_pushed.json()["error"]
-        failed = wait_for(lambda: _statuses(client)[torn.name] if _statuses(client)[torn.name]["state"] == "END" else None,
+        failed = wait_for(lambda: _statuses(client).get(torn.name, {}).get("state") == "END" and _statuses(client)[torn.name],
                           what="the torn version reported")
         assert failed["status"]["error_code"] == "UNKNOWN" and "failed to load" in failed["status"]["error_message"]
         assert _statuses(client)[good]["state"] == "AVAILABLE"
@@ -175,9 +175,9 @@ def test_clients_cannot_force_model_loads(small_run, tmp_path, shipped_rows):
     older = [versions.republish(config.serving_root, serving, str(int(serving) - k)).name for k in (3, 2, 1)]
     instance = from_row(shipped_rows[0])
     with Serve(config.home, env={"CONVEYOR_MAX_EXTRA_VERSIONS": "2"}) as server, server.client() as client:
-        statuses = _statuses(client)
-        assert statuses[serving]["state"] == "AVAILABLE" and {statuses[v]["state"] for v in older} == {"START"}
-        assert client.get(f"/v1/models/{MODEL}/versions/{older[0]}").json()["model_version_status"][0]["state"] == "START"
+        assert _statuses(client) == {serving: {"version": serving, "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}}
+        for version in older:  # pushed, not loaded: only asked for by number (TF Serving lists the versions it manages)
+            assert client.get(f"/v1/models/{MODEL}/versions/{version}").json()["model_version_status"][0]["state"] == "START"
         results = []
 
         def ask(version: str) -> None:
@@ -277,6 +277,8 @@ def test_workers_share_the_port_swap_and_restart_and_log_every_answer(small_run,
                      timeout=120, what="the killed worker restarted")
             count = len(answers)
             wait_for(lambda: len(answers) > count + 20, what="answers after the restart")
+            again = _asked_again_of_every_worker(server, instances, pids={w["pid"] for w in status.live(config.home)})
+            assert again == {409}, again  # one id space for the workers (the restarted one included)
         finally:
             stop.set()
             for thread in threads:
@@ -298,6 +300,23 @@ def test_workers_share_the_port_swap_and_restart_and_log_every_answer(small_run,
     assert len(logged - answered) <= 4 * len(instances)  # at most the requests in flight when the worker was killed
     files = {p.name for p in config.request_log_root.glob("date=*/hour=*/*.jsonl")}
     assert len(files) >= 2  # one file per worker process
+
+
+def _asked_again_of_every_worker(server: Serve, instances: list[dict], pids: set[int]) -> set[int]:
+    """Answer an id once, then send it again on new connections until every worker has been asked:
+    the statuses of those repeats."""
+    with server.client() as client:
+        assert client.post(PREDICT, json={"instances": instances}, headers={"X-Request-Id": "shared-id"}).status_code == 200
+    statuses, asked = set(), set()
+    for _ in range(200):
+        with server.client() as client:  # a new connection: the kernel hands it to either worker
+            pid = client.get("/livez").json()["pid"]
+            if pid not in asked:
+                asked.add(pid)
+                statuses.add(client.post(PREDICT, json={"instances": instances}, headers={"X-Request-Id": "shared-id"}).status_code)
+        if asked == pids:
+            return statuses
+    raise AssertionError(f"new connections reached only workers {asked} of {pids}")
 
 
 def _alive(pid: int) -> bool:

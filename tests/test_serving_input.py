@@ -66,7 +66,7 @@ def test_bad_inputs_get_a_precise_4xx_with_the_request_id(served, good):
         (json.dumps({"instances": [{**good, "fare": "ten"}]}).encode(), 400, "feature 'fare' must be a number"),
         (json.dumps({"instances": [{**good, "tips": 2.0}]}).encode(), 400, "unknown feature 'tips'"),
         (json.dumps({"instances": [good] * 257}).encode(), 413, "batch of 257 instances exceeds the limit of 256"),
-        (json.dumps({"signature_name": "other", "instances": [good]}).encode(), 400, "unknown signature_name"),
+        (json.dumps({"signature_name": "other", "instances": [good]}).encode(), 400, "serving signature name 'other' not found"),
     ]
     with served.client() as client:
         for i, (body, status, reason) in enumerate(cases):
@@ -107,7 +107,7 @@ def test_routing_errors_share_the_error_shape_and_carry_the_request_id(served, g
             (client.get(PREDICT, headers={"X-Request-Id": "r1"}), 405, "GET is not allowed on /v1/models/taxi:predict: use POST"),
             (client.post("/v1/models/other:predict", json={"instances": [good]}, headers={"X-Request-Id": "r2"}), 404, "model 'other' not found"),
             (client.get("/nowhere", headers={"X-Request-Id": "r3"}), 404, "no route '/nowhere'"),
-            (client.post(f"/v1/models/{MODEL}:classify", json={"instances": [good]}, headers={"X-Request-Id": "r4"}), 404, "only :predict"),
+            (client.post(f"/v1/models/{MODEL}:explain", json={"instances": [good]}, headers={"X-Request-Id": "r4"}), 404, "no method ':explain'"),
             (client.get(f"/v1/models/{MODEL}/versions/abc", headers={"X-Request-Id": "r5"}), 404, "versions are integers"),
             (client.post(f"/v1/models/{MODEL}/versions/123:predict", json={"instances": [good]}, headers={"X-Request-Id": "r6"}), 404, "not a pushed version"),
         ]

@@ -40,6 +40,7 @@ HEAVY_NAMES = {
     "Serve": "a `conveyor serve` process",
     "ServerProcess": "a `conveyor serve` process",
     "KfpStandIn": "an HTTP server in this process",
+    "HttpServer": "the model server's HTTP layer in this process",
     "NotebookClient": "a Jupyter kernel process",
 }
 HEAVY_COMMANDS = {"run", "serve", "ct", "kubeflow", "tensorboard", "notebooks"}

@@ -77,7 +77,7 @@ def check_model(model_dir: Path, samples: List[bytes], schema_path: Path) -> Inf
         return InfraResult(False, 0, "no sample examples to send")
     try:
         model = LoadedModel.load(model_dir, "candidate")
-        model.fold()
+        model.fold(samples)  # probed on these real eval rows too
     except Exception as exc:  # any load failure means: do not push
         return InfraResult(False, 0, f"the model does not load: {type(exc).__name__}: {exc}")
     rules = FeatureRules.from_schema(schema_path)
