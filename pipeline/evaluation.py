@@ -26,6 +26,7 @@ made before that record existed is read through TFMA. TFMA is imported only wher
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
@@ -71,9 +72,46 @@ VERDICT_FILE = "verdict.json"
 SLICE_METRICS_FILE = "slice_metrics.json"
 
 
+NOT_AVAILABLE = "n/a"
+# Metrics without meaning on a slice lacking positive (negative) examples: TFMA still reports
+# them (AUC 0.0, recall NaN), which reads as a figure.
+NEEDS_POSITIVES = ("auc", "recall")
+NEEDS_NEGATIVES = ("auc",)
+
+
 def format_value(metric: str, value: float) -> str:
     """A metric for people: counts as integers, the others with 4 decimals."""
     return f"{value:.0f}" if metric in COUNT_METRICS else f"{value:.4f}"
+
+
+def undefined_reason(metric: str, value: float | None, counts: dict[str, float]) -> str | None:
+    """Why `metric` has no meaning on a slice (None: it has one). `counts` are the slice's candidate
+    metrics (example_count, true_positives, false_negatives; both models saw the same examples, so
+    they serve for the baseline's figures too); without them only a NaN is known to be undefined."""
+    if metric in COUNT_METRICS:
+        return None
+    if "example_count" in counts and round(counts["example_count"]) == 0:
+        return "no examples"
+    one_class = False
+    if "true_positives" in counts:
+        positive, negative = class_counts(counts)
+        one_class = min(positive, negative) == 0
+        if (positive == 0 and metric in NEEDS_POSITIVES) or (negative == 0 and metric in NEEDS_NEGATIVES):
+            return "one class"
+    if value is not None and math.isnan(value):
+        if one_class:
+            return "one class"
+        return "no positive predictions" if metric == "precision" else "undefined"
+    return None
+
+
+def shown(metric: str, value: float | None, counts: dict[str, float], missing: str = "-") -> str:
+    """A metric as every report prints it: its figure (`format_value`), `n/a (reason)` where it is
+    undefined (`undefined_reason`), `missing` where there is none."""
+    reason = undefined_reason(metric, value, counts)
+    if reason is not None:
+        return f"{NOT_AVAILABLE} ({reason})"
+    return missing if value is None else format_value(metric, value)
 
 
 def _change(max_drop: float) -> tfma_config.GenericChangeThreshold:
@@ -265,7 +303,12 @@ def not_gated_reason(slice_name: str, metric: str, values: dict[str, float], gat
 
 
 def _seen(failure: Failure, result: TfmaResult) -> str:
-    """What a failed check saw: the metric under its floor, or the candidate against the baseline."""
+    """What a failed check saw: the metric under its floor, or the candidate against the baseline;
+    `n/a` and why where the metric is undefined on the slice (TFMA's figure would read as one)."""
+    values = result.metrics.get(failure.slice, {})
+    reason = undefined_reason(failure.metric, values.get(failure.metric), values)
+    if reason is not None:
+        return f"{failure.metric} {NOT_AVAILABLE} ({reason})"
     if not failure.change:
         return f"{failure.metric} {failure.value:.3f} < floor {failure.bound:g}"
     candidate = result.metrics.get(failure.slice, {}).get(failure.metric)
@@ -297,7 +340,9 @@ def judge(result: TfmaResult, gate: Gate) -> Verdict:
         if reason is None:
             refusals.append(_refusal(failure, result))
         else:
-            excused.setdefault(f"{failure.slice}: {reason}", []).append(_seen(failure, result))
+            seen = excused.setdefault(f"{failure.slice}: {reason}", [])
+            if _seen(failure, result) not in seen:  # an undefined metric reads the same for every check
+                seen.append(_seen(failure, result))
     refusals += result.unchecked
     not_gated = [f"{where}: {', '.join(seen)}" for where, seen in excused.items()]
     return Verdict(blessed=not refusals, refusals=refusals, not_gated=not_gated)
@@ -356,7 +401,8 @@ class MetricComparison:
     metric: str
     candidate: float | None
     baseline: float | None
-    diff: float | None  # candidate - baseline
+    diff: float | None  # candidate - baseline (None where either is missing or undefined)
+    undefined: str | None = None  # why the metric has no meaning on this slice (`undefined_reason`)
 
 
 def compare_with_baseline(result: Evaluation, metrics: tuple[str, ...] = COMPARED_METRICS) -> list[MetricComparison]:
@@ -366,8 +412,9 @@ def compare_with_baseline(result: Evaluation, metrics: tuple[str, ...] = COMPARE
         values, base = result.metrics[name], result.baseline_by_slice.get(name, {})
         for metric in metrics:
             candidate, baseline = values.get(metric), base.get(metric)
-            diff = candidate - baseline if candidate is not None and baseline is not None else None
-            found.append(MetricComparison(name, metric, candidate, baseline, diff))
+            undefined = undefined_reason(metric, candidate, values) or undefined_reason(metric, baseline, values)
+            diff = candidate - baseline if candidate is not None and baseline is not None and undefined is None else None
+            found.append(MetricComparison(name, metric, candidate, baseline, diff, undefined))
     return found
 
 

@@ -136,6 +136,8 @@ def test_the_installed_command_says_why_a_first_model_was_blessed(small_run):
     hours = [int(name.split("=")[1]) for name in slices if name.startswith("trip_start_hour=")]
     assert hours == sorted(hours) and hours != sorted(hours, key=str)
     assert slices[0] == "overall" and slices.index("trip_start_hour=0") > max(i for i, s in enumerate(slices) if s.startswith("payment_type="))
+    # AUC is undefined on the cash slice (no big tip is recorded in cash): n/a, not TFMA's 0.0.
+    assert re.search(r"^ {12}payment_type=Cash +\d+ +1\.0000 +n/a \(one class\)$", out, re.M), out
 
 
 def test_the_installed_command_names_the_baseline_version_and_the_change_of_slices_not_gated(compared_run):

@@ -9,7 +9,7 @@ from data import spans_io
 from metadata import connection, runs
 from pipeline import blessing_checks, evaluation
 from pipeline.configs import PipelineConfig
-from pipeline.evaluation import Evaluation, Gate, format_value, slice_order
+from pipeline.evaluation import Evaluation, Gate, shown, slice_order
 
 
 @dataclass
@@ -143,12 +143,16 @@ def format_summary(summary: RunSummary) -> str:
     if summary.drift is not None:
         lines.append(_format_drift(summary.drift))
     if summary.evaluation:
-        lines.append(f"{'slice':<28}" + "".join(f"{m:>16}" for m in SUMMARY_METRICS))
-        for name, values in sorted(summary.evaluation.metrics.items(), key=lambda kv: slice_order(kv[0])):
-            cells = "".join(f"{format_value(m, values[m]) if m in values else '-':>16}" for m in SUMMARY_METRICS)
-            lines.append(f"{name:<28}{cells}")
+        rows = [
+            (name, [shown(m, values.get(m), values) for m in SUMMARY_METRICS])
+            for name, values in sorted(summary.evaluation.metrics.items(), key=lambda kv: slice_order(kv[0]))
+        ]
+        width = max([16] + [len(cell) + 2 for _, cells in rows for cell in cells])
+        lines.append(f"{'slice':<28}" + "".join(f"{m:>{width}}" for m in SUMMARY_METRICS))
+        lines.extend(f"{name:<28}" + "".join(f"{cell:>{width}}" for cell in cells) for name, cells in rows)
         if summary.evaluation.baseline:
-            base = ", ".join(f"{m}={format_value(m, v)}" for m, v in sorted(summary.evaluation.baseline.items()) if m in SUMMARY_METRICS)
+            overall = summary.evaluation.metrics.get(evaluation.OVERALL, {})
+            base = ", ".join(f"{m}={shown(m, v, overall)}" for m, v in sorted(summary.evaluation.baseline.items()) if m in SUMMARY_METRICS)
             which = f"version {summary.baseline_version}" if summary.baseline_version else "the model serving when it was evaluated"
             lines.append(f"baseline: {which}, overall: {base}")
         else:
