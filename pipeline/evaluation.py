@@ -49,6 +49,9 @@ METRIC_NAMES = {
     "ExampleCount": "example_count",
     "TruePositives": "true_positives",
     "FalseNegatives": "false_negatives",
+    "FPR": "fpr",
+    "FNR": "fnr",
+    "PredictedPositiveRate": "predicted_positive_rate",
 }
 
 
@@ -67,6 +70,11 @@ COMPARED_METRICS = tuple(metric_name(c) for c in COMPARED_METRIC_CLASSES)
 COUNT_METRIC_CLASSES = ("ExampleCount", "TruePositives", "FalseNegatives")
 COUNT_METRICS = tuple(metric_name(c) for c in COUNT_METRIC_CLASSES)  # whole numbers
 NEEDS_BOTH_CLASSES = ("auc", "precision", "recall")
+# Error rates per group at the decision threshold (0.5): the rates the Fairness Indicators report
+# (false positive rate, false negative rate, selection rate), from TFMA's own confusion-matrix
+# metrics (the fairness-indicators package, which wraps them, pins another TFMA).
+FAIRNESS_METRIC_CLASSES = ("FPR", "FNR", "PredictedPositiveRate")
+FAIRNESS_METRICS = tuple(metric_name(c) for c in FAIRNESS_METRIC_CLASSES)
 OVERALL = "overall"
 VERDICT_FILE = "verdict.json"
 SLICE_METRICS_FILE = "slice_metrics.json"
@@ -75,8 +83,8 @@ SLICE_METRICS_FILE = "slice_metrics.json"
 NOT_AVAILABLE = "n/a"
 # Metrics without meaning on a slice lacking positive (negative) examples: TFMA still reports
 # them (AUC 0.0, recall NaN), which reads as a figure.
-NEEDS_POSITIVES = ("auc", "recall")
-NEEDS_NEGATIVES = ("auc",)
+NEEDS_POSITIVES = ("auc", "recall", "fnr")
+NEEDS_NEGATIVES = ("auc", "fpr")
 
 
 def format_value(metric: str, value: float) -> str:
@@ -128,7 +136,7 @@ def eval_config(config: PipelineConfig) -> tfma_config.EvalConfig:
 
     thresholds = {t.metric: t for t in config.thresholds}
     compared, counts = [], []
-    for class_name in COUNT_METRIC_CLASSES + COMPARED_METRIC_CLASSES:
+    for class_name in COUNT_METRIC_CLASSES + COMPARED_METRIC_CLASSES + FAIRNESS_METRIC_CLASSES:
         name = metric_name(class_name)
         metric = tfma_config.MetricConfig(class_name=class_name)
         if name in thresholds:
@@ -142,7 +150,7 @@ def eval_config(config: PipelineConfig) -> tfma_config.EvalConfig:
                 by_slice = metric.per_slice_thresholds.add()
                 by_slice.slicing_specs.extend(tfma_config.SlicingSpec(feature_keys=[key]) for key in features.SLICE_FEATURES)
                 by_slice.threshold.change_threshold.CopyFrom(_change(rule.slice_max_drop))
-        (compared if class_name in COMPARED_METRIC_CLASSES or name in thresholds else counts).append(metric)
+        (counts if class_name in COUNT_METRIC_CLASSES and name not in thresholds else compared).append(metric)
     return tfma_config.EvalConfig(
         model_specs=[
             tfma_config.ModelSpec(
@@ -176,10 +184,14 @@ class Gate:
 
     min_slice_examples: int
     min_class_examples: int
+    # (rate, largest widening of a slice's gap to the overall rate against the baseline): the
+    # fairness gate (pipeline/fairness.py); empty in the records of evaluations made before it.
+    fairness: tuple[tuple[str, float], ...] = ()
 
     @classmethod
     def from_config(cls, config: PipelineConfig) -> "Gate":
-        return cls(config.min_slice_examples, config.min_class_examples)
+        bounds = tuple((t.metric, t.max_gap_widening) for t in config.fairness_thresholds)
+        return cls(config.min_slice_examples, config.min_class_examples, bounds)
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,7 @@ def test_an_empty_eval_split_or_an_unchecked_threshold_refuses():
 def test_metrics_and_slices_are_configured():
     config = evaluation.eval_config(PipelineConfig())
     compared, counts = config.metrics_specs
-    assert [m.class_name for m in compared.metrics] == list(evaluation.COMPARED_METRIC_CLASSES)
+    assert [m.class_name for m in compared.metrics] == list(evaluation.COMPARED_METRIC_CLASSES + evaluation.FAIRNESS_METRIC_CLASSES)
     assert not compared.model_names  # both models
     assert [m.class_name for m in counts.metrics] == list(evaluation.COUNT_METRIC_CLASSES)
     assert list(counts.model_names) == [tfma.CANDIDATE_KEY]
@@ -171,8 +171,11 @@ def test_slices_sort_overall_first_then_by_feature_numbers_numerically_then_stri
 
 
 def test_the_metric_names_known_without_tfma_are_tfma_s():
+    from tensorflow_model_analysis.metrics import confusion_matrix_metrics  # PredictedPositiveRate is not re-exported
+
     for class_name, name in evaluation.METRIC_NAMES.items():
-        assert tfma.metrics.__dict__[class_name]().name == name
+        metric = tfma.metrics.__dict__.get(class_name) or getattr(confusion_matrix_metrics, class_name)
+        assert metric().name == name
 
 
 def test_an_evaluation_is_read_back_from_its_records(tmp_path):

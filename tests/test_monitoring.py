@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from conveyor import cli
-from models import features
+from models import features, scores
 from models.instances import FeatureRules, from_row, parse_instance
 from models.saved_model import LoadedModel
 from monitoring import job, labels, live, report, statistics
@@ -176,9 +176,9 @@ def test_serving_anomalies_name_the_feature(shipped_rows):
 
 
 def test_auc_counts_ties_as_half():
-    assert live.auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)
-    assert live.auc([0.5, 0.5], [0, 1]) == pytest.approx(0.5)
-    assert live.auc([0.2, 0.3], [1, 1]) is None
+    assert scores.auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)
+    assert scores.auc([0.5, 0.5], [0, 1]) == pytest.approx(0.5)
+    assert scores.auc([0.2, 0.3], [1, 1]) is None
 
 
 def _label(path, pairs, tips=lambda row: float(row["tips"])):

@@ -15,6 +15,7 @@
     conveyor tensorboard                TensorBoard on 127.0.0.1 for the newest trained model's logs
     conveyor notebooks                  JupyterLab on 127.0.0.1 for notebooks/, reading the same home
     conveyor lineage [--version V]      what made a pushed model (default: the one serving now)
+    conveyor card [--version V]         where a pushed version's model card is, and a summary of it
     conveyor kubeflow [options]         compile for Kubeflow Pipelines v2 / Vertex AI (see kubeflow_runner.py);
                                         --check-locally executes the compiled spec here first
 
@@ -32,12 +33,12 @@ import sys
 from typing import Any, Sequence
 
 import speedups
-from conveyor.cli import common, ct, kubeflow, lineage, models, monitor, rollback, run, serve, viewers
+from conveyor.cli import card, common, ct, kubeflow, lineage, models, monitor, rollback, run, serve, viewers
 from pipeline.home_lock import HomeBusy
 from speedups import switch
 
 # One module per command group, each with add_parser(commands); the order is the help's.
-GROUPS = (run, ct, serve, models, rollback, monitor, viewers, lineage, kubeflow)
+GROUPS = (run, ct, serve, models, rollback, monitor, viewers, lineage, card, kubeflow)
 
 
 class ParseError(common.CommandError):
