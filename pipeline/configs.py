@@ -137,13 +137,16 @@ class PipelineConfig:
     min_slice_examples: int = 100  # a feature slice with fewer eval examples is not gated
     min_class_examples: int = 10  # AUC, precision, recall gate only with this many of each class
     # Fairness (pipeline/fairness.py): a slice's false positive / negative rate may not move further
-    # from the overall rate than under the baseline by more than this; gated on slices with
-    # min_slice_examples eval examples of the class the rate is conditioned on. Above the
-    # seed-to-seed spread of the widening (docs/pipeline.md#fairness has the measurement).
+    # from the overall rate than under the baseline by more than this, on slices with at least
+    # fairness_min_examples eval examples of the class the rate is conditioned on (negatives for the
+    # false positive rate, positives for the false negative rate). Above the seed-to-seed spread of
+    # the widening on span 1 at 500 steps, seeds 0-4 (benchmarks/fairness_spread.py): largest 0.070
+    # for the false positive rate (23 slices), 0.114 for the false negative rate (9 slices).
     fairness_thresholds: tuple[FairnessThreshold, ...] = (
-        FairnessThreshold("fpr", max_gap_widening=0.05),
-        FairnessThreshold("fnr", max_gap_widening=0.05),
+        FairnessThreshold("fpr", max_gap_widening=0.10),
+        FairnessThreshold("fnr", max_gap_widening=0.15),
     )
+    fairness_min_examples: int = 30
 
     # The model card (pipeline/model_card.py): the intended use and known limitations as written
     # by the model's owners (the card adds what the data shows), and what launched the run.

@@ -187,11 +187,12 @@ class Gate:
     # (rate, largest widening of a slice's gap to the overall rate against the baseline): the
     # fairness gate (pipeline/fairness.py); empty in the records of evaluations made before it.
     fairness: tuple[tuple[str, float], ...] = ()
+    fairness_min_examples: int = 0  # of the class a rate is conditioned on, for the gate to judge it
 
     @classmethod
     def from_config(cls, config: PipelineConfig) -> "Gate":
         bounds = tuple((t.metric, t.max_gap_widening) for t in config.fairness_thresholds)
-        return cls(config.min_slice_examples, config.min_class_examples, bounds)
+        return cls(config.min_slice_examples, config.min_class_examples, bounds, config.fairness_min_examples)
 
 
 @dataclass(frozen=True)

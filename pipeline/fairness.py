@@ -7,7 +7,7 @@ The gate refuses a candidate when, on a slice it gates, the candidate's gap is w
 value) than the baseline's by more than the bound of that rate (`fairness_thresholds` in
 pipeline/configs.py, above the seed-to-seed spread of the widening): a new version may not leave a
 group further from everyone else than the version serving now did. A rate is gated on a slice with
-at least `min_slice_examples` eval examples of the class it is conditioned on (negatives for the
+at least `fairness_min_examples` eval examples of the class it is conditioned on (negatives for the
 false positive rate, positives for the false negative rate, all examples for the selection rate);
 below that a handful of examples moves it more than any bound. Without a baseline nothing widens:
 the gaps are shown, not gated.
@@ -143,5 +143,5 @@ def refusals(rows: list[FairnessRow]) -> list[str]:
 def judge(result: TfmaResult, gate: Gate) -> Verdict:
     """The blessing rule (`evaluation.judge`) with the fairness gate's refusals added."""
     verdict = evaluation.judge(result, gate)
-    refused = refusals(table(result.metrics, result.baseline_by_slice, dict(gate.fairness), gate.min_slice_examples))
+    refused = refusals(table(result.metrics, result.baseline_by_slice, dict(gate.fairness), gate.fairness_min_examples))
     return Verdict(blessed=verdict.blessed and not refused, refusals=verdict.refusals + refused, not_gated=verdict.not_gated)

@@ -4,6 +4,8 @@
     GET  /v1/models/{name}/versions/{v}               one version's state
     GET  /v1/models/{name}[/versions/{v}]/metadata    signature of serving_default
     POST /v1/models/{name}[/versions/{v}]:predict     {"instances": [...]} -> {"predictions": [...]}
+    POST /v1/models/{name}[/versions/{v}]:explain     {"instances": [...]} -> {"predictions": [...], "explanations": [...]}
+    GET  /v1/models/{name}/versions/{v}/card          the version's model card (HTML; JSON for Accept: application/json)
     GET  /livez    200 while the process answers HTTP and its model watcher runs
     GET  /readyz   200 while a model is loaded and the request log is writable, else 503
     GET  /metrics  Prometheus text format (serving/metrics.py)
@@ -34,7 +36,7 @@ import orjson
 from models.instances import FeatureRules, Instance, InstanceError, parse_instances
 from models.saved_model import SIGNATURE, LoadedModel
 from pipeline.configs import PipelineConfig
-from serving import metrics, request_log
+from serving import explain, metrics, request_log
 from serving.batching import Batcher, Job
 from serving.host import END, ModelHost, NoModelError, VersionUnavailable
 from serving.http_messages import Reply, Request, Response
@@ -51,6 +53,7 @@ RETURNING_WITHIN = 5
 AT_ONCE, ALL_ARRIVED, FULL, WINDOW_EXPIRED = "at_once", "all_arrived", "full", "window_expired"  # how a batch started
 VERSION_LOAD_WAIT_SECONDS = 10.0
 PREDICT, STATUS, METADATA, HEALTH, METRICS, OTHER = "predict", "status", "metadata", "health", "metrics", "other"
+EXPLAIN, CARD = "explain", "card"
 
 
 class ApiError(Exception):
@@ -150,12 +153,20 @@ class App:
             raise ApiError(404, "version labels are not supported: use /versions/{version}")
         if name != self.model_name:
             raise ApiError(404, f"model {name!r} not found (this server serves {self.model_name!r})")
+        if verb == "explain" and not parts:
+            request.route = EXPLAIN
+            _allow(request, "POST")
+            return self.loop.create_task(self._explain(request, request_id, version))
         if verb:
             if verb != "predict" or parts:
-                raise ApiError(404, f"no method {':' + verb!r} on {path!r} (only :predict is supported)")
+                raise ApiError(404, f"no method {':' + verb!r} on {path!r} (only :predict and :explain are supported)")
             request.route = PREDICT
             _allow(request, "POST")
             return self._predict(request, request_id, version)
+        if parts == ["card"] and version is not None:
+            request.route = CARD
+            _allow(request, "GET")
+            return self.loop.run_in_executor(None, self._card, request, request_id, version)
         if parts == ["metadata"]:
             request.route = METADATA
             _allow(request, "GET")
@@ -288,6 +299,34 @@ class App:
             _resolve(answers)
         else:
             self.loop.call_soon_threadsafe(_resolve, answers)
+
+    # explain, card (serving/explain.py)
+    async def _explain(self, request: Request, request_id: str, version: str | None) -> Response:
+        try:
+            instances = await self.loop.run_in_executor(self.parse_pool, self._parse, request.body)
+            if version is None:
+                try:
+                    model = self.host.current()
+                except NoModelError as exc:
+                    raise ApiError(503, str(exc), retry_after=self.config.poll_seconds) from None
+            else:
+                found = self._version(version)
+                model = await self._wait_load(found, version) if isinstance(found, Future) else found
+            try:
+                body = await self.loop.run_in_executor(None, explain.explain, model, instances)
+            except explain.NoCard as exc:
+                raise ApiError(409, str(exc)) from None
+            return self._json(200, body, request_id, model.version)
+        except ApiError as exc:
+            return self._error(exc.status, exc.message, request_id, exc.retry_after)
+
+    def _card(self, request: Request, request_id: str, version: str) -> Response:
+        as_json = "application/json" in request.headers.get("accept", "")
+        try:
+            body, content_type = explain.card(self.config.serving_root_uri, version, as_json)
+        except explain.NoCard as exc:
+            return self._error(404, str(exc), request_id)
+        return Response(200, body, content_type=content_type, headers=((REQUEST_ID_HEADER, request_id), (VERSION_HEADER, version)))
 
     # status, metadata, health
     def _status(self, request_id: str, version: str | None) -> Response:

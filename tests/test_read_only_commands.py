@@ -1,4 +1,4 @@
-"""Read-only commands answer from ML Metadata and files: `conveyor models` and `conveyor lineage` import
+"""Read-only commands answer from ML Metadata and files: `conveyor models`, `lineage` and `card` import
 no TensorFlow, TFMA, Beam nor TFX's fileio (which imports TensorFlow), and create nothing.
 
 Each runs the installed `conveyor` script in its own interpreter, which reports the modules it
@@ -36,7 +36,7 @@ def _modules_loaded_by(tmp_path: Path, *args: str) -> tuple[subprocess.Completed
     return done, set(json.loads(report.read_text()))
 
 
-@pytest.mark.parametrize("command", ["models", "lineage"])
+@pytest.mark.parametrize("command", ["models", "lineage", "card"])
 def test_the_command_imports_no_tensorflow(small_run, tmp_path, command):
     config, summary = small_run
     done, loaded = _modules_loaded_by(tmp_path, command, "--home", str(config.home))

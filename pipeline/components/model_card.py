@@ -137,7 +137,7 @@ class ModelCardExecutor(base_beam_executor.BaseBeamExecutor):
             gate=gate,
             baseline_version=_baseline_version(input_dict.get("baseline_model", []), settings["serving_root"]),
             infra=_infra(artifact_utils.get_single_instance(input_dict["infra_blessing"])),
-            fairness=fairness.table(result.metrics, result.baseline_by_slice, dict(gate.fairness), gate.min_slice_examples, estimates),
+            fairness=fairness.table(result.metrics, result.baseline_by_slice, dict(gate.fairness), gate.fairness_min_examples, estimates),
             importance_auc=importance_auc,
             importance=[{"feature": i.feature, "auc_drop": i.auc_drop} for i in importance],
             attribution_baseline=attribution.training_baseline(card_data.rows(train_split.all)),
