@@ -16,7 +16,7 @@ from data import spans_io
 from tests.conftest import SMALL_SPAN_ROWS
 from tests.serving_helpers import CONVEYOR
 
-READ_ONLY = (["models"], ["lineage"], ["ct", "status"], ["rollback"], ["monitor"], ["tensorboard", "--port", "0"], ["serve", "--port", "0"])
+READ_ONLY = (["models"], ["lineage"], ["card"], ["ct", "status"], ["rollback"], ["monitor"], ["tensorboard", "--port", "0"], ["serve", "--port", "0"])
 
 
 def conveyor(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -100,7 +100,7 @@ def test_missing_spans_are_one_line(tmp_path, shipped_rows):
     assert not (tmp_path / "h").exists()
 
 
-@pytest.mark.parametrize("command", (["models"], ["lineage"], ["ct", "status"]), ids=" ".join)
+@pytest.mark.parametrize("command", (["models"], ["lineage"], ["card"], ["ct", "status"]), ids=" ".join)
 def test_a_reader_that_went_away_ends_the_command_quietly(command, small_run):
     """`conveyor models | head -1`, made certain: the pipe's reading end is closed before the command writes."""
     read, write = os.pipe()
