@@ -24,6 +24,7 @@ from models import attribution, features
 from models.instances import from_example
 from pipeline import blessing_checks, card_data, card_metrics, evaluation, fairness, model_card, versions
 from pipeline.artifact_properties import BLESSED_KEY, CHECKED_KEY, FAILURE_KEY, PUSHED_VERSION_PROPERTY
+from pipeline.components.pushed_baseline import has_model
 from pipeline.statistics_summary import feature_summaries
 
 SETTINGS_KEY = "card_settings"
@@ -43,7 +44,8 @@ def _infra(artifact: types.Artifact) -> dict[str, Any]:
 
 
 def _baseline_version(baseline: list[types.Artifact], serving_root: str) -> str | None:
-    if not baseline or not baseline[0].uri or not os.path.exists(path_utils.serving_model_path(baseline[0].uri)):
+    """The pushed version the Evaluator's baseline was (None: no baseline, or never published)."""
+    if not baseline or not has_model(baseline[0]):
         return None
     model = baseline[0]
     if model.has_custom_property(PUSHED_VERSION_PROPERTY):  # history "stores": a copy of the version
@@ -127,7 +129,7 @@ class ModelCardExecutor(base_beam_executor.BaseBeamExecutor):
                 "model": {"id": model.id, "uri": model.uri},
                 "window": [{"id": a.id, "uri": a.uri, "spans": ", ".join(card_data.spans_of(a))} for a in window],
                 "evaluation": {"id": evaluated.id, "uri": evaluated.uri},
-                "baseline": next((a.uri for a in input_dict.get("baseline_model", []) if a.uri), None),
+                "baseline": next((a.uri for a in input_dict.get("baseline_model", []) if has_model(a)), None),
             },
             spans=spans,
             statistics=feature_summaries(card_metrics.read_statistics(out)),
