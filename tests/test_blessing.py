@@ -127,5 +127,6 @@ def test_a_candidate_that_misses_big_tippers_in_one_hour_is_refused_by_the_fairn
     )
     assert match, refusal
     positives, rate, overall, gap, widened = match.groups()
-    assert int(positives) >= config.min_slice_examples and float(rate) > float(overall) and float(widened) > bound
+    assert int(positives) >= config.fairness_min_examples and float(widened) > bound
+    assert float(gap) == pytest.approx(float(rate) - float(overall), abs=2e-4) and float(gap) > bound
     assert all(r.startswith(f"trip_start_hour={BROKEN_HOUR} (") for r in verdict.refusals), verdict.refusals
