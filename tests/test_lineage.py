@@ -54,7 +54,8 @@ def compared_run(small_run, shipped_rows, tmp_path_factory):
     def build(base: Path):
         thresholds = tuple(Threshold(m, 0.5, max_drop=1.0, slice_max_drop=0.0) for m in ("binary_accuracy", "auc"))
         config = small_config.replace(
-            home=base / "home", spans_root=base / "spans", span=2, thresholds=thresholds, min_slice_examples=UNGATED
+            home=base / "home", spans_root=base / "spans", span=2, thresholds=thresholds, min_slice_examples=UNGATED,
+            fairness_min_examples=UNGATED,
         )
         shutil.copytree(small_config.home, config.home)
         shutil.copytree(small_config.spans_root, config.spans_root)
