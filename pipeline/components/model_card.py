@@ -32,9 +32,12 @@ UNRECORDED_SHARE = 0.99  # a slice whose trips record a tip of 0 this often: its
 
 
 class ModelCardArtifact(types.Artifact):
-    """A model card: model_card/model_card.json and model_card/model_card.html."""
+    """A model card: model_card/model_card.json and model_card/model_card.html.
 
-    TYPE_NAME = "conveyor.ModelCard"
+    Its type name is its import path: Publish reads it, and on Kubeflow Pipelines v2 / Vertex a
+    task imports the class of a custom input artifact by the type's name."""
+
+    TYPE_NAME = "pipeline.components.model_card.ModelCardArtifact"
 
 
 def _infra(artifact: types.Artifact) -> dict[str, Any]:
