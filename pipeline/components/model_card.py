@@ -34,10 +34,11 @@ UNRECORDED_SHARE = 0.99  # a slice whose trips record a tip of 0 this often: its
 class ModelCardArtifact(types.Artifact):
     """A model card: model_card/model_card.json and model_card/model_card.html.
 
-    Its type name is its import path: Publish reads it, and on Kubeflow Pipelines v2 / Vertex a
-    task imports the class of a custom input artifact by the type's name."""
+    Its type name is an import path of the class (pipeline/__init__.py): Publish reads it, and on
+    Kubeflow Pipelines v2 / Vertex a task imports a custom input artifact's class by its type name,
+    which must be `<module>.<Class>`."""
 
-    TYPE_NAME = "pipeline.components.model_card.ModelCardArtifact"
+    TYPE_NAME = "pipeline.ModelCard"
 
 
 def _infra(artifact: types.Artifact) -> dict[str, Any]:
