@@ -27,7 +27,7 @@ from pipeline.components import span_window
 from tests.conftest import SMALL_SPAN_ROWS
 
 pytestmark = pytest.mark.timeout(3600)
-TASKS = 14
+TASKS = 15
 
 
 @pytest.fixture(scope="module")
