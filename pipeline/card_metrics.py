@@ -10,9 +10,9 @@ differs from process to process, and so did the bounds (a bound of the overall f
 moved by 0.0014 between two runs of the same answers). Each example therefore reaches TFMA once per
 slice, as a row naming its slice, and TFMA slices by that column alone: bucket assignment then
 follows the input order and the seed, and the card repeats exactly. AUC gets no interval: TFMA's
-jackknife of AUC also bounds each of its confusion matrices' 10,000 thresholds, in Python, which
-cost 37 s more per card (docs/lineage-and-analysis.md#the-model-card); its figure is the
-Evaluator's.
+jackknife of AUC also bounds each of its confusion matrices' 10,000 thresholds, in Python: 49 s
+against 12.5 s without AUC on the default window, wall on a loaded machine
+(docs/lineage-and-analysis.md#the-model-card); its figure is the Evaluator's.
 """
 from __future__ import annotations
 
