@@ -24,7 +24,9 @@ from span 1:
   - a GET /v1/models/taxi probe while two clients send 256-instance batches (batch parsing must
     not stall the event loop);
   - three hot swaps while 8 clients keep sending: every answer must be a 200, and the request log
-    must hold exactly one record per answered instance.
+    must hold exactly one record per answered instance;
+  - `:explain` of one instance (serving/explain.py: one model call on the instance and every
+    feature at each of its training baseline's values), one client, over HTTP and in process.
 Every server runs for the whole benchmark and the measurements are interleaved round by round, so
 A/B figures see the same machine load; medians over rounds are reported with the load average.
 """
@@ -47,6 +49,7 @@ from pathlib import Path
 from benchmarks.bench_servers import Served, grpc_load, home_with, load, start, start_asgi
 from conveyor.local import runner as local_run
 from data import materialize, spans_io
+from models import attribution
 from models.instances import FeatureRules, from_row, parse_instance, to_example
 from models.saved_model import LoadedModel
 from pipeline import configs, versions
@@ -139,6 +142,21 @@ def _get_probe(url: str, seconds: float) -> dict:
             time.sleep(0.01)
     ordered = sorted(latencies)
     return {"requests": len(ordered), "p50_ms": statistics.median(ordered) * 1000, "p99_ms": ordered[int(0.99 * len(ordered))] * 1000}
+
+
+def _explain_probe(url: str, instances: list[dict], count: int) -> dict:
+    """p50/p99 ms of POST :explain with one instance, one client, back to back."""
+    import httpx
+
+    latencies = []
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for i in range(count + 10):
+            begin = time.perf_counter()
+            client.post("/v1/models/taxi:explain", json={"instances": [instances[i % len(instances)]]}).raise_for_status()
+            if i >= 10:  # the first ones warm the call's shapes up
+                latencies.append(time.perf_counter() - begin)
+    ordered = sorted(latencies)
+    return {"p50_ms": statistics.median(ordered) * 1000, "p99_ms": ordered[int(0.99 * len(ordered))] * 1000}
 
 
 def _epoch():
@@ -285,6 +303,10 @@ def main() -> None:
         ours = [served for served in servers if served.label.startswith("conveyor")]
         probes = [(served.label, *_get_while_batches(served, big, 6.0)) for served in ours if served.logs]
         main_server = next(served for served in ours if served.grpc)
+        explained = _explain_probe(main_server.url, instances[:200], max(50, args.requests // 10))
+        baseline = json.loads((model / versions.CARD_DIR / versions.CARD_JSON).read_text())["model_parameters"]["attribution_baseline"]
+        explain_floor = _floor(lambda batch: attribution.attributions([batch.features], baseline, loaded.probabilities),
+                               [p[0] for p in parsed], max(50, args.requests // 10))
         swap_lines = _hot_swaps(main_server, bodies, model.name)
     finally:
         for served in servers:
@@ -323,6 +345,10 @@ def main() -> None:
         print(f"{served.label:<34}{p50:>10.3f}{p50 / floor_p50:>9.2f}{rate:>10.0f}{rate / REFERENCE_C8_RPS:>7.2f}{versus}{p99:>10.3f}")
     print()
     print("\n".join(_layer_verdicts(servers, main_server)))
+    width = 1 + sum(len(values) for values in baseline.values())
+    print(f"{main_server.label}: POST :explain of one instance ({width} examples in its one model call): p50 "
+          f"{explained['p50_ms']:.2f} ms, p99 {explained['p99_ms']:.2f} ms; in process (models/attribution.py) p50 "
+          f"{explain_floor['p50_ms']:.2f} ms")
     for label, probe, batches in probes:
         print(f"{label}: GET /v1/models/taxi p50 {probe['p50_ms']:.2f} ms, p99 {probe['p99_ms']:.2f} ms while 2 clients "
               f"sent {batches['requests']} batches of 256 instances (p50 {batches['p50_ms']:.1f} ms)")

@@ -262,10 +262,11 @@ def for_config(config: PipelineConfig, version: str | None = None) -> ModelLinea
     return found
 
 
-def _metrics_line(metrics: dict[str, float]) -> str:
-    """The compared metrics with 4 decimals, then the counts as integers."""
-    shown = [m for m in evaluation.COMPARED_METRICS if m in metrics] + [m for m in evaluation.COUNT_METRICS if m in metrics]
-    return ", ".join(f"{m}={evaluation.format_value(m, metrics[m])}" for m in shown)
+def _metrics_line(metrics: dict[str, float], counts: dict[str, float]) -> str:
+    """The compared metrics with 4 decimals (n/a where undefined on the eval examples `counts`
+    describes), then the counts as integers."""
+    names = [m for m in evaluation.COMPARED_METRICS if m in metrics] + [m for m in evaluation.COUNT_METRICS if m in metrics]
+    return ", ".join(f"{m}={evaluation.shown(m, metrics[m], counts)}" for m in names)
 
 
 def _slice_table(lineage: ModelLineage) -> list[str]:
@@ -274,19 +275,21 @@ def _slice_table(lineage: ModelLineage) -> list[str]:
     result = lineage.evaluation
     metrics = [t.metric for t in lineage.thresholds] or ["binary_accuracy", "auc"]
     compared = bool(result.baseline)
-    width = 24 if compared else 9
-    head = f"{'slice':<28}{'examples':>9}" + "".join(f"{m:>{width}}" for m in metrics)
-    lines = [head + ("   (candidate, baseline, change)" if compared else "")]
+    rows = []
     for name in sorted(result.metrics, key=evaluation.slice_order):
         values, base = result.metrics[name], result.baseline_by_slice.get(name, {})
-        cells = ""
+        cells = []
         for metric in metrics:
             value = values.get(metric)
-            cell = "-" if value is None else f"{value:.4f}"
-            if compared and value is not None and metric in base:
+            cell = evaluation.shown(metric, value, values)
+            if compared and value is not None and metric in base and evaluation.undefined_reason(metric, value, values) is None:
                 cell += f" {base[metric]:.4f} {value - base[metric]:+.4f}"
-            cells += f"{cell:>{width}}"
-        lines.append(f"{name:<28}{values.get('example_count', 0):>9.0f}{cells}")
+            cells.append(cell)
+        rows.append((name, values.get("example_count", 0), cells))
+    width = max([24 if compared else 9] + [len(text) + 2 for text in metrics] + [len(cell) + 2 for *_, cells in rows for cell in cells])
+    head = f"{'slice':<28}{'examples':>9}" + "".join(f"{m:>{width}}" for m in metrics)
+    lines = [head + ("   (candidate, baseline, change)" if compared else "")]
+    lines += [f"{name:<28}{count:>9.0f}" + "".join(f"{cell:>{width}}" for cell in cells) for name, count, cells in rows]
     return lines
 
 
@@ -361,7 +364,7 @@ def format_lineage(lineage: ModelLineage) -> str:
         *(f"            {label:<15} {line}" for label, line in zip(("hyperparameters", ""), hyperparameters_lib.describe(lineage.hyperparameters))),
         f"            code  {lineage.trainer_code}",
         f"evaluation: {lineage.evaluation_uri}",
-        f"            overall  {_metrics_line(lineage.metrics)}",
+        f"            overall  {_metrics_line(lineage.metrics, lineage.metrics)}",
         f"            baseline {_baseline_text(lineage)}",
         *(f"            {line}" for line in _slice_table(lineage)),
         *(f"            {line}" for line in _verdict_lines(lineage)),
@@ -373,4 +376,4 @@ def _baseline_text(lineage: ModelLineage) -> str:
     if lineage.baseline is None:
         return "none: nothing was serving (only the floors applied)"
     version = f"version {lineage.baseline_version}" if lineage.baseline_version else "a model never pushed"
-    return f"{version} (model {lineage.baseline}): {_metrics_line(lineage.baseline_metrics)}"
+    return f"{version} (model {lineage.baseline}): {_metrics_line(lineage.baseline_metrics, lineage.metrics)}"

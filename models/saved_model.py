@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from models import probes, signatures, warmup
 from models.features import CLASS_KEY, PROBABILITY_KEY
@@ -75,6 +75,15 @@ class LoadedModel:
         if bad:
             raise PredictionError(f"model {self.version} answered probabilities outside [0, 1]: {bad[:3]}")
         return [{PROBABILITY_KEY: p, CLASS_KEY: int(c)} for p, c in zip(probability, predicted)]
+
+    def probabilities(self, serialized: Sequence[bytes], batch_size: int = 4096) -> list[float]:
+        """The probability of each serialized tf.Example, asked `batch_size` at a time through the
+        same call and checks as `predict` (models/attribution.py's Predict)."""
+        found: list[float] = []
+        for start in range(0, len(serialized), batch_size):
+            batch = [Instance(e, {}) for e in serialized[start : start + batch_size]]
+            found.extend(float(p[PROBABILITY_KEY]) for p in self.predict(batch))
+        return found
 
     def signature_defs(self) -> dict[str, Any]:
         """The SignatureDef protos of the signatures it serves, as saved_model.pb has them."""

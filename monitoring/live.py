@@ -16,6 +16,7 @@ from typing import Any, Iterable
 
 from models import features
 from models.model import PROBABILITY_KEY
+from models.scores import auc
 from monitoring.labels import Labels
 from pipeline.configs import PipelineConfig
 from serving.request_log import Record
@@ -109,20 +110,3 @@ def by_version(
         for version, count in sorted(counts.items())
     }
 
-
-def auc(scores: list[float], truth: list[int]) -> float | None:
-    """ROC AUC as the Mann-Whitney statistic (ties count one half); None with a single class."""
-    positives = sum(truth)
-    negatives = len(truth) - positives
-    if positives == 0 or negatives == 0:
-        return None
-    order = sorted(range(len(scores)), key=lambda i: scores[i])
-    rank_sum, i = 0.0, 0
-    while i < len(order):  # average ranks over runs of equal scores
-        j = i
-        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
-            j += 1
-        mean_rank = (i + j) / 2 + 1
-        rank_sum += sum(mean_rank for k in range(i, j + 1) if truth[order[k]] == 1)
-        i = j + 1
-    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)

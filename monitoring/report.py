@@ -11,6 +11,7 @@ from typing import Any
 
 from models import features
 from pipeline import pages
+from pipeline.evaluation import shown
 
 MEASURE_LABELS = {"L_INFINITY": "L∞", "JENSEN_SHANNON_DIVERGENCE": "JS divergence (deciles)", "COMPLETENESS_DROP": "completeness drop"}
 SERIES = (("training", "training"), ("previous", "previous window"), ("current", "this window"))
@@ -28,6 +29,7 @@ def render(data: dict[str, Any], stats: dict[str, Any]) -> str:
         drift=_distances(data["drift"]),
         measure_labels=MEASURE_LABELS,
         distributions=_distributions(data, stats),
+        shown=shown,
     )
 
 

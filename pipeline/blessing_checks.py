@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pipeline.evaluation import METRIC_NAMES, OVERALL, Evaluation, Gate, not_gated_reason
+from pipeline.evaluation import METRIC_NAMES, NOT_AVAILABLE, OVERALL, Evaluation, Gate, not_gated_reason, undefined_reason
 
 
 @dataclass(frozen=True)
@@ -58,11 +58,15 @@ def explain(result: Evaluation, thresholds: list[Threshold], gate: Gate) -> list
         if value is None:
             lines.append(f"overall {metric}: not in the evaluation")
             continue
-        parts = [f"{value:.4f}" + (f" {'>=' if value >= threshold.floor else '<'} floor {threshold.floor:g}" if threshold.floor is not None else "")]
-        if threshold.max_drop is not None and metric in base:
-            parts.append(
-                f"{value - base[metric]:+.4f} against the baseline's {base[metric]:.4f} (a drop of at most {threshold.max_drop:g} allowed)"
-            )
+        undefined = undefined_reason(metric, value, overall)
+        if undefined is not None:
+            parts = [f"{NOT_AVAILABLE} ({undefined})"]
+        else:
+            parts = [f"{value:.4f}" + (f" {'>=' if value >= threshold.floor else '<'} floor {threshold.floor:g}" if threshold.floor is not None else "")]
+            if threshold.max_drop is not None and metric in base:
+                parts.append(
+                    f"{value - base[metric]:+.4f} against the baseline's {base[metric]:.4f} (a drop of at most {threshold.max_drop:g} allowed)"
+                )
         excuse = not_gated_reason(OVERALL, metric, overall, gate)
         lines.append(f"overall {metric} " + "; ".join(parts) + (f"; {excuse}" if excuse else ""))
         if threshold.slice_max_drop is not None and base:

@@ -59,6 +59,15 @@ class Threshold:
 
 
 @dataclass(frozen=True)
+class FairnessThreshold:
+    """Fairness gate for one error rate (pipeline/fairness.py applies it): the largest widening,
+    against the baseline, of a slice's gap to the overall rate."""
+
+    metric: str  # "fpr", "fnr" or "predicted_positive_rate"
+    max_gap_widening: float
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     pipeline_name: str = "conveyor-taxi"
     # Where runs write: pipeline_root/, metadata.sqlite, serving_model/, logs/; the server and
@@ -139,6 +148,31 @@ class PipelineConfig:
     )
     min_slice_examples: int = 100  # a feature slice with fewer eval examples is not gated
     min_class_examples: int = 10  # AUC, precision, recall gate only with this many of each class
+    # Fairness (pipeline/fairness.py): a slice's false positive / negative rate may not move further
+    # from the overall rate than under the baseline by more than this, on slices with at least
+    # fairness_min_examples eval examples of the class the rate is conditioned on (negatives for the
+    # false positive rate, positives for the false negative rate). Above the seed-to-seed spread of
+    # the widening on span 1 at 500 steps, seeds 0-4 (benchmarks/fairness_spread.py): largest 0.070
+    # for the false positive rate (on slices of 30+ or 100+ negatives), 0.114 for the false
+    # negative rate (slices of 30+ positives; with 100+ only the card slice has enough).
+    fairness_thresholds: tuple[FairnessThreshold, ...] = (
+        FairnessThreshold("fpr", max_gap_widening=0.10),
+        FairnessThreshold("fnr", max_gap_widening=0.15),
+    )
+    fairness_min_examples: int = 100
+
+    # The model card (pipeline/model_card.py): the intended use and known limitations as written
+    # by the model's owners (the card adds what the data shows), and what launched the run.
+    card_intended_use: str = (
+        "Estimate how likely a Chicago taxi trip ends with a tip above 20 % of the fare, from what the meter "
+        "records, to study tipping across trips and times; not to judge, price or dispatch individual riders or drivers."
+    )
+    card_limitations: tuple[str, ...] = (
+        "Trained on the trips of a few spans of one city's taxis; other cities, other years or ride-hailing trips "
+        "may tip differently.",
+        "The label is the recorded tip, which is only as complete as the payment method records it.",
+    )
+    trigger: str = "conveyor run (a person)"  # the CT controller names its triggers
 
     # Beam (see BEAM_MODES), passed to every Beam-powered component. beam_workers: processes for
     # multi_processing (0 = one per core). Remote runners get --setup_file so workers install

@@ -26,6 +26,7 @@ made before that record existed is read through TFMA. TFMA is imported only wher
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
@@ -48,6 +49,9 @@ METRIC_NAMES = {
     "ExampleCount": "example_count",
     "TruePositives": "true_positives",
     "FalseNegatives": "false_negatives",
+    "FPR": "fpr",
+    "FNR": "fnr",
+    "PredictedPositiveRate": "predicted_positive_rate",
 }
 
 
@@ -66,14 +70,56 @@ COMPARED_METRICS = tuple(metric_name(c) for c in COMPARED_METRIC_CLASSES)
 COUNT_METRIC_CLASSES = ("ExampleCount", "TruePositives", "FalseNegatives")
 COUNT_METRICS = tuple(metric_name(c) for c in COUNT_METRIC_CLASSES)  # whole numbers
 NEEDS_BOTH_CLASSES = ("auc", "precision", "recall")
+# Error rates per group at the decision threshold (0.5): the rates the Fairness Indicators report
+# (false positive rate, false negative rate, selection rate), from TFMA's own confusion-matrix
+# metrics (the fairness-indicators package, which wraps them, pins another TFMA).
+FAIRNESS_METRIC_CLASSES = ("FPR", "FNR", "PredictedPositiveRate")
+FAIRNESS_METRICS = tuple(metric_name(c) for c in FAIRNESS_METRIC_CLASSES)
 OVERALL = "overall"
 VERDICT_FILE = "verdict.json"
 SLICE_METRICS_FILE = "slice_metrics.json"
 
 
+NOT_AVAILABLE = "n/a"
+# Metrics without meaning on a slice lacking positive (negative) examples: TFMA still reports
+# them (AUC 0.0, recall NaN), which reads as a figure.
+NEEDS_POSITIVES = ("auc", "recall", "fnr")
+NEEDS_NEGATIVES = ("auc", "fpr")
+
+
 def format_value(metric: str, value: float) -> str:
     """A metric for people: counts as integers, the others with 4 decimals."""
     return f"{value:.0f}" if metric in COUNT_METRICS else f"{value:.4f}"
+
+
+def undefined_reason(metric: str, value: float | None, counts: dict[str, float]) -> str | None:
+    """Why `metric` has no meaning on a slice (None: it has one). `counts` are the slice's candidate
+    metrics (example_count, true_positives, false_negatives; both models saw the same examples, so
+    they serve for the baseline's figures too); without them only a NaN is known to be undefined."""
+    if metric in COUNT_METRICS:
+        return None
+    if "example_count" in counts and round(counts["example_count"]) == 0:
+        return "no examples"
+    one_class = False
+    if "true_positives" in counts:
+        positive, negative = class_counts(counts)
+        one_class = min(positive, negative) == 0
+        if (positive == 0 and metric in NEEDS_POSITIVES) or (negative == 0 and metric in NEEDS_NEGATIVES):
+            return "one class"
+    if value is not None and math.isnan(value):
+        if one_class:
+            return "one class"
+        return "no positive predictions" if metric == "precision" else "undefined"
+    return None
+
+
+def shown(metric: str, value: float | None, counts: dict[str, float], missing: str = "-") -> str:
+    """A metric as every report prints it: its figure (`format_value`), `n/a (reason)` where it is
+    undefined (`undefined_reason`), `missing` where there is none."""
+    reason = undefined_reason(metric, value, counts)
+    if reason is not None:
+        return f"{NOT_AVAILABLE} ({reason})"
+    return missing if value is None else format_value(metric, value)
 
 
 def _change(max_drop: float) -> tfma_config.GenericChangeThreshold:
@@ -90,7 +136,7 @@ def eval_config(config: PipelineConfig) -> tfma_config.EvalConfig:
 
     thresholds = {t.metric: t for t in config.thresholds}
     compared, counts = [], []
-    for class_name in COUNT_METRIC_CLASSES + COMPARED_METRIC_CLASSES:
+    for class_name in COUNT_METRIC_CLASSES + COMPARED_METRIC_CLASSES + FAIRNESS_METRIC_CLASSES:
         name = metric_name(class_name)
         metric = tfma_config.MetricConfig(class_name=class_name)
         if name in thresholds:
@@ -104,7 +150,7 @@ def eval_config(config: PipelineConfig) -> tfma_config.EvalConfig:
                 by_slice = metric.per_slice_thresholds.add()
                 by_slice.slicing_specs.extend(tfma_config.SlicingSpec(feature_keys=[key]) for key in features.SLICE_FEATURES)
                 by_slice.threshold.change_threshold.CopyFrom(_change(rule.slice_max_drop))
-        (compared if class_name in COMPARED_METRIC_CLASSES or name in thresholds else counts).append(metric)
+        (counts if class_name in COUNT_METRIC_CLASSES and name not in thresholds else compared).append(metric)
     return tfma_config.EvalConfig(
         model_specs=[
             tfma_config.ModelSpec(
@@ -138,10 +184,15 @@ class Gate:
 
     min_slice_examples: int
     min_class_examples: int
+    # (rate, largest widening of a slice's gap to the overall rate against the baseline): the
+    # fairness gate (pipeline/fairness.py); empty in the records of evaluations made before it.
+    fairness: tuple[tuple[str, float], ...] = ()
+    fairness_min_examples: int = 0  # of the class a rate is conditioned on, for the gate to judge it
 
     @classmethod
     def from_config(cls, config: PipelineConfig) -> "Gate":
-        return cls(config.min_slice_examples, config.min_class_examples)
+        bounds = tuple((t.metric, t.max_gap_widening) for t in config.fairness_thresholds)
+        return cls(config.min_slice_examples, config.min_class_examples, bounds, config.fairness_min_examples)
 
 
 @dataclass(frozen=True)
@@ -265,7 +316,12 @@ def not_gated_reason(slice_name: str, metric: str, values: dict[str, float], gat
 
 
 def _seen(failure: Failure, result: TfmaResult) -> str:
-    """What a failed check saw: the metric under its floor, or the candidate against the baseline."""
+    """What a failed check saw: the metric under its floor, or the candidate against the baseline;
+    `n/a` and why where the metric is undefined on the slice (TFMA's figure would read as one)."""
+    values = result.metrics.get(failure.slice, {})
+    reason = undefined_reason(failure.metric, values.get(failure.metric), values)
+    if reason is not None:
+        return f"{failure.metric} {NOT_AVAILABLE} ({reason})"
     if not failure.change:
         return f"{failure.metric} {failure.value:.3f} < floor {failure.bound:g}"
     candidate = result.metrics.get(failure.slice, {}).get(failure.metric)
@@ -297,7 +353,9 @@ def judge(result: TfmaResult, gate: Gate) -> Verdict:
         if reason is None:
             refusals.append(_refusal(failure, result))
         else:
-            excused.setdefault(f"{failure.slice}: {reason}", []).append(_seen(failure, result))
+            seen = excused.setdefault(f"{failure.slice}: {reason}", [])
+            if _seen(failure, result) not in seen:  # an undefined metric reads the same for every check
+                seen.append(_seen(failure, result))
     refusals += result.unchecked
     not_gated = [f"{where}: {', '.join(seen)}" for where, seen in excused.items()]
     return Verdict(blessed=not refusals, refusals=refusals, not_gated=not_gated)
@@ -356,7 +414,8 @@ class MetricComparison:
     metric: str
     candidate: float | None
     baseline: float | None
-    diff: float | None  # candidate - baseline
+    diff: float | None  # candidate - baseline (None where either is missing or undefined)
+    undefined: str | None = None  # why the metric has no meaning on this slice (`undefined_reason`)
 
 
 def compare_with_baseline(result: Evaluation, metrics: tuple[str, ...] = COMPARED_METRICS) -> list[MetricComparison]:
@@ -366,8 +425,9 @@ def compare_with_baseline(result: Evaluation, metrics: tuple[str, ...] = COMPARE
         values, base = result.metrics[name], result.baseline_by_slice.get(name, {})
         for metric in metrics:
             candidate, baseline = values.get(metric), base.get(metric)
-            diff = candidate - baseline if candidate is not None and baseline is not None else None
-            found.append(MetricComparison(name, metric, candidate, baseline, diff))
+            undefined = undefined_reason(metric, candidate, values) or undefined_reason(metric, baseline, values)
+            diff = candidate - baseline if candidate is not None and baseline is not None and undefined is None else None
+            found.append(MetricComparison(name, metric, candidate, baseline, diff, undefined))
     return found
 
 

@@ -12,8 +12,10 @@
        (the newest Tuner's choice, none before the first tuning) -> Trainer
     -> Evaluator (vs the model serving now; Conveyor's blessing rule)
     -> InfraCheck (the candidate answers real eval examples through the serving code)
+    -> ModelCard (the candidate's card: metrics per slice with intervals, fairness, importance, verdict)
     -> Pusher (blessed by both only; stages the version) -> Publish (makes it visible once recorded,
-                 its push record carrying the Evaluator's overall metrics and DataGate's statistics)
+                 its push record carrying the Evaluator's overall metrics and DataGate's statistics,
+                 its folder the model card)
 
 `config.history` picks how the pipeline reaches earlier runs: TFX resolvers over MLMD ("mlmd",
 local) or components over the validated-span index and the serving root ("stores", Kubeflow v2 /
@@ -24,10 +26,12 @@ one: the stores span window reads this run's span from DataGate's output, not Cs
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Any
 
 from tfx import v1 as tfx
 from tfx.proto import range_config_pb2
+from tfx.utils import proto_utils
 
 from data import spans_io
 from pipeline import evaluation, user_code
@@ -37,6 +41,7 @@ from pipeline.components.data_gate import DataGate
 from pipeline.components.example_gen import CsvExampleGen
 from pipeline.components.gated_evaluator import GatedEvaluator
 from pipeline.components.infra_check import InfraCheck
+from pipeline.components.model_card import ModelCard
 from pipeline.components.previous_statistics import PreviousValidatedStatistics
 from pipeline.components.push import Publish, StagingPusher
 from pipeline.components.pushed_baseline import PreviousPushedModel
@@ -59,6 +64,22 @@ def completeness_rules(config: PipelineConfig) -> str:
     """The completeness floors DataGate applies, as its JSON parameter (a change re-runs it)."""
     rules = derive.load_completeness(config.completeness_path)
     return json.dumps({key: rules[key] for key in COMPLETENESS_KEYS}, sort_keys=True)
+
+
+def card_settings(config: PipelineConfig) -> dict[str, Any]:
+    """What the ModelCard component is told besides its inputs (a change re-runs it)."""
+    return {
+        "model_name": config.model_name,
+        "pipeline_name": config.pipeline_name,
+        "code_version": user_code.fingerprint(),
+        "trigger": config.trigger,
+        "intended_use": config.card_intended_use,
+        "limitations": list(config.card_limitations),
+        "seed": config.seed,
+        "serving_root": config.serving_root_uri,
+        "eval_config": json.loads(proto_utils.proto_to_json(evaluation.eval_config(config))),
+        "gate": asdict(evaluation.Gate.from_config(config)),
+    }
 
 
 def _example_gen(config: PipelineConfig) -> CsvExampleGen:
@@ -254,6 +275,14 @@ def create_components(config: PipelineConfig) -> list[Any]:
         schema=schema,
         sample_size=config.infra_check_examples,
     )
+    card = ModelCard(
+        model=trainer.outputs["model"],
+        examples=examples,
+        evaluation=evaluator.outputs["evaluation"],
+        infra_blessing=infra_check.outputs["infra_blessing"],
+        baseline_model=baseline_model.outputs["model"],
+        settings=card_settings(config),
+    ).with_id("ModelCard")
     pusher = StagingPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
@@ -266,6 +295,7 @@ def create_components(config: PipelineConfig) -> list[Any]:
         pushed_model=pusher.outputs["pushed_model"],
         evaluation=evaluator.outputs["evaluation"],
         validated_statistics=data_gate.outputs["validated_statistics"],
+        model_card=card.outputs["model_card"],
     ).with_id("Publish")
     return [
         example_gen,
@@ -282,6 +312,7 @@ def create_components(config: PipelineConfig) -> list[Any]:
         baseline_model,
         evaluator,
         infra_check,
+        card,
         pusher,
         publish,
     ]

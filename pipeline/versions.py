@@ -48,6 +48,8 @@ POINTER_FILE = "ROLLBACK.json"
 READY_FILE = "saved_model.pb"
 RECORD_FILE = "PUSH.json"
 STAGING_DIR = ".staging"
+# A published version's model card (pipeline/model_card.py), also in the ModelCard artifact.
+CARD_DIR, CARD_JSON, CARD_HTML = "model_card", "model_card.json", "model_card.html"
 # Keys of the push record read outside the push (older records lack the last two).
 PUBLISHED, OFFLINE_METRICS, TRAINING_STATISTICS = "published", "offline_metrics", "training_statistics"
 
@@ -164,6 +166,36 @@ def serving_state(serving_root: str | Path) -> ServingState:
 def serving_version(serving_root: str | Path) -> str | None:
     """The version that serves now (see the module docstring), None if nothing is pushed."""
     return serving_state(serving_root).version
+
+
+def version_of_model(serving_root: str | Path, model_id: int) -> str | None:
+    """The newest published version whose push record names Model `model_id` (None: never published)."""
+    from pipeline.artifact_properties import MODEL_ID_PROPERTY
+
+    found = [v for v in ready_versions(serving_root) if (read_record(serving_root, v) or {}).get(MODEL_ID_PROPERTY) == model_id]
+    return found[-1] if found else None
+
+
+def card_file(serving_root: str | Path, version: str, name: str) -> str:
+    """A file of version `version`'s model card (pipeline/model_card.py), e.g. model_card.html."""
+    return os.path.join(str(serving_root), version, CARD_DIR, name)
+
+
+def stage_file(serving_root: str | Path, version: str, relative: str, data: bytes) -> None:
+    """Write a file into staged `version` before it is published (durably: it is renamed with the
+    version, so it is there as soon as the version is)."""
+    from tfx.utils import io_utils
+
+    path = os.path.join(staged_path(serving_root, version), relative)
+    if spans_io.is_uri(str(serving_root)):
+        io_utils.write_bytes_file(path, data)
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    _fsync(Path(path).parent)
 
 
 def live_since(serving_root: str | Path, version: str) -> float:

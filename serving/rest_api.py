@@ -5,6 +5,8 @@
     POST /v1/models/{name}[/versions/{v} | /labels/{l}]:predict      row or columnar format (serving/rest_formats.py)
     POST /v1/models/{name}[/versions/{v} | /labels/{l}]:classify     {"examples": [...]} -> {"result": [[[class, score], ...]]}
     POST /v1/models/{name}[/versions/{v} | /labels/{l}]:regress      {"examples": [...]} -> {"result": [...]}
+    POST /v1/models/{name}[/versions/{v} | /labels/{l}]:explain      {"instances": [...]} -> {"predictions": [...], "explanations": [...]}
+    GET  /v1/models/{name}/versions/{v}/card                         the version's model card (HTML; JSON for Accept: application/json)
     GET  /livez    200 while the process answers HTTP and its model watcher runs
     GET  /readyz   200 while a model is loaded and the request log is writable, else 503
     GET  /metrics  Prometheus text format (serving/metrics.py)
@@ -35,7 +37,7 @@ import orjson
 from models.instances import FeatureRules, InstanceError
 from models.saved_model import LoadedModel
 from pipeline.configs import PipelineConfig
-from serving import metrics, request_log, rest_formats
+from serving import explain, metrics, request_log, rest_formats
 from serving.batching import Job
 from serving.host import END, ModelHost, NoModelError
 from serving.http_messages import Reply, Request, Response
@@ -49,6 +51,7 @@ VERSION_HEADER = "X-Model-Version"
 INLINE_PARSE_BYTES = 16_384  # larger bodies are parsed off the event loop
 METHODS = (rest_formats.PREDICT, rest_formats.CLASSIFY, rest_formats.REGRESS)
 STATUS, METADATA, HEALTH, METRICS, OTHER = "status", "metadata", "health", "metrics", "other"
+EXPLAIN, CARD = "explain", "card"
 PREFIX = "/v1/models/"
 
 
@@ -114,15 +117,23 @@ class App:
             label, parts = _decoded(parts[1]), parts[2:]
         if name != self.model_name:
             raise ApiError(404, f"model {name[:100]!r} not found (this server serves {self.model_name!r})")
+        if verb.lower() == EXPLAIN and not parts:
+            request.route = EXPLAIN
+            _allow(request, "POST")
+            return self.loop.create_task(self._explain(request, request_id, version, label))
         if verb:
             method = verb.lower()
             if parts:
                 raise ApiError(404, f"no route {path[:200]!r}")
             if method not in METHODS:
-                raise ApiError(404, f"no method {':' + verb[:40]!r} on {path[:200]!r} (methods: :predict, :classify, :regress)")
+                raise ApiError(404, f"no method {':' + verb[:40]!r} on {path[:200]!r} (methods: :predict, :classify, :regress, :explain)")
             request.route = method
             _allow(request, "POST")
             return self._infer(request, request_id, method, version, label)
+        if [part.lower() for part in parts] == ["card"] and version is not None:
+            request.route = CARD
+            _allow(request, "GET")
+            return self.loop.run_in_executor(None, self._card, request, request_id, version)
         if [part.lower() for part in parts] == ["metadata"]:
             request.route = METADATA
             _allow(request, "GET")
@@ -181,6 +192,34 @@ class App:
             return self._error(500, "internal error", job.request_id)
         return Response(200, body, headers=((VERSION_HEADER, job.version), (REQUEST_ID_HEADER, job.request_id)),
                         version=job.version)
+
+    # explain, card (serving/explain.py)
+    async def _explain(self, request: Request, request_id: str, version: str | None, label: str | None) -> Response:
+        try:
+            target = self.predictions.target(version, label)
+            asked = await self.loop.run_in_executor(self.parse_pool, self._read, rest_formats.PREDICT, request.body, target)
+            if target is None:
+                try:
+                    model = self.host.current()
+                except NoModelError as exc:
+                    raise ApiError(503, str(exc), retry_after=self.config.poll_seconds) from None
+            else:
+                model = await self.predictions.loaded(target) if isinstance(target, Loading) else target
+            try:
+                body = await self.loop.run_in_executor(None, explain.explain, model, asked.instances)
+            except explain.NoCard as exc:
+                raise ApiError(409, str(exc)) from None
+            return self._json(200, body, request_id, model.version)
+        except ApiError as exc:
+            return self._error(exc.status, exc.message, request_id, exc.retry_after)
+
+    def _card(self, request: Request, request_id: str, version: str) -> Response:
+        as_json = "application/json" in request.headers.get("accept", "")
+        try:
+            body, content_type = explain.card(self.config.serving_root_uri, version, as_json)
+        except explain.NoCard as exc:
+            return self._error(404, str(exc), request_id)
+        return Response(200, body, content_type=content_type, headers=((REQUEST_ID_HEADER, request_id), (VERSION_HEADER, version)))
 
     # status, metadata, health
     def _status(self, request_id: str, version: str | None, label: str | None) -> Response:

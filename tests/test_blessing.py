@@ -4,7 +4,10 @@ TFMA runs in-process with the pipeline's EvalConfig, the candidate against a bas
 Evaluator runs it, on 3,000 shipped trips as tf.Examples; `judge` decides from what TFMA wrote.
   - a candidate that is small_run's model except in one hour of the day: the overall slice holds,
     that hour's slice is refused and named (no other hour);
-  - an eval split with no positive label: AUC reads 0.0 and is not gated, accuracy gates.
+  - an eval split with no positive label: AUC reads 0.0 and is not gated, accuracy gates;
+  - a candidate that misses big tippers in one hour of the day (its probabilities halved there):
+    the fairness gate refuses it, naming that hour and both false negative rates.
+The verdict is the whole rule as the Evaluator applies it (`fairness.judge`).
 """
 from __future__ import annotations
 
@@ -17,25 +20,26 @@ import tensorflow_model_analysis as tfma
 
 from models import features
 from models.instances import from_row, to_example
-from pipeline import configs, evaluation, versions
+from pipeline import configs, evaluation, fairness, versions
 from pipeline.configs import Threshold
 
 BROKEN_HOUR = 18
 
 
 class OneSliceBroken(tf.Module):
-    """A model's signatures, with the probability inverted for trips starting at BROKEN_HOUR."""
+    """A model's signatures, with the probability inverted (`shy`: halved) for trips starting at BROKEN_HOUR."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, shy: bool = False):
         super().__init__()
         self.inner = tf.saved_model.load(path)
+        self.shy = shy
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:
         probability = self.inner.signatures["serving_default"](examples=examples)["probability"]
         hour = tf.io.parse_example(examples, {"trip_start_hour": tf.io.FixedLenFeature([], tf.int64, default_value=0)})
         broken = tf.equal(hour["trip_start_hour"], BROKEN_HOUR)
-        probability = tf.where(broken, 1.0 - probability, probability)
+        probability = tf.where(broken, 0.5 * probability if self.shy else 1.0 - probability, probability)
         return {"probability": probability, "predicted_class": tf.cast(probability > 0.5, tf.int64)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
@@ -63,7 +67,7 @@ def _evaluate(config: configs.PipelineConfig, candidate: str, baseline: str, dat
         for name, path in ((tfma.CANDIDATE_KEY, candidate), (tfma.BASELINE_KEY, baseline))
     ]
     tfma.run_model_analysis(eval_shared_model=models, eval_config=eval_config, data_location=data, output_path=str(out))
-    return evaluation.judge(evaluation.load_tfma_result(str(out)), evaluation.Gate.from_config(config))
+    return fairness.judge(evaluation.load_tfma_result(str(out)), evaluation.Gate.from_config(config))
 
 
 @pytest.fixture(scope="module")
@@ -82,11 +86,11 @@ def test_a_candidate_that_breaks_one_slice_is_refused_naming_it(served, shipped_
     verdict = _evaluate(config, str(broken), served, _examples(rows, tmp_path / "data.tfrecord"), tmp_path / "out")
     assert not verdict.blessed
     slice_name = f"trip_start_hour={BROKEN_HOUR}"
-    [hour] = [r for r in verdict.refusals if r.startswith("trip_start_hour=")]
+    [hour] = [r for r in verdict.refusals if r.startswith("trip_start_hour=") and "binary_accuracy" in r]
     assert hour.startswith(f"{slice_name} (") and "binary_accuracy dropped" in hour and "(at most 0.05 allowed)" in hour
     # The overall slice holds; a payment type may be refused too, for its trips at that hour.
     assert all(r.startswith(("trip_start_hour=", "payment_type=")) for r in verdict.refusals), verdict
-    counts = [int(re.search(r"\((\d+) examples\)", r).group(1)) for r in verdict.refusals]
+    counts = [int(re.search(r"\((\d+) (?:\w+ )?examples\)", r).group(1)) for r in verdict.refusals]
     assert min(counts) >= config.min_slice_examples  # smaller slices are never what refuses
 
 
@@ -102,3 +106,27 @@ def test_an_eval_split_without_a_positive_label_is_judged_on_accuracy(served, sh
     assert overall["binary_accuracy"] > 0.7
     assert verdict.blessed, verdict.refusals
     assert verdict.not_gated[0].startswith(f"overall: auc not gated (0 positive, {len(negatives)} negative eval examples < 10 of each class")
+
+
+def test_a_candidate_that_misses_big_tippers_in_one_hour_is_refused_by_the_fairness_gate(served, shipped_rows, tmp_path):
+    rows = [r for r in shipped_rows if float(r["fare"]) > 0]  # span 1: an hour of 6 pm holds 100+ big tippers
+    shy = tmp_path / "shy"
+    module = OneSliceBroken(served, shy=True)
+    tf.saved_model.save(module, str(shy), signatures={"serving_default": module.serve, "transform_features": module.transform})
+    # Accuracy and AUC gate nothing here (their drops are allowed): only the fairness gate can refuse.
+    loose = tuple(Threshold(m, 0.0, max_drop=1.0, slice_max_drop=1.0) for m in ("binary_accuracy", "auc"))
+    config = configs.PipelineConfig(thresholds=loose)
+    verdict = _evaluate(config, str(shy), served, _examples(rows, tmp_path / "data.tfrecord"), tmp_path / "out")
+    assert not verdict.blessed
+    [refusal] = [r for r in verdict.refusals if "false negative rate" in r]
+    bound = dict(evaluation.Gate.from_config(config).fairness)["fnr"]
+    match = re.fullmatch(
+        rf"trip_start_hour={BROKEN_HOUR} \((\d+) positive examples\): false negative rate (\d\.\d+) against (0\.\d+) overall, "
+        rf"a gap of \+(0\.\d+) that widened by (0\.\d+) from the baseline's [+-]0\.\d+ \(at most {bound:g} allowed\)",
+        refusal,
+    )
+    assert match, refusal
+    positives, rate, overall, gap, widened = match.groups()
+    assert int(positives) >= config.fairness_min_examples and float(widened) > bound
+    assert float(gap) == pytest.approx(float(rate) - float(overall), abs=2e-4) and float(gap) > bound
+    assert all(r.startswith(f"trip_start_hour={BROKEN_HOUR} (") for r in verdict.refusals), verdict.refusals

@@ -16,7 +16,7 @@ from data import spans_io
 from tests.conftest import SMALL_SPAN_ROWS
 from tests.serving_helpers import CONVEYOR
 
-READ_ONLY = (["models"], ["lineage"], ["runs"], ["runs", "compare", "1", "2"], ["ct", "status"], ["rollback"], ["monitor"],
+READ_ONLY = (["models"], ["lineage"], ["card"], ["runs"], ["runs", "compare", "1", "2"], ["ct", "status"], ["rollback"], ["monitor"],
              ["tensorboard", "--port", "0"], ["serve", "--port", "0"])
 
 
@@ -130,7 +130,7 @@ def test_runs_compare_names_an_unknown_run_and_a_page_it_cannot_write(small_run,
     assert not (tmp_path / "no").exists()
 
 
-@pytest.mark.parametrize("command", (["models"], ["lineage"], ["runs"], ["ct", "status"]), ids=" ".join)
+@pytest.mark.parametrize("command", (["models"], ["lineage"], ["card"], ["runs"], ["ct", "status"]), ids=" ".join)
 def test_a_reader_that_went_away_ends_the_command_quietly(command, small_run):
     """`conveyor models | head -1`, made certain: the pipe's reading end is closed before the command writes."""
     read, write = os.pipe()

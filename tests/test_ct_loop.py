@@ -145,6 +145,8 @@ def test_the_guard_keeps_a_new_version_that_is_not_worse(loop):
 def test_status_and_models_show_the_loop(loop):
     assert "FIRED performance" in loop.out["status"].stdout and "rollbacks: none" in loop.out["status"].stdout
     assert f"* {loop.second}" in loop.out["models"].stdout and "1,f1" in loop.out["models"].stdout
+    card = json.loads(Path(versions.card_file(loop.config.serving_root, loop.second, versions.CARD_JSON)).read_text())
+    assert card["model_details"]["trigger"] == f"CT controller: {'+'.join(loop.log['retrain'].triggers)}"  # what launched its run
 
 
 def test_a_worse_new_version_is_rolled_back(loop, reference, tmp_path):

@@ -29,7 +29,7 @@ from pipeline.components import span_window
 from tests.conftest import SMALL_SPAN_ROWS
 
 pytestmark = pytest.mark.timeout(3600)
-TASKS = 15
+TASKS = 16
 TRIALS = 2
 
 

@@ -55,7 +55,8 @@ def compared_run(small_run, shipped_rows, tmp_path_factory):
     def build(base: Path):
         thresholds = tuple(Threshold(m, 0.5, max_drop=1.0, slice_max_drop=0.0) for m in ("binary_accuracy", "auc"))
         config = small_config.replace(
-            home=base / "home", spans_root=base / "spans", span=2, thresholds=thresholds, min_slice_examples=UNGATED
+            home=base / "home", spans_root=base / "spans", span=2, thresholds=thresholds, min_slice_examples=UNGATED,
+            fairness_min_examples=UNGATED,
         )
         shutil.copytree(small_config.home, config.home)
         shutil.copytree(small_config.spans_root, config.spans_root)
@@ -137,6 +138,8 @@ def test_the_installed_command_says_why_a_first_model_was_blessed(small_run):
     hours = [int(name.split("=")[1]) for name in slices if name.startswith("trip_start_hour=")]
     assert hours == sorted(hours) and hours != sorted(hours, key=str)
     assert slices[0] == "overall" and slices.index("trip_start_hour=0") > max(i for i, s in enumerate(slices) if s.startswith("payment_type="))
+    # AUC is undefined on the cash slice (no big tip is recorded in cash): n/a, not TFMA's 0.0.
+    assert re.search(r"^ {12}payment_type=Cash +\d+ +1\.0000 +n/a \(one class\)$", out, re.M), out
 
 
 def test_the_installed_command_names_the_baseline_version_and_the_change_of_slices_not_gated(compared_run):

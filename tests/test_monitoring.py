@@ -13,10 +13,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from conveyor import cli
-from models import features
+from models import features, scores
 from models.instances import FeatureRules, from_row, parse_instance
 from models.saved_model import LoadedModel
-from monitoring import job, labels, live, statistics
+from monitoring import job, labels, live, report, statistics
 from pipeline import configs, drift, versions
 from serving import request_log
 from tests.browser import rendered
@@ -139,7 +139,8 @@ def test_labels_join_into_live_metrics_per_version(logged, tmp_path):
     labels.write(tmp_path / "labels" / "a.jsonl", [(r["request_id"], r["index"], float(row["tips"])) for r, row in labeled])
     with open(tmp_path / "labels" / "a.jsonl", "a") as out:  # damaged lines are counted, not fatal
         out.write('{"request_id": "x", "tips": "many"}\nnot json\n')
-    data = job.run(config, end=END, hours=24, labels_root=tmp_path / "labels", out_dir=tmp_path / "out").data
+    result = job.run(config, end=END, hours=24, labels_root=tmp_path / "labels", out_dir=tmp_path / "out")
+    data = result.data
     [(version, live)] = data["live_metrics"].items()
     assert version == records[0]["model_version"]
     truth = [features.is_big_tipper(float(row["tips"]), r["features"]["fare"]) for r, row in labeled]
@@ -149,6 +150,10 @@ def test_labels_join_into_live_metrics_per_version(logged, tmp_path):
     assert live["positive_rate"] == pytest.approx(sum(truth) / 200)
     assert "binary_accuracy" in live["evaluation"]  # the Evaluator's figure, for comparison
     assert data["labels"]["invalid_lines"] == 2
+    # An offline AUC undefined on its eval data (one class) reads n/a, not TFMA's 0.0.
+    one_class = {**live["evaluation"], "auc": 0.0, "true_positives": 0.0, "false_negatives": 0.0}
+    page = report.render({**data, "live_metrics": {version: {**live, "evaluation": one_class}}}, result.stats)
+    assert "<td class=\"num\">n/a (one class)</td>" in page
 
 
 def test_monitor_command_exits_non_zero_on_alerts(logged, tmp_path, capsys):
@@ -171,9 +176,9 @@ def test_serving_anomalies_name_the_feature(shipped_rows):
 
 
 def test_auc_counts_ties_as_half():
-    assert live.auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)
-    assert live.auc([0.5, 0.5], [0, 1]) == pytest.approx(0.5)
-    assert live.auc([0.2, 0.3], [1, 1]) is None
+    assert scores.auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)
+    assert scores.auc([0.5, 0.5], [0, 1]) == pytest.approx(0.5)
+    assert scores.auc([0.2, 0.3], [1, 1]) is None
 
 
 def _label(path, pairs, tips=lambda row: float(row["tips"])):

@@ -1,4 +1,4 @@
-"""Read-only commands answer from ML Metadata and files: `conveyor models`, `lineage`, `runs` and `runs compare` import
+"""Read-only commands answer from ML Metadata and files: `conveyor models`, `lineage`, `runs`, `runs compare` and `card` import
 no TensorFlow, TFMA, Beam nor TFX's fileio (which imports TensorFlow), and create nothing.
 
 Each runs the installed `conveyor` script in its own interpreter, which reports the modules it
@@ -36,14 +36,16 @@ def _modules_loaded_by(tmp_path: Path, *args: str) -> tuple[subprocess.Completed
     return done, set(json.loads(report.read_text()))
 
 
-@pytest.mark.parametrize("command", [["models"], ["lineage"], ["runs"], ["runs", "compare", "1", "1", "--html", "page.html"]], ids=" ".join)
-def test_the_command_imports_no_tensorflow(small_run, tmp_path, command):
+@pytest.mark.parametrize(("command", "reads_metadata"), [(["models"], True), (["lineage"], True), (["runs"], True),
+                                                     (["runs", "compare", "1", "1", "--html", "page.html"], True), (["card"], False)],
+                         ids=lambda value: " ".join(value) if isinstance(value, list) else "")
+def test_the_command_imports_no_tensorflow(small_run, tmp_path, command, reads_metadata):
     config, summary = small_run
     command = [str(tmp_path / arg) if arg.endswith(".html") else arg for arg in command]
     done, loaded = _modules_loaded_by(tmp_path, *command, "--home", str(config.home))
     assert done.returncode == 0, done.stderr
     assert summary.pushed_path.rsplit("/", 1)[-1] in done.stdout  # it did its work
-    assert "ml_metadata" in loaded  # read from ML Metadata...
+    assert ("ml_metadata" in loaded) == reads_metadata  # read from ML Metadata (the card: from the version's folder)...
     assert not [name for name in HEAVY if name in loaded]  # ...without the heavy libraries
 
 

@@ -42,6 +42,8 @@ def test_report_shows_the_key_figures_in_chromium(small_run, tmp_path):
     slices = page.body_rows("slices")
     assert [row[0] for row in slices] == sorted(summary.evaluation.metrics, key=slice_order)
     assert slices[0][:3] == ["overall", f"{overall['example_count']:.0f}", f"{overall['binary_accuracy']:.4f}"]
+    cash = next(row for row in slices if row[0] == "payment_type=Cash")  # no big tip recorded in cash: one class
+    assert cash[3] == cash[5] == "n/a (one class)"  # AUC and recall (precision: a figure if any cash trip was predicted big)
 
     store = connection.open_metadata(config)
     run = runs.load_run(store, summary.run_id)

@@ -3,7 +3,7 @@
 small_run trained on span 1 in one home; here `conveyor run` (the installed command) trains on a
 copy of the same span in a second home whose paths differ (home, spans root, artifact ids), and
 once more in a third with every speedup off (CONVEYOR_SPEEDUPS=0, speedups/__init__.py); the
-models' predictions on the eval split, the Evaluator's metrics and the verdict are compared.
+models' predictions on the eval split, the Evaluator's metrics, the verdict and the model card are compared.
 """
 from __future__ import annotations
 
@@ -73,6 +73,17 @@ def _assert_same_model(first: configs.PipelineConfig, other: configs.PipelineCon
     a, b = _evaluation(first), _evaluation(other)
     assert json.dumps(a.metrics, sort_keys=True) == json.dumps(b.metrics, sort_keys=True)  # NaN-aware: NaN != NaN
     assert (a.blessed, a.failures, a.not_gated) == (b.blessed, b.failures, b.not_gated)
+    assert _card_content(first) == _card_content(other)  # intervals, importance, baseline, findings: all the same
+
+
+def _card_content(config: configs.PipelineConfig) -> dict:
+    """The serving version's model card without what names the run (version, date, ids, paths)."""
+    version = versions.serving_version(config.serving_root)
+    card = json.loads(Path(versions.card_file(config.serving_root, version, versions.CARD_JSON)).read_text())
+    details = card["model_details"]
+    for key in ("version", "run_id", "lineage"):
+        details.pop(key)
+    return card
 
 
 def _infra_folded(config: configs.PipelineConfig) -> int:

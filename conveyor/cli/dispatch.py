@@ -19,6 +19,7 @@
     conveyor lineage [--version V]      what made a pushed model (default: the one serving now)
     conveyor runs [--last N]            the pipeline runs: trigger, spans, hyperparameters, metrics, push
     conveyor runs compare RUN_A RUN_B   two runs side by side (--html FILE: as a page)
+    conveyor card [--version V]         where a pushed version's model card is, and a summary of it
     conveyor kubeflow [options]         compile for Kubeflow Pipelines v2 / Vertex AI (see kubeflow_runner.py);
                                         --check-locally executes the compiled spec here first
 
@@ -36,12 +37,12 @@ import sys
 from typing import Any, Sequence
 
 import speedups
-from conveyor.cli import common, ct, kubeflow, lineage, models, monitor, rollback, run, runs, serve, tune, viewers
+from conveyor.cli import card, common, ct, kubeflow, lineage, models, monitor, rollback, run, runs, serve, tune, viewers
 from pipeline.home_lock import HomeBusy
 from speedups import switch
 
 # One module per command group, each with add_parser(commands); the order is the help's.
-GROUPS = (run, tune, ct, serve, models, rollback, monitor, viewers, lineage, runs, kubeflow)
+GROUPS = (run, tune, ct, serve, models, rollback, monitor, viewers, lineage, card, runs, kubeflow)
 
 
 class ParseError(common.CommandError):

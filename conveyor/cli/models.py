@@ -10,6 +10,7 @@ from collections.abc import Set as AbstractSet
 
 from conveyor.cli import common
 from conveyor.cli.ct import format_rollbacks
+from pipeline.evaluation import shown
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -90,18 +91,21 @@ def format_models(entries, serving: AbstractSet[str | None], metrics: dict[str, 
     def flag(value: bool | None) -> str:
         return "-" if value is None else "yes" if value else "NO"
 
-    header = f"  {'version':<12}{'pushed at (UTC)':<21}{'spans':<10}{'blessed':<9}{'infra':<7}{'accuracy':>9}{'auc':>8}  run"
+    shown_metrics = {
+        e.version: [shown(name, metrics.get(e.version, {}).get(name), metrics.get(e.version, {})) for name in ("binary_accuracy", "auc")]
+        for e in entries
+    }
+    width = max([8] + [len(auc) + 1 for _, auc in shown_metrics.values()])  # n/a (one class) is wider than a figure
+    header = f"  {'version':<12}{'pushed at (UTC)':<21}{'spans':<10}{'blessed':<9}{'infra':<7}{'accuracy':>9}{'auc':>{width}}  run"
     lines = [header]
     for e in entries:
         when = datetime.datetime.fromtimestamp(e.pushed_at, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-        m = metrics.get(e.version, {})
-        acc = f"{m['binary_accuracy']:.4f}" if "binary_accuracy" in m else "-"
-        auc = f"{m['auc']:.4f}" if "auc" in m else "-"
+        acc, auc = shown_metrics[e.version]
         spans = ",".join([*map(str, e.window_spans), *(f"f{f}" for f in e.window_feedback_spans)]) or "-"
         mark = "*" if e.version in serving else "!" if e.version in failed else " "
         problem = f"  ({e.problem()})" if e.problem() else ""
         lines.append(
-            f"{mark} {e.version:<12}{when:<21}{spans:<10}{flag(e.blessed):<9}{flag(e.infra_blessed):<7}{acc:>9}{auc:>8}  {e.run_id or '-'}{problem}"
+            f"{mark} {e.version:<12}{when:<21}{spans:<10}{flag(e.blessed):<9}{flag(e.infra_blessed):<7}{acc:>9}{auc:>{width}}  {e.run_id or '-'}{problem}"
         )
     if failed:
         lines.append("! = failed to load in a running server (the last good version keeps serving)")

@@ -173,6 +173,8 @@ def render(data: ReportData) -> str:
         split="train" if "train" in data.statistics else next(iter(data.statistics), ""),
         stat=_stat,
         signed=_signed,
+        shown=evaluation.shown,
+        card_link=s.card_file if not s.card_file or spans_io.is_uri(s.card_file) else Path(s.card_file).as_uri(),
         drift=sorted(data.drift, key=lambda d: (not d.drifted, d.feature)),
         slice_headers=_slice_headers(bool(s.evaluation and s.evaluation.baseline_by_slice)),
         slices=[(name, list(comparisons)) for name, comparisons in by_slice],

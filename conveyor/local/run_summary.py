@@ -10,7 +10,7 @@ from metadata import connection, runs
 from metadata import hyperparameters as hyperparameters_lib
 from pipeline import blessing_checks, evaluation
 from pipeline.configs import PipelineConfig
-from pipeline.evaluation import Evaluation, Gate, format_value, slice_order
+from pipeline.evaluation import Evaluation, Gate, shown, slice_order
 
 
 @dataclass
@@ -39,6 +39,7 @@ class RunSummary:
     pushed_path: str | None = None
     infra_failure: str | None = None  # why InfraCheck refused the candidate (None: passed or did not run)
     infra_checked: int = 0  # examples the candidate answered through the serving code
+    card_file: str | None = None  # the model card (HTML): the pushed version's, else the candidate's
     report_file: Path | None = None  # the HTML run report (None if writing it failed: see the log)
     interrupted: bool = False  # stopped by Ctrl-C (SIGINT)
 
@@ -105,6 +106,12 @@ def read_back(config: PipelineConfig, summary: RunSummary) -> None:
     pushed = run.output("Pusher", "pushed_model")
     if pushed is not None and pushed.custom_properties["pushed"].int_value == 1:
         summary.pushed_path = pushed.custom_properties["pushed_destination"].string_value
+    card = run.output("ModelCard", "model_card")
+    if card is not None:
+        from pipeline import versions
+
+        published = versions.card_file(config.serving_root_uri, Path(summary.pushed_path).name, versions.CARD_HTML) if summary.pushed_path else None
+        summary.card_file = published if published and Path(published).exists() else str(Path(card.uri, versions.CARD_DIR, versions.CARD_HTML))
 
 
 def _format_validation(validation: dict) -> str:
@@ -150,12 +157,16 @@ def format_summary(summary: RunSummary) -> str:
         values, source = hyperparameters_lib.describe(summary.hyperparameters)
         lines += [f"hyperparameters: {values}", f"  {source}"]
     if summary.evaluation:
-        lines.append(f"{'slice':<28}" + "".join(f"{m:>16}" for m in SUMMARY_METRICS))
-        for name, values in sorted(summary.evaluation.metrics.items(), key=lambda kv: slice_order(kv[0])):
-            cells = "".join(f"{format_value(m, values[m]) if m in values else '-':>16}" for m in SUMMARY_METRICS)
-            lines.append(f"{name:<28}{cells}")
+        rows = [
+            (name, [shown(m, values.get(m), values) for m in SUMMARY_METRICS])
+            for name, values in sorted(summary.evaluation.metrics.items(), key=lambda kv: slice_order(kv[0]))
+        ]
+        widths = [max([16] + [len(cells[i]) + 2 for _, cells in rows]) for i in range(len(SUMMARY_METRICS))]
+        lines.append(f"{'slice':<28}" + "".join(f"{m:>{w}}" for m, w in zip(SUMMARY_METRICS, widths)))
+        lines.extend(f"{name:<28}" + "".join(f"{cell:>{w}}" for cell, w in zip(cells, widths)) for name, cells in rows)
         if summary.evaluation.baseline:
-            base = ", ".join(f"{m}={format_value(m, v)}" for m, v in sorted(summary.evaluation.baseline.items()) if m in SUMMARY_METRICS)
+            overall = summary.evaluation.metrics.get(evaluation.OVERALL, {})
+            base = ", ".join(f"{m}={shown(m, v, overall)}" for m, v in sorted(summary.evaluation.baseline.items()) if m in SUMMARY_METRICS)
             which = f"version {summary.baseline_version}" if summary.baseline_version else "the model serving when it was evaluated"
             lines.append(f"baseline: {which}, overall: {base}")
         else:
@@ -177,6 +188,8 @@ def format_summary(summary: RunSummary) -> str:
     elif summary.infra_checked:
         lines.append(f"infra check: passed ({summary.infra_checked} eval examples answered through the serving code)")
     lines.append(f"pushed: {summary.pushed_path}" if summary.pushed_path else "pushed: nothing")
+    if summary.card_file:
+        lines.append(f"model card: {summary.card_file}" + ("" if summary.pushed_path else " (of the candidate, not pushed)"))
     if summary.error:
         where = f" in {summary.failed_component}" if summary.failed_component else " before its first component"
         if summary.run_id is not None and not summary.failed_component:

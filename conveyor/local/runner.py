@@ -93,10 +93,9 @@ def _noting_interrupts() -> Iterator[list[int]]:
 
 
 def launch(config: PipelineConfig, trigger: str) -> RunSummary:
-    """The CT controller's Launch for a local home (ct/launcher.py): a run; the decision log keeps
-    the trigger. An interrupted run stops the tick too (KeyboardInterrupt)."""
-    del trigger
-    summary = run(config)
+    """The CT controller's Launch for a local home (ct/launcher.py): a run, whose model card names
+    the trigger (the decision log keeps it too). An interrupted run stops the tick too (KeyboardInterrupt)."""
+    summary = run(config.replace(trigger=f"CT controller: {trigger}"))
     if summary.interrupted:
         raise KeyboardInterrupt
     return summary

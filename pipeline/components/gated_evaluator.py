@@ -4,7 +4,7 @@ TFMA computes the metrics of the candidate and the baseline per slice and checks
 of `evaluation.eval_config`. TFMA cannot know that a metric is undefined on the data (AUC with one
 class present reads 0.0) or that a slice is too small to judge, so its validation alone would
 refuse for those reasons. This executor runs TFX's Evaluator, then lets `evaluation.judge` decide
-which of TFMA's failures count, writes the verdict with every reason (`verdict.json` in the
+which of TFMA's failures count and the fairness gate (pipeline/fairness.py) add its refusals, writes the verdict with every reason (`verdict.json` in the
 evaluation) and both models' metrics per slice (`slice_metrics.json`: read back without TFMA), and
 sets the blessing from it. An empty baseline Model (history="stores" before the
 first push) means no baseline, as an empty resolver output does.
@@ -22,7 +22,7 @@ from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import artifact_utils, component_spec, standard_artifacts, standard_component_specs
 from tfx.utils import io_utils
 
-from pipeline import evaluation
+from pipeline import evaluation, fairness
 from pipeline.components.pushed_baseline import has_model
 
 GATE_KEY = "blessing_gate"
@@ -36,7 +36,7 @@ class GatedEvaluatorExecutor(evaluator_executor.Executor):
         super().Do(input_dict, output_dict, exec_properties)
         output = artifact_utils.get_single_uri(output_dict[standard_component_specs.EVALUATION_KEY])
         result = evaluation.load_tfma_result(output)
-        verdict = evaluation.judge(result, evaluation.Gate(**json.loads(exec_properties[GATE_KEY])))
+        verdict = fairness.judge(result, evaluation.Gate(**json.loads(exec_properties[GATE_KEY])))
         evaluation.write_record(output, result, verdict)
         blessing = artifact_utils.get_single_instance(output_dict[standard_component_specs.BLESSING_KEY])
         for name in (constants.BLESSED_FILE_NAME, constants.NOT_BLESSED_FILE_NAME):  # TFMA's verdict

@@ -16,6 +16,7 @@ leaves a recorded push not yet visible: the re-run finds Pusher cached and Publi
 there is never a second push of the same model.
 """
 # No `from __future__ import annotations`: TFX reads the real type hints of Publish.
+import json
 import os
 from typing import Any
 
@@ -25,11 +26,13 @@ from tfx.components.pusher import executor as pusher_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
-from tfx.utils import proto_utils
+from tfx.utils import io_utils, proto_utils
 
 from pipeline import evaluation as evaluation_lib
+from pipeline import model_card as card_lib
 from pipeline import versions
 from pipeline.artifact_properties import MODEL_ID_PROPERTY, STAGED_PATH_PROPERTY
+from pipeline.components.model_card import ModelCardArtifact
 
 
 class StagingPusherExecutor(pusher_executor.Executor):
@@ -62,15 +65,22 @@ def Publish(
     pushed_model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.PushedModel],
     evaluation: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelEvaluation],
     validated_statistics: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleStatistics],
+    model_card: tfx.dsl.components.InputArtifact[ModelCardArtifact],
 ) -> None:
-    """Rename the recorded, staged push into the serving root (nothing to do when not pushed)."""
+    """Rename the recorded, staged push into the serving root, its model card named after the
+    version (nothing to do when not pushed)."""
     if pushed_model.get_int_custom_property("pushed") != 1:
         return
     destination = pushed_model.get_string_custom_property("pushed_destination")
+    root, version = os.path.dirname(destination), pushed_model.get_string_custom_property("pushed_version")
     overall = evaluation_lib.load_tfma_result(evaluation.uri).metrics.get(evaluation_lib.OVERALL, {})
+    if not versions.is_ready(root, version):
+        card = card_lib.finalize(json.loads(io_utils.read_string_file(os.path.join(model_card.uri, versions.CARD_DIR, versions.CARD_JSON))), version)
+        versions.stage_file(root, version, os.path.join(versions.CARD_DIR, versions.CARD_JSON), card_lib.dumps(card).encode())
+        versions.stage_file(root, version, os.path.join(versions.CARD_DIR, versions.CARD_HTML), card_lib.render(card).encode())
     versions.publish(
-        os.path.dirname(destination),
-        pushed_model.get_string_custom_property("pushed_version"),
+        root,
+        version,
         {
             "pushed_model_id": pushed_model.id,
             MODEL_ID_PROPERTY: pushed_model.get_int_custom_property(MODEL_ID_PROPERTY),
