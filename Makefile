@@ -32,12 +32,12 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-## test: the default test suite, its files spread over TEST_WORKERS processes (1: one process); also
+## test: lint, then the default test suite, its files spread over TEST_WORKERS processes (1: one process); also
 ## installs the Debian packages the tests use: chromium (the run report is checked in it) and
 ## mariadb-server (a throwaway MariaDB for ML Metadata on MySQL)
 TEST_WORKERS ?= 2
 test: export CONVEYOR_APT_PACKAGES := $(CONVEYOR_APT_PACKAGES) chromium mariadb-server
-test: setup
+test: setup lint
 	bash scripts/setup_host.sh
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 

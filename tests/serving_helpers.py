@@ -83,7 +83,7 @@ class Serve:
             self.first_line = lines.get(timeout=self.start_timeout)
         except queue.Empty:
             self.stop()
-            raise AssertionError(f"conveyor serve printed nothing within {self.start_timeout} s: {self.stderr()[-2000:]}")
+            raise AssertionError(f"conveyor serve printed nothing within {self.start_timeout} s: {self.stderr()[-2000:]}") from None
         assert " at http://" in self.first_line, (self.first_line, self.stderr()[-2000:])
         self.url = self.first_line.split(" at ")[1].split("/v1/")[0]
 

@@ -29,7 +29,8 @@ from tests.serving_helpers import copy_home
 CONVEYOR = str(Path(configs.REPO_ROOT, ".venv", "bin", "conveyor"))
 COMPONENTS = (
     "CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "previous_statistics", "DataGate",
-    "span_window", "analyzer_cache", "Transform", "latest_hyperparameters", "Trainer", "baseline_model", "Evaluator", "InfraCheck", "ModelCard", "Pusher", "Publish",
+    "span_window", "analyzer_cache", "Transform", "latest_hyperparameters", "Trainer", "baseline_model", "Evaluator", "InfraCheck",
+    "ModelCard", "Pusher", "Publish",
 )
 
 

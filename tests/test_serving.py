@@ -11,12 +11,12 @@ import httpx
 import pytest
 import tensorflow as tf
 
-from data import spans_io
 from conveyor import cli
+from data import spans_io
 from metadata import connection, registry, runs
-from serving import request_log, rest_api, rollback, server
-from pipeline import versions
 from models.instances import from_row, to_example
+from pipeline import versions
+from serving import request_log, rest_api, rollback, server
 from tests.serving_helpers import Serve, copy_home, publish_fake
 
 MODEL = "taxi"
@@ -74,7 +74,7 @@ def test_predictions_match_the_in_process_model(running, shipped_rows):
 
 
 def test_bad_requests_get_a_4xx_naming_the_problem_and_the_server_stays_up(running, shipped_rows):
-    config, url, _ = running
+    _config, url, _ = running
     good = from_row(shipped_rows[0])
     without_fare = {k: v for k, v in good.items() if k != "fare"}
     bad_example = tf.train.Example()
@@ -149,11 +149,11 @@ def test_hot_swap_under_concurrent_load_drops_nothing(running, shipped_rows):
     pushed = []
     try:
         for step in (1, 2):
-            wait_for(lambda: len(results) >= 20 * step, what="requests before the swap")
+            wait_for(lambda step=step: len(results) >= 20 * step, what="requests before the swap")
             new = str(int(first) + 100 * step)
             versions.republish(config.serving_root, first, new)
             pushed.append(new)
-            wait_for(lambda: any(v == new for _, v in results[-8:]), what=f"version {new} served")
+            wait_for(lambda new=new: any(v == new for _, v in results[-8:]), what=f"version {new} served")
     finally:
         stop.set()
         for worker in workers:
@@ -281,7 +281,7 @@ def test_rollback_edge_cases(home, capsys):
     assert cli.main(["rollback", "--home", str(home.home), "--clear"]) == 0
     assert f"cleared the rollback: {original} -> {newest}" in capsys.readouterr().out
     assert versions.serving_version(home.serving_root) == newest
-    [first, cleared] = rollback.effective(home)
+    [_first, cleared] = rollback.effective(home)
     assert cleared.properties["cleared"].string_value == "1"
 
 

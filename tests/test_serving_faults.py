@@ -11,7 +11,6 @@ import threading
 import time
 
 import httpx
-import pytest
 
 from models.instances import from_row
 from pipeline import versions
@@ -269,8 +268,8 @@ def test_workers_share_the_port_swap_and_restart_and_log_every_answer(small_run,
             for step in (1, 2):
                 new = versions.republish(config.serving_root, first, str(int(first) + 100 * step)).name
                 pushed.append(new)
-                wait_for(lambda: all(s["serving"] == new for s in status.live(config.home)), what=f"{new} everywhere")
-                wait_for(lambda: any(v == new for _, v, _ in answers[-8:]), what=f"{new} answering")
+                wait_for(lambda new=new: all(s["serving"] == new for s in status.live(config.home)), what=f"{new} everywhere")
+                wait_for(lambda new=new: any(v == new for _, v, _ in answers[-8:]), what=f"{new} answering")
             victim = workers[1]["pid"]
             os.kill(victim, signal.SIGKILL)
             wait_for(lambda: len(status.live(config.home)) == 2 and victim not in {s["pid"] for s in status.live(config.home)},
