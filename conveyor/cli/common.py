@@ -13,7 +13,7 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from data import spans_io
 from pipeline import configs
@@ -48,38 +48,26 @@ def home_path(text: str) -> Path | str:
     return text if spans_io.is_uri(text) else Path(text)
 
 
-def positive_int(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
+def _number(parse: Callable[[str], float], kind: str, low: float, inclusive: bool) -> Callable[[str], Any]:
+    """An argparse type: `kind` ("an integer", "a number") at least (or above) `low`, named in its error."""
+    bound = f"{'>=' if inclusive else '>'} {low:g}"
+
+    def convert(text: str) -> Any:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+        if not (value >= low if inclusive else value > low):
+            raise argparse.ArgumentTypeError(f"expected {kind} {bound}, got {text!r}")
+        return value
+
+    return convert
 
 
-def non_negative_int(text: str) -> int:
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
+positive_int = _number(int, "an integer", 1, inclusive=True)
+non_negative_int = _number(int, "an integer", 0, inclusive=True)
+positive_float = _number(float, "a number", 0, inclusive=False)
+non_negative_float = _number(float, "a number", 0, inclusive=True)
 
 
 def port(text: str) -> int:
