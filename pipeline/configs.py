@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from pipeline.settings import ENV_PREFIX, PARSERS, RANGES, SettingError
+from pipeline.thresholds import FairnessThreshold, Threshold
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,27 +45,6 @@ TUNE_OBJECTIVES = ("auc", "binary_accuracy")  # models/tuning.py OBJECTIVES
 SPAN_SOURCES = ("upstream", "feedback")
 # The official TFX image of the locked TFX version: KubeflowV2DagRunner's default and the Dockerfile's base.
 TFX_IMAGE = "gcr.io/tfx-oss-public/tfx:1.21.0"
-
-
-@dataclass(frozen=True)
-class Threshold:
-    """Blessing rule for one TFMA metric (pipeline/evaluation.py applies it)."""
-
-    metric: str
-    lower_bound: float  # floor on the overall slice
-    # Largest drop against the baseline (the model serving now) still accepted on the overall
-    # slice / on each slice of the slice features; None = no such check.
-    max_drop: float | None = None
-    slice_max_drop: float | None = None
-
-
-@dataclass(frozen=True)
-class FairnessThreshold:
-    """Fairness gate for one error rate (pipeline/fairness.py applies it): the largest widening,
-    against the baseline, of a slice's gap to the overall rate."""
-
-    metric: str  # "fpr", "fnr" or "predicted_positive_rate"
-    max_gap_widening: float
 
 
 @dataclass(frozen=True)

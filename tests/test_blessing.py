@@ -21,7 +21,7 @@ import tensorflow_model_analysis as tfma
 from models import features
 from models.instances import from_row, to_example
 from pipeline import configs, evaluation, fairness, versions
-from pipeline.configs import Threshold
+from pipeline.thresholds import Threshold
 
 BROKEN_HOUR = 18
 

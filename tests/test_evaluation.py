@@ -9,7 +9,8 @@ from tfx.utils import proto_utils
 
 from models import features
 from pipeline import blessing_checks, evaluation
-from pipeline.configs import PipelineConfig, Threshold
+from pipeline.configs import PipelineConfig
+from pipeline.thresholds import Threshold
 
 
 def test_thresholds_gate_the_overall_slice_and_each_feature_slice_against_the_baseline():

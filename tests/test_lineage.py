@@ -16,7 +16,7 @@ from conveyor import cli
 from data import spans_io
 from metadata import lineage
 from pipeline import evaluation, user_code, versions
-from pipeline.configs import Threshold
+from pipeline.thresholds import Threshold
 from tests.conftest import SMALL_SPAN_ROWS, built_once
 from tests.serving_helpers import CONVEYOR
 

@@ -21,7 +21,8 @@ from data import spans_io
 from metadata import connection, runs
 from metadata import hyperparameters as hyperparameters_lib
 from pipeline import anomalies, blessing_checks, evaluation, pages
-from pipeline.configs import PipelineConfig, Threshold
+from pipeline.configs import PipelineConfig
+from pipeline.thresholds import Threshold
 
 if TYPE_CHECKING:
     from conveyor.local.run_summary import RunSummary
