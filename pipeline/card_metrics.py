@@ -79,23 +79,25 @@ def analyse(
     out_dir: str,
     eval_rows: Sequence[FeatureDict],
     labels: Sequence[int],
-    probabilities: Sequence[float],
+    probabilities: Sequence[float] | None,
     train_examples: Sequence[bytes],
     seed: int,
 ) -> None:
-    """Add both computations to `pipeline` (a Beam pipeline; they run when it does), writing under `out_dir`."""
+    """Add both computations to `pipeline` (a Beam pipeline; they run when it does), writing under `out_dir`;
+    without `probabilities` (a candidate that cannot answer), only the statistics."""
     import apache_beam as beam
     import tensorflow_data_validation as tfdv
     import tensorflow_model_analysis as tfma
     from tfx_bsl.coders import example_coder
 
-    _ = (
-        pipeline
-        | "CardPredictions" >> beam.Create([_predictions_batch(eval_rows, labels, probabilities)])
-        | "CardMetrics" >> tfma.ExtractEvaluateAndWriteResults(
-            eval_config=_eval_config(True), output_path=os.path.join(out_dir, TFMA_DIR), random_seed_for_testing=seed
+    if probabilities is not None:
+        _ = (
+            pipeline
+            | "CardPredictions" >> beam.Create([_predictions_batch(eval_rows, labels, probabilities)])
+            | "CardMetrics" >> tfma.ExtractEvaluateAndWriteResults(
+                eval_config=_eval_config(True), output_path=os.path.join(out_dir, TFMA_DIR), random_seed_for_testing=seed
+            )
         )
-    )
     train = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(list(train_examples))
     _ = (
         pipeline
@@ -124,6 +126,12 @@ def read_metrics(out_dir: str) -> dict[str, dict[str, Estimate]]:
             # Every bounded metric here is a proportion: TFMA's t-interval is cut to [0, 1].
             estimates[kv.key.name] = Estimate(value, *((max(lower, 0.0), min(upper, 1.0)) if bounded and finite else (None, None)))
     return found
+
+
+def without_intervals(metrics: dict[str, dict[str, float]]) -> dict[str, dict[str, Estimate]]:
+    """The Evaluator's metrics per slice as estimates without intervals (what a card shows for a
+    candidate that could not be asked itself)."""
+    return {name: {metric: Estimate(value) for metric, value in values.items()} for name, values in metrics.items()}
 
 
 def read_statistics(out_dir: str) -> Any:

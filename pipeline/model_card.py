@@ -80,6 +80,9 @@ class CardFacts:
     importance: list[dict[str, Any]]  # feature, auc_drop
     attribution_baseline: dict[str, Any]
     data_limitations: list[str] = field(default_factory=list)  # what the data shows
+    # Why the candidate was not asked through its served signature (InfraCheck refused it): its
+    # metrics are then the Evaluator's, without intervals, and importance is not computed.
+    unanswered: str | None = None
 
 
 def _metric_entries(facts: CardFacts) -> list[dict[str, Any]]:
@@ -151,7 +154,9 @@ def build(facts: CardFacts) -> dict[str, Any]:
         "quantitative_analysis": {
             "performance_metrics": _metric_entries(facts),
             "fairness": [row.to_json() for row in facts.fairness],
-            "feature_importance": {"method": "permutation", "auc": facts.importance_auc, "features": facts.importance},
+            "feature_importance": {"method": "permutation", "auc": facts.importance_auc, "features": facts.importance,
+                                   **({"not_computed": facts.unanswered} if facts.unanswered else {})},
+            **({"intervals_not_computed": facts.unanswered} if facts.unanswered else {}),
             "blessing": _blessing(facts),
         },
         "considerations": {

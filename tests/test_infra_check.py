@@ -1,6 +1,7 @@
 """InfraCheck: a candidate is pushed only if it answers real eval examples through the serving code."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,11 @@ def test_a_model_that_cannot_serve_is_blessed_by_the_evaluator_but_never_pushed(
     assert not config.serving_root.exists() or not any(config.serving_root.iterdir())
     assert "infra check: FAILED, not pushed:" in run_summary.format_summary(summary)
     assert registry.list_versions(config) == []
+    card = json.loads(Path(summary.card_file).with_name("model_card.json").read_text())["quantitative_analysis"]
+    assert "InfraCheck refused the candidate" in card["intervals_not_computed"] and "tips" in card["intervals_not_computed"]
+    assert card["feature_importance"]["features"] == [] and card["feature_importance"]["not_computed"]
+    overall = {m["type"]: m for m in card["performance_metrics"] if m["slice"] == "overall"}
+    assert overall["binary_accuracy"]["value"] > 0.5 and "confidence_interval" not in overall["binary_accuracy"]  # the Evaluator's
 
 
 def test_the_pushed_model_passed_the_infra_check_on_real_examples(small_run):

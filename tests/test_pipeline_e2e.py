@@ -82,7 +82,7 @@ def test_every_threshold_metric_appears_in_the_evaluation(e2e):
 def test_progress_reports_each_component_once(e2e):
     _, results = e2e
     names = [name for name, _, _ in results["first"].timings]
-    assert names.count("Trainer") == 1 and len(names) == len(set(names)) == 16
+    assert names.count("Trainer") == 1 and len(names) == len(set(names)) == 17
     assert dict((n, s) for n, s, _ in results["first"].timings)["Trainer"] == "ran"
 
 

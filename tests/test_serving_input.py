@@ -107,7 +107,7 @@ def test_routing_errors_share_the_error_shape_and_carry_the_request_id(served, g
             (client.get(PREDICT, headers={"X-Request-Id": "r1"}), 405, "GET is not allowed on /v1/models/taxi:predict: use POST"),
             (client.post("/v1/models/other:predict", json={"instances": [good]}, headers={"X-Request-Id": "r2"}), 404, "model 'other' not found"),
             (client.get("/nowhere", headers={"X-Request-Id": "r3"}), 404, "no route '/nowhere'"),
-            (client.post(f"/v1/models/{MODEL}:explain", json={"instances": [good]}, headers={"X-Request-Id": "r4"}), 404, "no method ':explain'"),
+            (client.post(f"/v1/models/{MODEL}:generate", json={"instances": [good]}, headers={"X-Request-Id": "r4"}), 404, "no method ':generate'"),
             (client.get(f"/v1/models/{MODEL}/versions/abc", headers={"X-Request-Id": "r5"}), 404, "versions are integers"),
             (client.post(f"/v1/models/{MODEL}/versions/123:predict", json={"instances": [good]}, headers={"X-Request-Id": "r6"}), 404, "not a pushed version"),
         ]

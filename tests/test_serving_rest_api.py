@@ -169,7 +169,7 @@ def test_versions_labels_metadata_and_status(served):
     (":regress", {"examples": [{"fare": 1.0}]}, 400, "missing required feature"),
     ("/labels/canary:predict", {"instances": [{}]}, 404, "unknown version label 'canary'"),
     ("/versions/1/labels/stable:predict", {"instances": [{}]}, 404, "no route"),
-    (":explain", {"instances": [{}]}, 404, "no method ':explain'"),
+    (":generate", {"instances": [{}]}, 404, "no method ':generate'"),
 ])
 def test_bad_requests_get_tf_servings_error_shape_naming_the_problem(served, path, body, status, reason):
     with served.client() as client:

@@ -102,14 +102,19 @@ class ModelCardExecutor(base_beam_executor.BaseBeamExecutor):
         out = artifact_utils.get_single_uri(output_dict["model_card"])
 
         eval_split, train_split = card_data.read_split(window, "eval"), card_data.read_split(window, "train")
+        infra = _infra(artifact_utils.get_single_instance(input_dict["infra_blessing"]))
+        # A candidate InfraCheck refused cannot answer through its served signature: its card shows the
+        # Evaluator's figures, and says why there are no intervals and no importance.
+        unanswered = None if infra["passed"] else f"InfraCheck refused the candidate ({infra['failure'][:300]})"
         loaded = LoadedModel.load(path_utils.serving_model_path(model.uri), "candidate")
         eval_examples = eval_split.all
         eval_rows = card_data.rows(eval_examples)
         eval_labels = card_data.labels(loaded.saved_model, eval_examples)
-        probabilities = loaded.probabilities(eval_examples)
+        probabilities = None if unanswered else loaded.probabilities(eval_examples)
         with self._make_beam_pipeline() as pipeline:
             card_metrics.analyse(pipeline, out, eval_rows, eval_labels, probabilities, train_split.all, settings["seed"])
-        importance_auc, importance = attribution.permutation_importance(eval_rows, eval_labels, loaded.probabilities, settings["seed"])
+        importance_auc, importance = (None, []) if unanswered else attribution.permutation_importance(
+            eval_rows, eval_labels, loaded.probabilities, settings["seed"])
 
         train_raw = [from_example(e) for e in train_split.all]
         spans = []
@@ -120,7 +125,7 @@ class ModelCardExecutor(base_beam_executor.BaseBeamExecutor):
 
         result = evaluation.load_evaluation(evaluated.uri)
         gate = evaluation.Gate(**settings["gate"])
-        estimates = card_metrics.read_metrics(out)
+        estimates = card_metrics.without_intervals(result.metrics) if unanswered else card_metrics.read_metrics(out)
         facts = model_card.CardFacts(
             model_name=settings["model_name"],
             pipeline_name=settings["pipeline_name"],
@@ -142,12 +147,13 @@ class ModelCardExecutor(base_beam_executor.BaseBeamExecutor):
             thresholds=blessing_checks.recorded_thresholds(settings["eval_config"]),
             gate=gate,
             baseline_version=_baseline_version(input_dict.get("baseline_model", []), settings["serving_root"]),
-            infra=_infra(artifact_utils.get_single_instance(input_dict["infra_blessing"])),
+            infra=infra,
             fairness=fairness.table(result.metrics, result.baseline_by_slice, dict(gate.fairness), gate.fairness_min_examples, estimates),
             importance_auc=importance_auc,
             importance=[{"feature": i.feature, "auc_drop": i.auc_drop} for i in importance],
             attribution_baseline=attribution.training_baseline(card_data.rows(train_split.all)),
             data_limitations=data_limitations(result.metrics, train_raw, gate.min_slice_examples),
+            unanswered=unanswered,
         )
         card = model_card.build(facts)
         io_utils.write_string_file(os.path.join(out, versions.CARD_DIR, versions.CARD_JSON), model_card.dumps(card))
