@@ -1,9 +1,10 @@
 """The request log: every prediction the server made, durable and partitioned by hour.
 
-Layout: `<root>/date=YYYY-MM-DD/hour=HH/<host>-<pid>.jsonl` (UTC). Each line is one prediction:
+Layout: `<root>/date=YYYY-MM-DD/hour=HH/<host>-<pid>.jsonl` (UTC). Each line is one prediction
+(here of the taxi contract's model):
 
     {"request_id": "4f1c...", "index": 0, "time": "2026-11-22T06:15:03.120311+00:00",
-     "model_name": "taxi", "model_version": "1795328053",     (the taxi contract's features)
+     "model_name": "taxi", "model_version": "1795328053",
      "features": {"fare": 12.5, "payment_type": "Cash", ...},
      "output": {"probability": 0.81, "predicted_class": 1}}
 
