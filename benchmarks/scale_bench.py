@@ -57,13 +57,13 @@ def synthetic_span(spans_root: Path, rows: int) -> Path:
     for relative in materialize.SHIPPED_SPANS.values():
         for row in spans_io.read_rows(materialize.shipped_csv(relative)):
             out = io.StringIO()
-            csv.writer(out).writerow([spans_io.format_value(c, row.get(c)) for c in features.CSV_COLUMNS])
+            csv.writer(out).writerow([spans_io.format_value(c, row.get(c)) for c in features.active().csv_columns])
             lines.append(out.getvalue())  # each shipped trip formatted once, by the canonical writer
     rng = random.Random(0)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".partial")
     with open(partial, "w", newline="") as handle:
-        csv.writer(handle).writerow(features.CSV_COLUMNS)
+        csv.writer(handle).writerow(features.active().csv_columns)
         for start in range(0, rows, 100_000):
             handle.writelines(rng.choices(lines, k=min(100_000, rows - start)))
     os.replace(partial, target)

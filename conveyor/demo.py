@@ -29,6 +29,7 @@ from typing import Callable, Iterable
 from conveyor.local import runner as local_run
 from ct import controller, decisions
 from data import generator
+from models import features
 from models.instances import from_row
 from monitoring import labels as labels_lib
 from pipeline import configs
@@ -63,9 +64,14 @@ def send_trips(url: str, model: str, rows: list[Row], prefix: str) -> list[tuple
 
 
 def deliver_labels(config: configs.PipelineConfig, name: str, sent: Iterable[tuple[str, int, Row, str]]) -> Path:
-    """What a label feed does once the outcomes are known: one `{request_id, index, tips}` per line."""
+    """What a label feed does once the outcomes are known: one `{request_id, index, <label columns>}`
+    per line (the taxi's: tips), the values from the sent rows."""
     path = config.labels_root / f"{name}.jsonl"
-    labels_lib.write(path, [(request_id, index, float(row["tips"])) for request_id, index, row, _ in sent])
+    contract = features.active()
+    kinds = {name: contract.column(name).type for name in contract.label.label_only}
+    typed = {"float": float, "int": lambda text: int(float(text)), "string": str}
+    labels_lib.write(path, [(request_id, index, {c: typed[kind](row[c]) for c, kind in kinds.items()})
+                            for request_id, index, row, _ in sent])
     return path
 
 

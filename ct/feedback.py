@@ -3,8 +3,8 @@
 The feedback is what the server and the label feed already write: the request log
 (serving/request_log.py) and the labels files (`<home>/labels/*.jsonl`, monitoring/labels.py).
 A feedback span holds every prediction logged in [start, end) whose label has arrived, whichever
-version answered it, as canonical span rows (the logged features plus `tips`), written by the span
-writer in the feedback namespace: `<home>/feedback/spans/feedback-N/data.csv`, never among the
+version answered it, as canonical span rows (the logged features plus the delivered label
+columns, the taxi's `tips`), written by the span writer in the feedback namespace: `<home>/feedback/spans/feedback-N/data.csv`, never among the
 upstream spans. Its `manifest.json` says where it came from: the time range, the label files, the
 versions that answered, and the decision (trigger, time) that built it.
 
@@ -61,7 +61,7 @@ class Pending:
     start: datetime
     end: datetime  # just after the newest labelled prediction (start when there is none)
     records: list[request_log.Record]  # every prediction logged in [start, end)
-    labelled: list[tuple[request_log.Record, float]]  # those whose label arrived, with the tip
+    labelled: list[tuple[request_log.Record, dict]]  # those whose label arrived, with their outcome (monitoring.labels)
     label_files: list[str]
     skipped_lines: int
 
@@ -102,9 +102,9 @@ def build(config: PipelineConfig, found: Pending, built_by: dict[str, Any]) -> d
         "built_at": datetime.now(timezone.utc).isoformat(),
         "built_by": built_by,
     }
-    tips = {(r["request_id"], r["index"]): t for r, t in found.labelled}
+    outcomes = {(r["request_id"], r["index"]): outcome for r, outcome in found.labelled}
     path = request_log.write_serving_span(
-        [r for r, _ in found.labelled], config.feedback_spans_root, span, tips=tips, manifest=manifest
+        [r for r, _ in found.labelled], config.feedback_spans_root, span, outcomes=outcomes, manifest=manifest
     )
     return {**manifest, "path": str(path)}
 

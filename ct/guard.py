@@ -63,7 +63,7 @@ def _rescore(config: PipelineConfig, version: str, records: list[request_log.Rec
 
 
 def check(
-    config: PipelineConfig, version: str | None, pairs: list[tuple[request_log.Record, float]], history: list[Decision]
+    config: PipelineConfig, version: str | None, pairs: list[tuple[request_log.Record, dict]], history: list[Decision]
 ) -> dict[str, Any]:
     """The guard's view of serving `version`, given its labelled predictions since it went live."""
     if version is None:

@@ -121,7 +121,7 @@ def write_generated_span(
     spans_root: Path, span: int, reference: list[Row], rows: int, seed: int, problem: str | None = None
 ) -> Path:
     generated = generate(reference, rows, seed, problem)
-    columns = tuple(c for c in features.CSV_COLUMNS if c in generated[0])
+    columns = tuple(c for c in features.active().csv_columns if c in generated[0])
     return spans_io.write_span(spans_root, span, generated, columns=columns, canonical=problem not in RAW_PROBLEMS)
 
 

@@ -108,11 +108,11 @@ class FileAudit:
 
     @property
     def missing_columns(self) -> list[str]:
-        return [c for c in features.CSV_COLUMNS if self.header is not None and c not in self.header]
+        return [c for c in features.active().csv_columns if self.header is not None and c not in self.header]
 
     @property
     def unknown_columns(self) -> list[str]:
-        return [c for c in self.header or [] if c not in features.RAW_TYPES]
+        return [c for c in self.header or [] if c not in features.active().raw_types]
 
 
 @dataclass
@@ -230,7 +230,7 @@ def _locate(name: str, stream: BinaryIO, columns: dict[str, ColumnAudit], audit:
 def audit(names: Iterable[str], open_binary: Callable[[str], BinaryIO], domains: dict[str, Domain] | None = None) -> SpanAudit:
     """Audit the CSV files `names` of one span (opened with `open_binary`) against the contract and `domains`."""
     domains = domains or {}
-    columns = {name: ColumnAudit(kind, domains.get(name)) for name, kind in features.RAW_TYPES.items()}
+    columns = {name: ColumnAudit(kind, domains.get(name)) for name, kind in features.active().raw_types.items()}
     files = []
     for name in names:
         try:

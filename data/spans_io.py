@@ -97,7 +97,7 @@ def format_value(column: str, value: object) -> str:
     """Canonical CSV text for `value` in `column` ('' for missing)."""
     if value is None or value == "":
         return ""
-    kind = features.RAW_TYPES.get(column, "BYTES")
+    kind = features.active().raw_types.get(column, "BYTES")
     if kind == "INT":
         number = float(value)
         if not number.is_integer():
@@ -115,7 +115,7 @@ def write_span(
     spans_root: Path,
     span: int,
     rows: Iterable[Mapping[str, object]],
-    columns: tuple[str, ...] = features.CSV_COLUMNS,
+    columns: tuple[str, ...] | None = None,
     canonical: bool = True,
     namespace: str = UPSTREAM,
     manifest: Mapping[str, Any] | None = None,
@@ -124,14 +124,15 @@ def write_span(
 
     With canonical=False values are written as given (used to produce deliberately broken spans).
     A feedback span is written once: FileExistsError if it exists. `manifest` (JSON) is written
-    before the data file, so a span whose data is visible always has its manifest.
+    before the data file, so a span whose data is visible always has its manifest. `columns`: the
+    contract's unless given.
     """
     folder = span_dir(spans_root, span, namespace)
     if namespace == FEEDBACK and span_files(spans_root, span, namespace):
         raise FileExistsError(f"feedback span {span} already exists at {folder}: feedback spans are never rewritten")
     if manifest is not None:
         write_text(folder / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    return write_csv(folder / SPAN_FILE, rows, columns, canonical)
+    return write_csv(folder / SPAN_FILE, rows, columns or features.active().csv_columns, canonical)
 
 
 def read_manifest(spans_root: Path | str, span: int, namespace: str = FEEDBACK) -> dict[str, Any] | None:

@@ -34,7 +34,6 @@ Predict = Callable[[list[bytes]], list[float]]  # serialized tf.Examples -> prob
 Baseline = dict[str, list[tuple[Value | None, float]]]  # feature -> training values (None: no value) and their weights
 TOP_VALUES = 10  # most frequent values kept of an integer or text feature (the rest: their share spread over these)
 QUANTILES = 10  # values summarising a float feature
-ATTRIBUTED = features.MODEL_FEATURES  # what the model reads; the other serving features move nothing
 
 
 @dataclass(frozen=True)
@@ -51,17 +50,18 @@ class Importance:
     auc_drop: float  # AUC with the feature's values as they are, minus with them shuffled
 
 
-def training_baseline(rows: Sequence[FeatureDict], names: Sequence[str] = ATTRIBUTED) -> Baseline:
+def training_baseline(rows: Sequence[FeatureDict], names: Sequence[str] | None = None) -> Baseline:
     """Each feature's training distribution, summarised: a float feature's deciles (the value at
     5 %, 15 %, ..., 95 % of the sorted values present) weighted by the share of rows with a value,
     plus no value at the share without; an integer or text feature's TOP_VALUES most frequent values
-    (no value included), weights renormalised to add up to 1."""
+    (no value included), weights renormalised to add up to 1. `names`: the model's features unless given."""
+    contract = features.active()
     found: Baseline = {}
-    for name in names:
+    for name in contract.model_features if names is None else names:
         values = [row.get(name) for row in rows]
         present = sorted(v for v in values if v is not None)
         absent = (len(values) - len(present)) / len(values) if values else 1.0
-        if features.RAW_TYPES[name] == "FLOAT" and present:
+        if contract.raw_types[name] == "FLOAT" and present:
             picks = [present[min(len(present) - 1, int((i + 0.5) * len(present) / QUANTILES))] for i in range(QUANTILES)]
             found[name] = [(v, (1 - absent) / QUANTILES) for v in picks] + ([(None, absent)] if absent else [])
         else:
@@ -96,7 +96,7 @@ def _replaced(original: Any, name: str, value: Value | None) -> bytes:
 
 def attributions(rows: Sequence[FeatureDict], baseline: Baseline, predict: Predict) -> tuple[list[float], list[list[Attribution]]]:
     """The probability of each instance and its attributions, largest magnitude first (one model call)."""
-    names = [name for name in ATTRIBUTED if name in baseline]
+    names = [name for name in features.active().model_features if name in baseline]
     replacements = [(name, value) for name in names for value, _ in baseline[name]]
     batch = []
     for original in _protos(rows):
@@ -118,16 +118,16 @@ def attributions(rows: Sequence[FeatureDict], baseline: Baseline, predict: Predi
 
 
 def permutation_importance(
-    rows: Sequence[FeatureDict], labels: Sequence[int], predict: Predict, seed: int, names: Sequence[str] = ATTRIBUTED
+    rows: Sequence[FeatureDict], labels: Sequence[int], predict: Predict, seed: int, names: Sequence[str] | None = None
 ) -> tuple[float | None, list[Importance]]:
     """AUC on `rows` and each feature's AUC drop when its values are shuffled, largest first
-    ([] when AUC is undefined: one class)."""
+    ([] when AUC is undefined: one class). `names`: the model's features unless given."""
     originals = _protos(rows)
     base = auc(predict([o.SerializeToString() for o in originals]), labels)
     if base is None:
         return None, []
     found = []
-    for name in names:
+    for name in features.active().model_features if names is None else names:
         column = [row.get(name) for row in rows]
         random.Random(f"{seed}:{name}").shuffle(column)
         shuffled = [_replaced(original, name, value) for original, value in zip(originals, column)]

@@ -8,19 +8,21 @@ from tensorflow.core.example import example_pb2
 from models import features
 
 
-def to_example(row: Mapping[str, object], keys: Iterable[str] = features.SERVING_FEATURES) -> example_pb2.Example:
-    """A tf.Example with the `keys` present in `row`; missing or empty values are left out.
+def to_example(row: Mapping[str, object], keys: Iterable[str] | None = None) -> example_pb2.Example:
+    """A tf.Example with the `keys` (default: the serving features) present in `row`; missing or
+    empty values are left out.
 
     Integers stay exact (an int, or text like "17031081500", is never routed through a float).
     Raises ValueError naming the feature when a value does not fit its declared type.
     """
+    contract = features.active()
     example = example_pb2.Example()
     feature_map = example.features.feature
-    for key in keys:
+    for key in contract.serving_features if keys is None else keys:
         value = row.get(key)
         if value is None or value == "":
             continue
-        kind = features.RAW_TYPES[key]
+        kind = contract.raw_types[key]
         try:
             if kind == "INT":
                 feature_map[key].int64_list.value.append(_integer(value))

@@ -1,102 +1,62 @@
-"""The feature contract: raw CSV columns, their types, how each is transformed, and the label.
+"""The active feature contract (models/contract.py) and the names every layer derives from it.
 
-Everything that names a feature (schema curation, preprocessing, the model, serving, slicing)
-reads it from here.
+One contract is active per process: the file CONVEYOR_CONTRACT_PATH names (PipelineConfig's
+`contract_path`; configs.load() activates the loaded config's), else the taxi's. Transform, Tuner
+and Trainer get the path in their custom_config and activate it (`activate_from`), so a component
+run on another machine reads the pipeline's contract. Everything that names a feature (schema
+curation, preprocessing, the model, serving, slicing, monitoring) asks `active()`.
 """
 from __future__ import annotations
 
-from typing import Final
+import functools
+import os
+from pathlib import Path
+from typing import Any, Final, Mapping
 
-# Raw numeric features fed to the model after log1p + z-score.
-DENSE_FLOAT_FEATURES: Final = ("fare", "trip_miles", "trip_seconds")
+from models.contract import Contract, load
 
-# Raw float features bucketized into quantiles.
-BUCKET_FEATURES: Final = (
-    "pickup_latitude",
-    "pickup_longitude",
-    "dropoff_latitude",
-    "dropoff_longitude",
-)
-BUCKET_COUNT: Final = 10
-
-# String features mapped through a vocabulary computed by tf.Transform.
-VOCAB_FEATURES: Final = ("payment_type", "company")
-VOCAB_SIZE: Final = 1000
-OOV_BUCKETS: Final = 10
-
-# Integer features used as categories: name -> number of buckets (values 0..n-1).
-CATEGORICAL_INT_FEATURES: Final = {
-    "trip_start_hour": 24,
-    "trip_start_day": 8,
-    "trip_start_month": 13,
-    "pickup_community_area": 78,
-    "dropoff_community_area": 78,
-}
-
-# Integer features with large ids, hashed into a fixed number of buckets.
-HASHED_FEATURES: Final = {"dropoff_census_tract": 256}
-
-# Raw columns present in the data but not used by the model.
-UNUSED_FEATURES: Final = ("trip_start_timestamp", "pickup_census_tract")
-
-# Columns the label is computed from; absent at serving time.
-FARE_KEY: Final = "fare"
-TIPS_KEY: Final = "tips"
-LABEL_KEY: Final = "big_tipper"
-BIG_TIPPER_FRACTION: Final = 0.2  # tips > 20 % of the fare
-
-# Raw CSV column -> TF type name as CsvExampleGen infers it ("INT", "FLOAT", "BYTES").
-RAW_TYPES: Final = {
-    "pickup_community_area": "INT",
-    "fare": "FLOAT",
-    "trip_start_month": "INT",
-    "trip_start_hour": "INT",
-    "trip_start_day": "INT",
-    "trip_start_timestamp": "INT",
-    "pickup_latitude": "FLOAT",
-    "pickup_longitude": "FLOAT",
-    "dropoff_latitude": "FLOAT",
-    "dropoff_longitude": "FLOAT",
-    "trip_miles": "FLOAT",
-    "pickup_census_tract": "INT",
-    "dropoff_census_tract": "INT",
-    "payment_type": "BYTES",
-    "company": "BYTES",
-    "trip_seconds": "INT",
-    "dropoff_community_area": "INT",
-    "tips": "FLOAT",
-}
-CSV_COLUMNS: Final = tuple(RAW_TYPES)
-
-# Columns a serving request carries: everything except what the label is derived from.
-SERVING_FEATURES: Final = tuple(c for c in CSV_COLUMNS if c != TIPS_KEY)
-
-# Features the model consumes (a subset of the serving features).
-MODEL_FEATURES: Final = (
-    DENSE_FLOAT_FEATURES
-    + BUCKET_FEATURES
-    + VOCAB_FEATURES
-    + tuple(CATEGORICAL_INT_FEATURES)
-    + tuple(HASHED_FEATURES)
-)
+DEFAULT_PATH: Final = Path(__file__).resolve().parent / "taxi.toml"
+PATH_VARIABLE: Final = "CONVEYOR_CONTRACT_PATH"
+CONFIG_KEY: Final = "contract_path"  # in Transform's, Tuner's and Trainer's custom_config
 
 # What serving_default answers per example (models/model.py builds it, the serving runtime reads it).
 PROBABILITY_KEY: Final = "probability"
 CLASS_KEY: Final = "predicted_class"
 
-# Features the Evaluator slices by (besides "overall").
-SLICE_FEATURES: Final = ("payment_type", "trip_start_hour")
+
+@functools.lru_cache(maxsize=None)
+def read(path: str) -> Contract:
+    """The contract at `path`, parsed once per process."""
+    return load(path)
+
+
+def active_path() -> str:
+    return os.environ.get(PATH_VARIABLE) or str(DEFAULT_PATH)
+
+
+def active() -> Contract:
+    """The process's contract."""
+    return read(active_path())
+
+
+def activate(path: Path | str) -> Contract:
+    """Make the contract at `path` the process's (and its children's) active one."""
+    contract = read(str(path))  # a bad file fails here, before it becomes active
+    os.environ[PATH_VARIABLE] = str(path)
+    return contract
+
+
+def activate_from(custom_config: Mapping[str, Any] | None) -> Contract:
+    """A component's contract: the one its custom_config names, else the active one."""
+    path = (custom_config or {}).get(CONFIG_KEY)
+    return activate(path) if path else active()
+
+
+def is_default(contract: Contract) -> bool:
+    """Is `contract` the taxi's (the one the shipped samples belong to)?"""
+    return contract == read(str(DEFAULT_PATH))
 
 
 def transformed_name(key: str) -> str:
     """Name of the transformed feature produced from raw feature `key`."""
     return f"{key}_xf"
-
-
-def is_big_tipper(tips: float, fare: float) -> bool:
-    """The label, for Python callers. Compared in float32 like preprocessing_fn (tf.Examples hold
-    float32), so a tip of exactly 20 % gets the same label in and out of the graph."""
-    import numpy as np
-
-    f32 = np.float32
-    return bool(f32(tips) > f32(fare) * f32(BIG_TIPPER_FRACTION))

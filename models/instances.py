@@ -1,7 +1,7 @@
 """Request instances <-> tf.Examples, checked against the feature contract and the schema.
 
 An instance comes as one of:
-- raw JSON features (the SERVING features of models/features.py, typed by `features.RAW_TYPES`;
+- raw JSON features (the serving features of the active contract, models/features.py, typed by its columns;
   any other name is refused, so a typo never goes unnoticed): `parse_instance`;
 - a serialized tf.Example, as `{"b64": "<base64>"}` in JSON (`parse_instance`) or as bytes
   (`parse_serialized`: gRPC tensors and example lists);
@@ -53,7 +53,6 @@ DEFAULT_MAX_STRING_BYTES = 1024
 EXACT_FLOAT_INT = 2**53  # largest magnitude up to which every integer is an exact double
 Value = int | float | str
 FeatureDict = dict[str, Value]
-_SERVING = frozenset(features.SERVING_FEATURES)
 _F32 = struct.Struct("<f")
 
 
@@ -81,8 +80,9 @@ class FeatureRules:
         schema = text_format.Parse(Path(schema_path).read_text(), schema_pb2.Schema())
         named_domains = {d.name: frozenset(d.value) for d in schema.string_domain}
         required, numeric, strings = set(), {}, {}
+        serving = features.active().serving_features
         for f in schema.feature:
-            if f.name not in _SERVING or SERVING_ENVIRONMENT in f.not_in_environment:
+            if f.name not in serving or SERVING_ENVIRONMENT in f.not_in_environment:
                 continue
             if f.presence.min_fraction >= 1.0:
                 required.add(f.name)
@@ -129,10 +129,11 @@ def parse_instance(item: Any, rules: FeatureRules, index: int = 0) -> Instance:
     if len(item) == 1 and "b64" in item:
         return _from_b64(item["b64"], rules, index)
     feats: FeatureDict = {}
+    serving = features.active().serving_features
     for name, value in item.items():
-        if name not in _SERVING:
+        if name not in serving:
             raise InstanceError(
-                f"instance {index}: unknown feature {_show(name)} (serving features: {', '.join(features.SERVING_FEATURES)})"
+                f"instance {index}: unknown feature {_show(name)} (serving features: {', '.join(serving)})"
             )
         if value is not None:
             feats[name] = _typed(name, value, index, rules)
@@ -142,7 +143,7 @@ def parse_instance(item: Any, rules: FeatureRules, index: int = 0) -> Instance:
 def parse_serialized(serialized: bytes, rules: FeatureRules, index: int = 0) -> Instance:
     """A serialized tf.Example (gRPC tensors, example lists), checked as a b64 instance is."""
     try:
-        raw = from_example(serialized, _SERVING)
+        raw = from_example(serialized, frozenset(features.active().serving_features))
     except InstanceError as exc:
         raise InstanceError(f"instance {index}: in the tf.Example, {exc}") from None
     except (ValueError, DecodeError) as exc:
@@ -157,8 +158,9 @@ def parse_example_json(item: Any, rules: FeatureRules, index: int = 0, context: 
     if not isinstance(item, dict):
         raise InstanceError(f"example {index}: expected a JSON object of features, got {type(item).__name__}")
     feats: FeatureDict = {}
+    serving = features.active().serving_features
     for name, value in {**(context or {}), **item}.items():
-        if name not in _SERVING:
+        if name not in serving:
             continue
         value = _single(value, index, name)
         if value is not None:
@@ -189,11 +191,12 @@ def _text_of_b64(value: Any, index: int, name: str) -> Any:
 def from_row(row: Mapping[str, str]) -> FeatureDict:
     """The serving features of a span CSV row, typed by the contract (empty cells are missing)."""
     feats: FeatureDict = {}
-    for name in features.SERVING_FEATURES:
+    contract = features.active()
+    for name in contract.serving_features:
         text = row.get(name, "")
         if text == "":
             continue
-        kind = features.RAW_TYPES[name]
+        kind = contract.raw_types[name]
         feats[name] = int(float(text)) if kind == "INT" else float(text) if kind == "FLOAT" else text
     return feats
 
@@ -242,7 +245,7 @@ def _show(value: Any, limit: int = 60) -> str:
 
 
 def _typed(name: str, value: Any, index: int, rules: FeatureRules) -> Value:
-    kind = features.RAW_TYPES[name]
+    kind = features.active().raw_types[name]
     if kind == "BYTES":
         if not isinstance(value, str):
             raise InstanceError(f"{_where(index, name)} must be a string, got {type(value).__name__} {_show(value)}")
@@ -316,7 +319,7 @@ def _from_b64(text: Any, rules: FeatureRules, index: int) -> Instance:
         raise InstanceError(f"instance {index}: 'b64' must be a base64 string")
     try:
         serialized = base64.b64decode(text, validate=True)
-        raw = from_example(serialized, _SERVING)
+        raw = from_example(serialized, frozenset(features.active().serving_features))
     except InstanceError as exc:
         raise InstanceError(f"instance {index}: in the tf.Example, {exc}") from None
     except (binascii.Error, ValueError, DecodeError) as exc:
@@ -325,5 +328,5 @@ def _from_b64(text: Any, rules: FeatureRules, index: int) -> Instance:
 
 
 def _read_features(raw: FeatureDict, rules: FeatureRules, index: int) -> FeatureDict:
-    """The serving features of a tf.Example (from_example(..., _SERVING)), re-typed by the contract as JSON instances are."""
+    """The serving features of a tf.Example (from_example with the serving features), re-typed by the contract as JSON instances are."""
     return {name: _typed(name, value, index, rules) for name, value in raw.items()}

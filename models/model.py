@@ -1,4 +1,4 @@
-"""Keras 3 model for the big-tipper label, its TFX Trainer entry point, and serving signatures.
+"""Keras 3 model for the contract's binary label, its TFX Trainer entry point, and serving signatures.
 
 The exported SavedModel carries the tf.Transform graph, so callers send raw features:
   serving_default     serialized tf.Example (SERVING features) -> probability, predicted_class
@@ -23,9 +23,13 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from models import features, signatures, warmup
+from models.contract import NUMERIC_TRANSFORMS
 from models.features import CLASS_KEY, PROBABILITY_KEY  # noqa: F401 (CLASS_KEY: callers read both here)
 
-MODEL_INPUTS = tuple(features.transformed_name(k) for k in features.MODEL_FEATURES)
+
+def model_inputs() -> tuple[str, ...]:
+    """The transformed features the model reads (the active contract's model features)."""
+    return tuple(features.transformed_name(k) for k in features.active().model_features)
 
 
 @dataclass(frozen=True)
@@ -61,12 +65,13 @@ def resolve_hparams(hyperparameters: dict[str, Any] | None, custom_config: dict[
 def categorical_sizes(tf_transform_output: tft.TFTransformOutput) -> dict[str, int]:
     """Transformed categorical feature -> number of distinct ids it can take."""
     sizes = {}
-    for key in features.BUCKET_FEATURES:
-        sizes[key] = features.BUCKET_COUNT + 1
-    for key in features.VOCAB_FEATURES:
-        sizes[key] = tf_transform_output.vocabulary_size_by_name(key) + features.OOV_BUCKETS
-    sizes.update(features.CATEGORICAL_INT_FEATURES)
-    sizes.update(features.HASHED_FEATURES)
+    for feature in features.active().features:
+        if feature.transform == "quantile_buckets":
+            sizes[feature.name] = feature.buckets + 1
+        elif feature.transform == "vocabulary":
+            sizes[feature.name] = tf_transform_output.vocabulary_size_by_name(feature.name) + feature.oov
+        elif feature.transform in ("category", "hash"):
+            sizes[feature.name] = feature.buckets
     return {features.transformed_name(k): v for k, v in sizes.items()}
 
 
@@ -78,8 +83,8 @@ def build_model(categorical_sizes: dict[str, int], hparams: HParams, steps_per_e
     inputs: dict[str, keras.Input] = {}
     parts = []
     numeric = []
-    for key in features.DENSE_FLOAT_FEATURES:
-        name = features.transformed_name(key)
+    for feature in features.active().with_transform(*NUMERIC_TRANSFORMS):
+        name = features.transformed_name(feature.name)
         inputs[name] = keras.Input(shape=(), name=name, dtype="float32")
         numeric.append(keras.layers.Reshape((1,))(inputs[name]))
     parts.append(keras.layers.Concatenate()(numeric))
@@ -117,12 +122,13 @@ class ServingModule(tf.Module):
         self.tft_layer = tf_transform_output.transform_features_layer()
         raw_spec = tf_transform_output.raw_feature_spec()
         self._training_spec = raw_spec
-        self._serving_spec = {k: v for k, v in raw_spec.items() if k in features.SERVING_FEATURES}
+        self._serving_spec = {k: v for k, v in raw_spec.items() if k in features.active().serving_features}
+        self._inputs = model_inputs()
 
     def _probability(self, serialized: tf.Tensor) -> tf.Tensor:
         parsed = tf.io.parse_example(serialized, self._serving_spec)
         transformed = self.tft_layer(parsed)
-        model_inputs = {k: transformed[k] for k in MODEL_INPUTS}
+        model_inputs = {k: transformed[k] for k in self._inputs}
         return tf.reshape(self.model(model_inputs, training=False), [-1])
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")], autograph=False)
@@ -174,7 +180,7 @@ def export(model: keras.Model, tf_transform_output: tft.TFTransformOutput, path:
 def required_serving_features(tf_transform_output: tft.TFTransformOutput) -> list[str]:
     """The serving features serving_default cannot do without (FixedLenFeatures without a default)."""
     return [name for name, spec in tf_transform_output.raw_feature_spec().items()
-            if name in features.SERVING_FEATURES and isinstance(spec, tf.io.FixedLenFeature) and spec.default_value is None]
+            if name in features.active().serving_features and isinstance(spec, tf.io.FixedLenFeature) and spec.default_value is None]
 
 
 def _dataset(
@@ -191,11 +197,12 @@ def _dataset(
     `seed` (unseeded, the shuffle differs on every run); the map keeps the order.
     """
     tft_layer = tf_transform_output.transform_features_layer()
+    inputs, label = model_inputs(), features.active().label.name
 
     @tf.autograph.experimental.do_not_convert
     def transform(raw: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
         transformed = tft_layer(raw)
-        return {k: transformed[k] for k in MODEL_INPUTS}, transformed[features.LABEL_KEY]
+        return {k: transformed[k] for k in inputs}, transformed[label]
 
     raw = data_accessor.tf_dataset_factory(
         file_pattern,
@@ -213,6 +220,7 @@ def make_deterministic(seed: int) -> None:
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point: train on the window (through the Transform graph), log to TensorBoard, export."""
+    features.activate_from(fn_args.custom_config)
     hparams = resolve_hparams(fn_args.hyperparameters, fn_args.custom_config)
     seed = int((fn_args.custom_config or {}).get("seed", 0))
     make_deterministic(seed)  # before anything random is created: the datasets' shuffles included

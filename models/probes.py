@@ -39,7 +39,7 @@ def probe_batches(real: list[bytes], seed: int = 0) -> list[Any]:
 
 
 def _from_real(real: list[bytes], rng: random.Random) -> list[bytes]:
-    rows = [{k: v for k, v in from_example(s).items() if k in features.SERVING_FEATURES} for s in real]
+    rows = [{k: v for k, v in from_example(s).items() if k in features.active().serving_features} for s in real]
     always = set.intersection(*(set(row) for row in rows))  # present in every row: treated as required
     stripped = [{k: v for k, v in row.items() if k in always} for row in rows]
     values: dict[str, list] = {}
@@ -58,5 +58,5 @@ def _from_real(real: list[bytes], rng: random.Random) -> list[bytes]:
 def _synthetic(rng: random.Random) -> list[bytes]:
     values = {"INT": lambda: rng.randrange(0, 100), "FLOAT": lambda: rng.uniform(0.0, 100.0),
               "BYTES": lambda: rng.choice(("Cash", "Credit Card", "Unknown", "Flash Cab", "no such value"))}
-    return [to_example({name: values[features.RAW_TYPES[name]]() for name in features.SERVING_FEATURES})
+    return [to_example({name: values[features.active().raw_types[name]]() for name in features.active().serving_features})
             for _ in range(PROBE_COUNT)]

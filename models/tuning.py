@@ -93,11 +93,12 @@ def _split(fn_args: tfx.components.FnArgs, tf_transform_output: tft.TFTransformO
         records = records.shuffle(10_000, seed=seed).repeat()
     tft_layer = tf_transform_output.transform_features_layer()
     spec = tf_transform_output.raw_feature_spec()
+    inputs, label = model.model_inputs(), features.active().label.name
 
     @tf.autograph.experimental.do_not_convert
     def transform(serialized: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
         transformed = tft_layer(tf.io.parse_example(serialized, spec))
-        return {k: transformed[k] for k in model.MODEL_INPUTS}, transformed[features.LABEL_KEY]
+        return {k: transformed[k] for k in inputs}, transformed[label]
 
     return records.batch(batch_size).map(transform)
 
@@ -124,6 +125,7 @@ class SeededSearch(keras_tuner.Tuner):
 def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     """TFX Tuner entry point. custom_config: seed, objective (OBJECTIVES), max_trials, max_seconds."""
     config = fn_args.custom_config or {}
+    features.activate_from(config)
     seed = int(config.get("seed", 0))
     objective = str(config.get("objective", "auc"))
     if objective not in OBJECTIVES:

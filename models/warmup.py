@@ -65,7 +65,7 @@ def eval_examples(file_patterns: list[str], required: Iterable[str], count: int 
         if not needed <= present:
             continue
         for name in list(example.features.feature):
-            if name not in features.SERVING_FEATURES:
+            if name not in features.active().serving_features:
                 del example.features.feature[name]
         found.append(example.SerializeToString())
         if len(found) == count:

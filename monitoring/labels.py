@@ -1,15 +1,17 @@
 """Labels that arrive after the prediction: reading and writing the labels files.
 
 Format: any number of `*.jsonl` files under the labels folder (default `<home>/labels/`), one
-outcome per line, keyed like the request log:
+outcome per line, keyed like the request log, with the columns only the contract's label reads
+(`label_only`, absent from serving requests); for the taxi:
 
     {"request_id": "4f1c...", "index": 0, "tips": 3.5}
 
-`index` defaults to 0 (single-instance requests). `tips` is the trip's tip in dollars; the label is
-the model's (features.is_big_tipper: tips > 20 % of the logged fare). Files are read in name
-order and a later line for the same key replaces an earlier one (corrections). Lines that are
-not valid JSON or lack a key or a numeric `tips` are counted as invalid and skipped. Joined to
-the request log by monitoring/live.py (live metrics) and ct/feedback.py (feedback spans).
+`index` defaults to 0 (single-instance requests). The label is the contract's rule over these
+columns and the logged features (the taxi's: tips > 20 % of the logged fare; monitoring/live.py).
+Files are read in name order and a later line for the same key replaces an earlier one
+(corrections). Lines that are not valid JSON, lack a key or a label column, or whose value does not
+fit the column's type are counted as invalid and skipped. Joined to the request log by
+monitoring/live.py (live metrics) and ct/feedback.py (feedback spans).
 """
 from __future__ import annotations
 
@@ -17,20 +19,36 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
+
+from models import features
 
 Key = tuple[str, int]
+Outcome = dict[str, Any]  # label column -> delivered value
 
 
 @dataclass
 class Labels:
-    tips: dict[Key, float] = field(default_factory=dict)
+    outcomes: dict[Key, Outcome] = field(default_factory=dict)
     source: dict[Key, str] = field(default_factory=dict)  # key -> name of the file its (last) label came from
     files: int = 0
     invalid_lines: int = 0
 
 
+def _value(item: dict[str, Any], column: str, kind: str) -> Any:
+    value = item[column]
+    if kind == "string":
+        if not isinstance(value, str):
+            raise ValueError(f"{column} must be a string, got {value!r}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{column} must be a number, got {value!r}")
+    return float(value) if kind == "float" else value
+
+
 def read(root: Path) -> Labels:
+    contract = features.active()
+    columns = {name: contract.column(name).type for name in contract.label.label_only}
     labels = Labels()
     folder = Path(root)
     for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
@@ -42,20 +60,20 @@ def read(root: Path) -> Labels:
                 try:
                     item = json.loads(line)
                     key = (str(item["request_id"]), int(item.get("index", 0)))
-                    tips = item["tips"]
-                    if isinstance(tips, bool) or not isinstance(tips, (int, float)) or not math.isfinite(tips):
-                        raise ValueError(f"tips must be a number, got {tips!r}")
+                    outcome = {name: _value(item, name, kind) for name, kind in columns.items()}
                 except (ValueError, KeyError, TypeError, AttributeError):
                     labels.invalid_lines += 1
                     continue
-                labels.tips[key] = float(tips)
+                labels.outcomes[key] = outcome
                 labels.source[key] = path.name
     return labels
 
 
-def write(path: Path, outcomes: Iterable[tuple[str, int, float]]) -> None:
-    """Append (request_id, index, tips) outcomes to a labels file (what a label feed would do)."""
+def write(path: Path, outcomes: Iterable[tuple[str, int, Any]]) -> None:
+    """Append (request_id, index, outcome) lines to a labels file (what a label feed would do). An
+    outcome is {label column: value}, or the value alone when the label reads one such column."""
+    label = features.active().label
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as out:
-        for request_id, index, tips in outcomes:
-            out.write(json.dumps({"request_id": request_id, "index": index, "tips": tips}) + "\n")
+        for request_id, index, outcome in outcomes:
+            out.write(json.dumps({"request_id": request_id, "index": index, **label.outcome(outcome)}) + "\n")

@@ -7,7 +7,8 @@ it went live), thresholds in pipeline/configs.py:
   - the verdict (`state`): NO_TRAFFIC (the version answered nothing), TOO_FEW_LABELS, LOW (accuracy
     below `live_min_accuracy`, or more than `live_max_accuracy_drop` below the version's own offline
     accuracy, the Evaluator's overall binary_accuracy) or OK.
-The label is the model's: tips > 20 % of the logged fare (features.is_big_tipper).
+The label is the model's: the contract's rule over the logged features and the delivered label
+columns (the taxi's: tips > 20 % of the logged fare).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Any, Iterable
 from models import features
 from models.model import PROBABILITY_KEY
 from models.scores import auc
-from monitoring.labels import Labels
+from monitoring.labels import Labels, Outcome
 from pipeline.configs import PipelineConfig
 from serving.request_log import Record
 
@@ -25,23 +26,27 @@ NO_TRAFFIC, TOO_FEW_LABELS, OK, LOW = "no_traffic", "too_few_labels", "ok", "low
 ACCURACY = "binary_accuracy"  # the Evaluator's name for what `accuracy` measures live
 
 
-def labelled(records: Iterable[Record], labels: Labels) -> list[tuple[Record, float]]:
-    """(record, tips) for every logged prediction whose label arrived and whose fare was logged."""
+def labelled(records: Iterable[Record], labels: Labels) -> list[tuple[Record, Outcome]]:
+    """(record, outcome) for every logged prediction whose outcome arrived and whose features the
+    label also reads were logged (the taxi's fare)."""
+    reads = features.active().label.reads
     out = []
     for item in records:
-        tips = labels.tips.get((item["request_id"], item["index"]))
-        if tips is not None and item["features"].get(features.FARE_KEY) is not None:
-            out.append((item, tips))
+        outcome = labels.outcomes.get((item["request_id"], item["index"]))
+        if outcome is not None and all({**item["features"], **outcome}.get(c) is not None for c in reads):
+            out.append((item, outcome))
     return out
 
 
-def truth(record: Record, tips: float) -> int:
-    return int(features.is_big_tipper(tips, record["features"][features.FARE_KEY]))
+def truth(record: Record, outcome: Any) -> int:
+    """The label of a logged prediction given its outcome (see labels.write for its forms)."""
+    label = features.active().label
+    return label.of_row({**record["features"], **label.outcome(outcome)})
 
 
-def correct(record: Record, tips: float) -> bool:
+def correct(record: Record, outcome: Any) -> bool:
     """Was the served answer right? (probability > 0.5 is the predicted class, as in-graph)."""
-    return int(record["output"][PROBABILITY_KEY] > 0.5) == truth(record, tips)
+    return int(record["output"][PROBABILITY_KEY] > 0.5) == truth(record, outcome)
 
 
 @dataclass(frozen=True)
@@ -67,9 +72,9 @@ class LiveMetrics:
 
 
 def measure(
-    predictions: int, pairs: list[tuple[Record, float]], config: PipelineConfig, offline: dict[str, float] | None = None
+    predictions: int, pairs: list[tuple[Record, Outcome]], config: PipelineConfig, offline: dict[str, float] | None = None
 ) -> LiveMetrics:
-    """Live metrics of one version from its `predictions` count and its labelled (record, tips) pairs."""
+    """Live metrics of one version from its `predictions` count and its labelled (record, outcome) pairs."""
     offline_accuracy = (offline or {}).get(ACCURACY)
     common = dict(offline_accuracy=offline_accuracy, floor=config.live_min_accuracy, max_drop=config.live_max_accuracy_drop)
     n = len(pairs)

@@ -55,7 +55,7 @@ def _distributions(data: dict[str, Any], stats: dict[str, Any]) -> list[dict[str
     for name in sorted(set(data["skew"]["flagged"]) | set(data["drift"]["flagged"])):
         series = [(label, _feature(stats[key], name)) for key, label in SERIES if key in stats]
         series = [(label, f) for label, f in series if f is not None]
-        if features.RAW_TYPES.get(name) == "BYTES":
+        if features.active().raw_types.get(name) == "BYTES":
             blocks.append({"name": name, "kind": "categorical", "shares": _categorical(series)})
         else:
             blocks.append({"name": name, "kind": "numeric", **_numeric(series)})

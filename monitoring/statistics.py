@@ -46,9 +46,9 @@ def compute(rows: Iterable[dict[str, Any]]) -> statistics_pb2.DatasetFeatureStat
 
     rows = list(rows)
     columns = {}
-    for name in features.SERVING_FEATURES:
+    for name in features.active().serving_features:
         values = [row.get(name) for row in rows]
-        kind = features.RAW_TYPES[name]
+        kind = features.active().raw_types[name]
         dtype = "Int64" if kind == "INT" else "float64" if kind == "FLOAT" else "object"
         columns[name] = pd.array(values, dtype=dtype) if kind != "BYTES" else pd.Series(values, dtype=object)
     return tfdv.generate_statistics_from_dataframe(pd.DataFrame(columns))
@@ -63,7 +63,7 @@ def schema_anomalies(stats: statistics_pb2.DatasetFeatureStatisticsList, schema:
 
 
 def _serving_thresholds(config: PipelineConfig) -> dict[str, float]:
-    return {k: v for k, v in config.drift_thresholds.items() if k in features.SERVING_FEATURES}
+    return {k: v for k, v in config.drift_thresholds.items() if k in features.active().serving_features}
 
 
 def skew(

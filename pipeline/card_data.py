@@ -73,7 +73,7 @@ def read_split(window: Sequence[Any], split: str) -> Split:
 
 def rows(serialized: Sequence[bytes]) -> list[FeatureDict]:
     """The raw serving features of each example (the label's inputs left out)."""
-    serving = set(features.SERVING_FEATURES)
+    serving = set(features.active().serving_features)
     return [{k: v for k, v in from_example(e).items() if k in serving} for e in serialized]
 
 
@@ -85,5 +85,5 @@ def labels(saved_model: Any, serialized: Sequence[bytes]) -> list[int]:
     found: list[int] = []
     for start in range(0, len(serialized), BATCH):
         out = transform(examples=tf.constant(list(serialized[start : start + BATCH])))
-        found.extend(int(v) for v in out[features.LABEL_KEY].numpy().reshape(-1))
+        found.extend(int(v) for v in out[features.active().label.name].numpy().reshape(-1))
     return found

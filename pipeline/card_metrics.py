@@ -42,7 +42,7 @@ class Estimate:
 
 def slice_names(row: FeatureDict) -> list[str]:
     """The slices an example belongs to, named as the Evaluator names them (overall first)."""
-    return [evaluation.OVERALL] + [f"{key}={row[key]}" for key in features.SLICE_FEATURES if row.get(key) is not None]
+    return [evaluation.OVERALL] + [f"{key}={row[key]}" for key in features.active().slices if row.get(key) is not None]
 
 
 def _eval_config(seeded: bool) -> Any:

@@ -6,12 +6,14 @@ variable named CONVEYOR_<FIELD> (e.g. CONVEYOR_TRAIN_STEPS=500) or by the runner
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from models import features
 from pipeline.settings import ENV_PREFIX, PARSERS, RANGES, SettingError
 from pipeline.thresholds import FairnessThreshold, Threshold
 
@@ -56,6 +58,10 @@ class PipelineConfig:
     spans_root: Path = REPO_ROOT / "data" / "spans"
     schema_path: Path = REPO_ROOT / "schema" / "schema.pbtxt"
     completeness_path: Path = REPO_ROOT / "schema" / "completeness.json"  # floors, from schema/derive.py
+    # The feature contract (models/contract.py): columns, transforms, label, slices, and the defaults
+    # of model_name, drift_thresholds and the card's texts below. configs.load() makes it the
+    # process's active one (models/features.py).
+    contract_path: Path = features.DEFAULT_PATH
     preprocessing_module: Path = REPO_ROOT / "models" / "preprocessing.py"
     model_module: Path = REPO_ROOT / "models" / "model.py"
 
@@ -72,21 +78,8 @@ class PipelineConfig:
     eval_buckets: int = 1
 
     # Drift of each span against the previous validated span, and skew of serving statistics
-    # against it (pipeline/drift.py). Thresholds: L-infinity for string features, Jensen-Shannon
-    # divergence over the baseline's deciles for numeric ones. Real span-to-span values on the
-    # shipped data stay below 0.05 (L-inf) and 0.025 (JSD).
-    drift_thresholds: Mapping[str, float] = field(
-        default_factory=lambda: {
-            "payment_type": 0.15,
-            "company": 0.2,
-            "fare": 0.05,
-            "trip_miles": 0.05,
-            "trip_seconds": 0.05,
-            "trip_start_hour": 0.05,
-            "tips": 0.04,
-            "dropoff_latitude": 0.05,
-        }
-    )
+    # against it (pipeline/drift.py): threshold by feature. Empty: the feature contract's.
+    drift_thresholds: Mapping[str, float] = field(default_factory=dict)
     completeness_drop: float = 0.2  # largest accepted drop in the fraction of examples with a value
     # Largest accepted |ln(median ratio)| of a numeric feature with a positive median (0.25: x1.28 or
     # x0.78), raised to the samples' own noise when that is larger. The shipped spans score 0.105 on
@@ -142,16 +135,10 @@ class PipelineConfig:
     fairness_min_examples: int = 100
 
     # The model card (pipeline/model_card.py): the intended use and known limitations as written
-    # by the model's owners (the card adds what the data shows), and what launched the run.
-    card_intended_use: str = (
-        "Estimate how likely a Chicago taxi trip ends with a tip above 20 % of the fare, from what the meter "
-        "records, to study tipping across trips and times; not to judge, price or dispatch individual riders or drivers."
-    )
-    card_limitations: tuple[str, ...] = (
-        "Trained on the trips of a few spans of one city's taxis; other cities, other years or ride-hailing trips "
-        "may tip differently.",
-        "The label is the recorded tip, which is only as complete as the payment method records it.",
-    )
+    # by the model's owners (the card adds what the data shows; empty: the contract's), and what
+    # launched the run.
+    card_intended_use: str = ""
+    card_limitations: tuple[str, ...] = ()
     trigger: str = "conveyor run (a person)"  # the CT controller names its triggers
 
     # Beam (see BEAM_MODES), passed to every Beam-powered component. beam_workers: processes for
@@ -219,7 +206,7 @@ class PipelineConfig:
     infra_check_examples: int = 32
 
     # Serving (serving/): the REST server, its limits and how often it looks for a new version.
-    model_name: str = "taxi"
+    model_name: str = ""  # empty: the contract's
     serving_host: str = "127.0.0.1"
     serving_port: int = 8501
     serving_workers: int = 1  # processes sharing the port, each with its own model and log file (0 = one per core)
@@ -259,8 +246,17 @@ class PipelineConfig:
     live_min_class_labels: int = 20
     live_min_accuracy: float = 0.75
     live_max_accuracy_drop: float = 0.05
+    # The fields above left empty and filled from the contract (replace() re-derives them).
+    _from_contract: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        contract = features.read(str(self.contract_path))
+        defaults = {"model_name": contract.model_name, "drift_thresholds": contract.drift_thresholds(),
+                    "card_intended_use": contract.intended_use, "card_limitations": contract.limitations}
+        unset = tuple(name for name in defaults if not getattr(self, name))
+        for name in unset:
+            object.__setattr__(self, name, defaults[name])
+        object.__setattr__(self, "_from_contract", frozenset(unset))
         for name, allowed in (
             ("beam_mode", BEAM_MODES),
             ("history", HISTORY_SOURCES),
@@ -382,8 +378,14 @@ class PipelineConfig:
             args.append(f"--setup_file={self.beam_setup_file or REPO_ROOT / 'setup.py'}")
         return args + list(self.beam_extra_args)
 
+    def contract_config(self) -> dict[str, str]:
+        """The custom_config entries naming the contract for Transform, Tuner and Trainer: its path
+        and a digest of its content (so an edited contract is never served from the cache)."""
+        digest = hashlib.sha256(Path(self.contract_path).read_bytes()).hexdigest()[:16]
+        return {features.CONFIG_KEY: str(self.contract_path), "contract_version": digest}
+
     def trainer_config(self) -> dict[str, Any]:
-        return {**self.hparams, "seed": self.seed}
+        return {**self.hparams, "seed": self.seed, **self.contract_config()}
 
     def tuner_config(self) -> dict[str, Any]:
         """The Tuner's custom_config (models/tuning.py tuner_fn)."""
@@ -392,10 +394,14 @@ class PipelineConfig:
             "objective": self.tune_objective,
             "max_trials": self.tune_max_trials,
             "max_seconds": self.tune_max_seconds,
+            **self.contract_config(),
         }
 
     def replace(self, **changes: Any) -> "PipelineConfig":
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        """A copy with `changes` (None = unchanged); another contract brings its own defaults."""
+        given = {k: v for k, v in changes.items() if v is not None}
+        unset = {name: type(getattr(self, name))() for name in self._from_contract}
+        return dataclasses.replace(self, **{**unset, **given})
 
 
 def to_env(config: PipelineConfig) -> dict[str, str]:
@@ -420,7 +426,7 @@ def to_env(config: PipelineConfig) -> dict[str, str]:
 def load(**overrides: Any) -> PipelineConfig:
     """Defaults, then CONVEYOR_* environment variables, then explicit `overrides` (None = unset).
     A value a setting cannot take is a SettingError naming the variable (source "env") or the
-    setting (source "override")."""
+    setting (source "override"). The config's feature contract becomes the process's active one."""
     from_env, texts = {}, {}
     for f in dataclasses.fields(PipelineConfig):
         text = os.environ.get(ENV_PREFIX + f.name.upper())
@@ -434,4 +440,6 @@ def load(**overrides: Any) -> PipelineConfig:
         config = PipelineConfig().replace(**from_env)
     except SettingError as exc:
         raise SettingError(exc.field, texts.get(exc.field, exc.value), exc.expected, "env") from None
-    return config.replace(**overrides)
+    config = config.replace(**overrides)
+    features.activate(config.contract_path)
+    return config

@@ -148,7 +148,7 @@ def eval_config(config: PipelineConfig) -> tfma_config.EvalConfig:
                 overall.threshold.change_threshold.CopyFrom(_change(rule.max_drop))
             if rule.slice_max_drop is not None:
                 by_slice = metric.per_slice_thresholds.add()
-                by_slice.slicing_specs.extend(tfma_config.SlicingSpec(feature_keys=[key]) for key in features.SLICE_FEATURES)
+                by_slice.slicing_specs.extend(tfma_config.SlicingSpec(feature_keys=[key]) for key in features.active().slices)
                 by_slice.threshold.change_threshold.CopyFrom(_change(rule.slice_max_drop))
         (counts if class_name in COUNT_METRIC_CLASSES and name not in thresholds else compared).append(metric)
     return tfma_config.EvalConfig(
@@ -156,12 +156,12 @@ def eval_config(config: PipelineConfig) -> tfma_config.EvalConfig:
             tfma_config.ModelSpec(
                 signature_name="serving_default",
                 prediction_key=PROBABILITY_KEY,
-                label_key=features.LABEL_KEY,
+                label_key=features.active().label.name,
                 preprocessing_function_names=["transform_features"],
             )
         ],
         slicing_specs=[tfma_config.SlicingSpec()]
-        + [tfma_config.SlicingSpec(feature_keys=[key]) for key in features.SLICE_FEATURES],
+        + [tfma_config.SlicingSpec(feature_keys=[key]) for key in features.active().slices],
         # TFX's Evaluator names the models candidate and baseline when there is a baseline; with
         # the candidate alone, TFMA applies every spec to it.
         metrics_specs=[tfma_config.MetricsSpec(metrics=compared)]

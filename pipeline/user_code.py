@@ -3,7 +3,10 @@
 Conveyor is installed (editable by `make setup`, into the container image), so the components name
 functions by module path; a fingerprint of the code is put into their custom_config, so changed
 code changes their execution properties and is never served from the cache of an older version.
-The "module_file" form has TFX package `models/*.py` into a wheel per run instead.
+The "module_file" form has TFX package `models/*.py` into a wheel per run instead. Either way the
+components' custom_config names the pipeline's feature contract and a digest of its content
+(PipelineConfig.contract_config; models/features.py activates it inside the component, and an
+edited contract is never served from the cache).
 """
 from __future__ import annotations
 
@@ -30,8 +33,8 @@ def fingerprint(root: Path = MODELS_DIR) -> str:
 
 def transform_args(config: PipelineConfig) -> dict[str, Any]:
     if config.user_code == "module_file":
-        return {"module_file": str(config.preprocessing_module)}
-    return {"preprocessing_fn": PREPROCESSING_FN, "custom_config": {CODE_VERSION_KEY: fingerprint()}}
+        return {"module_file": str(config.preprocessing_module), "custom_config": config.contract_config()}
+    return {"preprocessing_fn": PREPROCESSING_FN, "custom_config": {CODE_VERSION_KEY: fingerprint(), **config.contract_config()}}
 
 
 def trainer_args(config: PipelineConfig) -> dict[str, Any]:

@@ -6,13 +6,13 @@
 
 1. TFDV infers a schema from the statistics of every span under --spans-root (the same CSV
    decoder CsvExampleGen uses).
-2. The curation below is applied: domains that state what valid taxi data looks like, not just
-   what one sample happened to contain; at most one value per cell; which features a serving
-   request must carry; the TRAINING/SERVING environments (the label source `tips` is absent at
-   serving time).
-3. The natural rate of empty cells is measured per feature on every shipped taxi file (the spans
-   and data.materialize.SHIPPED_SAMPLE) and turned into completeness floors (see COMPLETENESS
-   below), which DataGate applies to each span.
+2. The curation below is applied, from the active feature contract: domains that state what valid
+   data looks like, not just what one sample happened to contain; at most one value per cell;
+   which features a serving request must carry; the TRAINING/SERVING environments (the columns
+   only the label reads, the taxi's `tips`, are absent at serving time).
+3. The natural rate of empty cells is measured per feature on every shipped file (the spans, and
+   for the taxi contract data.materialize.SHIPPED_SAMPLE) and turned into completeness floors (see
+   COMPLETENESS below), which DataGate applies to each span.
 
 The committed files are this script's output; tests check they stay identical.
 Change the rules here, re-run, and review the diff.
@@ -30,40 +30,10 @@ SCHEMA_PATH = Path(__file__).resolve().parent / "schema.pbtxt"
 COMPLETENESS_PATH = Path(__file__).resolve().parent / "completeness.json"
 TRAINING, SERVING = "TRAINING", "SERVING"
 
-# Integer ranges that hold for any valid trip.
-INT_DOMAINS = {
-    "trip_start_hour": (0, 23),
-    "trip_start_day": (1, 7),
-    "trip_start_month": (1, 12),
-    "pickup_community_area": (1, 77),
-    "dropoff_community_area": (1, 77),
-    "trip_seconds": (0, None),
-}
-# Float ranges: Chicago's bounding box, and non-negative money and distance.
-FLOAT_DOMAINS = {
-    "pickup_latitude": (41.6, 42.1),
-    "dropoff_latitude": (41.6, 42.1),
-    "pickup_longitude": (-88.0, -87.5),
-    "dropoff_longitude": (-88.0, -87.5),
-    "fare": (0.0, None),
-    "trip_miles": (0.0, None),
-    "tips": (0.0, None),
-}
-# Known payment types (all values in the Chicago-taxi samples shipped with tfx). A new value is an
-# anomaly: the model has never seen it and it usually means an upstream change.
-PAYMENT_TYPES = ("Cash", "Credit Card", "Dispute", "No Charge", "Pcard", "Prcard", "Unknown", "Mobile", "Prepaid")
-# Features a serving request may omit; every other serving feature is required in a request
-# (presence 1.0, models/instances.py). In the schema an optional feature's presence floor is its
-# completeness floor below: the share of served requests that carry it.
-OPTIONAL = (
-    "dropoff_latitude",
-    "dropoff_longitude",
-    "dropoff_community_area",
-    "dropoff_census_tract",
-    "company",
-    "trip_seconds",
-    "pickup_census_tract",
-)
+# Domains (min/max of a number, the values of a string) and the features a serving request may
+# omit come from the active feature contract (models/features.py). A required serving feature has
+# presence 1.0 (models/instances.py); an optional one's presence floor is its completeness floor
+# below: the share of served requests that carry it.
 
 # COMPLETENESS: how many empty cells a span may have, per feature.
 #
@@ -111,15 +81,16 @@ def curate(schema, floors: dict[str, float]) -> None:
     from tensorflow_metadata.proto.v0 import schema_pb2
 
     schema.default_environment.extend([TRAINING, SERVING])
+    contract = features.active()
     kinds = {"INT": schema_pb2.INT, "FLOAT": schema_pb2.FLOAT, "BYTES": schema_pb2.BYTES}
     present = {f.name for f in schema.feature}
-    for name, kind in features.RAW_TYPES.items():
+    for name, kind in contract.raw_types.items():
         if name not in present:  # a column with no values in the sample gets no inferred entry
             schema.feature.add(name=name, type=kinds[kind])
     for feature in schema.feature:
         name = feature.name
-        if feature.type != kinds[features.RAW_TYPES[name]]:
-            raise ValueError(f"{name}: inferred {feature.type}, contract says {features.RAW_TYPES[name]}")
+        if feature.type != kinds[contract.raw_types[name]]:
+            raise ValueError(f"{name}: inferred {feature.type}, contract says {contract.raw_types[name]}")
         feature.ClearField("domain")
         feature.ClearField("int_domain")
         feature.ClearField("float_domain")
@@ -129,40 +100,42 @@ def curate(schema, floors: dict[str, float]) -> None:
         feature.ClearField("shape")
         feature.value_count.min = 0
         feature.value_count.max = 1
-        if name in OPTIONAL:
+        column = contract.column(name)
+        if column.optional:
             feature.presence.min_fraction = floors[name]
             feature.presence.min_count = 0
         else:
             feature.presence.min_fraction = 1.0
             feature.presence.min_count = 1
-        if name in INT_DOMAINS:
-            low, high = INT_DOMAINS[name]
-            feature.int_domain.min = low
-            if high is not None:
-                feature.int_domain.max = high
-        if name in FLOAT_DOMAINS:
-            low, high = FLOAT_DOMAINS[name]
-            feature.float_domain.min = low
-            if high is not None:
-                feature.float_domain.max = high
+        if column.type != "string" and (column.min is not None or column.max is not None):
+            domain = feature.int_domain if column.type == "int" else feature.float_domain
+            if column.min is not None:
+                domain.min = column.min
+            if column.max is not None:
+                domain.max = column.max
     del schema.string_domain[:]
-    schema.string_domain.add(name="payment_type", value=sorted(PAYMENT_TYPES))
-    tfdv.get_feature(schema, "payment_type").domain = "payment_type"
-    tfdv.get_feature(schema, "payment_type").distribution_constraints.min_domain_mass = 1.0
-    tfdv.get_feature(schema, features.TIPS_KEY).not_in_environment.append(SERVING)
-    schema.feature.sort(key=lambda f: features.CSV_COLUMNS.index(f.name))
+    for column in contract.columns:
+        if column.values:
+            schema.string_domain.add(name=column.name, value=sorted(column.values))
+            tfdv.get_feature(schema, column.name).domain = column.name
+            tfdv.get_feature(schema, column.name).distribution_constraints.min_domain_mass = 1.0
+    for name in contract.label.label_only:
+        tfdv.get_feature(schema, name).not_in_environment.append(SERVING)
+    schema.feature.sort(key=lambda f: contract.csv_columns.index(f.name))
 
 
 def _files(spans_root: Path) -> dict[str, Path]:
-    """Every shipped taxi file, by a label that does not depend on where it lives (`span-N`, or
-    `span-N/<file>` for each CSV file of a span that has several)."""
+    """Every shipped file of the active contract, by a label that does not depend on where it lives
+    (`span-N`, or `span-N/<file>` for each CSV file of a span that has several; for the taxi
+    contract also the sample shipped with tfx, another sample of the same feed)."""
     from data import materialize, spans_io
 
     files = {}
     for span in spans_io.existing_spans(spans_root):
         found = spans_io.span_files(spans_root, span)
         files.update({f"span-{span}" if len(found) == 1 else f"span-{span}/{path.name}": path for path in found})
-    files[f"tfx/{materialize.SHIPPED_SAMPLE}"] = materialize.shipped_csv(materialize.SHIPPED_SAMPLE)
+    if features.is_default(features.active()):
+        files[f"tfx/{materialize.SHIPPED_SAMPLE}"] = materialize.shipped_csv(materialize.SHIPPED_SAMPLE)
     return files
 
 
@@ -184,7 +157,7 @@ def measure_missing(files: dict[str, Path]) -> dict[str, dict]:
     measured = {}
     for label, path in files.items():
         rows = spans_io.read_rows(path)
-        empty = {name: [row.get(name, "") == "" for row in rows] for name in features.CSV_COLUMNS}
+        empty = {name: [row.get(name, "") == "" for row in rows] for name in features.active().csv_columns}
         measured[label] = {
             "rows": len(rows),
             "missing": {name: round(sum(e) / len(e), 6) for name, e in empty.items() if any(e)},
@@ -203,7 +176,7 @@ def derive_completeness(spans_root: Path) -> dict:
     """The content of completeness.json: what was measured, the rule's constants and the floors."""
     measured = measure_missing(_files(spans_root))
     worst = f"worst_{WINDOW}_rows"
-    natural = {name: max(m[worst].get(name, 0.0) for m in measured.values()) for name in features.CSV_COLUMNS}
+    natural = {name: max(m[worst].get(name, 0.0) for m in measured.values()) for name in features.active().csv_columns}
     return {
         "rule": f"floor = 1 - (variation x natural + tolerance), rounded down to 0.1 %; natural = the highest "
         f"share of empty cells in {WINDOW} consecutive trips of a shipped file; see schema/derive.py",

@@ -1,6 +1,7 @@
 """The request log: every prediction the server made, durable and partitioned by hour.
 
-Layout: `<root>/date=YYYY-MM-DD/hour=HH/<host>-<pid>.jsonl` (UTC). Each line is one prediction:
+Layout: `<root>/date=YYYY-MM-DD/hour=HH/<host>-<pid>.jsonl` (UTC). Each line is one prediction
+(here of the taxi contract's model):
 
     {"request_id": "4f1c...", "index": 0, "time": "2026-11-22T06:15:03.120311+00:00",
      "model_name": "taxi", "model_version": "1795328053",
@@ -276,18 +277,18 @@ def write_serving_span(
     records: Iterable[Record],
     spans_root: Path,
     span: int,
-    tips: Mapping[tuple[str, int], float] | None = None,
+    outcomes: Mapping[tuple[str, int], Mapping[str, Any]] | None = None,
     manifest: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write logged predictions as feedback span `span` in the canonical CSV format (spans_io.write_span):
     served traffic lives in its own namespace, never among the upstream spans.
 
-    `tips` (from monitoring.labels, keyed by (request_id, index)) fills the label column where known.
+    `outcomes` (from monitoring.labels, keyed by (request_id, index): {label column: value}) fill
+    the columns only the label reads where known.
     """
     rows = []
     for item in records:
         row = dict(item["features"])
-        if tips is not None and (item["request_id"], item["index"]) in tips:
-            row["tips"] = tips[(item["request_id"], item["index"])]
+        row.update((outcomes or {}).get((item["request_id"], item["index"]), {}))
         rows.append(row)
     return spans_io.write_span(spans_root, span, rows, namespace=spans_io.FEEDBACK, manifest=manifest)

@@ -18,10 +18,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
-from models import features
 from models.instances import from_row, to_example
 from pipeline import configs, evaluation, fairness, versions
 from pipeline.thresholds import Threshold
+from tests import taxi
 
 BROKEN_HOUR = 18
 
@@ -95,7 +95,7 @@ def test_a_candidate_that_breaks_one_slice_is_refused_naming_it(served, shipped_
 
 
 def test_an_eval_split_without_a_positive_label_is_judged_on_accuracy(served, shipped_rows, tmp_path):
-    negatives = [r for r in shipped_rows[:3000] if not features.is_big_tipper(float(r["tips"]), float(r["fare"]))]
+    negatives = [r for r in shipped_rows[:3000] if not taxi.is_big_tipper(float(r["tips"]), float(r["fare"]))]
     config = configs.PipelineConfig()
     verdict = _evaluate(config, served, served, _examples(negatives, tmp_path / "data.tfrecord"), tmp_path / "out")
     result = evaluation.load_tfma_result(str(tmp_path / "out"))

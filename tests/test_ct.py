@@ -290,7 +290,7 @@ def test_crashed_run_is_retried_once_then_reported(own_spans):
     home = own_spans
     broken = spans_io.span_dir(home.spans_root, 3) / spans_io.SPAN_FILE
     broken.parent.mkdir(parents=True)
-    broken.write_text(",".join(spans_io.features.CSV_COLUMNS) + "\n1,2,3\n")  # rows shorter than the header
+    broken.write_text(",".join(spans_io.features.active().csv_columns) + "\n1,2,3\n")  # rows shorter than the header
     crash = controller.tick(home, local_run.launch)
     assert crash.triggers == ["new_data"] and crash.outcome == decisions.CRASHED and crash.attempt == 1
     retry = controller.tick(home, local_run.launch)

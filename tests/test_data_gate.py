@@ -56,7 +56,7 @@ def gate_runs(small_run, shipped_rows, tmp_path_factory):
     shutil.copytree(small_config.spans_root, config.spans_root)
     root = config.spans_root
 
-    _text_span(root, 2, ",".join(features.CSV_COLUMNS) + "\n")
+    _text_span(root, 2, ",".join(features.active().csv_columns) + "\n")
 
     sample = spans_io.read_rows(materialize.shipped_csv(materialize.SHIPPED_SAMPLE))
     empty_pickup = next(r for r in sample if r["pickup_latitude"] == "")

@@ -25,7 +25,7 @@ def test_thresholds_gate_the_overall_slice_and_each_feature_slice_against_the_ba
     assert overall.threshold.value_threshold.lower_bound.value == 0.7
     assert overall.threshold.change_threshold.absolute.value == -0.02
     assert overall.threshold.change_threshold.direction == tfma.MetricDirection.HIGHER_IS_BETTER
-    assert [list(s.feature_keys) for s in by_slice.slicing_specs] == [[k] for k in features.SLICE_FEATURES]
+    assert [list(s.feature_keys) for s in by_slice.slicing_specs] == [[k] for k in features.active().slices]
     assert not by_slice.threshold.HasField("value_threshold")
     assert by_slice.threshold.change_threshold.absolute.value == pytest.approx(-0.06)
     assert not by_name["AUC"].per_slice_thresholds  # no threshold configured for it here
@@ -113,8 +113,8 @@ def test_metrics_and_slices_are_configured():
     assert not compared.model_names  # both models
     assert [m.class_name for m in counts.metrics] == list(evaluation.COUNT_METRIC_CLASSES)
     assert list(counts.model_names) == [tfma.CANDIDATE_KEY]
-    assert [list(s.feature_keys) for s in config.slicing_specs] == [[]] + [[k] for k in features.SLICE_FEATURES]
-    assert config.model_specs[0].label_key == features.LABEL_KEY
+    assert [list(s.feature_keys) for s in config.slicing_specs] == [[]] + [[k] for k in features.active().slices]
+    assert config.model_specs[0].label_key == features.active().label.name
 
 
 def test_the_counts_go_to_both_models_when_a_threshold_names_one_and_tfma_keeps_one_spec_without_a_baseline():
@@ -202,7 +202,7 @@ def test_the_thresholds_are_read_back_from_the_recorded_eval_config():
     config = PipelineConfig()
     found = blessing_checks.recorded_thresholds(_recorded(config))
     assert [(t.metric, t.floor, t.max_drop, t.slice_max_drop, t.slice_features) for t in found] == [
-        (t.metric, t.lower_bound, t.max_drop, t.slice_max_drop, features.SLICE_FEATURES) for t in config.thresholds
+        (t.metric, t.lower_bound, t.max_drop, t.slice_max_drop, features.active().slices) for t in config.thresholds
     ]
 
 

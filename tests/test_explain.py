@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from models import attribution
+from models import features
 from models.instances import from_row
 from pipeline import versions
 from tests.serving_helpers import Serve, copy_home
@@ -46,7 +46,7 @@ def test_explain_answers_kserve_s_shape_and_a_cash_trip_is_explained_by_its_paym
         assert mine["probability"] == pytest.approx(theirs["probability"], abs=1e-6)
         assert mine["predicted_class"] == theirs["predicted_class"]
     cash, card = (e["attributions"] for e in body["explanations"])
-    assert {a["feature"] for a in cash} == set(attribution.ATTRIBUTED)
+    assert {a["feature"] for a in cash} == set(features.active().model_features)
     assert cash[0]["feature"] == "payment_type" and cash[0]["value"] == "Cash" and cash[0]["attribution"] < 0
     assert card[0]["feature"] == "payment_type" and card[0]["attribution"] > 0
     magnitudes = [abs(a["attribution"]) for a in cash]

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from models import features, model
 from models.examples import to_example
+from tests import taxi
 from tests.tft_helpers import transform_rows
 
 
@@ -21,8 +22,8 @@ def export_dir(shipped_rows, tmp_path_factory):
     outputs, tft_output = transform_rows(rows, tmp_path_factory.mktemp("tft"))
     hparams = model.HParams(batch_size=32)
     keras_model = model.build_model(model.categorical_sizes(tft_output), hparams)
-    x = {k: np.array([o[k] for o in outputs]) for k in model.MODEL_INPUTS}
-    y = np.array([o[features.LABEL_KEY] for o in outputs], dtype="float32")
+    x = {k: np.array([o[k] for o in outputs]) for k in model.model_inputs()}
+    y = np.array([o[features.active().label.name] for o in outputs], dtype="float32")
     before = keras_model.get_weights()
     keras_model.fit(x, y, batch_size=32, epochs=1, steps_per_epoch=1, verbose=0)
     assert any(not np.array_equal(a, b) for a, b in zip(before, keras_model.get_weights()))
@@ -45,7 +46,7 @@ def test_hparams_from_custom_config_ignores_unknown_keys():
 def test_serving_signature_answers_serialized_examples_with_probabilities(exported):
     rows, _, _, loaded = exported
     serve = loaded.signatures["serving_default"]
-    batch = tf.constant([_example(r, features.SERVING_FEATURES) for r in rows[:16]])
+    batch = tf.constant([_example(r, features.active().serving_features) for r in rows[:16]])
     result = serve(examples=batch)
     probability = result[model.PROBABILITY_KEY].numpy()
     assert probability.shape == (16,)
@@ -55,24 +56,24 @@ def test_serving_signature_answers_serialized_examples_with_probabilities(export
 
 def test_serving_matches_the_keras_model_on_transformed_features(exported):
     rows, keras_model, outputs, loaded = exported
-    batch = tf.constant([_example(r, features.SERVING_FEATURES) for r in rows[:8]])
+    batch = tf.constant([_example(r, features.active().serving_features) for r in rows[:8]])
     served = loaded.signatures["serving_default"](examples=batch)[model.PROBABILITY_KEY].numpy()
-    direct = keras_model({k: np.array([o[k] for o in outputs[:8]]) for k in model.MODEL_INPUTS}).numpy().reshape(-1)
+    direct = keras_model({k: np.array([o[k] for o in outputs[:8]]) for k in model.model_inputs()}).numpy().reshape(-1)
     np.testing.assert_allclose(served, direct, rtol=1e-5, atol=1e-6)
 
 
 def test_serving_works_without_optional_features(exported):
     rows, _, _, loaded = exported
     row = {k: v for k, v in rows[0].items() if k not in ("company", "dropoff_latitude", "dropoff_census_tract")}
-    result = loaded.signatures["serving_default"](examples=tf.constant([_example(row, features.SERVING_FEATURES)]))
+    result = loaded.signatures["serving_default"](examples=tf.constant([_example(row, features.active().serving_features)]))
     assert 0 <= float(result[model.PROBABILITY_KEY][0]) <= 1
 
 
 def test_transform_signature_computes_the_label_in_graph(exported):
     rows, _, outputs, loaded = exported
-    batch = tf.constant([_example(r, features.CSV_COLUMNS) for r in rows[:8]])
+    batch = tf.constant([_example(r, features.active().csv_columns) for r in rows[:8]])
     transformed = loaded.signatures["transform_features"](examples=batch)
-    assert list(transformed[features.LABEL_KEY].numpy()) == [o[features.LABEL_KEY] for o in outputs[:8]]
+    assert list(transformed[features.active().label.name].numpy()) == [o[features.active().label.name] for o in outputs[:8]]
 
 
 def test_hparams_are_json_serialisable():
@@ -101,7 +102,7 @@ def _saved_object_names(path: str) -> set[str]:
 
 def test_the_export_carries_the_transform_assets_and_no_keras_layer_traces(export_dir):
     path = export_dir[3]
-    assert set(features.VOCAB_FEATURES) <= set(tf.io.gfile.listdir(f"{path}/assets"))
+    assert set(taxi.VOCAB_FEATURES) <= set(tf.io.gfile.listdir(f"{path}/assets"))
     names = _saved_object_names(path)
     assert {"serve_tf_examples", "transform_features", "tft_layer"} <= names
     assert "keras_api" not in names  # tf_keras's extra traces of the transform layer (save_traces=False)
@@ -118,7 +119,7 @@ def test_classification_and_regression_signatures_answer_what_the_server_derives
     assert list(defs["classification"].inputs) == ["inputs"] and set(defs["classification"].outputs) == {"classes", "scores"}
     assert list(defs["regression"].outputs) == ["outputs"]
     loaded = tf.saved_model.load(path)  # the fingerprint was rewritten with the graph: it still loads
-    batch = tf.constant([_example(r, features.SERVING_FEATURES) for r in rows[:64]])
+    batch = tf.constant([_example(r, features.active().serving_features) for r in rows[:64]])
     served = loaded.signatures["serving_default"](examples=batch)
     classified = loaded.signatures["classification"](inputs=batch)
     regressed = loaded.signatures["regression"](inputs=batch)
@@ -143,10 +144,10 @@ def test_warmup_requests_carry_real_sendable_examples(shipped_rows, tmp_path):
     rows[0] = {**rows[0], "fare": ""}  # without a required feature: not sendable
     with tf.io.TFRecordWriter(str(split / "data.gz"), options="GZIP") as writer:
         for row in rows:
-            writer.write(_example(row, features.CSV_COLUMNS))
+            writer.write(_example(row, features.active().csv_columns))
     found = warmup.eval_examples([str(split / "*")], required=["fare", "trip_miles"], count=5)
     assert len(found) == 5
     assert all("tips" not in tf.train.Example.FromString(s).features.feature for s in found)
-    assert tf.train.Example.FromString(found[0]) == tf.train.Example.FromString(_example(rows[1], features.SERVING_FEATURES))
+    assert tf.train.Example.FromString(found[0]) == tf.train.Example.FromString(_example(rows[1], features.active().serving_features))
     assert warmup.write(tmp_path / "model", found) == 5
     assert warmup.read(tmp_path / "model") == found and warmup.read(tmp_path / "elsewhere") == []

@@ -13,12 +13,13 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from conveyor import cli
-from models import features, scores
+from models import scores
 from models.instances import FeatureRules, from_row, parse_instance
 from models.saved_model import LoadedModel
 from monitoring import job, labels, live, report, statistics
 from pipeline import configs, drift, versions
 from serving import request_log
+from tests import taxi
 from tests.browser import rendered
 from tests.serving_helpers import copy_home
 
@@ -143,7 +144,7 @@ def test_labels_join_into_live_metrics_per_version(logged, tmp_path):
     data = result.data
     [(version, live)] = data["live_metrics"].items()
     assert version == records[0]["model_version"]
-    truth = [features.is_big_tipper(float(row["tips"]), r["features"]["fare"]) for r, row in labeled]
+    truth = [taxi.is_big_tipper(float(row["tips"]), r["features"]["fare"]) for r, row in labeled]
     correct = sum((r["output"]["probability"] > 0.5) == t for (r, _), t in zip(labeled, truth))
     assert live["labeled"] == 200 == data["labels"]["joined"]
     assert live["accuracy"] == pytest.approx(correct / 200)
@@ -196,7 +197,7 @@ def test_a_live_accuracy_drop_is_an_alert_with_its_reason(logged, tmp_path, caps
     out = capsys.readouterr().out
     data = json.loads((tmp_path / "out" / job.RESULT_FILE).read_text())
     [(_version, m)] = data["live_metrics"].items()
-    truth = [features.is_big_tipper(float(row["fare"]), r["features"]["fare"]) for r, row in zip(records, rows)]
+    truth = [taxi.is_big_tipper(float(row["fare"]), r["features"]["fare"]) for r, row in zip(records, rows)]
     right = sum((r["output"]["probability"] > 0.5) == t for r, t in zip(records, truth))
     assert m["labeled"] == ROWS_PER_WINDOW and m["accuracy"] == pytest.approx(right / ROWS_PER_WINDOW)
     assert m["accuracy"] < config.live_min_accuracy and m["state"] == live.LOW

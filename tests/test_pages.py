@@ -63,7 +63,7 @@ def test_a_non_editable_install_carries_the_templates_and_the_schema_files(tmp_p
         else:
             shutil.copy2(path, source / path.name)
     wanted = {p.relative_to(source).as_posix() for p in source.glob("**/templates/*.html.j2")}
-    wanted |= {"schema/schema.pbtxt", "schema/completeness.json"}
+    wanted |= {"schema/schema.pbtxt", "schema/completeness.json", "models/taxi.toml"}
     done = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index",
          "-w", str(tmp_path / "wheel"), str(source)],

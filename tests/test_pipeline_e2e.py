@@ -89,7 +89,7 @@ def test_progress_reports_each_component_once(e2e):
 def test_pushed_model_answers_through_its_signature(e2e, shipped_rows):
     _, results = e2e
     loaded = tf.saved_model.load(results["first"].pushed_path)
-    batch = tf.constant([_example(r, features.SERVING_FEATURES) for r in shipped_rows[:20]])
+    batch = tf.constant([_example(r, features.active().serving_features) for r in shipped_rows[:20]])
     probability = loaded.signatures["serving_default"](examples=batch)[model.PROBABILITY_KEY].numpy()
     assert probability.shape == (20,) and np.all((0 <= probability) & (probability <= 1))
 

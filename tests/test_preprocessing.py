@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from models import features
+from tests import taxi
 from tests.tft_helpers import transform_rows
 
 
@@ -18,35 +19,35 @@ def transformed(shipped_rows, tmp_path_factory):
 
 def test_outputs_are_exactly_the_transformed_contract_plus_label(transformed):
     _, outputs = transformed
-    expected = {features.transformed_name(k) for k in features.MODEL_FEATURES} | {features.LABEL_KEY}
+    expected = {features.transformed_name(k) for k in features.active().model_features} | {features.active().label.name}
     assert set(outputs[0]) == expected
 
 
 def test_label_is_tip_above_twenty_percent_of_fare(transformed):
     rows, outputs = transformed
-    assert outputs[0][features.LABEL_KEY] == 1
-    assert outputs[1][features.LABEL_KEY] == 0
-    expected = [int(features.is_big_tipper(float(r["tips"]), float(r["fare"]))) for r in rows]
-    assert [o[features.LABEL_KEY] for o in outputs] == expected
+    assert outputs[0][features.active().label.name] == 1
+    assert outputs[1][features.active().label.name] == 0
+    expected = [int(taxi.is_big_tipper(float(r["tips"]), float(r["fare"]))) for r in rows]
+    assert [o[features.active().label.name] for o in outputs] == expected
 
 
 def test_numeric_features_are_z_scored(transformed):
     _, outputs = transformed
-    for key in features.DENSE_FLOAT_FEATURES:
+    for key in taxi.DENSE_FLOAT_FEATURES:
         values = np.array([o[features.transformed_name(key)] for o in outputs])
         assert abs(values.mean()) < 1e-3 and abs(values.std() - 1) < 1e-2, key
 
 
 def test_categoricals_are_ids_within_their_bucket_counts(transformed):
     _, outputs = transformed
-    for key, buckets in {**features.CATEGORICAL_INT_FEATURES, **features.HASHED_FEATURES}.items():
+    for key, buckets in {**taxi.CATEGORICAL_INT_FEATURES, **taxi.HASHED_FEATURES}.items():
         ids = [o[features.transformed_name(key)] for o in outputs]
         assert all(0 <= i < buckets for i in ids), key
     assert outputs[0][features.transformed_name("trip_start_hour")] == 23
     assert outputs[2][features.transformed_name("dropoff_community_area")] == 0  # missing -> 0
-    for key in features.BUCKET_FEATURES:
+    for key in taxi.BUCKET_FEATURES:
         ids = {o[features.transformed_name(key)] for o in outputs}
-        assert ids <= set(range(features.BUCKET_COUNT)) and len(ids) > 1, key
+        assert ids <= set(range(taxi.BUCKET_COUNT)) and len(ids) > 1, key
 
 
 def test_vocabulary_maps_frequent_values_first(transformed):

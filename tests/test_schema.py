@@ -10,6 +10,7 @@ from data import spans_io
 from pipeline import anomalies as anomalies_lib
 from pipeline.configs import PipelineConfig
 from schema import derive
+from tests import taxi
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def test_no_feature_has_a_fixed_shape_and_optional_presence_is_the_floor(schema)
     floors = derive.load_completeness(PipelineConfig().completeness_path)["floors"]
     for feature in schema.feature:
         assert not feature.HasField("shape") and (feature.value_count.min, feature.value_count.max) == (0, 1)
-        expected = floors[feature.name] if feature.name in derive.OPTIONAL else 1.0
+        expected = floors[feature.name] if feature.name in taxi.OPTIONAL else 1.0
         assert feature.presence.min_fraction == expected, feature.name
 
 

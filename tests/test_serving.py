@@ -122,7 +122,7 @@ def test_every_prediction_is_logged_and_reads_back_as_a_serving_span(running, sh
     assert [r["index"] for r in logged] == list(range(5))
     assert [r["output"] for r in logged] == response.json()["predictions"]
     assert {r["model_version"] for r in logged} == {response.headers[rest_api.VERSION_HEADER]}
-    path = request_log.write_serving_span(logged, tmp_path / "spans", 7, tips={("req-42", 0): 1.5})
+    path = request_log.write_serving_span(logged, tmp_path / "spans", 7, outcomes={("req-42", 0): {"tips": 1.5}})
     back = spans_io.read_rows(path)
     assert [from_row(r) for r in back] == [from_row(r) for r in rows]
     assert back[0]["tips"] == "1.5" and back[1]["tips"] == ""

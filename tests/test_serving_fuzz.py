@@ -26,7 +26,7 @@ def _mutated(rng: random.Random, good: dict) -> bytes:
     if kind < 0.6:  # a valid request with some values replaced
         instance = dict(good)
         for _ in range(rng.randint(1, 4)):
-            name = rng.choice(features.SERVING_FEATURES + ("tips", "unknown"))
+            name = rng.choice(features.active().serving_features + ("tips", "unknown"))
             instance[name] = rng.choice(ODD_VALUES)
         body = {"instances": [instance] * rng.randint(1, 3)}
         return json.dumps(body, allow_nan=True).encode()

@@ -88,7 +88,7 @@ def test_tfxs_own_client_waits_for_the_model_and_sends_the_requests_tfx_builds(s
     examples.uri = str(tmp_path / "examples")
     examples.split_names = json.dumps(["eval"])
     (tmp_path / "examples" / "Split-eval").mkdir(parents=True)
-    records = [model_examples.to_example(row, features.CSV_COLUMNS).SerializeToString() for row in shipped_rows[:8]]
+    records = [model_examples.to_example(row, features.active().csv_columns).SerializeToString() for row in shipped_rows[:8]]
     with tf.io.TFRecordWriter(str(tmp_path / "examples" / "Split-eval" / "data.gz"), options="GZIP") as writer:
         for record in records:  # as ExampleGen writes them
             writer.write(record)

@@ -65,7 +65,7 @@ def test_every_predict_format_answers_what_the_saved_model_answers(served, saved
     want = _expected(saved_model, "serving_default", rows)
     per_row = [{"probability": p, "predicted_class": c} for p, c in zip(want["probability"], want["predicted_class"])]
     serialized = [to_example(r) for r in rows]
-    columns = {name: [r.get(name) for r in rows] for name in features.SERVING_FEATURES if any(name in r for r in rows)}  # null: missing
+    columns = {name: [r.get(name) for r in rows] for name in features.active().serving_features if any(name in r for r in rows)}  # null: missing
     predict = f"/v1/models/{MODEL}:predict"
     with served.client() as client:
         row_forms = [

@@ -23,7 +23,7 @@ def month_files_run(shipped_rows, tmp_path_factory):
     home, spans_root = base / "home", base / "spans"
     start = 0
     for name, rows in FILES.items():
-        spans_io.write_csv(spans_root / "span-1" / name, shipped_rows[start : start + rows], features.CSV_COLUMNS)
+        spans_io.write_csv(spans_root / "span-1" / name, shipped_rows[start : start + rows], features.active().csv_columns)
         start += rows
     done = subprocess.run(
         [CONVEYOR, "run", "--home", str(home), "--spans-root", str(spans_root), "--train-steps", "50", "--eval-steps", "5"],

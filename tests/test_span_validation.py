@@ -115,7 +115,7 @@ def test_audit_reads_empty_and_header_only_files_and_quoted_newlines(tmp_path, s
     empty = tmp_path / "empty.csv"
     empty.write_bytes(b"")
     header_only = tmp_path / "header.csv"
-    header_only.write_text(",".join(features.CSV_COLUMNS))  # not even a newline
+    header_only.write_text(",".join(features.active().csv_columns))  # not even a newline
     quoted = spans_io.write_span(tmp_path, 1, [dict(shipped_rows[0], company="Big\nCab"), shipped_rows[1]])
     audit = _audit([empty, header_only, quoted], schema)
     assert [f.header is None for f in audit.files] == [True, False, False]
@@ -125,7 +125,7 @@ def test_audit_reads_empty_and_header_only_files_and_quoted_newlines(tmp_path, s
 
 def test_a_file_that_is_not_csv_is_named(tmp_path, schema):
     broken = tmp_path / "data.csv"
-    broken.write_text(",".join(features.CSV_COLUMNS) + "\n1,2,3\n")  # fewer fields than the header
+    broken.write_text(",".join(features.active().csv_columns) + "\n1,2,3\n")  # fewer fields than the header
     with pytest.raises(span_audit.AuditError, match=r"data\.csv is not readable as CSV"):
         _audit([broken], schema)
 
@@ -153,9 +153,9 @@ def test_natural_rates_are_measured_on_the_worst_window_of_every_shipped_file(ru
 
 
 def test_the_floors_are_measured_on_every_csv_file_of_a_span_whatever_its_name(tmp_path, shipped_rows):
-    spans_io.write_csv(tmp_path / "span-1" / "trips-2026-11.csv", shipped_rows[:300], features.CSV_COLUMNS)
-    spans_io.write_csv(tmp_path / "span-1" / "trips-2026-11-late.csv", shipped_rows[300:400], features.CSV_COLUMNS)
-    spans_io.write_csv(tmp_path / "span-2" / "trips-2026-12.csv", shipped_rows[400:600], features.CSV_COLUMNS)
+    spans_io.write_csv(tmp_path / "span-1" / "trips-2026-11.csv", shipped_rows[:300], features.active().csv_columns)
+    spans_io.write_csv(tmp_path / "span-1" / "trips-2026-11-late.csv", shipped_rows[300:400], features.active().csv_columns)
+    spans_io.write_csv(tmp_path / "span-2" / "trips-2026-12.csv", shipped_rows[400:600], features.active().csv_columns)
     measured = derive.derive_completeness(tmp_path)["measured"]
     rows = {label: m["rows"] for label, m in measured.items() if not label.startswith("tfx/")}
     assert rows == {"span-1/trips-2026-11-late.csv": 100, "span-1/trips-2026-11.csv": 300, "span-2": 200}
@@ -221,7 +221,7 @@ def test_empty_and_header_only_spans_say_they_have_no_rows(tmp_path, schema, rul
     empty.write_bytes(b"")
     header_only = tmp_path / "b" / "data.csv"
     header_only.parent.mkdir()
-    header_only.write_text(",".join(features.CSV_COLUMNS) + "\n")
+    header_only.write_text(",".join(features.active().csv_columns) + "\n")
     for path, why in ((empty, "data.csv is empty (0 bytes)"), (header_only, "data.csv has a header and no rows")):
         problems = _check(_audit([path], schema), schema, rules)
         assert [(p.kind, p.sentence) for p in problems] == [(validation.EMPTY_SPAN, f"span 7 has 0 rows ({why})")]

@@ -27,7 +27,7 @@ def to_instance(row: dict[str, str], schema: schema_pb2.Schema) -> dict:
     instance = {}
     for feature in schema.feature:
         text = row.get(feature.name, "")
-        kind = features.RAW_TYPES[feature.name]
+        kind = features.active().raw_types[feature.name]
         value = None if text == "" else int(float(text)) if kind == "INT" else float(text) if kind == "FLOAT" else text.encode()
         instance[feature.name] = [value] if value is not None else []
     return instance

@@ -81,12 +81,12 @@ def check_model(model_dir: Path, samples: List[bytes], schema_path: Path) -> Inf
     except Exception as exc:  # any load failure means: do not push
         return InfraResult(False, 0, f"the model does not load: {type(exc).__name__}: {exc}")
     rules = FeatureRules.from_schema(schema_path)
-    rows = [{k: v for k, v in from_example(s).items() if k in features.SERVING_FEATURES} for s in samples]
+    rows = [{k: v for k, v in from_example(s).items() if k in features.active().serving_features} for s in samples]
     b64 = []
     for serialized in samples:  # the real example as a client would send it: without the label source
         example = tf.train.Example.FromString(serialized)
         for name in list(example.features.feature):
-            if name not in features.SERVING_FEATURES:
+            if name not in features.active().serving_features:
                 del example.features.feature[name]
         b64.append({"b64": base64.b64encode(example.SerializeToString()).decode()})
     answers = []

@@ -74,7 +74,8 @@ def data_limitations(metrics: dict[str, dict[str, float]], train: list[dict[str,
             continue
         key, _, value = name.partition("=")
         trips = [row for row in train if str(row.get(key)) == value]
-        zero = sum(row.get(features.TIPS_KEY) == 0.0 for row in trips)
+        label = features.active().label  # the rule's value column (the taxi's tips) all 0: unrecorded
+        zero = sum(row.get(label.value) == 0.0 for row in trips) if label.kind == "greater_than_fraction" else 0
         why = (
             f"; {zero:,} of its {len(trips):,} training trips record a tip of 0: the data barely records tips there, so "
             "the model learns only that such trips do not tip big" if trips and zero >= UNRECORDED_SHARE * len(trips) else ""

@@ -19,8 +19,8 @@ class _RequiresTips(_SERVING_MODULE):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_tf_examples(self, serialized):
-        required = {features.TIPS_KEY: tf.io.FixedLenFeature([], tf.float32)}  # no default: fails without tips
-        tips = tf.io.parse_example(serialized, required)[features.TIPS_KEY]
+        required = {features.active().label.value: tf.io.FixedLenFeature([], tf.float32)}  # no default: fails without tips
+        tips = tf.io.parse_example(serialized, required)[features.active().label.value]
         tf.debugging.assert_equal(tf.size(tips), tf.size(serialized))  # a stateful op: the parse is never pruned
         return _SERVING_MODULE.serve_tf_examples.python_function(self, serialized)
 
