@@ -6,7 +6,6 @@ variable named CONVEYOR_<FIELD> (e.g. CONVEYOR_TRAIN_STEPS=500) or by the runner
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import shlex
 from dataclasses import dataclass, field
@@ -379,10 +378,9 @@ class PipelineConfig:
         return args + list(self.beam_extra_args)
 
     def contract_config(self) -> dict[str, str]:
-        """The custom_config entries naming the contract for Transform, Tuner and Trainer: its path
-        and a digest of its content (so an edited contract is never served from the cache)."""
-        digest = hashlib.sha256(Path(self.contract_path).read_bytes()).hexdigest()[:16]
-        return {features.CONFIG_KEY: str(self.contract_path), "contract_version": digest}
+        """The custom_config entries carrying the contract into Transform, Tuner and Trainer: its
+        text and digest (models/features.py config_entries)."""
+        return features.config_entries(self.contract_path)
 
     def trainer_config(self) -> dict[str, Any]:
         return {**self.hparams, "seed": self.seed, **self.contract_config()}

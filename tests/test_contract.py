@@ -130,7 +130,7 @@ def test_another_contract_derives_its_schema_and_config(small):
     config = PipelineConfig(contract_path=path)
     assert (config.model_name, dict(config.drift_thresholds)) == ("churn", {"age": 0.05, "income": 0.05, "plan": 0.1, "churned": 0.05})
     assert config.replace(contract_path=features.DEFAULT_PATH).model_name == "taxi"  # another contract, its own defaults
-    assert config.trainer_config()[features.CONFIG_KEY] == str(path)
+    assert config.trainer_config()[features.TEXT_KEY] == path.read_text()  # the text travels, not the local path
 
 
 def test_another_contract_drives_preprocessing_and_instance_parsing(small, tmp_path):
@@ -164,3 +164,18 @@ def test_another_contract_drives_preprocessing_and_instance_parsing(small, tmp_p
         parse_instance({"age": 33, "plan": "pro", "churned": 1}, rules)
     with pytest.raises(InstanceError, match="age"):
         parse_instance({"age": 300, "plan": "pro"}, rules)
+
+
+def test_a_component_reads_the_contract_its_custom_config_carries_where_the_file_is_not(small, monkeypatch):
+    """On Kubeflow the pipeline's contract file is not in the component's container: its text travels."""
+    path, _, _ = small
+    carried = PipelineConfig(contract_path=path).contract_config()
+    path.rename(path.with_suffix(".gone"))  # the file is not where the pipeline was compiled
+    monkeypatch.setenv(features.PATH_VARIABLE, str(features.DEFAULT_PATH))  # the container's own: the taxi's
+    found = features.activate_from(carried)
+    assert found.model_name == "churn" and features.active().model_name == "churn"
+    assert features.active_path() != str(path) and Path(features.active_path()).read_text() == SMALL
+    monkeypatch.setenv(features.PATH_VARIABLE, str(features.DEFAULT_PATH))
+    taxi_carried = PipelineConfig().contract_config()
+    assert features.activate_from(taxi_carried).model_name == "taxi"
+    assert features.active_path() == str(features.DEFAULT_PATH)  # the same text: the active file stays
