@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from models import features
+from pipeline import project
 from pipeline.settings import ENV_PREFIX, PARSERS, RANGES, SettingError
 from pipeline.thresholds import FairnessThreshold, Threshold
 
@@ -422,7 +423,8 @@ def to_env(config: PipelineConfig) -> dict[str, str]:
 
 
 def load(**overrides: Any) -> PipelineConfig:
-    """Defaults, then CONVEYOR_* environment variables, then explicit `overrides` (None = unset).
+    """Defaults, then the project's paths (pipeline/project.py), then CONVEYOR_* environment
+    variables, then explicit `overrides` (None = unset).
     A value a setting cannot take is a SettingError naming the variable (source "env") or the
     setting (source "override"). The config's feature contract becomes the process's active one."""
     from_env, texts = {}, {}
@@ -435,7 +437,7 @@ def load(**overrides: Any) -> PipelineConfig:
                 raise SettingError(f.name, text, str(exc), "env") from None
             texts[f.name] = text
     try:
-        config = PipelineConfig().replace(**from_env)
+        config = PipelineConfig().replace(**{**project.current_settings(), **from_env})
     except SettingError as exc:
         raise SettingError(exc.field, texts.get(exc.field, exc.value), exc.expected, "env") from None
     config = config.replace(**overrides)

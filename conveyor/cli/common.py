@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from data import spans_io
-from pipeline import configs
+from pipeline import configs, project
 from pipeline.home_lock import HomeBusy
 
 EXIT_FAILED = 1  # the command ran and failed (a run not blessed, a rollback a server did not take)
@@ -40,6 +40,24 @@ class CommandError(Exception):
 
 def add_home(parser: argparse.ArgumentParser, what: str = "the home folder (default outputs/, or $CONVEYOR_HOME)") -> None:
     parser.add_argument("--home", type=home_path, help=what)
+    add_project(parser)
+
+
+def add_project(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--project", type=Path, help=f"a project folder `conveyor init` made (default: ${project.VARIABLE}, "
+                        f"or the current folder if it holds a {project.MARKER})")
+
+
+def use_project(args: argparse.Namespace) -> None:
+    """--project DIR: the project every setting of this command and its child processes reads
+    (pipeline/project.py), checked before anything else."""
+    if getattr(args, "project", None) is None:
+        return
+    try:
+        project.read(args.project, f"--project {args.project}")
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    os.environ[project.VARIABLE] = str(args.project.resolve())
 
 
 def home_path(text: str) -> Path | str:
@@ -104,7 +122,8 @@ def home_source(args: argparse.Namespace) -> str:
         return f"--home {args.home}"
     if os.environ.get(HOME_VARIABLE):
         return f"{HOME_VARIABLE}={os.environ[HOME_VARIABLE]}"
-    return f"the default home {configs.PipelineConfig().home}"
+    found = project.current()
+    return f"the project's home {found.settings()['home']}" if found else f"the default home {configs.PipelineConfig().home}"
 
 
 def existing_home(config: configs.PipelineConfig, args: argparse.Namespace, written: bool = True) -> configs.PipelineConfig:

@@ -20,6 +20,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     ):
         sub = ct_commands.add_parser(name, help=help_text)
         sub.add_argument("--home", help="the home folder; with --target, the cluster home URI (gs://BUCKET/conveyor)")
+        common.add_project(sub)
         sub.set_defaults(func=ct, reason=None, target=None)
         if name == "status":
             sub.add_argument("--last", type=common.positive_int, default=20, help="how many decisions (default 20)")
@@ -163,6 +164,12 @@ def run_demo(args: argparse.Namespace) -> int:
     home's writer lock as any tick does."""
     import tempfile
 
+    from pipeline import project
+
+    found = project.current()
+    if found is not None:
+        raise common.CommandError(f"{found.root} is a project: the demo plays the taxi's loop only (run it outside the project, "
+                                  f"without {project.VARIABLE})")
     if args.home is None:
         home = Path(tempfile.mkdtemp(prefix="conveyor-ct-demo-"))
     else:

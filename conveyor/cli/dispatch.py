@@ -1,5 +1,8 @@
 """`conveyor`: the command-line front door. The parser, and one way every command ends.
 
+    conveyor init DIR --from-csv FILE --label COLUMN
+                                        a new pipeline project from a CSV file (docs/your-data.md);
+                                        inside it, or with --project DIR, every command uses it
     conveyor run [options]              run the pipeline locally (see local_runner.py)
     conveyor tune [options]             search the hyperparameters on the current window (TFX Tuner),
                                         train and push with the best; later runs train with them
@@ -37,12 +40,12 @@ import sys
 from typing import Any, Sequence
 
 import speedups
-from conveyor.cli import card, common, ct, kubeflow, lineage, models, monitor, rollback, run, runs, serve, tune, viewers
+from conveyor.cli import card, common, ct, init, kubeflow, lineage, models, monitor, rollback, run, runs, serve, tune, viewers
 from pipeline.home_lock import HomeBusy
 from speedups import switch
 
 # One module per command group, each with add_parser(commands); the order is the help's.
-GROUPS = (run, tune, ct, serve, models, rollback, monitor, viewers, lineage, card, runs, kubeflow)
+GROUPS = (init, run, tune, ct, serve, models, rollback, monitor, viewers, lineage, card, runs, kubeflow)
 
 
 class ParseError(common.CommandError):
@@ -107,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         speedups.for_commands()
         args = build_parser().parse_args(argv)
         prog = args.command
+        common.use_project(args)
         return args.func(args)
     except ParseError as exc:
         return _fail(exc.prog, str(exc), exc.code)
