@@ -55,7 +55,7 @@ class LiveMetrics:
     labeled: int
     accuracy: float | None  # None below live_min_labels
     auc: float | None  # None unless each class has live_min_class_labels labels
-    positive_rate: float | None  # share of big tippers among the labelled predictions
+    positive_rate: float | None  # share of positive labels among the labelled predictions
     mean_probability: float | None
     state: str  # NO_TRAFFIC | TOO_FEW_LABELS | OK | LOW
     reasons: list[str] = field(default_factory=list)  # why LOW, or what is missing

@@ -30,6 +30,7 @@ def render(data: dict[str, Any], stats: dict[str, Any]) -> str:
         measure_labels=MEASURE_LABELS,
         distributions=_distributions(data, stats),
         shown=shown,
+        label=features.active().label.name,
     )
 
 

@@ -22,6 +22,8 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from models import features
+from models.contract import Contract
 from pipeline import blessing_checks, evaluation, pages
 from pipeline.evaluation import OVERALL, Evaluation, Gate, slice_order
 from pipeline.fairness import FairnessRow
@@ -122,13 +124,29 @@ def _blessing(facts: CardFacts) -> dict[str, Any]:
     }
 
 
+def describe(contract: Contract) -> tuple[str, str]:
+    """The card's overview and architecture: the taxi's texts, or what another contract says."""
+    if features.is_default(contract):
+        return OVERVIEW, ARCHITECTURE
+    rule = contract.label
+    target = (f"{rule.column} is {rule.positive!r}" if rule.positive else f"{rule.column} is 1") if rule.kind == "column" else (
+        f"{rule.value} is more than {rule.fraction:g} x {rule.of}")
+    kinds = ", ".join(f"{kind} of {', '.join(f.name for f in contract.with_transform(kind))}"
+                      for kind in dict.fromkeys(f.transform for f in contract.features))
+    return (f"Predicts whether {target} ({rule.name}) from {', '.join(contract.model_features)} "
+            f"(the feature contract {contract.model_name}).",
+            f"Keras network (models/model.py) over the contract's transforms ({kinds}), dense layers, a sigmoid output; "
+            "the tf.Transform graph inside.")
+
+
 def build(facts: CardFacts) -> dict[str, Any]:
     """The card as JSON-ready data (version: not pushed, until `finalize`)."""
+    overview, architecture = describe(features.active())
     return {
         "schema_version": SCHEMA_VERSION,
         "model_details": {
             "name": facts.model_name,
-            "overview": OVERVIEW,
+            "overview": overview,
             "documentation": facts.intended_use,
             "owners": [{"name": facts.pipeline_name}],
             "version": {"name": NOT_PUSHED, "date": "", "diff": _diff(facts)},
@@ -138,7 +156,7 @@ def build(facts: CardFacts) -> dict[str, Any]:
             "lineage": facts.lineage,
         },
         "model_parameters": {
-            "model_architecture": ARCHITECTURE,
+            "model_architecture": architecture,
             "data": [
                 {
                     "name": "training window",

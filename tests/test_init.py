@@ -1,0 +1,245 @@
+"""`conveyor init`: the contract inferred from a CSV file (types, optional columns, ids and constants
+left unused, transforms, slices, the label's positive value), every refusal one line with exit 2
+and nothing created, and how commands find a project (pipeline/project.py)."""
+from __future__ import annotations
+
+import csv
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from models import contract as contract_lib
+from models import features
+from pipeline import configs, project
+from schema import infer_contract
+from tests import churn_data
+from tests.test_cli_input import assert_one_line, conveyor
+
+
+def _table(tmp_path: Path, columns: dict[str, list[str]]) -> infer_contract.Table:
+    path = tmp_path / "data.csv"
+    with open(path, "w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(columns)
+        writer.writerows(zip(*columns.values()))
+    return infer_contract.read_csv(path)
+
+
+def _contract(tmp_path: Path, table: infer_contract.Table, label: str, positive: str | None = None) -> contract_lib.Contract:
+    """The inferred text, parsed back by the contract's own parser."""
+    text = infer_contract.infer(table, label, positive, "m")
+    return contract_lib.parse(tomllib.loads(text), tmp_path / "contract.toml")
+
+
+@pytest.fixture(scope="module")
+def churn(tmp_path_factory) -> tuple[Path, contract_lib.Contract]:
+    folder = tmp_path_factory.mktemp("churn")
+    path = churn_data.write(folder / "churn.csv")
+    return path, _contract(folder, infer_contract.read_csv(path), "churned")
+
+
+def test_churn_columns_are_typed_as_csv_example_gen_types_them(churn):
+    _, c = churn
+    assert c.raw_types == {"customer_id": "INT", "country": "BYTES", "age": "INT", "tenure_months": "INT", "monthly_charges": "FLOAT",
+                           "total_spend": "FLOAT", "support_calls": "INT", "plan": "BYTES", "region": "BYTES", "payment": "BYTES",
+                           "postcode": "INT", "churned": "BYTES"}
+    assert [n for n in c.csv_columns if c.column(n).optional] == ["total_spend"]  # the one column with empty cells
+
+
+def test_ids_and_constants_are_unused_and_say_why(churn, tmp_path):
+    path, c = churn
+    assert c.unused == ("customer_id", "country")
+    text = infer_contract.infer(infer_contract.read_csv(path), "churned", None, "churn")
+    assert "#   customer_id: an id: a different value in every row" in text and "#   country: constant: 'NL' in every row" in text
+
+
+def test_transforms_follow_what_each_column_holds(churn):
+    _, c = churn
+    assert {f.name: (f.transform, f.buckets) for f in c.features} == {
+        "age": ("zscore", 0), "tenure_months": ("zscore", 0), "monthly_charges": ("zscore", 0),
+        "total_spend": ("zscore_log1p", 0),  # non-negative and skewed
+        "support_calls": ("category", 10),  # 0..9: max + 1 buckets
+        "plan": ("vocabulary", 0), "region": ("vocabulary", 0), "payment": ("vocabulary", 0),
+        "postcode": ("hash", 256),  # five digits each: a code, not a quantity
+    }
+
+
+def test_slices_are_at_most_two_features_of_few_values(churn):
+    _, c = churn
+    assert c.slices == ("support_calls", "plan")  # region and payment qualify too: two at most
+
+
+def test_the_label_is_the_less_frequent_string_value_and_absent_at_serving(churn):
+    _, c = churn
+    assert (c.label.kind, c.label.column, c.label.positive, c.label.name, c.label.label_only) == (
+        "column", "churned", "yes", "churned_is_yes", ("churned",))
+    assert "churned" not in c.serving_features
+    assert c.drift_thresholds()["plan"] == infer_contract.DRIFT["string"] and "customer_id" not in c.drift_thresholds()
+
+
+@pytest.mark.parametrize("values, positive, expected", [
+    (["a"] * 150 + ["b"] * 50, None, "b"),  # the less frequent
+    (["true"] * 150 + ["false"] * 50, None, "true"),  # named positive, though more frequent
+    (["No"] * 50 + ["Yes"] * 150, None, "Yes"),
+    (["a"] * 150 + ["b"] * 50, "a", "a"),  # asked for
+])
+def test_the_positive_value(tmp_path, values, positive, expected):
+    table = _table(tmp_path, {"x": [str(i % 7) for i in range(200)], "y": values})
+    assert _contract(tmp_path, table, "y", positive).label.positive == expected
+
+
+def test_an_int_label_of_zero_and_one_needs_no_positive_value(tmp_path):
+    table = _table(tmp_path, {"x": [f"{i / 3:.2f}" for i in range(200)], "y": [str(i % 2) for i in range(200)]})
+    c = _contract(tmp_path, table, "y")
+    assert (c.label.positive, c.raw_types["y"], c.features[0].transform) == ("", "INT", "zscore")
+
+
+def test_types_are_those_of_the_csv_decoder(tmp_path):
+    table = _table(tmp_path, {
+        "mixed": ["1", "2.5"] * 100,  # an int and a float: float
+        "big": ["1", str(2**64)] * 100,  # beyond int64: string, as tfx_bsl reads it
+        "sparse": ["", "3"] * 100,  # empty cells: optional
+        "y": ["p", "q"] * 100,
+    })
+    c = _contract(tmp_path, table, "y")
+    assert (c.column("mixed").type, c.column("big").type, c.column("sparse").type, c.column("sparse").optional) == (
+        "float", "string", "int", True)
+    assert c.unused == ("sparse",)  # one value: constant, even with empty cells
+
+
+def test_spans_split_the_rows_in_order():
+    rows = [{"i": str(i)} for i in range(305)]
+    parts = infer_contract.split(rows, 3)
+    assert [len(p) for p in parts] == [102, 102, 101] and [r for p in parts for r in p] == rows
+
+
+# Refusals, through the installed command: one line, exit 2, nothing created.
+
+def _refused(tmp_path: Path, args: list[str], pattern: str) -> None:
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    assert_one_line(conveyor("init", *args), 2, pattern)
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+
+
+@pytest.fixture()
+def csv_file(tmp_path: Path) -> Path:
+    return churn_data.write(tmp_path / "churn.csv", churn_data.rows(400))
+
+
+def test_refused_a_folder_that_is_not_empty(tmp_path, csv_file):
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "mine.txt").write_text("x")
+    _refused(tmp_path, [str(tmp_path / "proj"), "--from-csv", str(csv_file), "--label", "churned"],
+             r"conveyor init: .*/proj: not empty \(name a new or empty folder for the project\)")
+    _refused(tmp_path, [str(csv_file), "--from-csv", str(csv_file), "--label", "churned"], r"conveyor init: .*/churn.csv: not a folder .*")
+
+
+@pytest.mark.parametrize("content, pattern", [
+    (None, r"--from-csv .*/data.csv: cannot read it \(No such file or directory\)"),
+    (b"", r"--from-csv .*/data.csv: expected a CSV file whose first line names its columns"),
+    (b"\x89PNG\r\n\x1a\n\x00\xff", r"--from-csv .*/data.csv: expected a UTF-8 CSV file .*"),
+    (b"a,b\n1,2\n3\n", r"--from-csv .*/data.csv: line 3 has 1 cells, the header 2"),
+    (b"a,a\n1,2\n", r"--from-csv .*/data.csv: column 'a' is named twice in the header"),
+])
+def test_refused_a_file_that_is_not_a_csv_with_a_header(tmp_path, content, pattern):
+    data = tmp_path / "data.csv"
+    if content is not None:
+        data.write_bytes(content)
+    _refused(tmp_path, [str(tmp_path / "proj"), "--from-csv", str(data), "--label", "a"], "conveyor init: " + pattern)
+
+
+@pytest.mark.parametrize("change, args, pattern", [
+    (None, ["--label", "churn"], r"--label churn: not a column of .*churn.csv \(its columns: customer_id, .*, churned\)"),
+    ({"churned": "no"}, ["--label", "churned"], r"--label churned: one value \(no\): a label needs two"),
+    ("plan", ["--label", "plan"], r"--label plan: multi-class labels \(3 values\) are not supported yet: expected two values"),
+    (None, ["--label", "churned", "--positive", "Yes"], r"--positive Yes: not a value of churned \(its values: no, yes\)"),
+    (None, ["--label", "churned", "--spans", "5"], r"--spans 5: 400 rows make spans of 80, fewer than 100 \(try --spans 4\)"),
+    (None, ["--label", "churned", "--name", "my model"], r"--name my model: expected a model name of .*"),
+    (None, ["--label", "churned", "--spans", "0"], r"argument --spans: expected an integer >= 1, got '0' .*"),
+])
+def test_refused_a_label_or_option_that_does_not_fit(tmp_path, change, args, pattern):
+    rows = churn_data.rows(400)
+    if isinstance(change, dict):
+        rows = [{**r, **change} for r in rows]
+    data = churn_data.write(tmp_path / "churn.csv", rows)
+    _refused(tmp_path, [str(tmp_path / "proj"), "--from-csv", str(data), *args], "conveyor init: " + pattern)
+
+
+# The project made, and how commands find it.
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory) -> Path:
+    """`conveyor init` on 400 churn rows, into an existing empty folder."""
+    root = tmp_path_factory.mktemp("made")
+    data = churn_data.write(root / "churn.csv", churn_data.rows(400))
+    (root / "shop").mkdir()
+    done = conveyor("init", str(root / "shop"), "--from-csv", str(data), "--label", "churned", "--name", "churn")
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert "cd " + str(root / "shop") in done.stdout and "/v1/models/churn:predict" in done.stdout
+    return root / "shop"
+
+
+def test_init_writes_the_project_and_nothing_else(made):
+    files = sorted(str(p.relative_to(made)) for p in made.rglob("*") if p.is_file())
+    assert files == ["contract.toml", "conveyor.toml", "outputs/logs/init.log", "schema/completeness.json", "schema/schema.pbtxt",
+                     "spans/span-1/data.csv", "spans/span-2/data.csv"]
+    assert [p.name for p in made.parent.iterdir() if p.name.startswith(".")] == []  # no staging folder left
+    assert contract_lib.load(made / "contract.toml").model_name == "churn"
+    assert [len(list(csv.DictReader(open(made / f"spans/span-{k}/data.csv")))) for k in (1, 2)] == [200, 200]
+
+
+def test_the_schema_is_derived_from_the_projects_data_only(made):
+    import json
+
+    from tensorflow_metadata.proto.v0 import schema_pb2
+    from tfx.utils import io_utils
+
+    schema = io_utils.parse_pbtxt_file(str(made / "schema/schema.pbtxt"), schema_pb2.Schema())
+    assert [f.name for f in schema.feature] == list(churn_data.COLUMNS)
+    by_name = {f.name: f for f in schema.feature}
+    assert list(by_name["churned"].not_in_environment) == ["SERVING"]
+    completeness = json.loads((made / "schema/completeness.json").read_text())
+    assert set(completeness["measured"]) == {"span-1", "span-2"}  # no taxi sample mixed in
+    assert by_name["total_spend"].presence.min_fraction == completeness["floors"]["total_spend"] < 1.0
+
+
+def test_commands_use_the_project_inside_it_or_named(made, monkeypatch, tmp_path):
+    # load() activates the config's contract by setting its variable (restored after the test)
+    for variable in ("CONVEYOR_HOME", "CONVEYOR_SPANS_ROOT", project.VARIABLE, features.PATH_VARIABLE):
+        monkeypatch.delenv(variable, raising=False)
+    expected = {"home": made / "outputs", "spans_root": made / "spans", "schema_path": made / "schema/schema.pbtxt",
+                "completeness_path": made / "schema/completeness.json", "contract_path": made / "contract.toml",
+                "pipeline_name": "conveyor-churn", "model_name": "churn"}
+
+    def fields(config: configs.PipelineConfig) -> dict:
+        return {name: getattr(config, name) for name in expected}
+
+    monkeypatch.chdir(made)
+    assert fields(configs.load()) == expected and features.active().model_name == "churn"
+    monkeypatch.setenv("CONVEYOR_HOME", str(tmp_path / "elsewhere"))  # an explicit variable still wins
+    assert configs.load().home == tmp_path / "elsewhere"
+    monkeypatch.delenv("CONVEYOR_HOME")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(project.VARIABLE, str(made))
+    assert fields(configs.load(home=tmp_path / "h")) == {**expected, "home": tmp_path / "h"}  # and a flag
+    monkeypatch.delenv(project.VARIABLE)
+    monkeypatch.delenv(features.PATH_VARIABLE)  # set by the loads above
+    monkeypatch.chdir(configs.REPO_ROOT)  # the checkout is not a project: the taxi, as ever
+    config = configs.load()
+    assert (config.home, config.contract_path, config.pipeline_name) == (configs.REPO_ROOT / "outputs", features.DEFAULT_PATH, "conveyor-taxi")
+
+
+def test_a_folder_that_is_not_a_project_is_one_line(tmp_path):
+    assert_one_line(conveyor("models", "--project", str(tmp_path)), 2,
+                    rf"conveyor models: --project {tmp_path}: not a Conveyor project \(no conveyor.toml in it; `conveyor init` makes one\)")
+    assert_one_line(conveyor("models", env={project.VARIABLE: str(tmp_path)}), 2, rf"conveyor models: CONVEYOR_PROJECT={tmp_path}: not a .*")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_read_only_command_names_the_projects_home(made, tmp_path):
+    import shutil
+
+    copy = shutil.copytree(made, tmp_path / "copy", ignore=shutil.ignore_patterns("outputs"))
+    assert_one_line(conveyor("lineage", cwd=copy), 2, rf"conveyor lineage: the project's home {copy / 'outputs'}: no such folder .*")
+    assert not (copy / "outputs").exists()
