@@ -4,6 +4,8 @@ and nothing created, and how commands find a project (pipeline/project.py)."""
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -14,7 +16,13 @@ from models import features
 from pipeline import configs, project
 from schema import infer_contract
 from tests import churn_data
-from tests.test_cli_input import assert_one_line, conveyor
+from tests.serving_helpers import CONVEYOR
+from tests.test_cli_input import assert_one_line
+
+
+def _conveyor(argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The installed command (init and read-only commands: the fast tier, tests/tiers.py)."""
+    return subprocess.run([str(CONVEYOR)] + argv, capture_output=True, text=True, timeout=300, cwd=cwd, env={**os.environ, **(env or {})})
 
 
 def _table(tmp_path: Path, columns: dict[str, list[str]]) -> infer_contract.Table:
@@ -118,7 +126,7 @@ def test_spans_split_the_rows_in_order():
 
 def _refused(tmp_path: Path, args: list[str], pattern: str) -> None:
     before = sorted(str(p) for p in tmp_path.rglob("*"))
-    assert_one_line(conveyor("init", *args), 2, pattern)
+    assert_one_line(_conveyor(["init"] + args), 2, pattern)
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before
 
 
@@ -174,7 +182,7 @@ def made(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("made")
     data = churn_data.write(root / "churn.csv", churn_data.rows(400))
     (root / "shop").mkdir()
-    done = conveyor("init", str(root / "shop"), "--from-csv", str(data), "--label", "churned", "--name", "churn")
+    done = _conveyor(["init", str(root / "shop"), "--from-csv", str(data), "--label", "churned", "--name", "churn"])
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert "cd " + str(root / "shop") in done.stdout and "/v1/models/churn:predict" in done.stdout
     return root / "shop"
@@ -231,9 +239,9 @@ def test_commands_use_the_project_inside_it_or_named(made, monkeypatch, tmp_path
 
 
 def test_a_folder_that_is_not_a_project_is_one_line(tmp_path):
-    assert_one_line(conveyor("models", "--project", str(tmp_path)), 2,
+    assert_one_line(_conveyor(["models", "--project", str(tmp_path)]), 2,
                     rf"conveyor models: --project {tmp_path}: not a Conveyor project \(no conveyor.toml in it; `conveyor init` makes one\)")
-    assert_one_line(conveyor("models", env={project.VARIABLE: str(tmp_path)}), 2, rf"conveyor models: CONVEYOR_PROJECT={tmp_path}: not a .*")
+    assert_one_line(_conveyor(["models"], env={project.VARIABLE: str(tmp_path)}), 2, rf"conveyor models: CONVEYOR_PROJECT={tmp_path}: not a .*")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -241,5 +249,5 @@ def test_a_read_only_command_names_the_projects_home(made, tmp_path):
     import shutil
 
     copy = shutil.copytree(made, tmp_path / "copy", ignore=shutil.ignore_patterns("outputs"))
-    assert_one_line(conveyor("lineage", cwd=copy), 2, rf"conveyor lineage: the project's home {copy / 'outputs'}: no such folder .*")
+    assert_one_line(_conveyor(["lineage"], cwd=copy), 2, rf"conveyor lineage: the project's home {copy / 'outputs'}: no such folder .*")
     assert not (copy / "outputs").exists()
