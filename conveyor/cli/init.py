@@ -4,7 +4,7 @@ It writes, in DIR (pipeline/project.py has the layout): conveyor.toml, the contr
 the data (schema/infer_contract.py), the rows split in order into spans, and the schema and
 completeness floors derived from those spans alone (schema/derive.py, with the project's contract
 active). Every input is checked before anything is written; the project is built in a folder
-beside DIR and renamed into place, so a failure leaves nothing behind.
+beside DIR, then renamed into place (or moved into an empty DIR), so a failure leaves nothing behind.
 """
 from __future__ import annotations
 
@@ -67,7 +67,11 @@ def init(args: argparse.Namespace) -> int:
 
         with quiet_command(stage / project.HOME / "logs" / "init.log"):
             contract = _write(stage, name, contract_text, spans)
-        os.replace(stage, target)  # over an empty folder too
+        if target.is_dir():  # an empty folder (perhaps the current one) stays, and gets the project's files
+            for entry in stage.iterdir():
+                os.replace(entry, target / entry.name)
+        else:
+            os.replace(stage, target)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     print(_next_steps(target, contract, [len(s) for s in spans]))
