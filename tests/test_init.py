@@ -213,9 +213,9 @@ def test_the_schema_is_derived_from_the_projects_data_only(made):
 
 
 def test_commands_use_the_project_inside_it_or_named(made, monkeypatch, tmp_path):
-    # load() activates the config's contract by setting its variable (restored after the test)
-    for variable in ("CONVEYOR_HOME", "CONVEYOR_SPANS_ROOT", project.VARIABLE, features.PATH_VARIABLE):
-        monkeypatch.delenv(variable, raising=False)
+    # A copy of the environment without CONVEYOR_* variables: load() activates the config's contract
+    # by setting its variable, and this test's changes must not outlive it.
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")})
     expected = {"home": made / "outputs", "spans_root": made / "spans", "schema_path": made / "schema/schema.pbtxt",
                 "completeness_path": made / "schema/completeness.json", "contract_path": made / "contract.toml",
                 "pipeline_name": "conveyor-churn", "model_name": "churn"}
@@ -225,14 +225,13 @@ def test_commands_use_the_project_inside_it_or_named(made, monkeypatch, tmp_path
 
     monkeypatch.chdir(made)
     assert fields(configs.load()) == expected and features.active().model_name == "churn"
-    monkeypatch.setenv("CONVEYOR_HOME", str(tmp_path / "elsewhere"))  # an explicit variable still wins
+    os.environ["CONVEYOR_HOME"] = str(tmp_path / "elsewhere")  # an explicit variable still wins
     assert configs.load().home == tmp_path / "elsewhere"
-    monkeypatch.delenv("CONVEYOR_HOME")
+    del os.environ["CONVEYOR_HOME"]
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv(project.VARIABLE, str(made))
+    os.environ[project.VARIABLE] = str(made)
     assert fields(configs.load(home=tmp_path / "h")) == {**expected, "home": tmp_path / "h"}  # and a flag
-    monkeypatch.delenv(project.VARIABLE)
-    monkeypatch.delenv(features.PATH_VARIABLE)  # set by the loads above
+    del os.environ[project.VARIABLE], os.environ[features.PATH_VARIABLE]  # the latter set by the loads above
     monkeypatch.chdir(configs.REPO_ROOT)  # the checkout is not a project: the taxi, as ever
     config = configs.load()
     assert (config.home, config.contract_path, config.pipeline_name) == (configs.REPO_ROOT / "outputs", features.DEFAULT_PATH, "conveyor-taxi")
