@@ -110,6 +110,10 @@ def test_a_csv_becomes_a_served_monitored_self_retraining_model(tmp_path):
 
     done = _conveyor("ct", "status", cwd=project, env=env)
     assert done.returncode == 0 and "performance" in done.stdout, done.stdout + done.stderr
+    for command, shown in ((["models"], pushed[0]), (["lineage"], str(project / "spans")), (["card"], "model card of churn"),
+                           (["runs"], "ct: ")):
+        done = _conveyor(*command, cwd=project, env=env)
+        assert done.returncode == 0 and shown in done.stdout, done.stdout + done.stderr
     assert _snapshot() == before  # the checkout's outputs/, schema/, spans and contract untouched
     assert list(scratch.iterdir()) == []  # nor anything left in the temp folder
 
