@@ -86,7 +86,7 @@ def test_a_mistyped_flag_gets_the_nearest_one_and_a_prefix_is_not_a_flag(tmp_pat
     assert_one_line(conveyor("run", "--home", home, "--train-step", "5"), 2,
                     r"conveyor run: unknown flag --train-step \(did you mean --train-steps\?\) .*")
     assert_one_line(conveyor("ct", "status", "--hom", home), 2, r"conveyor ct status: unknown flag --hom \(did you mean --home\?\) .*")
-    assert_one_line(conveyor("modles"), 2, r"conveyor: argument COMMAND: 'modles' is not one of run, tune, ct, .* \(did you mean models\?\) .*")
+    assert_one_line(conveyor("modles"), 2, r"conveyor: argument COMMAND: 'modles' is not one of init, run, tune, ct, .* \(did you mean models\?\) .*")
     assert_one_line(conveyor("ct", "tick", "--home", home, "--drift-policy", "nope"), 2,
                     r"conveyor ct tick: argument --drift-policy: 'nope' is not one of block, warn .*")
     assert not (tmp_path / "h").exists()
