@@ -44,6 +44,7 @@ class MetricSet:
     compared: tuple[str, ...]  # computed for the candidate and the baseline, shown side by side, gateable
     counts: tuple[str, ...]  # computed for the candidate alone (unless a threshold names one)
     fairness: tuple[str, ...]  # error rates per group at the 0.5 threshold
+    shown: tuple[str, ...]  # the names the run summary and the model card show per slice (and the fairness rates)
 
     def names(self, classes: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(metric_name(c) for c in classes)
@@ -65,8 +66,12 @@ BINARY = MetricSet(
     # ones: both read the confusion matrices BinaryAccuracy, Precision and Recall build anyway.
     counts=("ExampleCount", "TruePositives", "FalseNegatives"),
     fairness=("FPR", "FNR", "PredictedPositiveRate"),
+    shown=("example_count", "binary_accuracy", "auc", "precision", "recall"),
 )
-MULTICLASS = MetricSet("sparse_categorical_accuracy", compared=("SparseCategoricalAccuracy",), counts=("ExampleCount",), fairness=())
+MULTICLASS = MetricSet(
+    "sparse_categorical_accuracy", compared=("SparseCategoricalAccuracy",), counts=("ExampleCount",), fairness=(),
+    shown=("example_count", "sparse_categorical_accuracy"),
+)
 BINARY_ONLY = tuple(name for name in BINARY.all_names if name not in MULTICLASS.all_names and name != BINARY.accuracy)
 
 
