@@ -16,6 +16,7 @@ import os
 from typing import Any
 
 from ct.decisions import Decision
+from models.features import CLASS_KEY
 from models.instances import Instance, to_example
 from models.saved_model import LoadedModel
 from monitoring import live
@@ -53,13 +54,14 @@ def mcnemar_p(b: int, c: int) -> float:
     return sum(math.comb(n, k) for k in range(b, n + 1)) / 2**n
 
 
-def _rescore(config: PipelineConfig, version: str, records: list[request_log.Record]) -> list[float]:
+def _rescore(config: PipelineConfig, version: str, records: list[request_log.Record]) -> list[int]:
+    """The class `version` predicts for each record's features."""
     model = LoadedModel.load(os.path.join(config.serving_root_uri, version), version)
-    scores: list[float] = []
+    predicted: list[int] = []
     for i in range(0, len(records), BATCH):
         batch = [Instance(to_example(r["features"]), r["features"]) for r in records[i : i + BATCH]]
-        scores += [out["probability"] for out in model.predict(batch)]
-    return scores
+        predicted += [out[CLASS_KEY] for out in model.predict(batch)]
+    return predicted
 
 
 def check(
@@ -81,9 +83,9 @@ def check(
             "alpha": config.guard_alpha}
     if len(pairs) < config.guard_min_labels:
         return {**base, "state": WAITING}
-    old_scores = _rescore(config, replaced, [r for r, _ in pairs])
+    old_classes = _rescore(config, replaced, [r for r, _ in pairs])
     new_right = [live.correct(r, t) for r, t in pairs]
-    old_right = [int(s > 0.5) == live.truth(r, t) for s, (r, t) in zip(old_scores, pairs)]
+    old_right = [c == live.truth(r, t) for c, (r, t) in zip(old_classes, pairs)]
     b = sum(o and not n for o, n in zip(old_right, new_right))
     c = sum(n and not o for o, n in zip(old_right, new_right))
     p = mcnemar_p(b, c)

@@ -5,16 +5,18 @@ names the model, the raw columns with their types and domains, the transform of 
 feature, the label, the slices, the drift thresholds and the model card's texts. Every error is
 one line, a ContractError naming the file, the key and what was expected.
 
-The label is binary in this phase: `kind = "column"` (a 0/1 int column, or a string column with
-its `positive` value) or `kind = "greater_than_fraction"` (value > fraction x of). A multi-class
-kind would be one more `kind` under [label], with its classes, beside these two.
+The label is binary, `kind = "column"` (a 0/1 int column, or a string column with its `positive`
+value) or `kind = "greater_than_fraction"` (value > fraction x of), or multi-class, `kind =
+"classes"` (`column` and its `classes`, 3 or more values in order: the label is a value's index).
+The classes are the label column's domain (schema/derive.py writes them into the schema, so
+DataGate refuses a span with a value outside them); int classes are therefore consecutive.
 """
 from __future__ import annotations
 
 import functools
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -30,7 +32,12 @@ TRANSFORMS: dict[str, tuple[str, ...]] = {
     "hash": ("buckets",),
 }
 NUMERIC_TRANSFORMS = ("zscore_log1p", "zscore")
-LABEL_KINDS = ("column", "greater_than_fraction")
+LABEL_KINDS = ("column", "greater_than_fraction", "classes")
+BINARY_CLASSES = ("0", "1")  # the class names of a binary label
+
+
+class OutsideClasses(ValueError):
+    """A label value that is not one of the contract's classes (one line naming it)."""
 
 
 class ContractError(ValueError):
@@ -73,10 +80,30 @@ class Label:
     of: str = ""
     fraction: float = 0.0
     label_only: tuple[str, ...] = ()  # columns only the label reads: absent at serving, delivered with the outcome
+    classes: tuple[str | int, ...] = ()  # kind "classes": the column's values, the label is the index
 
     @property
     def reads(self) -> tuple[str, ...]:
-        return (self.column,) if self.kind == "column" else (self.value, self.of)
+        return (self.value, self.of) if self.kind == "greater_than_fraction" else (self.column,)
+
+    @property
+    def multiclass(self) -> bool:
+        return self.kind == "classes"
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The classes as a classify answer names them, in index order ("0", "1" for a binary label)."""
+        return tuple(str(c) for c in self.classes) if self.multiclass else BINARY_CLASSES
+
+    def index(self, value: Any) -> int:
+        """The class index of a raw label value (kind "classes"); OutsideClasses if it is none of them."""
+        try:
+            key = value.strip() if isinstance(self.classes[0], str) else int(value)
+            if isinstance(value, bool) or (not isinstance(self.classes[0], str) and key != value):
+                raise ValueError
+            return self.classes.index(key)
+        except (AttributeError, TypeError, ValueError):
+            raise OutsideClasses(f"{self.column} {value!r} is not one of the classes {list(self.classes)}") from None
 
     def outcome(self, delivered: Any) -> dict[str, Any]:
         """A delivered outcome as {column: value}: a mapping as is, a single value as the value of
@@ -91,6 +118,8 @@ class Label:
         """The label of one row of raw values, as preprocessing_fn computes it (float32 comparison)."""
         import numpy as np
 
+        if self.multiclass:
+            return self.index(row[self.column])
         if self.kind == "column":
             value = row[self.column]
             return int(str(value).strip() == self.positive if self.positive else int(value) == 1)
@@ -245,6 +274,8 @@ def _label(spec: Any, columns: dict[str, Column], path: Path) -> Label:
         if columns[column].type == "float":
             raise ContractError(path, "label.column", "expected an int column of 0/1 or a string column")
         return Label(name, kind, column=column, positive=positive, label_only=(column,))
+    if kind == "classes":
+        return _classes(spec, name, columns, path)
     _unknown(spec, ("kind", "name", "value", "of", "fraction", "label_only"), "label.", path)
     value, of = _get(spec, "value", str, "label.", path), _get(spec, "of", str, "label.", path)
     for key, column in (("value", value), ("of", of)):
@@ -253,6 +284,32 @@ def _label(spec: Any, columns: dict[str, Column], path: Path) -> Label:
     label_only = _names(_get(spec, "label_only", list, "label.", path), "label.label_only", {value, of}, path,
                         "a column the label reads")
     return Label(name, kind, value=value, of=of, fraction=_get(spec, "fraction", float, "label.", path), label_only=label_only)
+
+
+def _classes(spec: dict, name: str, columns: dict[str, Column], path: Path) -> Label:
+    _unknown(spec, ("kind", "name", "column", "classes"), "label.", path)
+    column = _get(spec, "column", str, "label.", path)
+    if column not in columns:
+        raise ContractError(path, "label.column", f"expected a column of [columns], got {column!r}")
+    kind = columns[column].type
+    if kind == "float":
+        raise ContractError(path, "label.column", f"expected an int or string column, {column} is float")
+    classes = _get(spec, "classes", list, "label.", path)
+    wanted = str if kind == "string" else int
+    for value in classes:
+        if isinstance(value, bool) or not isinstance(value, wanted):
+            raise ContractError(path, "label.classes", f"expected {_NAMES[wanted]} per class ({column} is {kind}), got {value!r}")
+    if len(classes) < 3:
+        raise ContractError(path, "label.classes", f"expected 3 or more classes, got {len(classes)} (a binary label is kind \"column\")")
+    repeated = next((v for i, v in enumerate(classes) if v in classes[:i]), None)
+    if repeated is not None:
+        raise ContractError(path, "label.classes", f"expected each class once, got {repeated!r} twice")
+    if wanted is int and sorted(classes) != list(range(min(classes), max(classes) + 1)):
+        raise ContractError(path, "label.classes", "expected consecutive integers (the schema's int domain is a range)")
+    spec_column = columns[column]
+    if spec_column.values or spec_column.min is not None or spec_column.max is not None:
+        raise ContractError(path, f"columns.{column}", "the label's classes are its domain: no values, min or max here")
+    return Label(name, "classes", column=column, label_only=(column,), classes=tuple(classes))
 
 
 def _threshold(value: Any, key: str, path: Path) -> float:
@@ -274,6 +331,10 @@ def parse(data: Mapping[str, Any], path: Path) -> Contract:
         raise ContractError(path, "features", "expected at least one model feature")
     features = tuple(f for kind in TRANSFORMS for f in parsed if f.transform == kind)
     label = _label(_get(data, "label", dict, "", path), columns, path)
+    if label.multiclass:  # its classes are the label column's domain (the schema's, so DataGate's)
+        column = columns[label.column]
+        columns[label.column] = replace(column, values=tuple(map(str, label.classes))) if column.type == "string" else replace(
+            column, min=min(label.classes), max=max(label.classes))
     for name in label.label_only:
         if name in specs:
             raise ContractError(path, f"features.{name}", "a column only the label reads cannot be a model feature")

@@ -23,8 +23,11 @@ PATH_VARIABLE: Final = "CONVEYOR_CONTRACT_PATH"
 TEXT_KEY: Final = "contract_toml"  # in Transform's, Tuner's and Trainer's custom_config: the file's text
 VERSION_KEY: Final = "contract_version"  # ... and its digest (an edited contract is never served from the cache)
 
-# What serving_default answers per example (models/model.py builds it, the serving runtime reads it).
+# What serving_default answers per example (models/model.py builds it, the serving runtime reads it):
+# a binary model its positive class's probability, a multi-class one a probability per class (in
+# the contract's order); both the predicted class's index.
 PROBABILITY_KEY: Final = "probability"
+PROBABILITIES_KEY: Final = "probabilities"
 CLASS_KEY: Final = "predicted_class"
 
 

@@ -1,9 +1,12 @@
-"""Keras 3 model for the contract's binary label, its TFX Trainer entry point, and serving signatures.
+"""Keras 3 model for the contract's label, its TFX Trainer entry point, and serving signatures.
 
-The exported SavedModel carries the tf.Transform graph, so callers send raw features:
-  serving_default     serialized tf.Example (SERVING features) -> probability, predicted_class
+A binary label gets a sigmoid output and binary cross-entropy, a multi-class one (kind "classes") a
+softmax over its classes and sparse categorical cross-entropy. The exported SavedModel carries the
+tf.Transform graph, so callers send raw features:
+  serving_default     serialized tf.Example (SERVING features) -> probability (binary) or
+                      probabilities (multi-class, one per class), predicted_class
   classification      the same, as TF Serving's classify signature -> classes, scores
-  regression          the same, as TF Serving's regress signature -> outputs (the probability)
+  regression          (binary only) the same, as TF Serving's regress signature -> outputs (the probability)
   transform_features  serialized tf.Example (TRAINING features) -> transformed features + label,
                       used by the Evaluator to read the label computed in-graph.
 (models/signatures.py: what each answers, and their TF Serving method names.)
@@ -22,9 +25,9 @@ from tf_keras.src.saving.legacy.saved_model import utils as tf_keras_saving
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from models import features, signatures, warmup
+from models import features, label_metrics, signatures, warmup
 from models.contract import NUMERIC_TRANSFORMS
-from models.features import CLASS_KEY, PROBABILITY_KEY  # noqa: F401 (CLASS_KEY: callers read both here)
+from models.features import CLASS_KEY, PROBABILITIES_KEY, PROBABILITY_KEY  # noqa: F401 (CLASS_KEY: callers read both here)
 
 
 def model_inputs() -> tuple[str, ...]:
@@ -97,13 +100,16 @@ def build_model(categorical_sizes: dict[str, int], hparams: HParams, steps_per_e
         x = keras.layers.Dense(units, activation="relu")(x)
         if hparams.dropout:
             x = keras.layers.Dropout(hparams.dropout)(x)
-    output = keras.layers.Dense(1, activation="sigmoid", name=PROBABILITY_KEY)(x)
+    label = features.active().label
+    if label.multiclass:
+        output = keras.layers.Dense(len(label.classes), activation="softmax", name=PROBABILITIES_KEY)(x)
+        loss, metrics = "sparse_categorical_crossentropy", [keras.metrics.SparseCategoricalAccuracy(name=label_metrics.MULTICLASS.accuracy)]
+    else:
+        output = keras.layers.Dense(1, activation="sigmoid", name=PROBABILITY_KEY)(x)
+        loss, metrics = "binary_crossentropy", [keras.metrics.BinaryAccuracy(name="binary_accuracy"), keras.metrics.AUC(name="auc")]
     model = keras.Model(inputs=inputs, outputs=output)
     model.compile(
-        optimizer=keras.optimizers.Adam(hparams.learning_rate),
-        loss="binary_crossentropy",
-        metrics=[keras.metrics.BinaryAccuracy(name="binary_accuracy"), keras.metrics.AUC(name="auc")],
-        steps_per_execution=steps_per_execution,
+        optimizer=keras.optimizers.Adam(hparams.learning_rate), loss=loss, metrics=metrics, steps_per_execution=steps_per_execution
     )
     return model
 
@@ -124,24 +130,27 @@ class ServingModule(tf.Module):
         self._training_spec = raw_spec
         self._serving_spec = {k: v for k, v in raw_spec.items() if k in features.active().serving_features}
         self._inputs = model_inputs()
+        self._label = features.active().label
 
-    def _probability(self, serialized: tf.Tensor) -> tf.Tensor:
+    def _scores(self, serialized: tf.Tensor) -> tf.Tensor:
+        """The model's answer: [N] probabilities of a binary label, [N, classes] of a multi-class one."""
         parsed = tf.io.parse_example(serialized, self._serving_spec)
         transformed = self.tft_layer(parsed)
         model_inputs = {k: transformed[k] for k in self._inputs}
-        return tf.reshape(self.model(model_inputs, training=False), [-1])
+        output = self.model(model_inputs, training=False)
+        return output if self._label.multiclass else tf.reshape(output, [-1])
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")], autograph=False)
     def serve_tf_examples(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-        return signatures.graph_outputs(signatures.DEFAULT, self._probability(serialized))
+        return signatures.graph_outputs(signatures.DEFAULT, self._scores(serialized), self._label.class_names)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")], autograph=False)
     def classify_tf_examples(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-        return signatures.graph_outputs(signatures.CLASSIFICATION, self._probability(serialized))
+        return signatures.graph_outputs(signatures.CLASSIFICATION, self._scores(serialized), self._label.class_names)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")], autograph=False)
     def regress_tf_examples(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-        return signatures.graph_outputs(signatures.REGRESSION, self._probability(serialized))
+        return signatures.graph_outputs(signatures.REGRESSION, self._scores(serialized), self._label.class_names)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")], autograph=False)
     def transform_features(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -149,12 +158,15 @@ class ServingModule(tf.Module):
         return self.tft_layer(parsed)
 
     def signatures(self) -> dict[str, Any]:
-        return {
-            signatures.DEFAULT: self.serve_tf_examples.get_concrete_function(),
-            signatures.CLASSIFICATION: self.classify_tf_examples.get_concrete_function(),
-            signatures.REGRESSION: self.regress_tf_examples.get_concrete_function(),
-            signatures.TRANSFORM: self.transform_features.get_concrete_function(),
+        """The exported signatures; a multi-class model has no regression one (:regress is refused)."""
+        functions = {
+            signatures.DEFAULT: self.serve_tf_examples,
+            signatures.CLASSIFICATION: self.classify_tf_examples,
+            signatures.REGRESSION: self.regress_tf_examples,
+            signatures.TRANSFORM: self.transform_features,
         }
+        return {name: f.get_concrete_function() for name, f in functions.items()
+                if not (self._label.multiclass and name == signatures.REGRESSION)}
 
 
 def export(model: keras.Model, tf_transform_output: tft.TFTransformOutput, path: str,

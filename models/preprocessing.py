@@ -31,8 +31,14 @@ def _default_for(dtype: tf.DType) -> int | float | str:
 
 
 def label(contract: Contract, raw: dict[str, tf.Tensor]) -> tf.Tensor:
-    """The contract's label (int64 0/1) from the raw columns it reads."""
+    """The contract's label (int64 0/1, or the class index; -1 for a value outside the classes, which
+    DataGate's schema refuses first) from the raw columns it reads."""
     rule = contract.label
+    if rule.multiclass:
+        value = raw[rule.column]
+        value = tf.strings.strip(value) if value.dtype == tf.string else tf.cast(value, tf.int64)
+        matches = tf.equal(tf.expand_dims(value, 1), tf.constant([list(rule.classes)], dtype=value.dtype))
+        return tf.where(tf.reduce_any(matches, axis=1), tf.argmax(tf.cast(matches, tf.int64), axis=1), tf.constant(-1, tf.int64))
     if rule.kind == "column":
         value = raw[rule.column]
         if rule.positive:

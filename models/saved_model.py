@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from models import probes, signatures, warmup
-from models.features import CLASS_KEY, PROBABILITY_KEY
+from models.features import CLASS_KEY, PROBABILITIES_KEY, PROBABILITY_KEY
 from models.instances import Instance
 from speedups import folded_call
 
@@ -53,8 +53,9 @@ class LoadedModel:
                 self.call, self.folded = faster, True
         return self.folded
 
-    def predict(self, instances: list[Instance]) -> list[dict[str, float | int]]:
-        """One {probability, predicted_class} per instance, in order."""
+    def predict(self, instances: list[Instance]) -> list[dict[str, Any]]:
+        """One {probability, predicted_class} per instance, in order ({probabilities, predicted_class}
+        for a multi-class model: one probability per class)."""
         import tensorflow as tf
 
         batch = tf.constant([i.serialized for i in instances])
@@ -64,17 +65,20 @@ class LoadedModel:
             raise RejectedInput(f"model {self.version} rejected the input: {_reason(exc)}") from exc
         except tf.errors.OpError as exc:
             raise PredictionError(f"model {self.version} failed: {_reason(exc)}") from exc
+        key = PROBABILITIES_KEY if PROBABILITIES_KEY in outputs else PROBABILITY_KEY
         try:
-            probability = outputs[PROBABILITY_KEY].numpy().reshape(-1).tolist()
+            scores = outputs[key].numpy()
             predicted = outputs[CLASS_KEY].numpy().reshape(-1).tolist()
         except KeyError as exc:
             raise PredictionError(f"model {self.version} does not output {exc}") from exc
+        probability = (scores if key == PROBABILITIES_KEY else scores.reshape(-1)).tolist()
         if len(probability) != len(instances) or len(predicted) != len(instances):
             raise PredictionError(f"model {self.version} answered {len(probability)} predictions for {len(instances)} instances")
-        bad = [p for p in probability if not (math.isfinite(p) and 0.0 <= p <= 1.0)]
+        flat = [p for row in probability for p in row] if key == PROBABILITIES_KEY else probability
+        bad = [p for p in flat if not (math.isfinite(p) and 0.0 <= p <= 1.0)]
         if bad:
             raise PredictionError(f"model {self.version} answered probabilities outside [0, 1]: {bad[:3]}")
-        return [{PROBABILITY_KEY: p, CLASS_KEY: int(c)} for p, c in zip(probability, predicted)]
+        return [{key: p, CLASS_KEY: int(c)} for p, c in zip(probability, predicted)]
 
     def probabilities(self, serialized: Sequence[bytes], batch_size: int = 4096) -> list[float]:
         """The probability of each serialized tf.Example, asked `batch_size` at a time through the

@@ -5,6 +5,10 @@
     regression       regress   inputs: serialized tf.Example -> outputs p
     transform_features (predict; the Evaluator's, not served)
 
+A multi-class model (the contract's kind "classes") answers `probabilities` (one per class, in the
+contract's order) instead of `probability`, classifies into every class (`classes`: the class
+values as strings, `scores`: their probabilities) and has no regression signature.
+
 A binary classifier exported by TF Estimators carried a classification and a regression
 signature beside the predict one; TF Serving answers `:classify` and `:regress` only through
 signatures whose method_name says so, which `tf.saved_model.save` cannot set (every signature it
@@ -21,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from models.features import CLASS_KEY, PROBABILITY_KEY
+from models import features
+from models.features import CLASS_KEY, PROBABILITIES_KEY, PROBABILITY_KEY
 
 PREDICT, CLASSIFY, REGRESS = "tensorflow/serving/predict", "tensorflow/serving/classify", "tensorflow/serving/regress"
 DEFAULT = "serving_default"
@@ -31,7 +36,6 @@ TRANSFORM = "transform_features"
 METHODS = {DEFAULT: PREDICT, CLASSIFICATION: CLASSIFY, REGRESSION: REGRESS}  # the signatures served
 INPUTS = {DEFAULT: "examples", CLASSIFICATION: "inputs", REGRESSION: "inputs"}  # each one's single input
 DEFAULT_FOR = {"predict": DEFAULT, "classify": CLASSIFICATION, "regress": REGRESSION}  # signature_name left out
-CLASS_LABELS = ("0", "1")  # the classes of `classes` and `scores`, in order
 CLASSES, SCORES, OUTPUTS = "classes", "scores", "outputs"  # TF Serving's output names
 _NEEDS = {"classify": CLASSIFY, "regress": REGRESS}  # the method a signature must have for these
 _ONE = np.float32(1.0)
@@ -62,26 +66,37 @@ def resolve(method: str, name: str | None, available: set[str] | frozenset[str])
     return chosen
 
 
-def answer(signature: str, probability: float, predicted_class: int) -> dict[str, Any]:
-    """What `signature` answers for one instance, from serving_default's outputs for it."""
+def answer(signature: str, output: dict[str, Any]) -> dict[str, Any]:
+    """What `signature` answers for one instance, from serving_default's `output` for it (the classes
+    named as the active contract's label names them: `Label.class_names`)."""
+    class_names = features.active().label.class_names
+    if PROBABILITIES_KEY in output:  # multi-class (no regression signature: `resolve` refuses it)
+        if signature == CLASSIFICATION:
+            return {CLASSES: list(class_names), SCORES: list(output[PROBABILITIES_KEY])}
+        return {PROBABILITIES_KEY: output[PROBABILITIES_KEY], CLASS_KEY: output[CLASS_KEY]}
+    probability = output[PROBABILITY_KEY]
     if signature == CLASSIFICATION:
-        return {CLASSES: list(CLASS_LABELS), SCORES: [float(_ONE - np.float32(probability)), probability]}
+        return {CLASSES: list(class_names), SCORES: [float(_ONE - np.float32(probability)), probability]}
     if signature == REGRESSION:
         return {OUTPUTS: probability}
-    return {PROBABILITY_KEY: probability, CLASS_KEY: predicted_class}
+    return {PROBABILITY_KEY: probability, CLASS_KEY: output[CLASS_KEY]}
 
 
-def graph_outputs(signature: str, probability: Any) -> dict[str, Any]:
-    """The same outputs as tensors, for the export (`probability`: serving_default's, shape [N])."""
+def graph_outputs(signature: str, scores: Any, class_names: tuple[str, ...]) -> dict[str, Any]:
+    """The same outputs as tensors, for the export (`scores`: the model's, shape [N] for a binary
+    label, [N, classes] for a multi-class one)."""
     import tensorflow as tf
 
+    multiclass = len(scores.shape) == 2
     if signature == CLASSIFICATION:
-        batch = tf.shape(probability)[0]
-        classes = tf.tile(tf.constant([list(CLASS_LABELS)]), tf.stack([batch, 1]))
-        return {CLASSES: classes, SCORES: tf.stack([1.0 - probability, probability], axis=1)}
+        batch = tf.shape(scores)[0]
+        classes = tf.tile(tf.constant([list(class_names)]), tf.stack([batch, 1]))
+        return {CLASSES: classes, SCORES: scores if multiclass else tf.stack([1.0 - scores, scores], axis=1)}
+    if multiclass:
+        return {PROBABILITIES_KEY: scores, CLASS_KEY: tf.argmax(scores, axis=1, output_type=tf.int64)}
     if signature == REGRESSION:
-        return {OUTPUTS: probability}
-    return {PROBABILITY_KEY: probability, CLASS_KEY: tf.cast(probability > 0.5, tf.int64)}
+        return {OUTPUTS: scores}
+    return {PROBABILITY_KEY: scores, CLASS_KEY: tf.cast(scores > 0.5, tf.int64)}
 
 
 def set_method_names(path: str | Path) -> None:

@@ -28,7 +28,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from models import features, model
+from models import features, label_metrics, model
 
 # The search space: every value the oracle may pick, per HParams field; each default (the value
 # model.HParams has) is among them. Network shapes are "64-32" (units of each dense layer).
@@ -130,11 +130,14 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     objective = str(config.get("objective", "auc"))
     if objective not in OBJECTIVES:
         raise ValueError(f"tune objective {objective!r}: expected one of {', '.join(OBJECTIVES)}")
+    metric = label_metrics.of(features.active().label).gated(objective)  # binary_accuracy: the label's accuracy
+    if metric is None:
+        raise ValueError(f"tune objective {objective!r} is binary-only: a multi-class label tunes on binary_accuracy (its accuracy)")
     hp = keras_tuner.HyperParameters()
     declare(hp)
     oracle = BudgetedOracle(
         max_seconds=float(config.get("max_seconds", 180)),
-        objective=keras_tuner.Objective(f"val_{objective}", direction="max"),
+        objective=keras_tuner.Objective(f"val_{metric}", direction="max"),
         max_trials=int(config.get("max_trials", 10)),
         seed=seed + 1,  # KerasTuner draws a random seed for 0
         hyperparameters=hp,

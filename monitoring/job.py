@@ -25,6 +25,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from models import features, label_metrics
 from monitoring import evidence, statistics
 from monitoring import labels as labels_lib
 from monitoring import live as live_lib
@@ -120,6 +121,10 @@ def run(
     offline = evidence.offline_metrics(config, list(counts))
     live = live_lib.by_version(current.records, labels, config, offline)
     data["labels"] = {"files": labels.files, "invalid_lines": labels.invalid_lines, "joined": sum(m.labeled for m in live.values())}
+    note = label_metrics.binary_only_note(features.active().label)
+    if note is not None:  # a multi-class label: delivered values outside its classes, and what is not measured
+        data["labels"]["outside_classes"] = labels.outside_classes
+        data["binary_only"] = note
     data["live_metrics"] = {v: {**m.to_json(), "evaluation": offline.get(v, {})} for v, m in live.items()}
 
     alerts = [name for name, hit in (
@@ -175,12 +180,14 @@ def format_result(result: MonitoringResult) -> str:
     for version, m in d["live_metrics"].items():
         accuracy = "-" if m["accuracy"] is None else f"{m['accuracy']:.4f}"
         offline = "-" if m["offline_accuracy"] is None else f"{m['offline_accuracy']:.4f}"
-        auc = "-" if m["auc"] is None else f"{m['auc']:.4f}"
+        auc = "n/a (binary-only)" if "binary_only" in d else "-" if m["auc"] is None else f"{m['auc']:.4f}"
         verdict = "; ".join(m["reasons"]) if m["reasons"] else m["state"]
         lines.append(
             f"live metrics, version {version}: {m['labeled']} of {m['predictions']} labelled, accuracy {accuracy} "
             f"(offline {offline}, floor {m['floor']}), auc {auc}: {verdict}"
         )
+    if d["labels"].get("outside_classes"):
+        lines.append(f"labels: {d['labels']['outside_classes']} delivered values outside the label's classes, skipped")
     if not d["live_metrics"]:
         lines.append(f"live metrics: no predictions to join labels to ({d['labels']['files']} label files)")
     head = {OK: "OK", NO_TRAFFIC: "NO TRAFFIC: nothing was served in the window, nothing judged"}.get(

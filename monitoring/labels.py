@@ -8,9 +8,12 @@ outcome per line, keyed like the request log, with the columns only the contract
 
 `index` defaults to 0 (single-instance requests). The label is the contract's rule over these
 columns and the logged features (the taxi's: tips > 20 % of the logged fare; monitoring/live.py).
-Files are read in name order and a later line for the same key replaces an earlier one
-(corrections). Lines that are not valid JSON, lack a key or a label column, or whose value does not
-fit the column's type are counted as invalid and skipped. Joined to the request log by
+A multi-class label's line carries the label column's value (`{"request_id": ..., "index": 0,
+"cultivar": "barbera"}`); a value that is none of the contract's classes is counted apart
+(`outside_classes`, said in the monitor report) and skipped. Files are read in name order and a
+later line for the same key replaces an earlier one (corrections). Lines that are not valid JSON,
+lack a key or a label column, or whose value does not fit the column's type are counted as invalid
+and skipped. Joined to the request log by
 monitoring/live.py (live metrics) and ct/feedback.py (feedback spans).
 """
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from models import features
+from models.contract import Label, OutsideClasses
 
 Key = tuple[str, int]
 Outcome = dict[str, Any]  # label column -> delivered value
@@ -33,6 +37,7 @@ class Labels:
     source: dict[Key, str] = field(default_factory=dict)  # key -> name of the file its (last) label came from
     files: int = 0
     invalid_lines: int = 0
+    outside_classes: int = 0  # lines of a multi-class label whose value is none of its classes
 
 
 def _value(item: dict[str, Any], column: str, kind: str) -> Any:
@@ -44,6 +49,14 @@ def _value(item: dict[str, Any], column: str, kind: str) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{column} must be a number, got {value!r}")
     return float(value) if kind == "float" else value
+
+
+def _in_classes(label: Label, value: Any) -> bool:
+    try:
+        label.index(value)
+    except OutsideClasses:
+        return False
+    return True
 
 
 def read(root: Path) -> Labels:
@@ -63,6 +76,9 @@ def read(root: Path) -> Labels:
                     outcome = {name: _value(item, name, kind) for name, kind in columns.items()}
                 except (ValueError, KeyError, TypeError, AttributeError):
                     labels.invalid_lines += 1
+                    continue
+                if contract.label.multiclass and not _in_classes(contract.label, outcome[contract.label.column]):
+                    labels.outside_classes += 1
                     continue
                 labels.outcomes[key] = outcome
                 labels.source[key] = path.name

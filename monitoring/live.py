@@ -2,28 +2,29 @@
 
 One set of rules, used by `conveyor monitor` (per window) and the CT controller (per version, since
 it went live), thresholds in pipeline/configs.py:
-  - accuracy only on at least `live_min_labels` labelled predictions, AUC only when each class has
-    at least `live_min_class_labels` (never on one class);
+  - accuracy (the predicted class against the label) only on at least `live_min_labels` labelled
+    predictions, AUC only when each class has at least `live_min_class_labels` (never on one class;
+    never for a multi-class label, as its positive rate and mean probability);
   - the verdict (`state`): NO_TRAFFIC (the version answered nothing), TOO_FEW_LABELS, LOW (accuracy
     below `live_min_accuracy`, or more than `live_max_accuracy_drop` below the version's own offline
-    accuracy, the Evaluator's overall binary_accuracy) or OK.
+    accuracy, the Evaluator's overall accuracy of the label's kind) or OK.
 The label is the model's: the contract's rule over the logged features and the delivered label
-columns (the taxi's: tips > 20 % of the logged fare).
+columns (the taxi's: tips > 20 % of the logged fare; a multi-class label's: the delivered value's
+index among the classes).
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
-from models import features
-from models.model import PROBABILITY_KEY
+from models import features, label_metrics
+from models.features import CLASS_KEY, PROBABILITY_KEY
 from models.scores import auc
 from monitoring.labels import Labels, Outcome
 from pipeline.configs import PipelineConfig
 from serving.request_log import Record
 
 NO_TRAFFIC, TOO_FEW_LABELS, OK, LOW = "no_traffic", "too_few_labels", "ok", "low"
-ACCURACY = "binary_accuracy"  # the Evaluator's name for what `accuracy` measures live
 
 
 def labelled(records: Iterable[Record], labels: Labels) -> list[tuple[Record, Outcome]]:
@@ -45,8 +46,8 @@ def truth(record: Record, outcome: Any) -> int:
 
 
 def correct(record: Record, outcome: Any) -> bool:
-    """Was the served answer right? (probability > 0.5 is the predicted class, as in-graph)."""
-    return int(record["output"][PROBABILITY_KEY] > 0.5) == truth(record, outcome)
+    """Was the served answer right? (its predicted class: probability > 0.5, or the most probable class)"""
+    return int(record["output"][CLASS_KEY]) == truth(record, outcome)
 
 
 @dataclass(frozen=True)
@@ -75,23 +76,24 @@ def measure(
     predictions: int, pairs: list[tuple[Record, Outcome]], config: PipelineConfig, offline: dict[str, float] | None = None
 ) -> LiveMetrics:
     """Live metrics of one version from its `predictions` count and its labelled (record, outcome) pairs."""
-    offline_accuracy = (offline or {}).get(ACCURACY)
+    label = features.active().label
+    offline_accuracy = (offline or {}).get(label_metrics.of(label).accuracy)
     common = dict(offline_accuracy=offline_accuracy, floor=config.live_min_accuracy, max_drop=config.live_max_accuracy_drop)
     n = len(pairs)
     if predictions == 0:
         return LiveMetrics(0, 0, None, None, None, None, NO_TRAFFIC, ["no predictions"], **common)
-    scores = [r["output"][PROBABILITY_KEY] for r, _ in pairs]
     labels = [truth(r, t) for r, t in pairs]
-    positives = sum(labels)
-    rate = positives / n if n else None
-    mean_probability = sum(scores) / n if n else None
-    auc_value = (
-        auc(scores, labels) if min(positives, n - positives) >= config.live_min_class_labels else None
-    )
+    rate = mean_probability = auc_value = None  # binary-only
+    if not label.multiclass:
+        scores = [r["output"][PROBABILITY_KEY] for r, _ in pairs]
+        positives = sum(labels)
+        rate = positives / n if n else None
+        mean_probability = sum(scores) / n if n else None
+        auc_value = auc(scores, labels) if min(positives, n - positives) >= config.live_min_class_labels else None
     if n < config.live_min_labels:
         why = f"{n} labelled predictions (accuracy needs {config.live_min_labels})"
         return LiveMetrics(predictions, n, None, auc_value, rate, mean_probability, TOO_FEW_LABELS, [why], **common)
-    accuracy = sum(correct(r, t) for r, t in pairs) / n
+    accuracy = sum(int(r["output"][CLASS_KEY]) == t for (r, _), t in zip(pairs, labels)) / n
     reasons = []
     if accuracy < config.live_min_accuracy:
         reasons.append(f"live accuracy {accuracy:.3f} below the floor {config.live_min_accuracy}")

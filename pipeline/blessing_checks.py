@@ -13,7 +13,8 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pipeline.evaluation import METRIC_NAMES, NOT_AVAILABLE, OVERALL, Evaluation, Gate, not_gated_reason, undefined_reason
+from models.label_metrics import METRIC_NAMES
+from pipeline.evaluation import NOT_AVAILABLE, OVERALL, Evaluation, Gate, not_gated_reason, undefined_reason
 
 
 @dataclass(frozen=True)

@@ -32,49 +32,28 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 from data import files
-from models import features
-from models.features import PROBABILITY_KEY
+from models import features, label_metrics
+from models.features import PROBABILITIES_KEY, PROBABILITY_KEY
+from models.label_metrics import metric_name
 from pipeline.configs import PipelineConfig
 
 if TYPE_CHECKING:
     from tensorflow_model_analysis.proto import config_pb2 as tfma_config
 
-# The name TFMA gives the results of each metric class Conveyor configures (a test checks them
-# against TFMA's own), so that names are known without importing TFMA.
-METRIC_NAMES = {
-    "BinaryAccuracy": "binary_accuracy",
-    "AUC": "auc",
-    "Precision": "precision",
-    "Recall": "recall",
-    "ExampleCount": "example_count",
-    "TruePositives": "true_positives",
-    "FalseNegatives": "false_negatives",
-    "FPR": "fpr",
-    "FNR": "fnr",
-    "PredictedPositiveRate": "predicted_positive_rate",
-}
-
-
-def metric_name(class_name: str) -> str:
-    """The name TFMA gives the results of a metric class (BinaryAccuracy -> binary_accuracy)."""
-    return METRIC_NAMES[class_name]
-
-
-# Computed for the candidate and the baseline, shown side by side and gated.
-COMPARED_METRIC_CLASSES = ("BinaryAccuracy", "AUC", "Precision", "Recall")
-COMPARED_METRICS = tuple(metric_name(c) for c in COMPARED_METRIC_CLASSES)
-# Computed for the candidate alone (unless a threshold names one): its eval examples per slice and,
-# as true positives + false negatives at 0.5, its positive ones. Those two read the confusion
-# matrices BinaryAccuracy, Precision and Recall build anyway; MeanLabel would add a combiner per
-# model, example and slice (1.7-1.9 CPU s of an Evaluator with a baseline, docs/benchmarks.md).
-COUNT_METRIC_CLASSES = ("ExampleCount", "TruePositives", "FalseNegatives")
-COUNT_METRICS = tuple(metric_name(c) for c in COUNT_METRIC_CLASSES)  # whole numbers
+# The binary label's metrics (models/label_metrics.py has each label kind's): computed for the
+# candidate and the baseline, shown side by side and gated; computed for the candidate alone
+# (unless a threshold names one): its eval examples per slice and its positive ones (MeanLabel
+# would add a combiner per model, example and slice: 1.7-1.9 CPU s of an Evaluator with a
+# baseline, docs/benchmarks.md); error rates per group at the decision threshold (0.5): the rates
+# the Fairness Indicators report, from TFMA's own confusion-matrix metrics (the
+# fairness-indicators package, which wraps them, pins another TFMA).
+COMPARED_METRIC_CLASSES = label_metrics.BINARY.compared
+COMPARED_METRICS = label_metrics.BINARY.names(COMPARED_METRIC_CLASSES)
+COUNT_METRIC_CLASSES = label_metrics.BINARY.counts
+COUNT_METRICS = label_metrics.BINARY.names(COUNT_METRIC_CLASSES)  # whole numbers
 NEEDS_BOTH_CLASSES = ("auc", "precision", "recall")
-# Error rates per group at the decision threshold (0.5): the rates the Fairness Indicators report
-# (false positive rate, false negative rate, selection rate), from TFMA's own confusion-matrix
-# metrics (the fairness-indicators package, which wraps them, pins another TFMA).
-FAIRNESS_METRIC_CLASSES = ("FPR", "FNR", "PredictedPositiveRate")
-FAIRNESS_METRICS = tuple(metric_name(c) for c in FAIRNESS_METRIC_CLASSES)
+FAIRNESS_METRIC_CLASSES = label_metrics.BINARY.fairness
+FAIRNESS_METRICS = label_metrics.BINARY.names(FAIRNESS_METRIC_CLASSES)
 OVERALL = "overall"
 VERDICT_FILE = "verdict.json"
 SLICE_METRICS_FILE = "slice_metrics.json"
@@ -134,9 +113,11 @@ def eval_config(config: PipelineConfig) -> tfma_config.EvalConfig:
     from tensorflow_model_analysis.constants import CANDIDATE_KEY
     from tensorflow_model_analysis.proto import config_pb2 as tfma_config
 
-    thresholds = {t.metric: t for t in config.thresholds}
+    label = features.active().label
+    metric_set = label_metrics.of(label)
+    thresholds = {metric_set.gated(t.metric): t for t in config.thresholds}  # None: binary-only, not gated
     compared, counts = [], []
-    for class_name in COUNT_METRIC_CLASSES + COMPARED_METRIC_CLASSES + FAIRNESS_METRIC_CLASSES:
+    for class_name in metric_set.counts + metric_set.compared + metric_set.fairness:
         name = metric_name(class_name)
         metric = tfma_config.MetricConfig(class_name=class_name)
         if name in thresholds:
@@ -150,18 +131,22 @@ def eval_config(config: PipelineConfig) -> tfma_config.EvalConfig:
                 by_slice = metric.per_slice_thresholds.add()
                 by_slice.slicing_specs.extend(tfma_config.SlicingSpec(feature_keys=[key]) for key in features.active().slices)
                 by_slice.threshold.change_threshold.CopyFrom(_change(rule.slice_max_drop))
-        (counts if class_name in COUNT_METRIC_CLASSES and name not in thresholds else compared).append(metric)
+        (counts if class_name in metric_set.counts and name not in thresholds else compared).append(metric)
+    # A multi-class label's examples are also sliced by their class: its accuracy there is the
+    # class's (shown, not gated).
+    by_class = [tfma_config.SlicingSpec(feature_keys=[label.column])] if label.multiclass else []
     return tfma_config.EvalConfig(
         model_specs=[
             tfma_config.ModelSpec(
                 signature_name="serving_default",
-                prediction_key=PROBABILITY_KEY,
-                label_key=features.active().label.name,
+                prediction_key=PROBABILITIES_KEY if label.multiclass else PROBABILITY_KEY,
+                label_key=label.name,
                 preprocessing_function_names=["transform_features"],
             )
         ],
         slicing_specs=[tfma_config.SlicingSpec()]
-        + [tfma_config.SlicingSpec(feature_keys=[key]) for key in features.active().slices],
+        + [tfma_config.SlicingSpec(feature_keys=[key]) for key in features.active().slices]
+        + by_class,
         # TFX's Evaluator names the models candidate and baseline when there is a baseline; with
         # the candidate alone, TFMA applies every spec to it.
         metrics_specs=[tfma_config.MetricsSpec(metrics=compared)]
@@ -188,9 +173,16 @@ class Gate:
     # fairness gate (pipeline/fairness.py); empty in the records of evaluations made before it.
     fairness: tuple[tuple[str, float], ...] = ()
     fairness_min_examples: int = 0  # of the class a rate is conditioned on, for the gate to judge it
+    # A multi-class label: the sentence on the binary-only metrics (label_metrics.binary_only_note),
+    # a not-gated note of every verdict; and no fairness bounds (its rates are not computed).
+    binary_only: str = ""
 
     @classmethod
     def from_config(cls, config: PipelineConfig) -> "Gate":
+        label = features.read(str(config.contract_path)).label
+        note = label_metrics.binary_only_note(label)
+        if note is not None:
+            return cls(config.min_slice_examples, config.min_class_examples, binary_only=note)
         bounds = tuple((t.metric, t.max_gap_widening) for t in config.fairness_thresholds)
         return cls(config.min_slice_examples, config.min_class_examples, bounds, config.fairness_min_examples)
 
@@ -357,7 +349,7 @@ def judge(result: TfmaResult, gate: Gate) -> Verdict:
             if _seen(failure, result) not in seen:  # an undefined metric reads the same for every check
                 seen.append(_seen(failure, result))
     refusals += result.unchecked
-    not_gated = [f"{where}: {', '.join(seen)}" for where, seen in excused.items()]
+    not_gated = [f"{where}: {', '.join(seen)}" for where, seen in excused.items()] + ([gate.binary_only] if gate.binary_only else [])
     return Verdict(blessed=not refusals, refusals=refusals, not_gated=not_gated)
 
 

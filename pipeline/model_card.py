@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from models import features
+from models import features, label_metrics
 from models.contract import Contract
 from pipeline import blessing_checks, evaluation, pages
 from pipeline.evaluation import OVERALL, Evaluation, Gate, slice_order
@@ -33,9 +33,9 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = "0.0.2"
 NOT_PUSHED = "not pushed"
-METRICS = ("example_count", "binary_accuracy", "auc", "precision", "recall") + evaluation.FAIRNESS_METRICS
 LABELS = {
-    "example_count": "examples", "binary_accuracy": "accuracy", "auc": "AUC", "precision": "precision", "recall": "recall",
+    "example_count": "examples", "binary_accuracy": "accuracy", "sparse_categorical_accuracy": "accuracy",
+    "auc": "AUC", "precision": "precision", "recall": "recall",
     "fpr": "false positive rate", "fnr": "false negative rate", "predicted_positive_rate": "selection rate",
 }
 OVERVIEW = (
@@ -87,13 +87,19 @@ class CardFacts:
     unanswered: str | None = None
 
 
+def metrics() -> tuple[str, ...]:
+    """The metrics a card shows per slice: the active label's (models/label_metrics.py)."""
+    metric_set = label_metrics.of(features.active().label)
+    return metric_set.shown + metric_set.names(metric_set.fairness)
+
+
 def _metric_entries(facts: CardFacts) -> list[dict[str, Any]]:
     """performance_metrics: each slice (natural order) and metric, with its interval; an undefined
     metric has no value and says why."""
     entries = []
     for name in sorted(facts.estimates, key=slice_order):
         estimates, counts = facts.estimates[name], facts.evaluation.metrics.get(name, {})
-        for metric in METRICS:
+        for metric in metrics():
             estimate = estimates.get(metric)
             value = counts.get(metric) if metric == "auc" else estimate.value if estimate else None
             if value is None:
@@ -166,7 +172,7 @@ def build(facts: CardFacts) -> dict[str, Any]:
                 }
             ],
             "input_format": "serialized tf.Example (or JSON features) with the serving features of models/features.py",
-            "output_format": "probability of a big tip, and predicted_class (probability > 0.5)",
+            "output_format": _output_format(),
             "attribution_baseline": facts.attribution_baseline,
         },
         "quantitative_analysis": {
@@ -175,6 +181,7 @@ def build(facts: CardFacts) -> dict[str, Any]:
             "feature_importance": {"method": "permutation", "auc": facts.importance_auc, "features": facts.importance,
                                    **({"not_computed": facts.unanswered} if facts.unanswered else {})},
             **({"intervals_not_computed": facts.unanswered} if facts.unanswered else {}),
+            **({"binary_only": note} if (note := label_metrics.binary_only_note(features.active().label)) else {}),
             "blessing": _blessing(facts),
         },
         "considerations": {
@@ -193,7 +200,8 @@ def _diff(facts: CardFacts) -> str:
     base, overall = facts.evaluation.baseline, facts.evaluation.metrics.get(OVERALL, {})
     if not base:
         return "first version: nothing was serving"
-    changes = [f"{m} {overall[m] - base[m]:+.4f}" for m in ("binary_accuracy", "auc") if m in overall and m in base]
+    accuracy = label_metrics.of(features.active().label).accuracy
+    changes = [f"{m} {overall[m] - base[m]:+.4f}" for m in (accuracy, "auc") if m in overall and m in base]
     which = f"version {facts.baseline_version}" if facts.baseline_version else "the model serving then"
     return f"against {which}: " + ", ".join(changes)
 
@@ -222,6 +230,13 @@ def dumps(card: dict[str, Any]) -> str:
     return json.dumps(_finite(card), indent=1, sort_keys=True, allow_nan=False)
 
 
+def _output_format() -> str:
+    label = features.active().label
+    if label.multiclass:
+        return f"probabilities of the classes {', '.join(label.class_names)} (in that order), and predicted_class (the most probable one's index)"
+    return "probability of a big tip, and predicted_class (probability > 0.5)"
+
+
 def _interval(entry: dict[str, Any]) -> str:
     bounds = entry.get("confidence_interval")
     return f"[{bounds['lower_bound']:.3f}, {bounds['upper_bound']:.3f}]" if bounds else ""
@@ -241,7 +256,7 @@ def render(card: dict[str, Any]) -> str:
         qa=card["quantitative_analysis"],
         considerations=card["considerations"],
         metric_rows=sorted(rows.items(), key=lambda kv: slice_order(kv[0])),
-        metrics=METRICS,
+        metrics=metrics(),
         labels=LABELS,
         interval=_interval,
         isnan=math.isnan,

@@ -13,8 +13,10 @@ preprocessing fills with a default). Then, by the first rule that applies:
   - int, non-negative, at most CATEGORY_MAX_VALUES values below CATEGORY_MAX: category, max+1 buckets;
   - int or float: zscore_log1p when non-negative and skewed (skewness > SKEWED), else zscore.
 Slices: up to MAX_SLICES string or category features with 2 to MAX_SLICE_VALUES values. Drift:
-the type defaults DRIFT. The label is `kind = "column"`: a string column with its positive value
-(--positive; else "1", "true" or "yes" when a value, else the less frequent), or an int 0/1 column.
+the type defaults DRIFT. A two-valued label is `kind = "column"`: a string column with its positive
+value (--positive; else "1", "true" or "yes" when a value, else the less frequent), or an int 0/1
+column; a label of 3 to MAX_CLASSES values is `kind = "classes"` (strings in sorted order, or
+consecutive ints in numeric order: the classes are the column's domain).
 Every refusal is an InferenceError naming the input (`from_csv`, `label`, `positive`, `spans`).
 """
 from __future__ import annotations
@@ -34,6 +36,7 @@ SKEWED = 1.0
 MAX_SLICES = 2
 MAX_SLICE_VALUES = 20
 MIN_SPAN_ROWS = 100
+MAX_CLASSES = 50
 DRIFT = {"string": 0.15, "numeric": 0.05}  # L-infinity for strings, Jensen-Shannon for numbers (pipeline/drift.py)
 VOCABULARY = {"top_k": 1000, "oov": 10}
 POSITIVE_NAMES = ("1", "true", "yes")
@@ -152,15 +155,32 @@ def _skewness(numbers: tuple[float, ...]) -> float:
     return 0.0 if spread == 0 else statistics.fmean(((x - mean) / spread) ** 3 for x in numbers)
 
 
-def label_positive(column: Profile, positive: str | None) -> str:
-    """The label's positive value ("" for an int 0/1 column), or an InferenceError."""
+def label_classes(column: Profile, positive: str | None) -> list[str | int] | None:
+    """A multi-class label's classes in index order (None: the label has two values), or an InferenceError."""
     values = sorted(column.counts)
     if column.optional:
         raise InferenceError("label", f"empty in {column.empty} rows: every row needs its label")
+    if len(values) < 3:
+        return None
+    if column.type == "float":
+        raise InferenceError("label", f"a float column of {len(values)} values: expected the classes of a string or int column")
+    if len(values) > MAX_CLASSES:
+        raise InferenceError("label", f"{len(values)} values: expected 2 to {MAX_CLASSES} classes")
+    if positive is not None:
+        raise InferenceError("positive", f"{column.name} has {len(values)} values (a multi-class label): --positive names a two-valued label's")
+    if column.type == "string":
+        return list(values)
+    numbers = sorted(int(v) for v in values)
+    if numbers != list(range(numbers[0], numbers[-1] + 1)):
+        raise InferenceError("label", f"int classes {', '.join(map(str, numbers))}: expected consecutive integers (or a string column)")
+    return list(numbers)
+
+
+def label_positive(column: Profile, positive: str | None) -> str:
+    """A two-valued label's positive value ("" for an int 0/1 column), or an InferenceError."""
+    values = sorted(column.counts)
     if len(values) < 2:
         raise InferenceError("label", f"one value ({', '.join(values) or 'none'}): a label needs two")
-    if len(values) > 2:
-        raise InferenceError("label", f"multi-class labels ({len(values)} values) are not supported yet: expected two values")
     if column.type == "float":
         raise InferenceError("label", f"a float column ({', '.join(values)}): expected two values of a string or 0/1 column")
     if positive is not None and positive not in values:
@@ -193,14 +213,16 @@ def infer(table: Table, label: str, positive: str | None, name: str) -> str:
     if label not in table.header:
         raise InferenceError("label", f"not a column of {table.path} (its columns: {', '.join(table.header)})")
     columns = {n: profile(table, n) for n in table.header}
-    positive_value = label_positive(columns[label], positive)
+    classes = label_classes(columns[label], positive)
+    positive_value = "" if classes else label_positive(columns[label], positive)
     unused = {n: c.unused_because for n, c in columns.items() if n != label and c.unused_because}
     chosen = {n: transform(c) for n, c in columns.items() if n != label and n not in unused}
     if not chosen:
         raise InferenceError("from_csv", f"no column besides {label} can be a model feature (all constant or ids)")
     slices = [n for n, (kind, _, _) in chosen.items()
               if kind in ("vocabulary", "category") and 2 <= len(columns[n].counts) <= MAX_SLICE_VALUES][:MAX_SLICES]
-    label_name = f"{label}_is_{re.sub(r'[^A-Za-z0-9]+', '_', positive_value or '1').strip('_').lower() or 'positive'}"
+    label_name = f"{label}_class" if classes else (
+        f"{label}_is_{re.sub(r'[^A-Za-z0-9]+', '_', positive_value or '1').strip('_').lower() or 'positive'}")
     while label_name in columns:
         label_name += "_label"
     lines = [
@@ -224,12 +246,14 @@ def infer(table: Table, label: str, positive: str | None, name: str) -> str:
         *[f"{n} = {{{', '.join([f'transform = {_text(kind)}'] + [f'{k} = {v}' for k, v in params.items()])}}}  # {why}"
           for n, (kind, params, why) in chosen.items()],
         "",
-        f"# The label: 1 when {label} is {_text(positive_value) if positive_value else '1'}. Serving requests do not carry {label};",
+        (f"# The label: the index of {label}'s value among the classes." if classes else
+         f"# The label: 1 when {label} is {_text(positive_value) if positive_value else '1'}.") + f" Serving requests do not carry {label};",
         f"# the label feed delivers it: <home>/labels/*.jsonl lines {{\"request_id\", \"index\", \"{label}\"}}.",
         "[label]",
         f"name = {_text(label_name)}",
-        'kind = "column"',
+        'kind = "classes"' if classes else 'kind = "column"',
         f"column = {_text(label)}",
+        *([f"classes = [{', '.join(_text(c) if isinstance(c, str) else str(c) for c in classes)}]"] if classes else []),
         *([f"positive = {_text(positive_value)}"] if positive_value else []),
         "",
         "# Drift of each span against the previous one and skew of served traffic, by type: L-infinity for",

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from models.features import PROBABILITIES_KEY, PROBABILITY_KEY
 from models.instances import Instance
 from models.saved_model import LoadedModel, PredictionError, RejectedInput
 from serving import metrics, request_log
@@ -214,6 +215,6 @@ class Batcher:
     def _count(self, job: Job) -> None:
         for instance, output in zip(job.instances, job.outputs):
             metrics.predictions(job.version, str(output["predicted_class"])).inc()
-            metrics.probability(job.version).observe(output["probability"])
+            metrics.probability(job.version).observe(output[PROBABILITY_KEY] if PROBABILITY_KEY in output else max(output[PROBABILITIES_KEY]))
             for feature in instance.out_of_domain:
                 metrics.out_of_domain(feature).inc()

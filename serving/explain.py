@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from models import attribution
+from models import attribution, features
 from models.features import CLASS_KEY, PROBABILITY_KEY
 from models.instances import Instance
 from models.saved_model import LoadedModel
@@ -29,7 +29,8 @@ HTML, JSON = "text/html; charset=utf-8", "application/json"
 
 
 class NoCard(LookupError):
-    """The version has no model card (pushed before cards were written)."""
+    """The version cannot be explained against its card: it has none (pushed before cards were
+    written), or it is multi-class (attributions to one probability are binary-only)."""
 
 
 @functools.lru_cache(maxsize=8)
@@ -43,6 +44,8 @@ def _card(version_path: Path) -> dict[str, Any]:
 
 def explain(model: LoadedModel, instances: list[Instance]) -> dict[str, Any]:
     """The KServe v1 `:explain` body for `instances` answered by `model`."""
+    if features.active().label.multiclass:
+        raise NoCard(f"version {model.version} is multi-class: explanations (attributions to one probability) are binary-only")
     baseline = _card(model.path)["model_parameters"]["attribution_baseline"]
     probabilities, found = attribution.attributions([i.features for i in instances], baseline, model.probabilities)
     return {

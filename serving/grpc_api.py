@@ -170,7 +170,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         async def answer(request_id: str, client_id: bool):
             read = lambda: _tensor_examples(request, self.api)  # noqa: E731
             job = await self.api.infer(PREDICT, request.model_spec, request.ByteSize(), read, request_id, client_id)
-            outputs = [signatures.answer(job.signature, o["probability"], o["predicted_class"]) for o in job.outputs]
+            outputs = [signatures.answer(job.signature, o) for o in job.outputs]
             wanted = list(request.output_filter) or list(outputs[0])
             unknown = [name for name in wanted if name not in outputs[0]]
             if unknown:
@@ -187,7 +187,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             job = await self.api.infer(CLASSIFY, request.model_spec, request.ByteSize(), self.api.examples(request), request_id, client_id)
             response = classification_pb2.ClassificationResponse(model_spec=self.api.spec(job))
             for output in job.outputs:
-                scored = signatures.answer(signatures.CLASSIFICATION, output["probability"], output["predicted_class"])
+                scored = signatures.answer(signatures.CLASSIFICATION, output)
                 response.result.classifications.add().classes.extend(
                     classification_pb2.Class(label=label, score=score)
                     for label, score in zip(scored[signatures.CLASSES], scored[signatures.SCORES]))

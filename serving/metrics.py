@@ -12,7 +12,7 @@ A server built in-process (tests, serving.server.build) reports its own values.
     conveyor_grpc_requests_total{method, code, version}    gRPC calls answered (code: the gRPC status)
     conveyor_grpc_request_duration_seconds{method}         gRPC call handled -> answered
     conveyor_predictions_total{version, predicted_class}   instances predicted
-    conveyor_prediction_probability{version}               distribution of the predicted probability
+    conveyor_prediction_probability{version}               distribution of the predicted probability (multi-class: the predicted class's)
     conveyor_model_batch_instances                         instances per model call (request batching)
     conveyor_out_of_domain_values_total{feature}           string values outside the schema domain (predicted, flagged)
     conveyor_model_loads_total{version, outcome}           loads: ok / failed

@@ -8,6 +8,9 @@ Layout: `<root>/date=YYYY-MM-DD/hour=HH/<host>-<pid>.jsonl` (UTC). Each line is 
      "features": {"fare": 12.5, "payment_type": "Cash", ...},
      "output": {"probability": 0.81, "predicted_class": 1}}
 
+(a multi-class model's output: `{"probabilities": [0.1, 0.7, 0.2], "predicted_class": 1}`, what
+serving_default answered, whichever method was asked),
+
 and, only when some string feature is outside its schema domain (predicted on and flagged,
 models/instances.py), `"out_of_domain": ["payment_type"]`. `request_id` names the HTTP request (the
 client's `X-Request-Id` header, else a new UUID) and `index` the instance's position in it; labels

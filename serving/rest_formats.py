@@ -121,7 +121,7 @@ def answer(asked: Asked, signature: str, outputs: list[dict]) -> dict[str, Any]:
     """The response body for `asked`, answered by `signature` with serving_default's `outputs`."""
     if signature == signatures.DEFAULT and asked.method == PREDICT and not asked.columnar:
         return {"predictions": outputs}  # serving_default's answers as they are (the common case)
-    answers = [signatures.answer(signature, o["probability"], o["predicted_class"]) for o in outputs]
+    answers = [signatures.answer(signature, o) for o in outputs]
     if asked.method == CLASSIFY:
         return {"result": [list(zip(a[signatures.CLASSES], a[signatures.SCORES])) for a in answers]}
     if asked.method == REGRESS:

@@ -22,6 +22,7 @@ from ct import controller, decisions, feedback, guard, journal, signals
 from data import generator, spans_io
 from data.spans_io import FEEDBACK, UPSTREAM
 from metadata import ct_records, registry, spans
+from models import label_metrics
 from models.instances import FeatureRules, from_row, parse_instance
 from models.saved_model import LoadedModel
 from monitoring import evidence, labels, live
@@ -196,7 +197,7 @@ def test_the_push_record_names_what_lineage_finds_and_an_older_record_falls_back
     record = json.loads(path.read_text())
     entry = registry.find(home, version)
     assert record[versions.TRAINING_STATISTICS] == entry.training_statistics_uri
-    assert record[versions.OFFLINE_METRICS][live.ACCURACY] > 0.5
+    assert record[versions.OFFLINE_METRICS][label_metrics.BINARY.accuracy] > 0.5
     path.write_text(json.dumps({k: v for k, v in record.items() if k not in (versions.OFFLINE_METRICS, versions.TRAINING_STATISTICS)}))
     assert evidence.training_statistics(home, version) == (entry.training_statistics_uri, None)
     assert evidence.offline_metrics(home, [version])[version] == pytest.approx(record[versions.OFFLINE_METRICS], nan_ok=True)

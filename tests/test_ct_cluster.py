@@ -28,9 +28,10 @@ from conveyor.local import runner as local_run
 from ct import controller, decisions, journal
 from data import generator, spans_io
 from metadata import registry
+from models import label_metrics
 from models.instances import FeatureRules, from_row, parse_instance
 from models.saved_model import LoadedModel
-from monitoring import evidence, labels, live
+from monitoring import evidence, labels
 from pipeline import configs, evaluation, home_lock, versions
 from serving import request_log
 from tests.conftest import SMALL_SPAN_ROWS
@@ -324,7 +325,7 @@ def test_a_cluster_tick_decides_as_a_local_tick_on_the_same_traffic_labels_and_s
     assert on_cluster.signals["schedule"]["due"] is local.signals["schedule"]["due"] is False
     # The facts came from the push record, and it agrees with the run's lineage in ML Metadata.
     p, entry = local.signals["performance"], registry.find(local_config, version)
-    offline = evaluation.load_evaluation(entry.evaluation_uri).metrics[evaluation.OVERALL][live.ACCURACY]
+    offline = evaluation.load_evaluation(entry.evaluation_uri).metrics[evaluation.OVERALL][label_metrics.BINARY.accuracy]
     assert p["offline_accuracy"] == pytest.approx(offline) and "offline_unknown" not in p
     assert f"more than {local_config.live_max_accuracy_drop} below its offline {offline:.3f}" in local.reason
     assert evidence.training_statistics(local_config, version) == (entry.training_statistics_uri, None)

@@ -172,10 +172,14 @@ def test_slices_sort_overall_first_then_by_feature_numbers_numerically_then_stri
 
 
 def test_the_metric_names_known_without_tfma_are_tfma_s():
+    import tf_keras
     from tensorflow_model_analysis.metrics import confusion_matrix_metrics  # PredictedPositiveRate is not re-exported
 
-    for class_name, name in evaluation.METRIC_NAMES.items():
-        metric = tfma.metrics.__dict__.get(class_name) or getattr(confusion_matrix_metrics, class_name)
+    from models import label_metrics
+
+    for class_name, name in label_metrics.METRIC_NAMES.items():  # the multi-class accuracy is a Keras metric
+        metric = tfma.metrics.__dict__.get(class_name) or getattr(confusion_matrix_metrics, class_name, None) or getattr(
+            tf_keras.metrics, class_name)
         assert metric().name == name
 
 

@@ -15,7 +15,7 @@ from models import contract as contract_lib
 from models import features
 from pipeline import configs, project
 from schema import infer_contract
-from tests import churn_data
+from tests import churn_data, wine
 from tests.serving_helpers import CONVEYOR
 from tests.test_cli_input import assert_one_line
 
@@ -103,6 +103,28 @@ def test_an_int_label_of_zero_and_one_needs_no_positive_value(tmp_path):
     assert (c.label.positive, c.raw_types["y"], c.features[0].transform) == ("", "INT", "zscore")
 
 
+@pytest.mark.parametrize("values, expected", [
+    (["setosa", "virginica", "versicolor"] * 70, ("setosa", "versicolor", "virginica")),  # strings, sorted
+    (["3", "1", "2", "2"] * 50, (1, 2, 3)),  # consecutive ints, in numeric order
+])
+def test_a_label_of_three_or_more_values_is_multi_class(tmp_path, values, expected):
+    table = _table(tmp_path, {"x": [f"{i / 3:.2f}" for i in range(len(values))], "y": values})
+    c = _contract(tmp_path, table, "y")
+    assert (c.label.kind, c.label.column, c.label.classes, c.label.name, c.label.label_only) == ("classes", "y", expected, "y_class", ("y",))
+    assert c.label.multiclass and "y" not in c.serving_features
+
+
+@pytest.mark.parametrize("values, pattern", [
+    (["1", "2", "4"] * 70, r"int classes 1, 2, 4: expected consecutive integers \(or a string column\)"),
+    (["0.5", "1.5", "2.5"] * 70, r"a float column of 3 values: expected the classes of a string or int column"),
+    ([f"c{i % 60}" for i in range(210)], r"60 values: expected 2 to 50 classes"),
+])
+def test_a_multi_class_label_that_cannot_be_one_is_refused(tmp_path, values, pattern):
+    table = _table(tmp_path, {"x": [f"{i / 3:.2f}" for i in range(len(values))], "y": values})
+    with pytest.raises(infer_contract.InferenceError, match=pattern):
+        infer_contract.infer(table, "y", None, "m")
+
+
 def test_types_are_those_of_the_csv_decoder(tmp_path):
     table = _table(tmp_path, {
         "mixed": ["1", "2.5"] * 100,  # an int and a float: float
@@ -160,7 +182,7 @@ def test_refused_a_file_that_is_not_a_csv_with_a_header(tmp_path, content, patte
 @pytest.mark.parametrize("change, args, pattern", [
     (None, ["--label", "churn"], r"--label churn: not a column of .*churn.csv \(its columns: customer_id, .*, churned\)"),
     ({"churned": "no"}, ["--label", "churned"], r"--label churned: one value \(no\): a label needs two"),
-    ("plan", ["--label", "plan"], r"--label plan: multi-class labels \(3 values\) are not supported yet: expected two values"),
+    (None, ["--label", "plan", "--positive", "pro"], r"--positive pro: plan has 3 values \(a multi-class label\): --positive names a two-valued label's"),
     (None, ["--label", "churned", "--positive", "Yes"], r"--positive Yes: not a value of churned \(its values: no, yes\)"),
     (None, ["--label", "churned", "--spans", "5"], r"--spans 5: 400 rows make spans of 80, fewer than 100 \(try --spans 4\)"),
     (None, ["--label", "churned", "--name", "my model"], r"--name my model: expected a model name of .*"),
@@ -250,3 +272,24 @@ def test_a_read_only_command_names_the_projects_home(made, tmp_path):
     copy = shutil.copytree(made, tmp_path / "copy", ignore=shutil.ignore_patterns("outputs"))
     assert_one_line(_conveyor(["lineage"], cwd=copy), 2, rf"conveyor lineage: the project's home {copy / 'outputs'}: no such folder .*")
     assert not (copy / "outputs").exists()
+
+
+def test_init_of_a_multi_class_csv_makes_the_classes_the_label_columns_domain(tmp_path):
+    """The wine CSV (scikit-learn's, jittered; three cultivars): a `classes` label whose values the schema keeps to."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+    from tfx.utils import io_utils
+
+    data = tmp_path / "wine.csv"
+    found = wine.rows(copies=2)
+    with open(data, "w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=wine.COLUMNS)
+        writer.writeheader()
+        writer.writerows(found)
+    done = _conveyor(["init", str(tmp_path / "cellar"), "--from-csv", str(data), "--label", "cultivar"])
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    label = contract_lib.load(tmp_path / "cellar" / "contract.toml").label
+    assert (label.kind, label.classes) == ("classes", tuple(sorted(wine.CULTIVARS)))
+    schema = io_utils.parse_pbtxt_file(str(tmp_path / "cellar/schema/schema.pbtxt"), schema_pb2.Schema())
+    [cultivar] = [f for f in schema.feature if f.name == "cultivar"]
+    [domain] = [d for d in schema.string_domain if d.name == cultivar.domain]
+    assert sorted(domain.value) == sorted(wine.CULTIVARS) and list(cultivar.not_in_environment) == ["SERVING"]

@@ -123,7 +123,7 @@ def test_classification_and_regression_signatures_answer_what_the_server_derives
     served = loaded.signatures["serving_default"](examples=batch)
     classified = loaded.signatures["classification"](inputs=batch)
     regressed = loaded.signatures["regression"](inputs=batch)
-    derived = [signatures.answer(name, p, c) for name in ("classification", "regression")
+    derived = [signatures.answer(name, {model.PROBABILITY_KEY: p, model.CLASS_KEY: c}) for name in ("classification", "regression")
                for p, c in zip(served[model.PROBABILITY_KEY].numpy().tolist(), served[model.CLASS_KEY].numpy().tolist())]
     scores = np.array([d["scores"] for d in derived[:64]], dtype=np.float32)
     assert scores.tobytes() == classified["scores"].numpy().tobytes()

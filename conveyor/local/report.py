@@ -20,6 +20,7 @@ from conveyor import analysis
 from data import spans_io
 from metadata import connection, runs
 from metadata import hyperparameters as hyperparameters_lib
+from models import features, label_metrics
 from pipeline import anomalies, blessing_checks, evaluation, pages
 from pipeline.configs import PipelineConfig
 from pipeline.thresholds import Threshold
@@ -27,7 +28,7 @@ from pipeline.thresholds import Threshold
 if TYPE_CHECKING:
     from conveyor.local.run_summary import RunSummary
 
-METRIC_LABELS = {"binary_accuracy": "accuracy", "auc": "AUC", "precision": "precision", "recall": "recall"}
+METRIC_LABELS = {"binary_accuracy": "accuracy", "sparse_categorical_accuracy": "accuracy", "auc": "AUC", "precision": "precision", "recall": "recall"}
 
 
 @dataclass(frozen=True)
@@ -147,9 +148,15 @@ def _threshold_text(rule: Threshold) -> str:
     return text
 
 
+def _compared() -> tuple[str, ...]:
+    """The metrics compared with the baseline for the active label (models/label_metrics.py)."""
+    metric_set = label_metrics.of(features.active().label)
+    return metric_set.names(metric_set.compared)
+
+
 def _slice_headers(has_baseline: bool) -> list[str]:
     headers = ["slice", "examples"]
-    for metric in evaluation.COMPARED_METRICS:
+    for metric in _compared():
         label = METRIC_LABELS[metric]
         headers += [label, f"{label} baseline", "Δ"] if has_baseline else [label]
     return headers
@@ -159,7 +166,7 @@ def render(data: ReportData) -> str:
     """The report's HTML (templates/run_report.html.j2): every text escaped by the template engine."""
     s = data.summary
     window = [*map(str, s.window_spans), *(spans_io.label(f, spans_io.FEEDBACK) for f in s.window_feedback_spans)]
-    by_slice = groupby(evaluation.compare_with_baseline(s.evaluation) if s.evaluation else [], key=lambda c: c.slice)
+    by_slice = groupby(evaluation.compare_with_baseline(s.evaluation, _compared()) if s.evaluation else [], key=lambda c: c.slice)
     found = s.hyperparameters
     return pages.render(
         "conveyor.local",

@@ -8,6 +8,7 @@ from pathlib import Path
 from data import spans_io
 from metadata import connection, runs
 from metadata import hyperparameters as hyperparameters_lib
+from models import features, label_metrics
 from pipeline import blessing_checks, evaluation
 from pipeline.configs import PipelineConfig
 from pipeline.evaluation import Evaluation, Gate, shown, slice_order
@@ -139,11 +140,9 @@ def _format_drift(report: dict) -> str:
     )
 
 
-SUMMARY_METRICS = ("example_count", "binary_accuracy", "auc", "precision", "recall")
-
-
 def format_summary(summary: RunSummary) -> str:
     lines = [""]
+    summary_metrics = label_metrics.of(features.active().label).shown
     if summary.span is not None:
         fed = f" + feedback spans {summary.window_feedback_spans}" if summary.window_feedback_spans else ""
         lines.append(
@@ -158,15 +157,15 @@ def format_summary(summary: RunSummary) -> str:
         lines += [f"hyperparameters: {values}", f"  {source}"]
     if summary.evaluation:
         rows = [
-            (name, [shown(m, values.get(m), values) for m in SUMMARY_METRICS])
+            (name, [shown(m, values.get(m), values) for m in summary_metrics])
             for name, values in sorted(summary.evaluation.metrics.items(), key=lambda kv: slice_order(kv[0]))
         ]
-        widths = [max([16] + [len(cells[i]) + 2 for _, cells in rows]) for i in range(len(SUMMARY_METRICS))]
-        lines.append(f"{'slice':<28}" + "".join(f"{m:>{w}}" for m, w in zip(SUMMARY_METRICS, widths)))
+        widths = [max([16] + [len(cells[i]) + 2 for _, cells in rows]) for i in range(len(summary_metrics))]
+        lines.append(f"{'slice':<28}" + "".join(f"{m:>{w}}" for m, w in zip(summary_metrics, widths)))
         lines.extend(f"{name:<28}" + "".join(f"{cell:>{w}}" for cell, w in zip(cells, widths)) for name, cells in rows)
         if summary.evaluation.baseline:
             overall = summary.evaluation.metrics.get(evaluation.OVERALL, {})
-            base = ", ".join(f"{m}={shown(m, v, overall)}" for m, v in sorted(summary.evaluation.baseline.items()) if m in SUMMARY_METRICS)
+            base = ", ".join(f"{m}={shown(m, v, overall)}" for m, v in sorted(summary.evaluation.baseline.items()) if m in summary_metrics)
             which = f"version {summary.baseline_version}" if summary.baseline_version else "the model serving when it was evaluated"
             lines.append(f"baseline: {which}, overall: {base}")
         else:

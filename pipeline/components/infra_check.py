@@ -22,6 +22,7 @@ from tfx import v1 as tfx
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
+from models.features import PROBABILITIES_KEY, PROBABILITY_KEY
 from pipeline.artifact_properties import BLESSED_KEY, CHECKED_KEY, FAILURE_KEY, FOLDED_KEY
 
 SAMPLE_SPLIT = "eval"
@@ -97,10 +98,15 @@ def check_model(model_dir: Path, samples: List[bytes], schema_path: Path) -> Inf
         except (InstanceError, PredictionError) as exc:
             return InfraResult(False, len(samples), f"request with {form} failed: {exc}")
     as_json, as_b64 = answers
-    worst = max(abs(a["probability"] - b["probability"]) for a, b in zip(as_json, as_b64))
+    worst = max(abs(x - y) for a, b in zip(as_json, as_b64) for x, y in zip(_scores(a), _scores(b)))
     if worst > AGREEMENT_TOLERANCE:
         return InfraResult(False, len(samples), f"JSON and tf.Example requests disagree by up to {worst:.3g}")
     return InfraResult(True, len(samples), folded=model.folded)
+
+
+def _scores(answer: dict) -> list[float]:
+    """An answer's probabilities: the one of a binary model, each class's of a multi-class one."""
+    return answer[PROBABILITIES_KEY] if PROBABILITIES_KEY in answer else [answer[PROBABILITY_KEY]]
 
 
 @tfx.dsl.components.component

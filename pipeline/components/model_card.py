@@ -70,7 +70,7 @@ def data_limitations(metrics: dict[str, dict[str, float]], train: list[dict[str,
         if positive + negative < min_examples:
             small.append(f"{name} ({positive + negative})")
             continue
-        if min(positive, negative) > 0:
+        if min(positive, negative) > 0 or features.active().label.multiclass:  # one class: a binary label's concern
             continue
         key, _, value = name.partition("=")
         trips = [row for row in train if str(row.get(key)) == value]
@@ -107,6 +107,9 @@ class ModelCardExecutor(base_beam_executor.BaseBeamExecutor):
         # A candidate InfraCheck refused cannot answer through its served signature: its card shows the
         # Evaluator's figures, and says why there are no intervals and no importance.
         unanswered = None if infra["passed"] else f"InfraCheck refused the candidate ({infra['failure'][:300]})"
+        multiclass = features.active().label.multiclass
+        if multiclass and unanswered is None:  # the card's TFMA metrics and the AUC drop read one probability
+            unanswered = "intervals and permutation importance (the drop in AUC) are computed for a binary label only"
         loaded = LoadedModel.load(path_utils.serving_model_path(model.uri), "candidate")
         eval_examples = eval_split.all
         eval_rows = card_data.rows(eval_examples)
@@ -121,7 +124,7 @@ class ModelCardExecutor(base_beam_executor.BaseBeamExecutor):
         spans = []
         for label, train, held_out in zip(train_split.spans, train_split.examples, eval_split.examples):
             span_labels = card_data.labels(loaded.saved_model, train)
-            rate = sum(span_labels) / len(span_labels) if span_labels else None
+            rate = sum(span_labels) / len(span_labels) if span_labels and not multiclass else None
             spans.append(model_card.SpanFacts(label, len(train), len(held_out), rate))
 
         result = evaluation.load_evaluation(evaluated.uri)
