@@ -25,8 +25,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("init", help="make a pipeline project from a CSV file (docs/your-data.md)")
     parser.add_argument("dir", type=Path, metavar="DIR", help="a new or empty folder for the project")
     parser.add_argument("--from-csv", type=Path, required=True, metavar="FILE", help="the data: a CSV file with a header")
-    parser.add_argument("--label", required=True, metavar="COLUMN", help="the column to predict (two values)")
-    parser.add_argument("--positive", metavar="VALUE", help="the label value that counts as 1 (default: 1, true or yes "
+    parser.add_argument("--label", required=True, metavar="COLUMN", help="the column to predict: two values (binary) or 3 to 50 (multi-class)")
+    parser.add_argument("--positive", metavar="VALUE", help="a two-valued label's value that counts as 1 (default: 1, true or yes "
                         "when one of the values, else the less frequent)")
     parser.add_argument("--spans", type=common.positive_int, default=2, metavar="N", help="split the rows, in order, into N spans (default 2)")
     parser.add_argument("--name", help="the model's name (default: DIR's name)")
@@ -110,7 +110,8 @@ def _write(root: Path, name: str, contract_text: str, spans: list[list[dict[str,
 
 def _next_steps(target: Path, contract: Contract, sizes: list[int]) -> str:
     label = contract.label
-    rule = f"{label.column} = {label.positive!r}" if label.positive else f"{label.column} = 1"
+    rule = (f"{len(label.classes)} classes of {label.column}" if label.multiclass
+            else f"{label.column} = {label.positive!r}" if label.positive else f"{label.column} = 1")
     return "\n".join([
         f"conveyor init: project {contract.model_name} in {target}",
         f"  {project.CONTRACT:<26} the feature contract: {len(contract.columns)} columns, {len(contract.features)} model features, "

@@ -160,7 +160,7 @@ def format_summary(summary: RunSummary) -> str:
             (name, [shown(m, values.get(m), values) for m in summary_metrics])
             for name, values in sorted(summary.evaluation.metrics.items(), key=lambda kv: slice_order(kv[0]))
         ]
-        widths = [max([16] + [len(cells[i]) + 2 for _, cells in rows]) for i in range(len(summary_metrics))]
+        widths = [max([16, len(metric) + 1] + [len(cells[i]) + 2 for _, cells in rows]) for i, metric in enumerate(summary_metrics)]
         lines.append(f"{'slice':<28}" + "".join(f"{m:>{w}}" for m, w in zip(summary_metrics, widths)))
         lines.extend(f"{name:<28}" + "".join(f"{cell:>{w}}" for cell, w in zip(cells, widths)) for name, cells in rows)
         if summary.evaluation.baseline:
