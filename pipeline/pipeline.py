@@ -79,6 +79,7 @@ def card_settings(config: PipelineConfig) -> dict[str, Any]:
         "serving_root": config.serving_root_uri,
         "eval_config": json.loads(proto_utils.proto_to_json(evaluation.eval_config(config))),
         "gate": asdict(evaluation.Gate.from_config(config)),
+        "contract": config.contract_config(),  # the pipeline's, where its file is not (Kubeflow)
     }
 
 
@@ -274,6 +275,7 @@ def create_components(config: PipelineConfig) -> list[Any]:
         examples=data_gate.outputs["validated_examples"],
         schema=schema,
         sample_size=config.infra_check_examples,
+        contract=json.dumps(config.contract_config()),
     )
     card = ModelCard(
         model=trainer.outputs["model"],

@@ -22,6 +22,7 @@ from tfx import v1 as tfx
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
+from models import features
 from models.features import PROBABILITIES_KEY, PROBABILITY_KEY
 from pipeline.artifact_properties import BLESSED_KEY, CHECKED_KEY, FAILURE_KEY, FOLDED_KEY
 
@@ -116,7 +117,9 @@ def InfraCheck(
     schema: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Schema],
     infra_blessing: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.InfraBlessing],
     sample_size: tfx.dsl.components.Parameter[int] = 32,
+    contract: tfx.dsl.components.Parameter[str] = "",
 ) -> None:
+    features.activate_from(json.loads(contract or "{}"))  # the pipeline's, where its file is not (Kubeflow)
     split = SAMPLE_SPLIT if SAMPLE_SPLIT in artifact_utils.decode_split_names(examples.split_names) else None
     if split is None:
         result = InfraResult(False, 0, f"the examples have no {SAMPLE_SPLIT!r} split")

@@ -97,6 +97,7 @@ class ModelCardExecutor(base_beam_executor.BaseBeamExecutor):
         from models.saved_model import LoadedModel
 
         settings = json.loads(exec_properties[SETTINGS_KEY])
+        features.activate_from(settings.get("contract"))
         model = artifact_utils.get_single_instance(input_dict["model"])
         evaluated = artifact_utils.get_single_instance(input_dict["evaluation"])
         window = input_dict["examples"]
