@@ -179,3 +179,22 @@ def test_a_component_reads_the_contract_its_custom_config_carries_where_the_file
     taxi_carried = PipelineConfig().contract_config()
     assert features.activate_from(taxi_carried).model_name == "taxi"
     assert features.active_path() == str(features.DEFAULT_PATH)  # the same text: the active file stays
+
+
+def test_every_component_that_reads_the_contract_when_it_runs_is_given_its_text(small, tmp_path):
+    """Transform, Trainer, InfraCheck and ModelCard run where the project's file may not be: each carries the text."""
+    import json
+
+    from pipeline import pipeline
+    from pipeline.components.model_card import SETTINGS_KEY
+
+    path, spans, _ = small
+    config = PipelineConfig(contract_path=path, home=tmp_path / "home", spans_root=spans)
+    components = {c.id: c for c in pipeline.create_pipeline(config).components}
+    carried = {
+        "Transform": json.loads(components["Transform"].exec_properties["custom_config"]),
+        "Trainer": json.loads(components["Trainer"].exec_properties["custom_config"]),
+        "InfraCheck": json.loads(components["InfraCheck"].exec_properties["contract"]),
+        "ModelCard": json.loads(components["ModelCard"].exec_properties[SETTINGS_KEY])["contract"],
+    }
+    assert {name: entries[features.TEXT_KEY] for name, entries in carried.items()} == dict.fromkeys(carried, SMALL)
