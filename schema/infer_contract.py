@@ -26,7 +26,7 @@ import json
 import re
 import statistics
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 CODE_DIGITS = 5
@@ -55,8 +55,16 @@ class InferenceError(ValueError):
 @dataclass(frozen=True)
 class Table:
     path: Path
-    header: tuple[str, ...]
-    rows: list[dict[str, str]]
+    header: tuple[str, ...]  # the column names, each a feature name (letters, digits, '_')
+    rows: list[dict[str, str]]  # keyed by those names
+    written: dict[str, str] = field(default_factory=dict)  # name -> the header as the file writes it, where they differ
+
+    def column(self, asked: str) -> str:
+        """The column `asked` names, as the file writes it or by its name; an InferenceError if none."""
+        for name in self.header:
+            if asked in (name, self.written.get(name)):
+                return name
+        raise InferenceError("label", f"not a column of {self.path} (its columns: {', '.join(self.written.get(n, n) for n in self.header)})")
 
 
 @dataclass(frozen=True)
@@ -96,15 +104,30 @@ def read_csv(path: Path) -> Table:
         raise InferenceError("from_csv", f"expected a UTF-8 CSV file ({exc})") from None
     if not header or not any(header):
         raise InferenceError("from_csv", "expected a CSV file whose first line names its columns")
-    for name in header:
-        if not _NAME.fullmatch(name):
-            raise InferenceError("from_csv", f"column {name!r}: expected a name of letters, digits and '_' (rename it in the header)")
     if len(set(header)) != len(header):
         raise InferenceError("from_csv", f"column {Counter(header).most_common(1)[0][0]!r} is named twice in the header")
     for number, line in enumerate(lines, start=2):
         if len(line) != len(header):
             raise InferenceError("from_csv", f"line {number} has {len(line)} cells, the header {len(header)}")
-    return Table(Path(path), tuple(header), [dict(zip(header, line)) for line in lines])
+    names = feature_names(header)
+    written = {name: text for name, text in zip(names, header) if name != text}
+    return Table(Path(path), names, [dict(zip(names, line)) for line in lines], written)
+
+
+def feature_names(header: list[str]) -> tuple[str, ...]:
+    """A feature name for each header cell: itself when it is one (letters, digits, '_', not first a
+    digit), else lower case with every other run of characters an '_' ('Monthly Fee ($)' ->
+    'monthly_fee'), 'c_' before a leading digit, '_2', '_3'... after a name already taken."""
+    found: list[str] = []
+    for text in header:
+        name = text if _NAME.fullmatch(text) else re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "column"
+        if name[0].isdigit():
+            name = f"c_{name}"
+        base, number = name, 2
+        while name in found or (name in header and name != text):
+            name, number = f"{base}_{number}", number + 1
+        found.append(name)
+    return tuple(found)
 
 
 def cell_type(text: str) -> str:
@@ -210,8 +233,7 @@ def split(rows: list[dict[str, str]], spans: int) -> list[list[dict[str, str]]]:
 
 def infer(table: Table, label: str, positive: str | None, name: str) -> str:
     """The contract's TOML text, with a comment on every choice the owner may want to revisit."""
-    if label not in table.header:
-        raise InferenceError("label", f"not a column of {table.path} (its columns: {', '.join(table.header)})")
+    label = table.column(label)
     columns = {n: profile(table, n) for n in table.header}
     classes = label_classes(columns[label], positive)
     positive_value = "" if classes else label_positive(columns[label], positive)
@@ -239,7 +261,7 @@ def infer(table: Table, label: str, positive: str | None, name: str) -> str:
         "# Raw CSV columns in file order, typed as CsvExampleGen reads them; optional: some cells are empty",
         "# (a serving request may omit it). Add min/max (numbers) or values (strings) to state the valid domain.",
         "[columns]",
-        *[_column_line(c) for c in columns.values()],
+        *[_column_line(c, table.written.get(c.name)) for c in columns.values()],
         "",
         "# The model's features and their transforms (models/preprocessing.py), with what the data showed.",
         "[features]",
@@ -271,7 +293,7 @@ def infer(table: Table, label: str, positive: str | None, name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _column_line(column: Profile) -> str:
+def _column_line(column: Profile, written: str | None) -> str:
     spec = [f"type = {_text(column.type)}"] + (["optional = true"] if column.optional else [])
     if column.numbers:
         seen = f"{min(column.numbers):g} to {max(column.numbers):g}"
@@ -280,7 +302,8 @@ def _column_line(column: Profile) -> str:
         plural = "" if len(column.counts) == 1 else "s"
         seen = f"{len(column.counts)} value{plural}: {', '.join(shown)}{', ...' if len(column.counts) > 5 else ''}"
     empty = f"; empty in {column.empty} rows" if column.empty else ""
-    return f"{column.name} = {{{', '.join(spec)}}}  # {seen}{empty}"
+    header = f"; the file's header: {written!r}" if written else ""
+    return f"{column.name} = {{{', '.join(spec)}}}  # {seen}{empty}{header}"
 
 
 def _text(value: str) -> str:

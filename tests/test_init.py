@@ -293,3 +293,23 @@ def test_init_of_a_multi_class_csv_makes_the_classes_the_label_columns_domain(tm
     [cultivar] = [f for f in schema.feature if f.name == "cultivar"]
     [domain] = [d for d in schema.string_domain if d.name == cultivar.domain]
     assert sorted(domain.value) == sorted(wine.CULTIVARS) and list(cultivar.not_in_environment) == ["SERVING"]
+
+
+def test_headers_that_are_not_feature_names_get_one_and_the_label_is_found_by_either(tmp_path):
+    header = ["Customer ID", "Monthly Fee ($)", "plan type", "3rd party", "plan_type", "Churned?"]
+    rows = [[str(i), f"{10 + i % 90}.5", "abc"[i % 3], str(i % 2), "xy"[i % 2], "yes" if i % 3 else "no"] for i in range(300)]
+    data = tmp_path / "odd.csv"
+    with open(data, "w", newline="") as out:
+        csv.writer(out).writerows([header, *rows])
+    table = infer_contract.read_csv(data)
+    assert table.header == ("customer_id", "monthly_fee", "plan_type_2", "c_3rd_party", "plan_type", "churned")
+    text = infer_contract.infer(table, "Churned?", None, "m")
+    assert "monthly_fee = {type = \"float\"}  # 10.5 to 99.5; the file's header: 'Monthly Fee ($)'" in text
+    c = contract_lib.parse(tomllib.loads(text), tmp_path / "contract.toml")
+    assert (c.label.column, c.label.positive) == ("churned", "yes")
+    assert infer_contract.infer(table, "churned", None, "m") == text
+    done = _conveyor(["init", str(tmp_path / "proj"), "--from-csv", str(data), "--label", "Churned?"])
+    assert done.returncode == 0, done.stderr
+    assert "'Monthly Fee ($)' -> monthly_fee" in done.stdout
+    with open(tmp_path / "proj/spans/span-1/data.csv") as written:
+        assert next(csv.reader(written)) == list(table.header)

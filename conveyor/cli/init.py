@@ -74,7 +74,7 @@ def init(args: argparse.Namespace) -> int:
             os.replace(stage, target)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-    print(_next_steps(target, contract, [len(s) for s in spans]))
+    print(_next_steps(target, contract, [len(s) for s in spans], table.written))
     return 0
 
 
@@ -108,7 +108,7 @@ def _write(root: Path, name: str, contract_text: str, spans: list[list[dict[str,
     return contract
 
 
-def _next_steps(target: Path, contract: Contract, sizes: list[int]) -> str:
+def _next_steps(target: Path, contract: Contract, sizes: list[int], renamed: dict[str, str]) -> str:
     label = contract.label
     rule = (f"{len(label.classes)} classes of {label.column}" if label.multiclass
             else f"{label.column} = {label.positive!r}" if label.positive else f"{label.column} = 1")
@@ -116,6 +116,8 @@ def _next_steps(target: Path, contract: Contract, sizes: list[int]) -> str:
         f"conveyor init: project {contract.model_name} in {target}",
         f"  {project.CONTRACT:<26} the feature contract: {len(contract.columns)} columns, {len(contract.features)} model features, "
         f"label {label.name} ({rule}); review it (docs/your-data.md)",
+        *([f"  {'':<26} columns named as features (requests and labels use these names): "
+           + ", ".join(f"{text!r} -> {name}" for name, text in renamed.items())] if renamed else []),
         f"  {project.SPANS + '/':<26} {sum(sizes):,} rows in {len(sizes)} spans ({', '.join(f'{n:,}' for n in sizes)})",
         f"  {'schema/':<26} schema.pbtxt and completeness.json, derived from these spans",
         f"  {project.MARKER:<26} marks the project: commands run inside it use these files and {project.HOME}/",
