@@ -94,7 +94,7 @@ class Profile:
 def read_csv(path: Path) -> Table:
     """The rows of a CSV file with a header of distinct column names."""
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        with open(path, newline="", encoding="utf-8-sig") as handle:  # a spreadsheet's byte order mark is no part of a name
             reader = csv.reader(handle)
             header = next(reader, None)
             lines = list(reader)

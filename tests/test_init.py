@@ -313,3 +313,9 @@ def test_headers_that_are_not_feature_names_get_one_and_the_label_is_found_by_ei
     assert "'Monthly Fee ($)' -> monthly_fee" in done.stdout
     with open(tmp_path / "proj/spans/span-1/data.csv") as written:
         assert next(csv.reader(written)) == list(table.header)
+
+
+def test_a_spreadsheet_s_byte_order_mark_is_not_part_of_the_first_name(tmp_path):
+    data = tmp_path / "excel.csv"
+    data.write_bytes("\ufeffage,plan\n".encode() + b"".join(f"{20 + i % 40},{'ab'[i % 2]}\n".encode() for i in range(200)))
+    assert infer_contract.read_csv(data).header == ("age", "plan")
