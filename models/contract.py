@@ -5,8 +5,8 @@ names the model, the raw columns with their types and domains, the transform of 
 feature, the label, the slices, the drift thresholds and the model card's texts. Every error is
 one line, a ContractError naming the file, the key and what was expected.
 
-The label is binary, `kind = "column"` (a 0/1 int column, or a string column with its `positive`
-value) or `kind = "greater_than_fraction"` (value > fraction x of), or multi-class, `kind =
+The label is binary, `kind = "column"` (an int column, 0/1 or with its `positive` value, or a
+string column with its `positive` value) or `kind = "greater_than_fraction"` (value > fraction x of), or multi-class, `kind =
 "classes"` (`column` and its `classes`, 3 or more values in order: the label is a value's index).
 The classes are the label column's domain (schema/derive.py writes them into the schema, so
 DataGate refuses a span with a value outside them); int classes are therefore consecutive.
@@ -75,7 +75,7 @@ class Label:
     name: str  # the label's key in the transformed features
     kind: str  # a LABEL_KINDS value
     column: str = ""  # kind "column"
-    positive: str = ""  # kind "column" over a string column: the positive value
+    positive: str = ""  # kind "column": the positive value as text (a string column's; an int column's, unless 1 of 0/1)
     value: str = ""  # kind "greater_than_fraction": 1 when value > fraction x of
     of: str = ""
     fraction: float = 0.0
@@ -268,11 +268,14 @@ def _label(spec: Any, columns: dict[str, Column], path: Path) -> Label:
         column = _get(spec, "column", str, "label.", path)
         if column not in columns:
             raise ContractError(path, "label.column", f"expected a column of [columns], got {column!r}")
-        positive = _get(spec, "positive", str, "label.", path, "")
-        if (columns[column].type == "string") != bool(positive):
-            raise ContractError(path, "label.positive", "expected for a string label column (its positive value), and only then")
         if columns[column].type == "float":
-            raise ContractError(path, "label.column", "expected an int column of 0/1 or a string column")
+            raise ContractError(path, "label.column", "expected an int column (0/1, or with its positive value) or a string column")
+        if columns[column].type == "string":
+            positive = _get(spec, "positive", str, "label.", path, "")
+            if not positive:
+                raise ContractError(path, "label.positive", "expected for a string label column (its positive value)")
+        else:
+            positive = "" if "positive" not in spec else str(_get(spec, "positive", int, "label.", path))
         return Label(name, kind, column=column, positive=positive, label_only=(column,))
     if kind == "classes":
         return _classes(spec, name, columns, path)

@@ -41,8 +41,10 @@ def label(contract: Contract, raw: dict[str, tf.Tensor]) -> tf.Tensor:
         return tf.where(tf.reduce_any(matches, axis=1), tf.argmax(tf.cast(matches, tf.int64), axis=1), tf.constant(-1, tf.int64))
     if rule.kind == "column":
         value = raw[rule.column]
-        if rule.positive:
+        if rule.positive and value.dtype == tf.string:
             return tf.cast(tf.equal(tf.strings.strip(value), rule.positive), tf.int64)
+        if rule.positive:
+            return tf.cast(tf.equal(tf.cast(value, tf.int64), int(rule.positive)), tf.int64)
         return tf.cast(tf.equal(tf.cast(value, tf.int64), 1), tf.int64)
     of, value = tf.cast(raw[rule.of], tf.float32), tf.cast(raw[rule.value], tf.float32)
     return tf.cast(tf.greater(value, of * rule.fraction), tf.int64)

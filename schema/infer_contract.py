@@ -200,7 +200,7 @@ def label_classes(column: Profile, positive: str | None) -> list[str | int] | No
 
 
 def label_positive(column: Profile, positive: str | None) -> str:
-    """A two-valued label's positive value ("" for an int 0/1 column), or an InferenceError."""
+    """A two-valued label's positive value ("" for an int 0/1 column, whose positive is 1), or an InferenceError."""
     values = sorted(column.counts)
     if len(values) < 2:
         raise InferenceError("label", f"one value ({', '.join(values) or 'none'}): a label needs two")
@@ -209,11 +209,11 @@ def label_positive(column: Profile, positive: str | None) -> str:
     if positive is not None and positive not in values:
         raise InferenceError("positive", f"not a value of {column.name} (its values: {', '.join(values)})")
     if column.type == "int":
-        if set(values) != {"0", "1"}:
-            raise InferenceError("label", f"an int column of {', '.join(values)}: expected 0 and 1 (or a string column)")
-        if positive not in (None, "1"):
-            raise InferenceError("positive", f"an int label's positive value is 1, got {positive!r}")
-        return ""
+        if set(values) == {"0", "1"}:
+            if positive not in (None, "1"):
+                raise InferenceError("positive", f"a 0/1 label's positive value is 1, got {positive!r}")
+            return ""
+        return str(int(positive if positive is not None else min(values, key=lambda v: (column.counts[v], int(v)))))
     if positive is not None:
         return positive
     named = [v for v in values if v.strip().lower() in POSITIVE_NAMES]
@@ -276,7 +276,7 @@ def infer(table: Table, label: str, positive: str | None, name: str) -> str:
         'kind = "classes"' if classes else 'kind = "column"',
         f"column = {_text(label)}",
         *([f"classes = [{', '.join(_text(c) if isinstance(c, str) else str(c) for c in classes)}]"] if classes else []),
-        *([f"positive = {_text(positive_value)}"] if positive_value else []),
+        *([f"positive = {positive_value if columns[label].type == 'int' else _text(positive_value)}"] if positive_value else []),
         "",
         "# Drift of each span against the previous one and skew of served traffic, by type: L-infinity for",
         "# strings, Jensen-Shannon divergence for numbers. Name a column under [drift.features] to set its own.",

@@ -319,3 +319,21 @@ def test_a_spreadsheet_s_byte_order_mark_is_not_part_of_the_first_name(tmp_path)
     data = tmp_path / "excel.csv"
     data.write_bytes("\ufeffage,plan\n".encode() + b"".join(f"{20 + i % 40},{'ab'[i % 2]}\n".encode() for i in range(200)))
     assert infer_contract.read_csv(data).header == ("age", "plan")
+
+
+def test_a_label_of_two_integers_other_than_0_and_1_has_its_positive_value(tmp_path, monkeypatch):
+    """A 1/2 label (as many datasets code a yes/no): the less frequent is positive, as preprocessing computes it."""
+    table = _table(tmp_path, {"x": [f"{i / 3:.2f}" for i in range(200)], "y": ["1", "2", "2", "2"] * 50})
+    text = infer_contract.infer(table, "y", None, "m")
+    assert "\npositive = 1\n" in text  # an int in the file, as the column is
+    c = _contract(tmp_path, table, "y")
+    assert (c.label.kind, c.label.positive, c.label.of_row({"y": 1}), c.label.of_row({"y": "2"})) == ("column", "1", 1, 0)
+    assert _contract(tmp_path, table, "y", "2").label.positive == "2"
+    import tensorflow as tf
+
+    from models import preprocessing
+
+    path = tmp_path / "contract.toml"
+    path.write_text(text)
+    monkeypatch.setenv(features.PATH_VARIABLE, str(path))
+    assert preprocessing.label(features.active(), {"y": tf.constant([1, 2, 2], tf.int64)}).numpy().tolist() == [1, 0, 0]
