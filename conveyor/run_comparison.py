@@ -15,11 +15,16 @@ from typing import Any
 from data import spans_io
 from metadata import hyperparameters as hyperparameters_lib
 from metadata.run_records import RunDetail, RunRecord
+from models import features, label_metrics
 from pipeline import blessing_checks, evaluation
 
-SLICE_METRICS = ("binary_accuracy", "auc")  # per slice: the gated metrics
 MISSING = "-"
 WIDE = 36  # a value longer than this is printed on its own line
+
+
+def _metric_set() -> label_metrics.MetricSet:
+    """The metrics of the pipeline's label (its contract): accuracy and AUC, or a multi-class accuracy."""
+    return label_metrics.of(features.active().label)
 
 
 def _time(seconds: float) -> str:
@@ -68,12 +73,14 @@ def table(records: list[RunRecord], last: int | None = None) -> str:
     takes, as is the run id)."""
     by_id = {r.run_id: r.number for r in records}
     records = records[-last:] if last else records
+    metric_set = _metric_set()
     head = ("#", "run id", "started (UTC)", "launched by", "span", "window", "hyperparameters", "accuracy", "auc", "blessed", "pushed", "seconds")
     rows = [
         (
             str(r.number), r.run_id, _time(r.started), r.launched_by,
             spans_io.label(r.span, r.span_namespace) if r.span is not None else MISSING, _window(r), _source(r, by_id),
-            _metric(r, "binary_accuracy"), _metric(r, "auc"), _outcome(r), r.pushed_version or MISSING, f"{r.seconds:.1f}",
+            _metric(r, metric_set.accuracy), _metric(r, "auc") if "auc" in metric_set.table else "n/a",
+            _outcome(r), r.pushed_version or MISSING, f"{r.seconds:.1f}",
         )
         for r in records
     ]
@@ -176,15 +183,17 @@ def _hyperparameter_section(a: RunDetail, b: RunDetail) -> Section:
 def _metrics_sections(a: RunDetail, b: RunDetail) -> list[Section]:
     results = (a.record.evaluation, b.record.evaluation)
     overall = Section("metrics overall")
-    for metric in (*evaluation.COMPARED_METRICS, *evaluation.COUNT_METRICS):
+    metric_set = _metric_set()
+    counts = metric_set.names(metric_set.counts)
+    for metric in (*metric_set.names(metric_set.compared), *counts):
         values = [r.metrics.get(evaluation.OVERALL, {}).get(metric) if r else None for r in results]
-        overall.rows.append(_number_row(metric, *values, 0 if metric in evaluation.COUNT_METRICS else 4))
+        overall.rows.append(_number_row(metric, *values, 0 if metric in counts else 4))
     per_slice = Section("metrics per slice")
     names = sorted({name for r in results if r for name in r.metrics}, key=evaluation.slice_order)
     for name in names:
         values = [r.metrics.get(name, {}) if r else {} for r in results]
         counts = tuple(f"{v['example_count']:.0f}" if "example_count" in v else MISSING for v in values)
-        per_slice.slices.append(SliceRow(name, counts, {m: _number_row(m, values[0].get(m), values[1].get(m)) for m in SLICE_METRICS}))
+        per_slice.slices.append(SliceRow(name, counts, {m: _number_row(m, values[0].get(m), values[1].get(m)) for m in metric_set.table}))
     return [overall, per_slice]
 
 
@@ -243,10 +252,11 @@ def _text_rows(rows: list[Row]) -> list[str]:
 
 
 def _text_slices(slices: list[SliceRow]) -> list[str]:
-    head = f"  {'slice':<28}{'examples A/B':>14}" + "".join(f"{m + ' A, B, change':>30}" for m in SLICE_METRICS)
-    lines = [head]
+    titles = [f"{m} A, B, change" for m in _metric_set().table]
+    width = max([30] + [len(t) + 2 for t in titles])
+    lines = [f"  {'slice':<28}{'examples A/B':>14}" + "".join(f"{t:>{width}}" for t in titles)]
     for s in slices:
-        cells = "".join(f"{f'{r.a} {r.b} {r.change or MISSING}':>30}" for r in s.metrics.values())
+        cells = "".join(f"{f'{r.a} {r.b} {r.change or MISSING}':>{width}}" for r in s.metrics.values())
         lines.append(f"  {s.name:<28}{'/'.join(s.examples):>14}{cells}")
     return lines
 
@@ -270,4 +280,4 @@ def render_html(found: Comparison) -> str:
     """The comparison as one self-contained HTML page."""
     from pipeline import pages
 
-    return pages.render("conveyor", "run_comparison.html.j2", comparison=found, metrics=SLICE_METRICS)
+    return pages.render("conveyor", "run_comparison.html.j2", comparison=found, metrics=_metric_set().table)

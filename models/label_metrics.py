@@ -45,6 +45,7 @@ class MetricSet:
     counts: tuple[str, ...]  # computed for the candidate alone (unless a threshold names one)
     fairness: tuple[str, ...]  # error rates per group at the 0.5 threshold
     shown: tuple[str, ...]  # the names the run summary and the model card show per slice (and the fairness rates)
+    table: tuple[str, ...]  # the few a one-line-per-model table shows (conveyor models, runs, lineage, runs compare)
 
     def names(self, classes: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(metric_name(c) for c in classes)
@@ -67,10 +68,12 @@ BINARY = MetricSet(
     counts=("ExampleCount", "TruePositives", "FalseNegatives"),
     fairness=("FPR", "FNR", "PredictedPositiveRate"),
     shown=("example_count", "binary_accuracy", "auc", "precision", "recall"),
+    table=("binary_accuracy", "auc"),
 )
 MULTICLASS = MetricSet(
     "sparse_categorical_accuracy", compared=("SparseCategoricalAccuracy",), counts=("ExampleCount",), fairness=(),
     shown=("example_count", "sparse_categorical_accuracy"),
+    table=("sparse_categorical_accuracy",),
 )
 BINARY_ONLY = tuple(name for name in BINARY.all_names if name not in MULTICLASS.all_names and name != BINARY.accuracy)
 

@@ -130,3 +130,11 @@ def test_a_multiclass_pipeline_runs_serves_monitors_and_decides(wine_home, monke
     assert "new_data" in tick.stdout, tick.stdout[-3000:]
     second = _evaluations(home)[-1]
     assert second != recorded and json.loads(second.read_text())["baseline"]["overall"]["sparse_categorical_accuracy"] > 0.6
+
+    listed = _conveyor(env, "models", "--home", str(home))
+    accuracies = [float(m.group(1)) for line in listed.stdout.splitlines() if (m := re.match(r"[* ] \d{10} .* (\d\.\d{4})  \S+$", line))]
+    assert listed.returncode == 0 and len(accuracies) == 2 and all(0.6 < a <= 1.0 for a in accuracies), listed.stdout  # no AUC column
+    runs = _conveyor(env, "runs", "--home", str(home))
+    assert runs.returncode == 0 and runs.stdout.count(" n/a ") == 2, runs.stdout  # AUC is binary-only
+    compared = _conveyor(env, "runs", "compare", "1", "2", "--home", str(home))
+    assert compared.returncode == 0 and "sparse_categorical_accuracy A, B, change" in compared.stdout, compared.stdout

@@ -91,22 +91,22 @@ def format_models(entries, serving: AbstractSet[str | None], metrics: dict[str, 
     def flag(value: bool | None) -> str:
         return "-" if value is None else "yes" if value else "NO"
 
-    shown_metrics = {
-        e.version: [shown(name, metrics.get(e.version, {}).get(name), metrics.get(e.version, {})) for name in ("binary_accuracy", "auc")]
-        for e in entries
-    }
-    width = max([8] + [len(auc) + 1 for _, auc in shown_metrics.values()])  # n/a (one class) is wider than a figure
-    header = f"  {'version':<12}{'pushed at (UTC)':<21}{'spans':<10}{'blessed':<9}{'infra':<7}{'accuracy':>9}{'auc':>{width}}  run"
+    from models import features, label_metrics
+
+    names = label_metrics.of(features.active().label).table  # accuracy, and AUC for a binary label
+    shown_metrics = {e.version: [shown(name, metrics.get(e.version, {}).get(name), metrics.get(e.version, {})) for name in names] for e in entries}
+    width = max([8] + [len(cells[-1]) + 1 for cells in shown_metrics.values()])  # n/a (one class) is wider than a figure
+    header = f"  {'version':<12}{'pushed at (UTC)':<21}{'spans':<10}{'blessed':<9}{'infra':<7}{'accuracy':>9}" + (
+        f"{'auc':>{width}}" if len(names) > 1 else "") + "  run"
     lines = [header]
     for e in entries:
         when = datetime.datetime.fromtimestamp(e.pushed_at, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-        acc, auc = shown_metrics[e.version]
+        acc, *auc = shown_metrics[e.version]
         spans = ",".join([*map(str, e.window_spans), *(f"f{f}" for f in e.window_feedback_spans)]) or "-"
         mark = "*" if e.version in serving else "!" if e.version in failed else " "
         problem = f"  ({e.problem()})" if e.problem() else ""
-        lines.append(
-            f"{mark} {e.version:<12}{when:<21}{spans:<10}{flag(e.blessed):<9}{flag(e.infra_blessed):<7}{acc:>9}{auc:>{width}}  {e.run_id or '-'}{problem}"
-        )
+        extra = "".join(f"{cell:>{width}}" for cell in auc)
+        lines.append(f"{mark} {e.version:<12}{when:<21}{spans:<10}{flag(e.blessed):<9}{flag(e.infra_blessed):<7}{acc:>9}{extra}  {e.run_id or '-'}{problem}")
     if failed:
         lines.append("! = failed to load in a running server (the last good version keeps serving)")
     lines.append("only published versions are served; spans fN = feedback span N (served traffic)")
