@@ -15,16 +15,11 @@ from typing import Any
 from data import spans_io
 from metadata import hyperparameters as hyperparameters_lib
 from metadata.run_records import RunDetail, RunRecord
-from models import features, label_metrics
+from models import label_metrics
 from pipeline import blessing_checks, evaluation
 
 MISSING = "-"
 WIDE = 36  # a value longer than this is printed on its own line
-
-
-def _metric_set() -> label_metrics.MetricSet:
-    """The metrics of the pipeline's label (its contract): accuracy and AUC, or a multi-class accuracy."""
-    return label_metrics.of(features.active().label)
 
 
 def _time(seconds: float) -> str:
@@ -73,7 +68,7 @@ def table(records: list[RunRecord], last: int | None = None) -> str:
     takes, as is the run id)."""
     by_id = {r.run_id: r.number for r in records}
     records = records[-last:] if last else records
-    metric_set = _metric_set()
+    metric_set = label_metrics.active()
     head = ("#", "run id", "started (UTC)", "launched by", "span", "window", "hyperparameters", "accuracy", "auc", "blessed", "pushed", "seconds")
     rows = [
         (
@@ -183,7 +178,7 @@ def _hyperparameter_section(a: RunDetail, b: RunDetail) -> Section:
 def _metrics_sections(a: RunDetail, b: RunDetail) -> list[Section]:
     results = (a.record.evaluation, b.record.evaluation)
     overall = Section("metrics overall")
-    metric_set = _metric_set()
+    metric_set = label_metrics.active()
     counts = metric_set.names(metric_set.counts)
     for metric in (*metric_set.names(metric_set.compared), *counts):
         values = [r.metrics.get(evaluation.OVERALL, {}).get(metric) if r else None for r in results]
@@ -252,7 +247,7 @@ def _text_rows(rows: list[Row]) -> list[str]:
 
 
 def _text_slices(slices: list[SliceRow]) -> list[str]:
-    titles = [f"{m} A, B, change" for m in _metric_set().table]
+    titles = [f"{m} A, B, change" for m in label_metrics.active().table]
     width = max([30] + [len(t) + 2 for t in titles])
     lines = [f"  {'slice':<28}{'examples A/B':>14}" + "".join(f"{t:>{width}}" for t in titles)]
     for s in slices:
@@ -280,4 +275,4 @@ def render_html(found: Comparison) -> str:
     """The comparison as one self-contained HTML page."""
     from pipeline import pages
 
-    return pages.render("conveyor", "run_comparison.html.j2", comparison=found, metrics=_metric_set().table)
+    return pages.render("conveyor", "run_comparison.html.j2", comparison=found, metrics=label_metrics.active().table)

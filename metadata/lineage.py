@@ -30,7 +30,7 @@ from ml_metadata.proto import metadata_store_pb2
 from data import files, spans_io
 from metadata import connection, runs
 from metadata import hyperparameters as hyperparameters_lib
-from models import features, label_metrics
+from models import label_metrics
 from pipeline import anomalies as anomalies_lib
 from pipeline import blessing_checks, evaluation, user_code, versions
 from pipeline.artifact_properties import (
@@ -274,7 +274,7 @@ def _slice_table(lineage: ModelLineage) -> list[str]:
     """Every slice in natural order: its eval examples and, per gated metric, the candidate, the
     baseline and the change."""
     result = lineage.evaluation
-    metric_set = label_metrics.of(features.active().label)
+    metric_set = label_metrics.active()
     metrics = [gated for t in lineage.thresholds if (gated := metric_set.gated(t.metric))] or list(metric_set.table)
     compared = bool(result.baseline)
     rows = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from models import features
 from models.contract import Label
 
 # The name TFMA gives the results of each metric class Conveyor configures (a test checks them
@@ -80,6 +81,11 @@ BINARY_ONLY = tuple(name for name in BINARY.all_names if name not in MULTICLASS.
 
 def of(label: Label) -> MetricSet:
     return MULTICLASS if label.multiclass else BINARY
+
+
+def active() -> MetricSet:
+    """The metrics of the active contract's label (models/features.py)."""
+    return of(features.active().label)
 
 
 def binary_only_note(label: Label) -> str | None:

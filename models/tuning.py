@@ -130,7 +130,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     objective = str(config.get("objective", "auc"))
     if objective not in OBJECTIVES:
         raise ValueError(f"tune objective {objective!r}: expected one of {', '.join(OBJECTIVES)}")
-    metric = label_metrics.of(features.active().label).gated(objective)  # binary_accuracy: the label's accuracy
+    metric = label_metrics.active().gated(objective)  # binary_accuracy: the label's accuracy
     if metric is None:
         raise ValueError(f"tune objective {objective!r} is binary-only: a multi-class label tunes on binary_accuracy (its accuracy)")
     hp = keras_tuner.HyperParameters()

@@ -89,7 +89,7 @@ class CardFacts:
 
 def metrics() -> tuple[str, ...]:
     """The metrics a card shows per slice: the active label's (models/label_metrics.py)."""
-    metric_set = label_metrics.of(features.active().label)
+    metric_set = label_metrics.active()
     return metric_set.shown + metric_set.names(metric_set.fairness)
 
 
@@ -200,7 +200,7 @@ def _diff(facts: CardFacts) -> str:
     base, overall = facts.evaluation.baseline, facts.evaluation.metrics.get(OVERALL, {})
     if not base:
         return "first version: nothing was serving"
-    accuracy = label_metrics.of(features.active().label).accuracy
+    accuracy = label_metrics.active().accuracy
     changes = [f"{m} {overall[m] - base[m]:+.4f}" for m in (accuracy, "auc") if m in overall and m in base]
     which = f"version {facts.baseline_version}" if facts.baseline_version else "the model serving then"
     return f"against {which}: " + ", ".join(changes)

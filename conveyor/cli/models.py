@@ -91,9 +91,9 @@ def format_models(entries, serving: AbstractSet[str | None], metrics: dict[str, 
     def flag(value: bool | None) -> str:
         return "-" if value is None else "yes" if value else "NO"
 
-    from models import features, label_metrics
+    from models import label_metrics
 
-    names = label_metrics.of(features.active().label).table  # accuracy, and AUC for a binary label
+    names = label_metrics.active().table  # accuracy, and AUC for a binary label
     shown_metrics = {e.version: [shown(name, metrics.get(e.version, {}).get(name), metrics.get(e.version, {})) for name in names] for e in entries}
     width = max([8] + [len(cells[-1]) + 1 for cells in shown_metrics.values()])  # n/a (one class) is wider than a figure
     header = f"  {'version':<12}{'pushed at (UTC)':<21}{'spans':<10}{'blessed':<9}{'infra':<7}{'accuracy':>9}" + (

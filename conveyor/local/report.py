@@ -20,7 +20,7 @@ from conveyor import analysis
 from data import spans_io
 from metadata import connection, runs
 from metadata import hyperparameters as hyperparameters_lib
-from models import features, label_metrics
+from models import label_metrics
 from pipeline import anomalies, blessing_checks, evaluation, pages
 from pipeline.configs import PipelineConfig
 from pipeline.thresholds import Threshold
@@ -150,7 +150,7 @@ def _threshold_text(rule: Threshold) -> str:
 
 def _compared() -> tuple[str, ...]:
     """The metrics compared with the baseline for the active label (models/label_metrics.py)."""
-    metric_set = label_metrics.of(features.active().label)
+    metric_set = label_metrics.active()
     return metric_set.names(metric_set.compared)
 
 

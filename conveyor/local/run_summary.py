@@ -8,7 +8,7 @@ from pathlib import Path
 from data import spans_io
 from metadata import connection, runs
 from metadata import hyperparameters as hyperparameters_lib
-from models import features, label_metrics
+from models import label_metrics
 from pipeline import blessing_checks, evaluation
 from pipeline.configs import PipelineConfig
 from pipeline.evaluation import Evaluation, Gate, shown, slice_order
@@ -142,7 +142,7 @@ def _format_drift(report: dict) -> str:
 
 def format_summary(summary: RunSummary) -> str:
     lines = [""]
-    summary_metrics = label_metrics.of(features.active().label).shown
+    summary_metrics = label_metrics.active().shown
     if summary.span is not None:
         fed = f" + feedback spans {summary.window_feedback_spans}" if summary.window_feedback_spans else ""
         lines.append(
