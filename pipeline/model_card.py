@@ -82,8 +82,8 @@ class CardFacts:
     importance: list[dict[str, Any]]  # feature, auc_drop
     attribution_baseline: dict[str, Any]
     data_limitations: list[str] = field(default_factory=list)  # what the data shows
-    # Why the candidate was not asked through its served signature (InfraCheck refused it): its
-    # metrics are then the Evaluator's, without intervals, and importance is not computed.
+    # Why the candidate was not asked through its served signature (InfraCheck refused it, or a
+    # multi-class label's): the permutation importance is then not computed.
     unanswered: str | None = None
 
 
@@ -180,7 +180,6 @@ def build(facts: CardFacts) -> dict[str, Any]:
             "fairness": [row.to_json() for row in facts.fairness],
             "feature_importance": {"method": "permutation", "auc": facts.importance_auc, "features": facts.importance,
                                    **({"not_computed": facts.unanswered} if facts.unanswered else {})},
-            **({"intervals_not_computed": facts.unanswered} if facts.unanswered else {}),
             **({"binary_only": note} if (note := label_metrics.binary_only_note(features.active().label)) else {}),
             "blessing": _blessing(facts),
         },

@@ -6,6 +6,7 @@
 | `gc_tuning` | fewer cyclic collections while the libraries load and a run goes | the collector's thresholds | CPython 3.11 |
 | `beam_memos` | Beam's DoFn introspection and options views answered once (~11 % of a run) | `apache_beam` private functions and fields | apache-beam 2.77.0 |
 | `folded_call` | the model call as one folded graph in the calling thread (0.2 ms a call) | TensorFlow's converter and eager internals | tensorflow 2.21.0 |
+| `memory_statistics` | the card's TFDV statistics without a Beam pipeline | TFDV's `stats_impl` | tensorflow-data-validation 1.21.0 |
 
 Each mechanism asks `switch.allowed(name, package, tested)` before it changes anything: with
 `CONVEYOR_SPEEDUPS=0` (or `false`, `no`, `off`) every one is off, and where the installed library

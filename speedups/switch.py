@@ -16,6 +16,7 @@ TESTED_ON: dict[str, tuple[str, str]] = {
     "gc_tuning": ("python", "CPython 3.11."),  # 3.14's incremental collector reads the thresholds differently
     "beam_memos": ("apache-beam", "2.77.0"),
     "folded_call": ("tensorflow", "2.21.0"),
+    "memory_statistics": ("tensorflow-data-validation", "1.21.0"),
 }
 
 log = logging.getLogger(__name__)

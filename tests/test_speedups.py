@@ -41,6 +41,12 @@ PROBES = {
         "call = tf.function(lambda x: {'y': x * 2.0}).get_concrete_function(tf.TensorSpec([None], tf.float32))\n"
         "print('unchanged' if folded_call.folded(call, [tf.constant([1.0, 2.0])]) is None else 'changed')\n"
     ),
+    "memory_statistics": (
+        "import pyarrow as pa, tensorflow_data_validation as tfdv\n"
+        "from speedups import memory_statistics\n"
+        "batch = pa.RecordBatch.from_arrays([pa.array([[1.0], [2.0]], pa.list_(pa.float32()))], ['x'])\n"
+        "print('unchanged' if memory_statistics.generate(batch, tfdv.StatsOptions()) is None else 'changed')\n"
+    ),
 }
 
 

@@ -1,12 +1,12 @@
 """ModelCard: after the Evaluator and InfraCheck, the card of the candidate (pipeline/model_card.py).
 
-It reads the window's examples and asks the candidate through its served signature (the serving
-runtime, models/saved_model.py) about every eval example, once, then runs one Beam pipeline for
-TFMA's metrics per slice with confidence intervals on those answers and TFDV's statistics of the
-training split (pipeline/card_metrics.py); the permutation importance of each feature asks the
-served signature once per feature (models/attribution.py), and the attribution baseline the
-server's `:explain` uses is taken from the training split. The Evaluator's records give AUC, the
-baseline's figures and the verdict, InfraCheck's artifact its verdict. The card (JSON and HTML) is
+Its metrics per slice are the Evaluator's, with 95 % intervals from the Evaluator's own counts,
+and TFDV summarises the window's training split (pipeline/card_metrics.py); the permutation
+importance of each feature asks the candidate through its served signature (the serving runtime,
+models/saved_model.py) once per feature on the window's eval examples (models/attribution.py), and
+the attribution baseline the server's `:explain` uses is taken from the training split. The
+Evaluator's records also give the baseline's figures and the verdict, InfraCheck's artifact its
+verdict. The card (JSON and HTML) is
 the ModelCard artifact; Publish copies it into the pushed version, with the version's name and date.
 """
 from __future__ import annotations
@@ -105,21 +105,16 @@ class ModelCardExecutor(base_beam_executor.BaseBeamExecutor):
 
         eval_split, train_split = card_data.read_split(window, "eval"), card_data.read_split(window, "train")
         infra = _infra(artifact_utils.get_single_instance(input_dict["infra_blessing"]))
-        # A candidate InfraCheck refused cannot answer through its served signature: its card shows the
-        # Evaluator's figures, and says why there are no intervals and no importance.
+        # A candidate InfraCheck refused cannot answer through its served signature: its card says
+        # why it has no permutation importance (its metrics are the Evaluator's, as every card's).
         unanswered = None if infra["passed"] else f"InfraCheck refused the candidate ({infra['failure'][:300]})"
         multiclass = features.active().label.multiclass
-        if multiclass and unanswered is None:  # the card's TFMA metrics and the AUC drop read one probability
-            unanswered = "intervals and permutation importance (the drop in AUC) are computed for a binary label only"
+        if multiclass and unanswered is None:  # the importance is a drop in AUC
+            unanswered = "permutation importance (the drop in AUC) is computed for a binary label only"
         loaded = LoadedModel.load(path_utils.serving_model_path(model.uri), "candidate")
-        eval_examples = eval_split.all
-        eval_rows = card_data.rows(eval_examples)
-        eval_labels = card_data.labels(loaded.saved_model, eval_examples)
-        probabilities = None if unanswered else loaded.probabilities(eval_examples)
-        with self._make_beam_pipeline() as pipeline:
-            card_metrics.analyse(pipeline, out, eval_rows, eval_labels, probabilities, train_split.all, settings["seed"])
         importance_auc, importance = (None, []) if unanswered else attribution.permutation_importance(
-            eval_rows, eval_labels, loaded.probabilities, settings["seed"])
+            card_data.rows(eval_split.all), card_data.labels(loaded.saved_model, eval_split.all), loaded.probabilities,
+            settings["seed"])
 
         train_raw = [from_example(e) for e in train_split.all]
         spans = []
@@ -130,7 +125,7 @@ class ModelCardExecutor(base_beam_executor.BaseBeamExecutor):
 
         result = evaluation.load_evaluation(evaluated.uri)
         gate = evaluation.Gate(**settings["gate"])
-        estimates = card_metrics.without_intervals(result.metrics) if unanswered else card_metrics.read_metrics(out)
+        estimates = card_metrics.estimates(result.metrics)
         facts = model_card.CardFacts(
             model_name=settings["model_name"],
             pipeline_name=settings["pipeline_name"],
@@ -146,7 +141,7 @@ class ModelCardExecutor(base_beam_executor.BaseBeamExecutor):
                 "baseline": next((a.uri for a in input_dict.get("baseline_model", []) if has_model(a)), None),
             },
             spans=spans,
-            statistics=feature_summaries(card_metrics.read_statistics(out)),
+            statistics=feature_summaries(card_metrics.training_statistics(train_split.all, self._make_beam_pipeline)),
             estimates=estimates,
             evaluation=result,
             thresholds=blessing_checks.recorded_thresholds(settings["eval_config"]),
