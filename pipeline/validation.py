@@ -12,7 +12,7 @@ A span is blocked, before Transform and Trainer, when
   more than `broken_feed_factor` against the previous span (a unit change);
 - an implausible span: a cross-column rule of the feature contract's [plausibility] is broken (a
   ratio's median outside its band, or two columns equal in too many rows): columns swapped,
-  re-mapped or copied; the sentence names both columns;
+  re-mapped or copied; the sentence names both columns (a broken feed on one of them explains it);
 - a broken meaning: a numeric drift-scored feature without an upper bound in the schema scores a
   decile JSD above `broken_meaning_jsd` against the previous span (its values left the previous
   span's range almost entirely: another column, not drift), unless a broken feed explains it;
@@ -52,8 +52,8 @@ OUT_OF_DOMAIN = "OUT_OF_DOMAIN"
 INVALID_VALUE = "INVALID_VALUE"
 LOW_COMPLETENESS = "LOW_COMPLETENESS"
 SCHEMA_ANOMALY = "SCHEMA_ANOMALY"
-ORDER = (ROWS_CHANGED, EMPTY_SPAN, FEW_ROWS, HEADER_REPEATED, MISSING_COLUMN, UNKNOWN_COLUMN, BROKEN_FEED,
-         IMPLAUSIBLE, BROKEN_MEANING, OUT_OF_DOMAIN, INVALID_VALUE, LOW_COMPLETENESS, SCHEMA_ANOMALY)
+ORDER = (ROWS_CHANGED, EMPTY_SPAN, FEW_ROWS, HEADER_REPEATED, MISSING_COLUMN, UNKNOWN_COLUMN, IMPLAUSIBLE,
+         BROKEN_FEED, BROKEN_MEANING, OUT_OF_DOMAIN, INVALID_VALUE, LOW_COMPLETENESS, SCHEMA_ANOMALY)
 SPAN = "span"  # the "feature" of a problem of the whole span
 UPPER_DECILE = 0.9
 MIN_PLAUSIBILITY_ROWS = 30  # a rule measured on fewer rows of the span is not judged
@@ -137,12 +137,14 @@ def check(
     if audit.rows == 0:
         return [_empty(span, audit)]
     problems = _rows(span, audit, previous, min_rows_ratio) + _structure(audit)
-    problems += _values(audit) + _completeness(audit, completeness) + _implausible(span, audit.plausibility, previous)
+    problems += _values(audit) + _completeness(audit, completeness)
+    broken: list[Problem] = []
     if previous is not None and current is not None:
         broken = _broken_feed(current, previous, schema, broken_feed_factor)
-        explained = {p.feature for p in broken}
-        drifted = [n for n in _unbounded_numeric(schema) if n in drift_features and n not in explained]
+        fed = {p.feature for p in broken}
+        drifted = [n for n in _unbounded_numeric(schema) if n in drift_features and n not in fed]
         problems += broken + _broken_meaning(current, previous, drifted, broken_meaning_jsd)
+    problems += _implausible(span, audit.plausibility, previous, {p.feature for p in broken})
     problems = _with_anomalies(problems, anomalies, header_repeated=audit.header_repeats > 0)
     return sorted(problems, key=lambda p: ORDER.index(p.kind))
 
@@ -325,12 +327,16 @@ def plausibility_measures(tallies: list[Tally]) -> dict[str, float]:
     return {t.rule.name: t.value for t in tallies if t.value is not None and t.rows >= MIN_PLAUSIBILITY_ROWS}
 
 
-def _implausible(span: int, tallies: list[Tally], previous: Previous | None) -> list[Problem]:
+def _implausible(span: int, tallies: list[Tally], previous: Previous | None, fed: set[str]) -> list[Problem]:
+    """The broken rules, furthest outside first; a rule with a broken feed (`fed`) on one of its two
+    columns only is explained by that unit change (on both, they were swapped: it stays)."""
     measures = plausibility_measures(tallies)
     problems: list[tuple[float, Problem]] = []
     for tally in tallies:
         rule, value = tally.rule, measures.get(tally.rule.name)
         if value is None or (value <= rule.max_share if rule.kind == SAME else rule.low <= value <= rule.high):
+            continue
+        if len(fed & set(rule.columns)) == 1:
             continue
         first, second = rule.named
         before = previous.plausibility.get(rule.name) if previous is not None else None
