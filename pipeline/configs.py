@@ -95,20 +95,10 @@ class PipelineConfig:
     # Between the shipped spans the ratio is 0.46-1.0 (trip_miles 10.3 vs 4.7); unit changes are
     # x60 and more (seconds -> minutes or ms, dollars -> cents, miles -> feet).
     broken_feed_factor: float = 10.0
-    # A broken meaning: a numeric drift-scored feature without an upper bound in the schema (fare,
-    # trip_miles, trip_seconds, tips) whose decile JSD against the previous span exceeds this: its
-    # values left the previous span's range almost entirely (the measure tops out at 0.76 when every
-    # value lies beyond the baseline's last decile). Measured (benchmarks/meaning_variation.py,
-    # against span 2): real span to span at most 0.021; legitimate partitions of the shipped trips
-    # up to 0.618 (trip_miles, trips of 3 miles or more) and 0.501 (fare, airport pickups);
-    # trip_miles<->trip_seconds swapped 0.749/0.737, fare in cents 0.745. fare<->trip_miles swapped
-    # scores 0.518/0.570, inside the legitimate range: no JSD limit separates it, the contract's
-    # [plausibility] rules do. Bounded features are not judged: partitions by hour, day, month or
-    # place legitimately move them (trip_start_hour scores 0.74 in a span of three hours, 0.59 in a
-    # night-only span), and their schema range already stops values that changed unit. No limit on
-    # the median shift (trip_miles moves |ln| 4.6 in a span of one company or of trips under a mile)
-    # nor on L-infinity (payment_type: 0.285 for airport pickups, 0.358 with "Cash" and "Credit
-    # Card" swapped; company: 0.94 in one company's span).
+    # A broken meaning: a drift-scored numeric feature without a schema maximum whose decile JSD against the previous
+    # span exceeds this (0.76 at most). Against span 2: real spans <= 0.021; legitimate partitions up to 0.618 (trip_miles,
+    # trips >= 3 miles; bounded features such as trip_start_hour, 0.74 in three hours, are not judged); trip_miles<->trip_seconds
+    # 0.749. fare<->trip_miles scores 0.518/0.570: no JSD limit separates it, the contract's [plausibility] does (docs/pipeline.md).
     broken_meaning_jsd: float = 0.7
     serving_statistics_path: Path | None = None  # TFDV statistics of served traffic, for skew
 
