@@ -190,10 +190,10 @@ def _count(
             ),
         )
         positions = [(i, columns[c]) for i, c in enumerate(header) if c in columns]
-        measured = {c for t in tallies for c in (*t.rule.columns, *(t.rule.where or ())[:1])}
+        measured = {c for t in tallies for c in t.reads}
         for batch in reader:
             if tallies:
-                cells = {c: batch.column(i).to_numpy(zero_copy_only=False) for i, c in enumerate(header) if c in measured}
+                cells = {c: batch.column(i) for i, c in enumerate(header) if c in measured}
                 for tally in tallies:
                     tally.add(cells)
             audit.rows += batch.num_rows
