@@ -14,6 +14,15 @@ multiplicative noise on money, distance and duration. Problems are applied on to
   unit_change            trip_seconds written in milliseconds (a broken feed)
   dropped_column         the fare column is missing (schema breakage)
   wrong_types            trip_seconds written as text (schema breakage)
+
+and feeds whose columns changed meaning under unchanged names (DataGate's plausibility rules):
+
+  swapped_fare_miles     fare and trip_miles swapped (an upstream join)
+  swapped_miles_seconds  trip_miles and trip_seconds swapped (miles land in an int column)
+  remapped_payment_type  "Cash" and "Credit Card" swapped
+  fare_in_cents          fare x100
+  miles_in_km            trip_miles x1.609 (a real unit change that looks legitimate)
+  dropoff_from_pickup    dropoff_latitude filled from pickup_latitude
 """
 from __future__ import annotations
 
@@ -35,6 +44,11 @@ def _scale(row: Row, key: str, factor: float) -> None:
         row[key] = repr(round(float(row[key]) * factor, 2))
 
 
+def _scale_all(rows: list[Row], key: str, factor: float) -> None:
+    for row in rows:
+        _scale(row, key, factor)
+
+
 def _fare_drift(rows: list[Row], rng: random.Random) -> None:
     for row in rows:
         for key in ("fare", "tips", "trip_miles"):
@@ -42,8 +56,7 @@ def _fare_drift(rows: list[Row], rng: random.Random) -> None:
 
 
 def _miles_scale(rows: list[Row], rng: random.Random) -> None:
-    for row in rows:
-        _scale(row, "trip_miles", 1.5)
+    _scale_all(rows, "trip_miles", 1.5)
 
 
 def _new_payment_type(rows: list[Row], rng: random.Random) -> None:
@@ -86,6 +99,22 @@ def _wrong_types(rows: list[Row], rng: random.Random) -> None:
             row["trip_seconds"] = f"{row['trip_seconds']} sec"
 
 
+def _swap(rows: list[Row], first: str, second: str) -> None:
+    for row in rows:
+        row[first], row[second] = row[second], row[first]
+
+
+def _remapped_payment_type(rows: list[Row], rng: random.Random) -> None:
+    mapping = {"Cash": "Credit Card", "Credit Card": "Cash"}
+    for row in rows:
+        row["payment_type"] = mapping.get(row["payment_type"], row["payment_type"])
+
+
+def _dropoff_from_pickup(rows: list[Row], rng: random.Random) -> None:
+    for row in rows:
+        row["dropoff_latitude"] = row["pickup_latitude"]
+
+
 PROBLEMS: dict[str, Callable[[list[Row], random.Random], None]] = {
     "fare_drift": _fare_drift,
     "miles_scale": _miles_scale,
@@ -96,9 +125,15 @@ PROBLEMS: dict[str, Callable[[list[Row], random.Random], None]] = {
     "unit_change": _unit_change,
     "dropped_column": _dropped_column,
     "wrong_types": _wrong_types,
+    "swapped_fare_miles": lambda rows, rng: _swap(rows, "fare", "trip_miles"),
+    "swapped_miles_seconds": lambda rows, rng: _swap(rows, "trip_miles", "trip_seconds"),
+    "remapped_payment_type": _remapped_payment_type,
+    "fare_in_cents": lambda rows, rng: _scale_all(rows, "fare", 100),
+    "miles_in_km": lambda rows, rng: _scale_all(rows, "trip_miles", 1.609),
+    "dropoff_from_pickup": _dropoff_from_pickup,
 }
 # Problems whose output cannot be written in the canonical format (the point is to break it).
-RAW_PROBLEMS = ("wrong_types",)
+RAW_PROBLEMS = ("wrong_types", "swapped_miles_seconds")
 
 
 def generate(reference: list[Row], rows: int, seed: int, problem: str | None = None) -> list[Row]:

@@ -11,7 +11,8 @@ contract (models/features.py):
   out_of_domain  numbers or strings outside the column's Domain (e.g. trip_start_month = 1e308)
 
 and, per file, the header, the data rows and the rows that repeat the header (which CsvExampleGen
-reads as data). Blank lines hold no row, as for CsvExampleGen.
+reads as data). Blank lines hold no row, as for CsvExampleGen. The same pass measures the contract's
+cross-column plausibility rules on the rows (data/plausibility.py).
 
 Cost is linear in the cells: pyarrow parses the file in blocks and each distinct text of a column
 in a block is judged once. Only when something is invalid, out of its domain or a repeated header
@@ -28,6 +29,7 @@ import re
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterable
 
+from data import plausibility
 from models import features
 
 EXAMPLES = 3  # lines kept per finding
@@ -119,6 +121,7 @@ class FileAudit:
 class SpanAudit:
     files: list[FileAudit]
     columns: dict[str, ColumnAudit]
+    plausibility: list[plausibility.Tally] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -168,7 +171,10 @@ def _header(stream: BinaryIO) -> tuple[list[str] | None, bool]:
     return header, following is not None
 
 
-def _count(name: str, stream: BinaryIO, header: list[str], columns: dict[str, ColumnAudit], audit: FileAudit) -> None:
+def _count(
+    name: str, stream: BinaryIO, header: list[str], columns: dict[str, ColumnAudit], audit: FileAudit,
+    tallies: list[plausibility.Tally],
+) -> None:
     """First pass: count every cell of the contract's columns (pyarrow, block by block)."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -184,15 +190,20 @@ def _count(name: str, stream: BinaryIO, header: list[str], columns: dict[str, Co
             ),
         )
         positions = [(i, columns[c]) for i, c in enumerate(header) if c in columns]
+        measured = {c for t in tallies for c in t.reads}
         for batch in reader:
+            if tallies:
+                cells = {c: batch.column(i) for i, c in enumerate(header) if c in measured}
+                for tally in tallies:
+                    tally.add(cells)
             audit.rows += batch.num_rows
-            cells = [(i, column, batch.column(i)) for i, column in positions]
+            texts_of = [(i, column, batch.column(i)) for i, column in positions]
             repeated = 0
-            if cells:
-                same = functools.reduce(pc.and_, (pc.equal(texts, header[i]) for i, _, texts in cells))
+            if texts_of:
+                same = functools.reduce(pc.and_, (pc.equal(texts, header[i]) for i, _, texts in texts_of))
                 repeated = pc.sum(same).as_py() or 0
             audit.header_repeats += repeated
-            for i, column, texts in cells:
+            for i, column, texts in texts_of:
                 for entry in pc.value_counts(texts).to_pylist():
                     text, rows = entry["values"], entry["counts"]
                     if text == header[i]:
@@ -231,6 +242,7 @@ def audit(names: Iterable[str], open_binary: Callable[[str], BinaryIO], domains:
     """Audit the CSV files `names` of one span (opened with `open_binary`) against the contract and `domains`."""
     domains = domains or {}
     columns = {name: ColumnAudit(kind, domains.get(name)) for name, kind in features.active().raw_types.items()}
+    tallies = plausibility.tallies(features.active().plausibility)
     files = []
     for name in names:
         try:
@@ -244,10 +256,10 @@ def audit(names: Iterable[str], open_binary: Callable[[str], BinaryIO], domains:
             continue
         located = {c: (columns[c].invalid.rows, columns[c].out_of_domain.rows) for c in columns}
         with open_binary(name) as stream:
-            _count(name, stream, header, columns, file_audit)
+            _count(name, stream, header, columns, file_audit, tallies)
         if file_audit.header_repeats or any(
             (columns[c].invalid.rows, columns[c].out_of_domain.rows) != located[c] for c in columns
         ):
             with open_binary(name) as stream:
                 _locate(name, stream, columns, file_audit)
-    return SpanAudit(files, columns)
+    return SpanAudit(files, columns, tallies)

@@ -2,7 +2,8 @@
 
 The file (models/taxi.toml is the taxi's; docs/pipeline.md, "The feature contract", has every key)
 names the model, the raw columns with their types and domains, the transform of each model
-feature, the label, the slices, the drift thresholds and the model card's texts. Every error is
+feature, the label, the slices, the drift thresholds, the cross-column plausibility rules (optional:
+DataGate checks each span against them, pipeline/validation.py) and the model card's texts. Every error is
 one line, a ContractError naming the file, the key and what was expected.
 
 The label is binary, `kind = "column"` (an int column, 0/1 or with its `positive` value, or a
@@ -14,6 +15,7 @@ DataGate refuses a span with a value outside them); int classes are therefore co
 from __future__ import annotations
 
 import functools
+import math
 import re
 import tomllib
 from dataclasses import dataclass, replace
@@ -128,6 +130,28 @@ class Label:
 
 
 @dataclass(frozen=True)
+class Plausibility:
+    """A rule every span's rows keep to across two columns, `[plausibility.<name>]` in the file:
+    kind "ratio": the median of of / per x scale (rows with both values, per > 0 and, with `where`,
+    the string column `where[0]` equal to `where[1]`) lies in [low, high];
+    kind "same": the two columns hold the same text in at most `max_share` of the rows with both."""
+
+    name: str  # the rule's key, as the sentence names it ("fare_per_mile" -> "fare per mile")
+    kind: str  # "ratio" or "same"
+    columns: tuple[str, str]  # ratio: (of, per)
+    low: float = 0.0
+    high: float = math.inf
+    scale: float = 1.0
+    where: tuple[str, str] | None = None
+    max_share: float = 1.0
+
+    @property
+    def named(self) -> tuple[str, str]:
+        """The two columns a broken rule blames: the filter's column and the ratio's numerator, or the pair."""
+        return (self.where[0], self.columns[0]) if self.where else self.columns
+
+
+@dataclass(frozen=True)
 class Contract:
     path: str
     model_name: str
@@ -141,6 +165,7 @@ class Contract:
     drift_numeric: float | None
     intended_use: str
     limitations: tuple[str, ...]
+    plausibility: tuple[Plausibility, ...] = ()
 
     def __eq__(self, other: object) -> bool:  # the same contract wherever its file lives
         return isinstance(other, Contract) and self._content() == other._content()
@@ -321,9 +346,41 @@ def _threshold(value: Any, key: str, path: Path) -> float:
     return float(value)
 
 
+def _pair(spec: dict, key: str, where: str, path: Path, columns: dict[str, Column], numeric: bool) -> tuple[str, str]:
+    pair = _get(spec, key, list, where, path)
+    known = {n for n, c in columns.items() if c.type != "string" or not numeric}
+    if len(pair) != 2:
+        raise ContractError(path, f"{where}{key}", f"expected two column names, got {pair!r}")
+    names = _names(pair, f"{where}{key}", known, path, "a numeric column" if numeric else "a column")
+    return names[0], names[1]
+
+
+def _plausibility(name: str, spec: Any, columns: dict[str, Column], path: Path) -> Plausibility:
+    where = f"plausibility.{name}."
+    if not isinstance(spec, dict) or ("ratio" in spec) == ("same" in spec):
+        raise ContractError(path, f"plausibility.{name}", "expected a table with ratio = [of, per] or same = [a, b]")
+    if "same" in spec:
+        _unknown(spec, ("same", "max_share"), where, path)
+        return Plausibility(name, "same", _pair(spec, "same", where, path, columns, False),
+                            max_share=_threshold(_get(spec, "max_share", float, where, path), f"{where}max_share", path))
+    _unknown(spec, ("ratio", "median", "scale", "where"), where, path)
+    band = _get(spec, "median", list, where, path)
+    if len(band) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in band) or band[0] > band[1]:
+        raise ContractError(path, f"{where}median", f"expected [low, high], two numbers with low <= high, got {band!r}")
+    scale = _get(spec, "scale", float, where, path, 1.0)
+    if scale <= 0:
+        raise ContractError(path, f"{where}scale", f"expected a number > 0, got {scale!r}")
+    condition = _get(spec, "where", dict, where, path, {})
+    strings = {n for n, c in columns.items() if c.type == "string"}
+    if len(condition) > 1 or any(k not in strings or not isinstance(v, str) for k, v in condition.items()):
+        raise ContractError(path, f"{where}where", f"expected {{<string column> = \"<value>\"}}, got {condition!r}")
+    return Plausibility(name, "ratio", _pair(spec, "ratio", where, path, columns, True), float(band[0]), float(band[1]),
+                        scale, next(iter(condition.items()), None))
+
+
 def parse(data: Mapping[str, Any], path: Path) -> Contract:
     """The Contract a parsed TOML document describes (ContractError if it describes none)."""
-    _unknown(data, ("name", "unused", "slices", "columns", "features", "label", "drift", "card"), "", path)
+    _unknown(data, ("name", "unused", "slices", "columns", "features", "label", "drift", "plausibility", "card"), "", path)
     model_name = _get(data, "name", str, "", path)
     columns: dict[str, Column] = {name: _column(name, spec, path) for name, spec in _get(data, "columns", dict, "", path).items()}
     if not columns:
@@ -363,6 +420,7 @@ def parse(data: Mapping[str, Any], path: Path) -> Contract:
         str(path), model_name, tuple(columns.values()), features, unused, label, slices,
         tuple((name, _threshold(v, f"drift.features.{name}", path)) for name, v in by_feature.items()),
         defaults["string"], defaults["numeric"], _get(card, "intended_use", str, "card.", path, ""), tuple(limitations),
+        tuple(_plausibility(n, spec, columns, path) for n, spec in _get(data, "plausibility", dict, "", path, {}).items()),
     )
 
 

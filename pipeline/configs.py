@@ -95,6 +95,11 @@ class PipelineConfig:
     # Between the shipped spans the ratio is 0.46-1.0 (trip_miles 10.3 vs 4.7); unit changes are
     # x60 and more (seconds -> minutes or ms, dollars -> cents, miles -> feet).
     broken_feed_factor: float = 10.0
+    # A broken meaning: a drift-scored numeric feature without a schema maximum whose decile JSD against the previous
+    # span exceeds this (0.76 at most). Against span 2: real spans <= 0.021; legitimate partitions up to 0.618 (trip_miles,
+    # trips >= 3 miles; bounded features such as trip_start_hour, 0.74 in three hours, are not judged); trip_miles<->trip_seconds
+    # 0.749. fare<->trip_miles scores 0.518/0.570: no JSD limit separates it, the contract's [plausibility] does (docs/pipeline.md).
+    broken_meaning_jsd: float = 0.7
     serving_statistics_path: Path | None = None  # TFDV statistics of served traffic, for skew
 
     # Training.

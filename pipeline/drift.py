@@ -62,7 +62,7 @@ def _feature_map(stats: statistics_pb2.DatasetFeatureStatisticsList) -> dict[str
     return {f.path.step[0]: f for f in stats.datasets[0].features}
 
 
-def _has_quantiles(feature: statistics_pb2.FeatureNameStatistics | None) -> bool:
+def has_quantiles(feature: statistics_pb2.FeatureNameStatistics | None) -> bool:
     return feature is not None and any(
         h.type == statistics_pb2.Histogram.QUANTILES and h.buckets for h in feature.num_stats.histograms
     )
@@ -92,7 +92,7 @@ def _quantile_cdf(feature: statistics_pb2.FeatureNameStatistics):
     return cdf, edges
 
 
-def _decile_jsd(previous: statistics_pb2.FeatureNameStatistics, current: statistics_pb2.FeatureNameStatistics) -> float:
+def decile_jsd(previous: statistics_pb2.FeatureNameStatistics, current: statistics_pb2.FeatureNameStatistics) -> float:
     prev_cdf, edges = _quantile_cdf(previous)
     cur_cdf, _ = _quantile_cdf(current)
     cuts = edges[1:-1]  # intervals (-inf, e1], (e1, e2], ..., (e_last-1, +inf)
@@ -175,9 +175,9 @@ def _compare_pair(
                 scores.append(Score(info.path.step[0], comparison, L_INFINITY, m.value, m.threshold))
     base, new = _feature_map(baseline), _feature_map(other)
     for name, threshold in thresholds.items():
-        if name in strings or not (_has_quantiles(base.get(name)) and _has_quantiles(new.get(name))):
+        if name in strings or not (has_quantiles(base.get(name)) and has_quantiles(new.get(name))):
             continue  # no values on one side: the completeness score covers it
-        scores.append(Score(name, comparison, JENSEN_SHANNON, round(_decile_jsd(base[name], new[name]), 6), threshold))
+        scores.append(Score(name, comparison, JENSEN_SHANNON, round(decile_jsd(base[name], new[name]), 6), threshold))
         shift = _median_shift(base[name], new[name], median_shift)
         if shift is not None:
             scores.append(Score(name, comparison, MEDIAN_SHIFT, *shift))

@@ -212,6 +212,7 @@ def create_components(config: PipelineConfig) -> list[Any]:
         completeness=completeness_rules(config),
         min_rows_ratio=config.min_rows_ratio,
         broken_feed_factor=config.broken_feed_factor,
+        broken_meaning_jsd=config.broken_meaning_jsd,
         drift_thresholds=json.dumps(dict(config.drift_thresholds), sort_keys=True),
         completeness_drop=config.completeness_drop,
         drift_policy=config.drift_policy,

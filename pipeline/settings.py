@@ -51,6 +51,7 @@ RANGES: dict[str, tuple[Any, str]] = {
         "tune_max_seconds",
     )},
     "broken_feed_factor": _above(1),
+    "broken_meaning_jsd": ((lambda v: 0.0 < v <= 1.0), "expected a number above 0 and at most 1"),
     "tensorflow_inter_op_parallelism": _at_least(-1),
     "serving_port": ((lambda v: 0 <= v <= 65535), "expected a port 0-65535"),
     "guard_alpha": ((lambda v: 0.0 < v < 1.0), "expected a number between 0 and 1"),

@@ -10,6 +10,12 @@ A span is blocked, before Transform and Trainer, when
   schema/derive.py): missing means an empty cell, counted in the span's CSV (data/span_audit.py);
 - a broken feed: a numeric feature without an upper bound in the schema moved its upper decile by
   more than `broken_feed_factor` against the previous span (a unit change);
+- an implausible span: a cross-column rule of the feature contract's [plausibility] is broken (a
+  ratio's median outside its band, or two columns equal in too many rows): columns swapped,
+  re-mapped or copied; the sentence names both columns (a broken feed on one of them explains it);
+- a broken meaning: a numeric drift-scored feature without an upper bound in the schema scores a
+  decile JSD above `broken_meaning_jsd` against the previous span (its values left the previous
+  span's range almost entirely: another column, not drift), unless a broken feed explains it;
 - ExampleValidator found an anomaly that none of the above explains.
 
 Each problem carries a plain sentence; `blocked_message` puts the most telling one on the first
@@ -20,12 +26,14 @@ from __future__ import annotations
 import math
 import os
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Collection, Mapping
 
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
+from data.plausibility import SAME, Tally
 from data.span_audit import Domain, Finding, SpanAudit
+from models.contract import Plausibility
 
 if TYPE_CHECKING:  # pipeline.anomalies imports TFX; the run summary and report need none of it
     from pipeline.anomalies import Anomaly
@@ -38,14 +46,17 @@ HEADER_REPEATED = "HEADER_REPEATED"
 MISSING_COLUMN = "MISSING_COLUMN"
 UNKNOWN_COLUMN = "UNKNOWN_COLUMN"
 BROKEN_FEED = "BROKEN_FEED"
+IMPLAUSIBLE = "IMPLAUSIBLE"
+BROKEN_MEANING = "BROKEN_MEANING"
 OUT_OF_DOMAIN = "OUT_OF_DOMAIN"
 INVALID_VALUE = "INVALID_VALUE"
 LOW_COMPLETENESS = "LOW_COMPLETENESS"
 SCHEMA_ANOMALY = "SCHEMA_ANOMALY"
-ORDER = (ROWS_CHANGED, EMPTY_SPAN, FEW_ROWS, HEADER_REPEATED, MISSING_COLUMN, UNKNOWN_COLUMN, BROKEN_FEED,
-         OUT_OF_DOMAIN, INVALID_VALUE, LOW_COMPLETENESS, SCHEMA_ANOMALY)
+ORDER = (ROWS_CHANGED, EMPTY_SPAN, FEW_ROWS, HEADER_REPEATED, MISSING_COLUMN, UNKNOWN_COLUMN, IMPLAUSIBLE,
+         BROKEN_FEED, BROKEN_MEANING, OUT_OF_DOMAIN, INVALID_VALUE, LOW_COMPLETENESS, SCHEMA_ANOMALY)
 SPAN = "span"  # the "feature" of a problem of the whole span
 UPPER_DECILE = 0.9
+MIN_PLAUSIBILITY_ROWS = 30  # a rule measured on fewer rows of the span is not judged
 
 
 @dataclass(frozen=True)
@@ -61,11 +72,12 @@ class Problem:
 
 @dataclass(frozen=True)
 class Previous:
-    """The previous validated span: the row-count and broken-feed baseline."""
+    """The previous validated span: the row-count, broken-feed and broken-meaning baseline."""
 
     span: int
     rows: int
     statistics: statistics_pb2.DatasetFeatureStatisticsList  # its train split
+    plausibility: Mapping[str, float] = field(default_factory=dict)  # rule -> its measure (when recorded)
 
 
 def pct(share: float) -> str:
@@ -116,6 +128,8 @@ def check(
     previous: Previous | None,
     min_rows_ratio: float,
     broken_feed_factor: float,
+    broken_meaning_jsd: float,
+    drift_features: Collection[str],
 ) -> list[Problem]:
     """Every problem of span `span`, most telling first ([] = the span passes)."""
     if audit.rows != examples_read:
@@ -124,8 +138,13 @@ def check(
         return [_empty(span, audit)]
     problems = _rows(span, audit, previous, min_rows_ratio) + _structure(audit)
     problems += _values(audit) + _completeness(audit, completeness)
+    broken: list[Problem] = []
     if previous is not None and current is not None:
-        problems += _broken_feed(current, previous, schema, broken_feed_factor)
+        broken = _broken_feed(current, previous, schema, broken_feed_factor)
+        fed = {p.feature for p in broken}
+        drifted = [n for n in _unbounded_numeric(schema) if n in drift_features and n not in fed]
+        problems += broken + _broken_meaning(current, previous, drifted, broken_meaning_jsd)
+    problems += _implausible(span, audit.plausibility, previous, {p.feature for p in broken})
     problems = _with_anomalies(problems, anomalies, header_repeated=audit.header_repeats > 0)
     return sorted(problems, key=lambda p: ORDER.index(p.kind))
 
@@ -303,6 +322,66 @@ def _broken_feed(
     return problems
 
 
+def plausibility_measures(tallies: list[Tally]) -> dict[str, float]:
+    """Rule -> its measure on the span (the rules measured on enough rows)."""
+    return {t.rule.name: t.value for t in tallies if t.value is not None and t.rows >= MIN_PLAUSIBILITY_ROWS}
+
+
+def _implausible(span: int, tallies: list[Tally], previous: Previous | None, fed: set[str]) -> list[Problem]:
+    """The broken rules, furthest outside first; a rule with a broken feed (`fed`) on one of its two
+    columns only is explained by that unit change (on both, they were swapped: it stays)."""
+    measures = plausibility_measures(tallies)
+    problems: list[tuple[float, Problem]] = []
+    for tally in tallies:
+        rule, value = tally.rule, measures.get(tally.rule.name)
+        if value is None or (value <= rule.max_share if rule.kind == SAME else rule.low <= value <= rule.high):
+            continue
+        if len(fed & set(rule.columns)) == 1:
+            continue
+        first, second = rule.named
+        before = previous.plausibility.get(rule.name) if previous is not None else None
+        if rule.kind == SAME:
+            against = f" against {pct(before)} in span {previous.span}" if previous is not None and before is not None else ""
+            text = (f"{first} and {second} look copied or re-mapped: they hold the same value in {pct(value)} of rows "
+                    f"in span {span}{against} (limit {pct(rule.max_share)})")
+        else:
+            against = f" against {number(before)} in span {previous.span}" if previous is not None and before is not None else ""
+            text = (f"{first} and {second} look swapped or re-mapped: {rule.name.replace('_', ' ')} has a median of "
+                    f"{number(value)} in span {span}{against} (band {number(rule.low)}-{number(rule.high)})")
+        problems.append((_distance(rule, value), Problem(IMPLAUSIBLE, text + "; blocked under every drift policy", first)))
+    return [p for _, p in sorted(problems, key=lambda item: -item[0])]  # the rule broken furthest first
+
+
+def _distance(rule: Plausibility, value: float) -> float:
+    """How far (|ln| of the ratio) a measure lies outside its rule's band or above its limit."""
+    if rule.kind == SAME:
+        return math.log(value / rule.max_share)
+    if value < rule.low:
+        return math.log(rule.low / value) if value > 0 else math.inf
+    return math.log(value / rule.high) if rule.high > 0 else math.inf
+
+
+def _broken_meaning(
+    current: statistics_pb2.DatasetFeatureStatisticsList, previous: Previous, names: list[str], limit: float
+) -> list[Problem]:
+    from pipeline import drift  # imports TFDV: the run summary and report import this module without it
+
+    now, before = feature_statistics(current), feature_statistics(previous.statistics)
+    problems = []
+    for name in names:
+        if not (drift.has_quantiles(now.get(name)) and drift.has_quantiles(before.get(name))):
+            continue
+        score = drift.decile_jsd(before[name], now[name])
+        if score > limit:
+            problems.append(Problem(
+                BROKEN_MEANING,
+                f"{name} no longer looks like the same column: its values score a Jensen-Shannon divergence of "
+                f"{score:.3f} over span {previous.span}'s deciles (limit {limit:g}, far beyond drift); blocked under every drift policy",
+                name,
+            ))
+    return problems
+
+
 def _with_anomalies(problems: list[Problem], anomalies: list[Anomaly], header_repeated: bool) -> list[Problem]:
     """Fold ExampleValidator's anomalies into the problems: a feature's TFDV kinds join its own
     problems; the rest are problems of their own (or, after a repeated header, one line)."""
@@ -333,9 +412,10 @@ def _with_anomalies(problems: list[Problem], anomalies: list[Anomaly], header_re
 
 
 def report(audit: SpanAudit, completeness: dict[str, Any]) -> dict[str, Any]:
-    """What DataGate writes as validation.json for a span that passed: rows, and per feature its
-    completeness against the floor; "tolerated" marks a feature with more empty cells than is
-    natural for it (above variation x natural), yet within its floor."""
+    """What DataGate writes as validation.json for a span that passed: rows, per feature its
+    completeness against the floor ("tolerated" marks a feature with more empty cells than is
+    natural for it, above variation x natural, yet within its floor), and each plausibility rule's
+    measure (the next span's comparison)."""
     rows = []
     for name, floor in completeness["floors"].items():
         share = audit.completeness(name)
@@ -351,7 +431,8 @@ def report(audit: SpanAudit, completeness: dict[str, Any]) -> dict[str, Any]:
             "natural_missing": natural,
             "tolerated": (1 - share) > completeness["variation"] * natural + 1e-12,
         })
-    return {"rows": audit.rows, "files": [os.path.basename(f.name) for f in audit.files], "features": rows}
+    return {"rows": audit.rows, "files": [os.path.basename(f.name) for f in audit.files], "features": rows,
+            "plausibility": plausibility_measures(audit.plausibility)}
 
 
 def tolerated(validation: dict[str, Any]) -> str:

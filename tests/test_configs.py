@@ -75,6 +75,7 @@ def test_a_remote_runner_without_its_settings_is_refused_by_name():
         ("CONVEYOR_POLL_SECONDS", "0", "CONVEYOR_POLL_SECONDS=0: expected a number > 0"),
         ("CONVEYOR_ENABLE_CACHE", "maybe", "CONVEYOR_ENABLE_CACHE=maybe: expected true or false"),
         ("CONVEYOR_DRIFT_POLICY", "stop", "CONVEYOR_DRIFT_POLICY=stop: expected one of block, warn"),
+        ("CONVEYOR_BROKEN_MEANING_JSD", "1.5", "CONVEYOR_BROKEN_MEANING_JSD=1.5: expected a number above 0 and at most 1"),
     ],
 )
 def test_a_bad_variable_is_named_with_what_it_expects(monkeypatch, variable, value, message):

@@ -57,6 +57,14 @@ def test_taxi_label_rule_is_the_big_tipper_rule(tips, fare):
      "features.payment_type.transform"),
     ('fraction = 0.2', 'fraction = 0.2\ncolour = "red"', "label.colour"),
     ('tips = 0.04', 'tips = 1.5', "drift.features.tips"),
+    ('ratio = ["fare", "trip_miles"]', 'ratio = ["fare", "company"]', "plausibility.fare_per_mile.ratio"),
+    ('ratio = ["fare", "trip_miles"]', 'ratio = ["fare"]', "plausibility.fare_per_mile.ratio"),
+    ('median = [1.0, 100.0]', 'median = [100.0, 1.0]', "plausibility.fare_per_mile.median"),
+    ('median = [1.0, 100.0]', 'median = [1.0, 100.0]\nsame = ["fare", "tips"]', "plausibility.fare_per_mile"),
+    ('scale = 3600', 'scale = 0', "plausibility.speed_mph.scale"),
+    ('where = {payment_type = "Cash"}', 'where = {fare = "Cash"}', "plausibility.cash_tip_share.where"),
+    ('max_share = 0.5', 'max_share = 5', "plausibility.dropoff_is_not_pickup.max_share"),
+    ('max_share = 0.5', 'max_share = 0.5\nmedian = [0, 1]', "plausibility.dropoff_is_not_pickup.median"),
 ])
 def test_a_bad_contract_is_one_line_naming_its_key(tmp_path, old, new, key):
     assert old in TAXI
@@ -117,6 +125,7 @@ def test_another_contract_derives_its_schema_and_config(small):
 
     c = features.active()
     assert (c.serving_features, c.model_features) == (("age", "income", "plan"), ("income", "age", "plan"))  # by transform
+    assert c.plausibility == ()  # optional: a contract without [plausibility] declares no rule
     assert set(derive._files(spans)) == {"span-1"}  # no taxi sample mixed in
     completeness = derive.derive_completeness(spans)
     assert set(completeness["floors"]) == {"age", "income", "plan", "churned"}

@@ -8,6 +8,7 @@ default drift policy (warn):
   span 5  the header repeated on line 1001              -> blocked: "line 1001 repeats the header"
   span 6  trip_start_month = 1e308 on line 17           -> blocked, naming the value
   span 7  trip_seconds in milliseconds                  -> blocked as a broken feed, under warn
+  span 8  1,000 real trips, fare and trip_miles swapped -> `conveyor run` blocks it, naming both columns
 A fresh home whose first span is a 0-byte file goes through `.venv/bin/conveyor run` as a user's would.
 The rules themselves are unit-tested in tests/test_span_validation.py.
 """
@@ -20,6 +21,7 @@ import sys
 from pathlib import Path
 
 import markupsafe
+import numpy as np
 import pytest
 
 from conveyor import analysis
@@ -27,7 +29,7 @@ from conveyor.local import runner as local_run
 from data import generator, materialize, spans_io
 from metadata import connection, runs
 from models import features
-from pipeline.validation import pct
+from pipeline.validation import number, pct
 
 DOWNSTREAM = {"Transform", "Trainer", "Evaluator", "InfraCheck", "Pusher"}
 # The module fixture makes six pipeline runs (one trained) after small_run: give the first test's
@@ -154,15 +156,52 @@ def test_a_unit_change_is_blocked_as_a_broken_feed_under_the_warn_policy(gate_ru
     assert "span 3's" in summary.error  # compared with the last validated span (4 to 6 were blocked)
 
 
+def _fare_per_mile(rows: list[dict[str, str]]) -> float:
+    return float(np.median([float(r["fare"]) / float(r["trip_miles"]) for r in rows
+                            if r["fare"] and r["trip_miles"] and float(r["trip_miles"]) > 0]))
+
+
+def test_a_passing_span_records_its_plausibility_measures(gate_runs):
+    config, summaries, _ = gate_runs
+    measures = summaries[3].validation["plausibility"]
+    assert set(measures) == {rule.name for rule in features.active().plausibility}
+    span_3 = spans_io.read_rows(spans_io.span_dir(config.spans_root, 3) / spans_io.SPAN_FILE)
+    assert measures["fare_per_mile"] == pytest.approx(_fare_per_mile(span_3))
+
+
+def _conveyor_run(home: Path, spans_root: Path, span: int) -> subprocess.CompletedProcess:
+    conveyor = Path(sys.executable).parent / "conveyor"
+    env = {**os.environ, "GRPC_ENABLE_FORK_SUPPORT": "false", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run(
+        [str(conveyor), "run", "--home", str(home), "--spans-root", str(spans_root), "--span", str(span)],
+        capture_output=True, text=True, env=env, timeout=900,
+    )
+
+
+def test_fare_and_trip_miles_swapped_stop_conveyor_run_before_the_trainer(gate_runs, shipped_rows):
+    """Issue 33's named case under the default policy warn: drift alone would only warn."""
+    config, _, _ = gate_runs
+    swapped = [dict(r) for r in shipped_rows[7300:8300]]
+    for row in swapped:
+        row["fare"], row["trip_miles"] = row["trip_miles"], row["fare"]
+    spans_io.write_span(config.spans_root, 8, swapped)
+    pushed = sorted(p.name for p in config.serving_root.iterdir())
+    done = _conveyor_run(config.home, config.spans_root, 8)
+    assert done.returncode == 1, done.stdout + done.stderr
+    span_3 = spans_io.read_rows(spans_io.span_dir(config.spans_root, 3) / spans_io.SPAN_FILE)
+    assert (
+        "FAILED in DataGate: DataValidationError: span 8 blocked before training: fare and trip_miles look swapped or "
+        f"re-mapped: fare per mile has a median of {number(_fare_per_mile(swapped))} in span 8 against "
+        f"{number(_fare_per_mile(span_3))} in span 3 (band 1-100); blocked under every drift policy\n"
+    ) in done.stdout
+    assert "pushed: nothing" in done.stdout and "Trainer" not in done.stdout and "Traceback" not in done.stderr
+    assert sorted(p.name for p in config.serving_root.iterdir()) == pushed
+
+
 def test_an_empty_first_span_is_blocked_by_the_installed_command(tmp_path):
     spans_root = tmp_path / "spans"
     _text_span(spans_root, 1, "")
-    conveyor = Path(sys.executable).parent / "conveyor"
-    env = {**os.environ, "GRPC_ENABLE_FORK_SUPPORT": "false", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run(
-        [str(conveyor), "run", "--home", str(tmp_path / "home"), "--spans-root", str(spans_root), "--span", "1"],
-        capture_output=True, text=True, env=env, timeout=900,
-    )
+    done = _conveyor_run(tmp_path / "home", spans_root, 1)
     assert done.returncode == 1, done.stdout + done.stderr
     assert (
         "FAILED in DataGate: DataValidationError: span 1 blocked before training: "

@@ -16,6 +16,7 @@ from data import spans_io
 from metadata import lineage, runs
 from pipeline import configs, versions
 from pipeline.components import span_window
+from pipeline.components.data_gate import PLAUSIBILITY_PROPERTY
 from tests.conftest import SMALL_SPAN_ROWS
 from tests.serving_helpers import publish_fake
 
@@ -200,6 +201,7 @@ def test_the_stores_drift_baseline_is_the_previous_span_of_the_run_s_namespace(t
     index = str(tmp_path / "index")
     for span, namespace in ((1, None), (2, None), (1, spans_io.FEEDBACK)):
         statistics = _statistics(tmp_path / (namespace or "upstream"), span)
+        statistics.set_string_custom_property(PLAUSIBILITY_PROPERTY, json.dumps({"fare_per_mile": 4.5 + span}))
         os.makedirs(os.path.join(statistics.uri, "Split-train"))
         span_window.record(index, _validated(tmp_path, span, namespace=namespace), statistics)
     choose = PreviousValidatedStatistics.EXECUTOR_SPEC.executor_class._FUNCTION
@@ -209,8 +211,12 @@ def test_the_stores_drift_baseline_is_the_previous_span_of_the_run_s_namespace(t
         current.set_int_custom_property("span", span)
         output.uri = str(tmp_path / f"out-{namespace}-{span}")
         choose(current=current, statistics=output, index_uri=index, namespace=namespace)
+        outputs[(span, namespace)] = output
         return output.get_int_custom_property("span") if output.has_custom_property("span") else None
 
+    outputs: dict = {}
     assert baseline(3, spans_io.UPSTREAM) == 2
+    # DataGate's plausibility measures of the baseline travel with it (the next span's sentence names them)
+    assert json.loads(outputs[(3, spans_io.UPSTREAM)].get_string_custom_property(PLAUSIBILITY_PROPERTY)) == {"fare_per_mile": 6.5}
     assert baseline(3, spans_io.FEEDBACK) == 1  # feedback span 3 is compared with feedback span 1, not upstream span 2
     assert baseline(1, spans_io.FEEDBACK) is None  # the first feedback span has no baseline

@@ -68,6 +68,8 @@ def _check(span_audit_, schema, rules, previous=None, current=None, anomalies=()
         previous=previous,
         min_rows_ratio=CONFIG.min_rows_ratio,
         broken_feed_factor=CONFIG.broken_feed_factor,
+        broken_meaning_jsd=CONFIG.broken_meaning_jsd,
+        drift_features=CONFIG.drift_thresholds,
     )
 
 

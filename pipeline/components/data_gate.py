@@ -4,8 +4,9 @@ ExampleValidator only records anomalies. DataGate
 1. reads the span's CSV files once (data/span_audit.py) and fails the run, under every drift
    policy, when the span breaks a rule of pipeline/validation.py: no rows or far fewer than the
    previous validated span, a repeated header, values of the wrong type or outside the schema,
-   a feature emptier than its completeness floor (schema/completeness.json), a broken feed, or a
-   schema anomaly; the error names each problem in a sentence, with rows and example lines;
+   a feature emptier than its completeness floor (schema/completeness.json), a broken feed, a
+   cross-column plausibility rule of the contract, a broken meaning (drift far beyond any real
+   one), or a schema anomaly; the error names each problem in a sentence, with rows and example lines;
 2. scores drift of the span against the previous validated span (none before the first one: the
    resolver then gives nothing, the stores form an artifact without statistics), and skew of the
    serving statistics (when a serving log has been summarised) against it (pipeline/drift.py),
@@ -15,8 +16,9 @@ ExampleValidator only records anomalies. DataGate
    same span, version and splits, stamped with the span's namespace, `span_namespace`: upstream or
    feedback, data/spans_io.py). The training window and the next span's drift baseline are drawn
    only from these, so a blocked span is never trained on, and every model's lineage passes
-   through the gate. Its drift_report also holds validation.json: the span's rows and each
-   feature's completeness against its floor.
+   through the gate. Its drift_report also holds validation.json: the span's rows, each
+   feature's completeness against its floor and the plausibility measures, which the validated
+   statistics also carry (custom property `plausibility`) as the next span's baseline.
 """
 # No `from __future__ import annotations`: TFX reads the real type hints of DataGate.
 import io
@@ -39,6 +41,7 @@ REPORT_FILE = "drift.json"
 VALIDATION_FILE = "validation.json"
 SPAN_PLACEHOLDER = "{SPAN}"
 BLOCK, WARN = "block", "warn"
+PLAUSIBILITY_PROPERTY = "plausibility"  # on validated statistics: {rule: measure} as JSON
 
 
 class DataValidationError(RuntimeError):
@@ -119,6 +122,7 @@ def DataGate(
     completeness: tfx.dsl.components.Parameter[str],
     min_rows_ratio: tfx.dsl.components.Parameter[float],
     broken_feed_factor: tfx.dsl.components.Parameter[float],
+    broken_meaning_jsd: tfx.dsl.components.Parameter[float],
     drift_thresholds: tfx.dsl.components.Parameter[str],
     completeness_drop: tfx.dsl.components.Parameter[float],
     drift_policy: tfx.dsl.components.Parameter[str],
@@ -138,9 +142,13 @@ def DataGate(
     current = _load_stats(statistics) if rows else None
     previous = None
     if _has_stats(previous_statistics):
+        recorded = (previous_statistics.get_string_custom_property(PLAUSIBILITY_PROPERTY)
+                    if previous_statistics.has_custom_property(PLAUSIBILITY_PROPERTY) else "")
         previous = validation.Previous(
-            previous_statistics.get_int_custom_property("span"), _rows(previous_statistics), _load_stats(previous_statistics)
+            previous_statistics.get_int_custom_property("span"), _rows(previous_statistics), _load_stats(previous_statistics),
+            json.loads(recorded or "{}"),
         )
+    thresholds = json.loads(drift_thresholds)
     problems = validation.check(
         span,
         audit,
@@ -152,6 +160,8 @@ def DataGate(
         previous=previous,
         min_rows_ratio=min_rows_ratio,
         broken_feed_factor=broken_feed_factor,
+        broken_meaning_jsd=broken_meaning_jsd,
+        drift_features=thresholds,
     )
     if problems:
         raise DataValidationError(validation.blocked_message(span, problems))
@@ -162,7 +172,7 @@ def DataGate(
     scores = drift.compare(
         current=current,
         schema=schema_proto,
-        thresholds=json.loads(drift_thresholds),
+        thresholds=thresholds,
         completeness_drop=completeness_drop,
         median_shift=median_shift,
         previous=previous.statistics if previous is not None else None,
@@ -171,9 +181,8 @@ def DataGate(
     fileio.makedirs(drift_report.uri)
     report = drift.to_json(scores, drift_policy)
     io_utils.write_string_file(os.path.join(drift_report.uri, REPORT_FILE), report)
-    io_utils.write_string_file(
-        os.path.join(drift_report.uri, VALIDATION_FILE), json.dumps(validation.report(audit, rules), indent=2)
-    )
+    passed = validation.report(audit, rules)
+    io_utils.write_string_file(os.path.join(drift_report.uri, VALIDATION_FILE), json.dumps(passed, indent=2))
     drift_report.set_int_custom_property("span", span)
     if previous is not None:
         drift_report.set_int_custom_property("baseline_span", previous.span)
@@ -186,3 +195,4 @@ def DataGate(
 
     _copy_span(examples, validated_examples, examples, span_namespace)
     _copy_span(statistics, validated_statistics, examples, span_namespace)
+    validated_statistics.set_string_custom_property(PLAUSIBILITY_PROPERTY, json.dumps(passed["plausibility"], sort_keys=True))

@@ -6,7 +6,8 @@ the same answer: the validated statistics of the newest span of this run's names
 upstream or feedback) older than this run's span. It
 reads them from the index of validated spans that SpanWindow keeps
 (pipeline/components/span_window.py), where only spans DataGate passed are recorded, and outputs
-a copy (a KFP v2 output is a new artifact), labelled with that span and version.
+a copy (a KFP v2 output is a new artifact), labelled with that span and version and carrying
+DataGate's plausibility measures of it.
 
 Its input is this run's ExampleGen output, so the baseline is chosen relative to the current span
 and an unchanged re-run is served from the cache with the same baseline. Before any earlier span
@@ -18,6 +19,7 @@ from tfx.utils import io_utils
 
 from data.spans_io import UPSTREAM
 from pipeline.components import span_window
+from pipeline.components.data_gate import PLAUSIBILITY_PROPERTY
 
 
 @tfx.dsl.components.component
@@ -36,3 +38,5 @@ def PreviousValidatedStatistics(
     statistics.split_names = entry["statistics_split_names"]
     statistics.set_int_custom_property("span", entry["span"])
     statistics.set_int_custom_property("version", entry["version"])
+    if entry.get("plausibility"):  # DataGate's measures of that span, as on its validated statistics
+        statistics.set_string_custom_property(PLAUSIBILITY_PROPERTY, entry["plausibility"])

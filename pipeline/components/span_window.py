@@ -22,7 +22,7 @@ from tfx.types import artifact_utils
 
 from data.spans_io import DIR_PREFIXES, FEEDBACK, NAMESPACE_PROPERTY, UPSTREAM
 from pipeline.artifact_properties import WINDOW_FEEDBACK_SPANS_PROPERTY, WINDOW_SOURCES_PROPERTY, WINDOW_SPANS_PROPERTY
-from pipeline.components.data_gate import SPAN_KEYS
+from pipeline.components.data_gate import PLAUSIBILITY_PROPERTY, SPAN_KEYS
 from pipeline.components.span_resolvers import namespace_of
 
 
@@ -70,6 +70,8 @@ def record(
         "split_names": validated.split_names,
         "statistics_uri": statistics.uri,
         "statistics_split_names": statistics.split_names,
+        "plausibility": statistics.get_string_custom_property(PLAUSIBILITY_PROPERTY)
+        if statistics.has_custom_property(PLAUSIBILITY_PROPERTY) else "",
     }
     fileio.makedirs(index_uri)
     path = _entry_path(index_uri, span, namespace)
