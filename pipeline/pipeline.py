@@ -219,6 +219,7 @@ def create_components(config: PipelineConfig) -> list[Any]:
         median_shift=config.median_shift,
         span_namespace=config.span_source,
         serving_statistics_path=str(config.serving_statistics_path or ""),
+        contract=json.dumps(config.contract_config()),
     ).with_id(DATA_GATE_ID)
 
     span_window, examples = _span_window(config, data_gate, example_gen)

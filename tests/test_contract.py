@@ -191,7 +191,7 @@ def test_a_component_reads_the_contract_its_custom_config_carries_where_the_file
 
 
 def test_every_component_that_reads_the_contract_when_it_runs_is_given_its_text(small, tmp_path):
-    """Transform, Trainer, InfraCheck and ModelCard run where the project's file may not be: each carries the text."""
+    """DataGate, Transform, Trainer, InfraCheck and ModelCard run where the project's file may not be: each carries the text."""
     import json
 
     from pipeline import pipeline
@@ -201,6 +201,7 @@ def test_every_component_that_reads_the_contract_when_it_runs_is_given_its_text(
     config = PipelineConfig(contract_path=path, home=tmp_path / "home", spans_root=spans)
     components = {c.id: c for c in pipeline.create_pipeline(config).components}
     carried = {
+        "DataGate": json.loads(components["DataGate"].exec_properties["contract"]),
         "Transform": json.loads(components["Transform"].exec_properties["custom_config"]),
         "Trainer": json.loads(components["Trainer"].exec_properties["custom_config"]),
         "InfraCheck": json.loads(components["InfraCheck"].exec_properties["contract"]),

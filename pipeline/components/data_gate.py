@@ -33,6 +33,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 from data import span_audit, spans_io
+from models import features
 from pipeline import anomalies as anomalies_lib
 from pipeline import drift, statistics_layout, validation
 
@@ -129,8 +130,12 @@ def DataGate(
     median_shift: tfx.dsl.components.Parameter[float],
     span_namespace: tfx.dsl.components.Parameter[str],
     serving_statistics_path: tfx.dsl.components.Parameter[str] = "",
+    contract: tfx.dsl.components.Parameter[str] = "",
     previous_statistics: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleStatistics] = None,
 ) -> None:
+    # The pipeline's contract (its columns, types and plausibility rules), where its file is not
+    # (Kubeflow); carried as a parameter, an edited contract is a new cache key.
+    features.activate_from(json.loads(contract or "{}"))
     span = examples.get_int_custom_property("span")
     schema_proto = tfdv.load_schema_text(os.path.join(schema.uri, "schema.pbtxt"))
     rules = json.loads(completeness)
