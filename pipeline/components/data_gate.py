@@ -22,7 +22,8 @@ ExampleValidator only records anomalies. DataGate
 import io
 import json
 import os
-from typing import BinaryIO, List
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Dict, List, Optional
 
 import tensorflow_data_validation as tfdv
 from tfx import v1 as tfx
@@ -35,6 +36,7 @@ from pipeline import anomalies as anomalies_lib
 from pipeline import drift, statistics_layout, validation
 
 SPAN_KEYS = ("span", "version")
+SCHEMA_FILE = "schema.pbtxt"  # in a Schema artifact
 REPORT_FILE = "drift.json"
 VALIDATION_FILE = "validation.json"
 SPAN_PLACEHOLDER = "{SPAN}"
@@ -51,11 +53,11 @@ class DriftReport(tfx.dsl.Artifact):
     TYPE_NAME = "conveyor.DriftReport"
 
 
-def _load_stats(statistics: tfx.dsl.Artifact, split: str = statistics_layout.TRAIN_SPLIT):
+def _load_stats(statistics: "Stored | tfx.dsl.Artifact", split: str = statistics_layout.TRAIN_SPLIT):
     return tfdv.load_stats_binary(statistics_layout.split_file(statistics.uri, split))
 
 
-def _rows(statistics: tfx.dsl.Artifact) -> int:
+def _rows(statistics: "Stored | tfx.dsl.Artifact") -> int:
     """Examples in every split of a statistics artifact."""
     return sum(
         sum(d.num_examples for d in _load_stats(statistics, split).datasets)
@@ -106,6 +108,70 @@ def _copy_span(source: tfx.dsl.Artifact, target: tfx.dsl.Artifact, examples: tfx
     target.set_string_custom_property(spans_io.NAMESPACE_PROPERTY, namespace)
 
 
+@dataclass(frozen=True)
+class Stored:
+    """A statistics or anomalies artifact as stored: its URI and split names (a JSON list)."""
+
+    uri: str
+    split_names: str
+
+
+@dataclass(frozen=True)
+class Baseline(Stored):
+    """The previous validated span's statistics."""
+
+    span: int
+
+
+@dataclass(frozen=True)
+class SpanCheck:
+    """What the span rules saw of a span, and the problems they found ([] = it passes them)."""
+
+    problems: List[validation.Problem]
+    audit: span_audit.SpanAudit
+    current: Any
+    previous: Optional[validation.Previous]
+    schema: Any
+    rules: Dict[str, Any]
+
+
+def check_span(
+    span: int,
+    input_pattern: str,
+    statistics: Stored,
+    anomalies: List[anomalies_lib.Anomaly],
+    schema_file: str,
+    previous_statistics: Optional[Baseline],
+    completeness: str,
+    min_rows_ratio: float,
+    broken_feed_factor: float,
+) -> SpanCheck:
+    """The span rules of pipeline/validation.py on `span` with ExampleValidator's `anomalies`, as
+    DataGate applies them (and as `conveyor schema diff` re-applies them to a blocked span's
+    recorded inputs under another schema version); AuditError if a span file is not CSV."""
+    schema_proto = tfdv.load_schema_text(schema_file)
+    rules = json.loads(completeness)
+    audit = span_audit.audit(span_files(input_pattern, span), _open, validation.domains(schema_proto))
+    rows = _rows(statistics)
+    current = _load_stats(statistics) if rows else None
+    previous = None
+    if previous_statistics is not None:
+        previous = validation.Previous(previous_statistics.span, _rows(previous_statistics), _load_stats(previous_statistics))
+    problems = validation.check(
+        span,
+        audit,
+        examples_read=rows,
+        anomalies=anomalies,
+        completeness=rules,
+        schema=schema_proto,
+        current=current,
+        previous=previous,
+        min_rows_ratio=min_rows_ratio,
+        broken_feed_factor=broken_feed_factor,
+    )
+    return SpanCheck(problems, audit, current, previous, schema_proto, rules)
+
+
 @tfx.dsl.components.component
 def DataGate(
     examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
@@ -128,33 +194,19 @@ def DataGate(
     previous_statistics: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleStatistics] = None,
 ) -> None:
     span = examples.get_int_custom_property("span")
-    schema_proto = tfdv.load_schema_text(os.path.join(schema.uri, "schema.pbtxt"))
-    rules = json.loads(completeness)
+    baseline = None
+    if _has_stats(previous_statistics):
+        baseline = Baseline(previous_statistics.uri, previous_statistics.split_names, previous_statistics.get_int_custom_property("span"))
     try:
-        audit = span_audit.audit(span_files(input_pattern, span), _open, validation.domains(schema_proto))
+        checked = check_span(
+            span, input_pattern, Stored(statistics.uri, statistics.split_names), anomalies_lib.read(anomalies.uri, anomalies.split_names),
+            os.path.join(schema.uri, SCHEMA_FILE), baseline, completeness, min_rows_ratio, broken_feed_factor,
+        )
     except span_audit.AuditError as exc:
         raise DataValidationError(f"span {span} blocked before training: {exc}") from exc
-    rows = _rows(statistics)
-    current = _load_stats(statistics) if rows else None
-    previous = None
-    if _has_stats(previous_statistics):
-        previous = validation.Previous(
-            previous_statistics.get_int_custom_property("span"), _rows(previous_statistics), _load_stats(previous_statistics)
-        )
-    problems = validation.check(
-        span,
-        audit,
-        examples_read=rows,
-        anomalies=anomalies_lib.read(anomalies.uri, anomalies.split_names),
-        completeness=rules,
-        schema=schema_proto,
-        current=current,
-        previous=previous,
-        min_rows_ratio=min_rows_ratio,
-        broken_feed_factor=broken_feed_factor,
-    )
-    if problems:
-        raise DataValidationError(validation.blocked_message(span, problems))
+    if checked.problems:
+        raise DataValidationError(validation.blocked_message(span, checked.problems))
+    audit, current, previous, schema_proto, rules = checked.audit, checked.current, checked.previous, checked.schema, checked.rules
 
     serving = None
     if serving_statistics_path and fileio.exists(serving_statistics_path):
