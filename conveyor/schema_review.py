@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from google.protobuf import text_format
 
@@ -63,8 +64,9 @@ class Review:
         return out
 
 
-def review(config: PipelineConfig, span: int) -> Review:
-    """The review of upstream span `span` of this home; ReviewError if there is nothing to review."""
+def blocked_gate(config: PipelineConfig, span: int) -> tuple[Any, str | None]:
+    """The newest DataGate execution on upstream span `span` and its run, if it blocked the span;
+    else ReviewError (no runs, span never gated, or it passed). Reads ML Metadata only."""
     from metadata import connection, runs, spans
 
     if not connection.store_exists(config):
@@ -78,6 +80,12 @@ def review(config: PipelineConfig, span: int) -> Review:
     run_id = runs.run_of(store, gate.execution.id)
     if gate.state != "FAILED":
         raise ReviewError(f"--span {span}: not blocked (it passed DataGate in run {run_id}); nothing to change")
+    return gate, run_id
+
+
+def review(config: PipelineConfig, span: int) -> Review:
+    """The review of upstream span `span` of this home; ReviewError if there is nothing to review."""
+    gate, run_id = blocked_gate(config, span)
     version = versions.current(config.home, config.schema_path)
     found = _check(gate, span, version)
     if not found.changes and not found.not_schema:
@@ -128,7 +136,8 @@ def _check(gate, span: int, version: versions.SchemaVersion) -> _Found:
         )
     except span_audit.AuditError as exc:
         return _Found([], [f"span: {exc}"])
-    proposal = changes_lib.propose(schema, stats)
+    outside = {name: column.out_of_domain.rows for name, column in checked.audit.columns.items()}
+    proposal = changes_lib.propose(schema, stats, outside)
     kinds = {line.split(": ", 1)[0] for line in proposal.not_schema}
     not_schema = [p.line().strip().removeprefix("- ") for p in checked.problems
                   if p.kind not in SCHEMA_KINDS or p.feature in kinds]

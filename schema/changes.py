@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
@@ -36,17 +36,16 @@ _FIXES = {
 @dataclass(frozen=True)
 class Change:
     """One edit of the schema: `feature`'s `kind` goes from `before` to `after`; `rows` of the span
-    need it (None: not countable from the statistics)."""
+    need it (None: not counted). A range's rows are those outside it (either end)."""
 
     feature: str
     kind: str  # one of KINDS
     before: str
     after: str
     rows: int | None = None
-    approximate: bool = False  # rows read off a histogram
 
     def line(self) -> str:
-        rows = "" if self.rows is None else f" ({'~' if self.approximate else ''}{self.rows:,} rows)"
+        rows = "" if self.rows is None else f" ({self.rows:,} rows)"
         return f"  {self.feature}: {self.kind}: {self.before} -> {self.after}{rows}"
 
     def as_dict(self) -> dict[str, Any]:
@@ -83,25 +82,6 @@ def _string_counts(f: statistics_pb2.FeatureNameStatistics) -> dict[str, int]:
     return {v.value: int(v.frequency) for v in f.string_stats.top_values}
 
 
-def _outside(f: statistics_pb2.FeatureNameStatistics, low: float | None, high: float | None) -> int:
-    """Values below `low` (or above `high`), from the feature's standard histogram (linear within a bucket)."""
-    total = 0.0
-    for histogram in f.num_stats.histograms:
-        if histogram.type != statistics_pb2.Histogram.STANDARD:
-            continue
-        for b in histogram.buckets:
-            width = b.high_value - b.low_value
-            if low is not None and b.low_value < low:
-                part = 1.0 if b.high_value < low or width <= 0 else (low - b.low_value) / width
-            elif high is not None and b.high_value > high:
-                part = 1.0 if b.low_value > high or width <= 0 else (b.high_value - high) / width
-            else:
-                continue
-            total += part * b.sample_count
-        break
-    return round(total)
-
-
 def _number(value: float, integer: bool) -> str:
     return str(int(value)) if integer else f"{value:g}"
 
@@ -121,7 +101,7 @@ def _domain(schema: schema_pb2.Schema, feature: schema_pb2.Feature) -> list[str]
     return list(named[feature.domain].value) if feature.HasField("domain") and feature.domain in named else []
 
 
-def _changes_of(kind: str, schema: schema_pb2.Schema, feature: schema_pb2.Feature, splits: list[_Split]) -> list[Change]:
+def _changes_of(kind: str, schema: schema_pb2.Schema, feature: schema_pb2.Feature, splits: list[_Split], outside: int | None) -> list[Change]:
     found = [s.features[feature.name] for s in splits if feature.name in s.features]
     name = feature.name
     if kind == DOMAIN_VALUE:
@@ -135,11 +115,9 @@ def _changes_of(kind: str, schema: schema_pb2.Schema, feature: schema_pb2.Featur
         domain = feature.int_domain if integer else feature.float_domain
         if kind == MINIMUM:
             low = min(f.num_stats.min for f in found)
-            return [Change(name, MINIMUM, _number(domain.min, integer), _number(math.floor(low) if integer else low, integer),
-                           sum(_outside(f, domain.min, None) for f in found), approximate=True)]
+            return [Change(name, MINIMUM, _number(domain.min, integer), _number(math.floor(low) if integer else low, integer), outside)]
         high = max(f.num_stats.max for f in found)
-        return [Change(name, MAXIMUM, _number(domain.max, integer), _number(math.ceil(high) if integer else high, integer),
-                       sum(_outside(f, None, domain.max) for f in found), approximate=True)]
+        return [Change(name, MAXIMUM, _number(domain.max, integer), _number(math.ceil(high) if integer else high, integer), outside)]
     if kind == PRESENCE:
         present = sum(_common(f).num_non_missing for f in found)
         total = sum(s.examples for s in splits)
@@ -151,9 +129,12 @@ def _changes_of(kind: str, schema: schema_pb2.Schema, feature: schema_pb2.Featur
     return [Change(name, VALUE_COUNT, before, f"{min(low, feature.value_count.min)}..{max(high, feature.value_count.max)}")]
 
 
-def propose(schema: schema_pb2.Schema, splits: Iterable[statistics_pb2.DatasetFeatureStatisticsList]) -> Proposal:
+def propose(
+    schema: schema_pb2.Schema, splits: Iterable[statistics_pb2.DatasetFeatureStatisticsList], outside: Mapping[str, int] | None = None
+) -> Proposal:
     """The changes that make `schema` accept statistics `splits` (one list per split), and the
-    anomalies no change of the schema fixes."""
+    anomalies no change of the schema fixes. `outside`: rows outside each numeric feature's range,
+    counted in the span's files (statistics hold no exact count of them)."""
     import tensorflow_data_validation as tfdv
 
     splits = list(splits)
@@ -177,7 +158,7 @@ def propose(schema: schema_pb2.Schema, splits: Iterable[statistics_pb2.DatasetFe
         for feature in sorted(kinds)
         for kind in KINDS
         if kind in kinds[feature]
-        for change in _changes_of(kind, schema, by_name[feature], read)
+        for change in _changes_of(kind, schema, by_name[feature], read, (outside or {}).get(feature))
     ]
     return Proposal(changes, sorted(not_schema))
 

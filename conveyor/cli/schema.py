@@ -62,6 +62,7 @@ def schema(args: argparse.Namespace) -> int:
             if args.schema_command == "diff":
                 print("\n".join(schema_review.review(config, args.span).lines()))
                 return 0
+            schema_review.blocked_gate(config, args.span)  # bad input is refused before the lock file is made
             with home_lock.hold(config.home, f"conveyor schema {args.schema_command}"):
                 found = schema_review.review(config, args.span)
                 if found.not_schema:
