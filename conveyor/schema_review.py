@@ -78,8 +78,10 @@ def blocked_gate(config: PipelineConfig, span: int) -> tuple[Any, str | None]:
     gate = gates[span]
     store = connection.open_store(connection.connection_config(config))
     run_id = runs.run_of(store, gate.execution.id)
-    if gate.state != "FAILED":
+    if gate.state in ("COMPLETE", "CACHED"):
         raise ReviewError(f"--span {span}: not blocked (it passed DataGate in run {run_id}); nothing to change")
+    if gate.state != "FAILED":
+        raise ReviewError(f"--span {span}: its DataGate in run {run_id} did not finish ({gate.state}): `conveyor run --span {span}` again")
     return gate, run_id
 
 
@@ -89,8 +91,11 @@ def review(config: PipelineConfig, span: int) -> Review:
     version = versions.current(config.home, config.schema_path)
     found = _check(gate, span, version)
     if not found.changes and not found.not_schema:
-        if version.span == span:
-            raise ReviewError(f"--span {span}: accepted as schema {version.describe()}; `conveyor run --span {span}` ingests it")
+        from metadata import runs
+
+        gated_with = runs.custom_property(gate.inputs["schema"][0], versions.PROPERTY_PREFIX + "version") or 1
+        if version.version > gated_with:  # blocked under an older version, which a later one widened
+            raise ReviewError(f"--span {span}: schema {version.describe()} accepts it; `conveyor run --span {span}` ingests it")
         raise ReviewError(f"--span {span}: not blocked by the schema (DataGate stopped it for drift under the block policy, "
                           f"or failed: see `conveyor runs`)")
     return Review(span, run_id, version, found.changes, found.not_schema, versions.rejection(config.home, span))
