@@ -24,6 +24,10 @@ from schema import versions
 
 # DataGate problems a schema change resolves (the rest are not schema matters).
 SCHEMA_KINDS = (validation.OUT_OF_DOMAIN, validation.SCHEMA_ANOMALY)
+# A span whose files are malformed gets no proposal at all: a repeated header read as data, say,
+# would otherwise propose the column names as new domain values.
+MALFORMED = (validation.ROWS_CHANGED, validation.EMPTY_SPAN, validation.HEADER_REPEATED, validation.MISSING_COLUMN,
+             validation.UNKNOWN_COLUMN)
 
 
 class ReviewError(ValueError):
@@ -90,7 +94,9 @@ def review(config: PipelineConfig, span: int) -> Review:
     gate, run_id = blocked_gate(config, span)
     version = versions.current(config.home, config.schema_path)
     found = _check(gate, span, version)
-    if not found.changes and not found.not_schema:
+    if not found.changes and found.not_schema:
+        raise ReviewError(f"--span {span}: not blocked by the schema but by what no schema change fixes: {'; '.join(found.not_schema)}")
+    if not found.changes:
         from metadata import runs
 
         gated_with = runs.custom_property(gate.inputs["schema"][0], versions.PROPERTY_PREFIX + "version") or 1
@@ -142,8 +148,9 @@ def _check(gate, span: int, version: versions.SchemaVersion) -> _Found:
     except span_audit.AuditError as exc:
         return _Found([], [f"span: {exc}"])
     outside = {name: column.out_of_domain.rows for name, column in checked.audit.columns.items()}
+    lines = [p.line().strip().removeprefix("- ") for p in checked.problems]
+    if any(p.kind in MALFORMED for p in checked.problems):  # its statistics describe the damage, not the data
+        return _Found([], lines)
     proposal = changes_lib.propose(schema, stats, outside)
     kinds = {line.split(": ", 1)[0] for line in proposal.not_schema}
-    not_schema = [p.line().strip().removeprefix("- ") for p in checked.problems
-                  if p.kind not in SCHEMA_KINDS or p.feature in kinds]
-    return _Found(proposal.changes, not_schema)
+    return _Found(proposal.changes, [line for p, line in zip(checked.problems, lines) if p.kind not in SCHEMA_KINDS or p.feature in kinds])
