@@ -83,7 +83,21 @@ def _string_counts(f: statistics_pb2.FeatureNameStatistics) -> dict[str, int]:
 
 
 def _number(value: float, integer: bool) -> str:
-    return str(int(value)) if integer else f"{value:g}"
+    """A bound as text that parses back to the same number."""
+    return str(int(value)) if integer else repr(float(value))
+
+
+def _outward(value: float, integer: bool, down: bool) -> float:
+    """The bound that admits `value` as the schema stores it: an integer rounded outward, a float
+    outward to float32 (FloatDomain's type), so a rounded bound never blocks the span again."""
+    if integer:
+        return math.floor(value) if down else math.ceil(value)
+    import numpy as np
+
+    stored = np.float32(value)
+    if (down and stored > value) or (not down and stored < value):
+        stored = np.nextafter(stored, np.float32(-np.inf if down else np.inf))
+    return float(stored)
 
 
 class _Split:
@@ -115,9 +129,9 @@ def _changes_of(kind: str, schema: schema_pb2.Schema, feature: schema_pb2.Featur
         domain = feature.int_domain if integer else feature.float_domain
         if kind == MINIMUM:
             low = min(f.num_stats.min for f in found)
-            return [Change(name, MINIMUM, _number(domain.min, integer), _number(math.floor(low) if integer else low, integer), outside)]
+            return [Change(name, MINIMUM, _number(domain.min, integer), _number(_outward(low, integer, down=True), integer), outside)]
         high = max(f.num_stats.max for f in found)
-        return [Change(name, MAXIMUM, _number(domain.max, integer), _number(math.ceil(high) if integer else high, integer), outside)]
+        return [Change(name, MAXIMUM, _number(domain.max, integer), _number(_outward(high, integer, down=False), integer), outside)]
     if kind == PRESENCE:
         present = sum(_common(f).num_non_missing for f in found)
         total = sum(s.examples for s in splits)

@@ -49,17 +49,18 @@ def test_a_new_payment_type_is_exactly_one_domain_value_with_its_rows():
 
 
 def test_a_widened_range_moves_only_the_bound_the_span_crossed():
-    stats = _stats(240, hour=lambda i: 30 if i < 12 else i % 24, fare=lambda i: -2.0 if i == 0 else 5.0)
+    stats = _stats(240, hour=lambda i: 30 if i < 12 else i % 24, fare=lambda i: -2.0123456789 if i == 0 else 5.0)
     proposal = changes.propose(_schema(), [stats], outside={"trip_start_hour": 12, "fare": 1})
     by_kind = {(c.feature, c.kind): c for c in proposal.changes}
     assert set(by_kind) == {("trip_start_hour", changes.MAXIMUM), ("fare", changes.MINIMUM)}
     hour, fare = by_kind["trip_start_hour", changes.MAXIMUM], by_kind["fare", changes.MINIMUM]
     assert (hour.before, hour.after, hour.rows) == ("23", "30", 12)
-    assert (fare.before, fare.after, fare.rows) == ("0", "-2", 1)
+    assert (fare.before, fare.rows) == ("0.0", 1) and -2.0123458 < float(fare.after) <= -2.0123456789  # float32, outward
     assert changes.propose(_schema(), [stats]).changes[0].rows is None  # not counted without the span's files
     updated = changes.apply(_schema(), proposal.changes)
     assert updated.feature[1].int_domain.max == 30 and updated.feature[1].int_domain.min == 0
-    assert updated.feature[2].float_domain.min == -2.0
+    assert updated.feature[2].float_domain.min == float(fare.after)
+    assert changes.propose(schema_pb2.Schema.FromString(updated.SerializeToString()), [stats]).changes == []  # as stored
     assert changes.propose(updated, [stats]).changes == []
 
 
