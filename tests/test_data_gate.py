@@ -9,6 +9,7 @@ default drift policy (warn):
   span 6  trip_start_month = 1e308 on line 17           -> blocked, naming the value
   span 7  trip_seconds in milliseconds                  -> blocked as a broken feed, under warn
 A fresh home whose first span is a 0-byte file goes through `.venv/bin/conveyor run` as a user's would.
+`conveyor schema diff` on spans 5 and 7 says no schema change fixes what blocked them.
 The rules themselves are unit-tested in tests/test_span_validation.py.
 """
 from __future__ import annotations
@@ -152,6 +153,20 @@ def test_a_unit_change_is_blocked_as_a_broken_feed_under_the_warn_policy(gate_ru
     )
     _blocked(summary, summary.error.splitlines()[0].removeprefix("DataValidationError: "))
     assert "span 3's" in summary.error  # compared with the last validated span (4 to 6 were blocked)
+
+
+@pytest.mark.parametrize(("span", "cause"), [
+    (7, "trip_seconds: BROKEN_FEED: trip_seconds looks like a broken feed (a unit change?)"),
+    (5, "span: HEADER_REPEATED: line 1001 repeats the header"),
+])
+def test_schema_diff_says_a_span_blocked_by_something_else_is_not_a_schema_matter(gate_runs, span, cause):
+    config, _, _ = gate_runs
+    conveyor = Path(sys.executable).parent / "conveyor"
+    done = subprocess.run([str(conveyor), "schema", "diff", "--span", str(span), "--home", str(config.home)],
+                          capture_output=True, text=True, timeout=300)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith(f"conveyor schema diff: --span {span}: not blocked by the schema but by what no schema change fixes: {cause}")
+    assert len(done.stderr.splitlines()) == 1 and not (config.home / "schema").exists()
 
 
 def test_an_empty_first_span_is_blocked_by_the_installed_command(tmp_path):
