@@ -41,6 +41,7 @@ from pipeline.artifact_properties import (
     WINDOW_SOURCES_PROPERTY,
 )
 from pipeline.configs import PipelineConfig
+from schema import versions as schema_versions
 
 
 class LineageError(LookupError):
@@ -109,6 +110,8 @@ class ModelLineage:
     thresholds: list[blessing_checks.Threshold]  # as the Evaluator was configured
     gate: evaluation.Gate
     infra: InfraVerdict | None  # None: no InfraCheck recorded
+    schema_properties: dict[str, Any]  # the Schema's custom properties: its version (schema/versions.py)
+    schema_changes: list[str] | None = None  # each change up to that version, its span and reason (from the home)
     launched_by: dict[str, Any] | None = None  # the CT decision that launched the run (None: not CT)
 
     @property
@@ -245,6 +248,7 @@ def trace(store: metadata_store.MetadataStore, serving_root: str, version: str) 
         thresholds=blessing_checks.recorded_thresholds(runs.exec_property(evaluator, "eval_config") or {}),
         gate=evaluation.Gate(**gate) if gate else evaluation.Gate(min_slice_examples=0, min_class_examples=0),
         infra=infra_verdict(pusher.inputs["infra_blessing"][0]) if pusher.inputs.get("infra_blessing") else None,
+        schema_properties={key: runs.custom_property(schema, key) for key in schema.custom_properties},
     )
 
 
@@ -260,6 +264,9 @@ def for_config(config: PipelineConfig, version: str | None = None) -> ModelLinea
     store = connection.open_store(connection.connection_config(config))
     found = trace(store, config.serving_root_uri, version)
     found.launched_by = ct_records.decision_for_run(config, found.run_id)
+    number = found.schema_properties.get(schema_versions.PROPERTY_PREFIX + "version")
+    if isinstance(number, int):
+        found.schema_changes = schema_versions.change_lines(config.home, config.schema_path, number)
     return found
 
 
@@ -357,7 +364,9 @@ def format_lineage(lineage: ModelLineage) -> str:
             f"    data gate  passed -> {span.validated_uri}",
         ]
     lines += [
-        f"schema:     {lineage.schema_uri} (imported from {lineage.schema_file})",
+        f"schema:     {schema_versions.described(lineage.schema_properties)}",
+        f"            {lineage.schema_uri} (imported from {lineage.schema_file})",
+        *(f"            {line}" for line in lineage.schema_changes or []),
         f"transform:  graph {lineage.transform_graph_uri}",
         f"            code  {lineage.transform_code}",
         f"trainer:    model {lineage.model_uri}",

@@ -78,3 +78,17 @@ def spans_to_run(config: PipelineConfig, latest_only: bool) -> list[int]:
         return [config.span]
     todo = [] if latest_only else pending(config)
     return todo or [newest(config)]
+
+
+def gate_executions(config: PipelineConfig, namespace: str = UPSTREAM) -> dict[int, runs.NodeExecution]:
+    """span -> the newest DataGate execution on it in `namespace`, with its recorded inputs (a
+    blocked span's too: TFX records the inputs before the component runs). Empty without ML Metadata."""
+    if not connection.store_exists(config):
+        return {}
+    store = connection.open_store(connection.connection_config(config))
+    found = {}
+    for node in runs.node_executions(store, config.pipeline_name, "DataGate"):
+        examples = node.inputs.get("examples")
+        if examples and (runs.exec_property(node, "span_namespace") or UPSTREAM) == namespace:
+            found[runs.span_of(examples[0])] = node
+    return found

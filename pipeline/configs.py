@@ -336,10 +336,6 @@ class PipelineConfig:
         return self.spans_root_uri if self.span_source == "upstream" else self.feedback_spans_root_uri
 
     @property
-    def schema_uri(self) -> str:
-        return self.remote_schema or str(self.schema_path)
-
-    @property
     def tuning_index_uri(self) -> str:
         """Where the "stores" Tuner records each search, read by LatestTunedHyperparameters."""
         return self.pipeline_root_uri.rstrip("/") + "/tuned_hyperparameters"

@@ -1,6 +1,7 @@
 """create_pipeline(): the one wiring of Conveyor's TFX DAG, shared by every runner.
 
-  CsvExampleGen (this run's span, upstream or feedback) -> StatisticsGen -> ExampleValidator (vs ImportSchemaGen)
+  CsvExampleGen (this run's span, upstream or feedback) -> StatisticsGen -> ExampleValidator (vs ImportSchemaGen:
+                 SchemaImport of the home's schema version, schema/versions.py)
     -> DataGate (blocks a span that breaks the span rules (pipeline/validation.py: rows, header,
                  values, completeness floors, broken feed, schema anomalies) or, by policy, drifted
                  vs the previous validated span of its namespace; else publishes it as validated
@@ -45,6 +46,7 @@ from pipeline.components.model_card import ModelCard
 from pipeline.components.previous_statistics import PreviousValidatedStatistics
 from pipeline.components.push import Publish, StagingPusher
 from pipeline.components.pushed_baseline import PreviousPushedModel
+from pipeline.components.schema_import import SchemaImport
 from pipeline.components.span_resolvers import LatestIfAnyStrategy, earlier_output_resolver, previous_span_resolver, span_window_resolver
 from pipeline.components.span_window import SpanWindow
 from pipeline.components.trainer import Trainer
@@ -52,8 +54,10 @@ from pipeline.components.tuned_hyperparameters import LatestTunedHyperparameters
 from pipeline.components.tuner import Tuner
 from pipeline.configs import PipelineConfig
 from schema import derive
+from schema import versions as schema_versions
 
 DATA_GATE_ID = "DataGate"
+SCHEMA_IMPORT_ID = "ImportSchemaGen"  # the node id ImportSchemaGen had: lineage and caches name it
 TRANSFORM_ID = "Transform"
 ANALYZER_CACHE_ID = "analyzer_cache"
 LATEST_HYPERPARAMETERS_ID = "latest_hyperparameters"
@@ -64,6 +68,14 @@ def completeness_rules(config: PipelineConfig) -> str:
     """The completeness floors DataGate applies, as its JSON parameter (a change re-runs it)."""
     rules = derive.load_completeness(config.completeness_path)
     return json.dumps({key: rules[key] for key in COMPLETENESS_KEYS}, sort_keys=True)
+
+
+def schema_source(config: PipelineConfig) -> tuple[str, schema_versions.SchemaVersion]:
+    """The schema file a run imports and its version (schema/versions.py): the home's newest
+    accepted version, else the curated file; a cluster run reads `remote_schema`, which must hold
+    that version (the import checks its sha256)."""
+    version = schema_versions.current(config.home, config.schema_path)
+    return config.remote_schema or version.file, version
 
 
 def card_settings(config: PipelineConfig) -> dict[str, Any]:
@@ -196,7 +208,8 @@ def _hyperparameters(config: PipelineConfig, examples: Any, transform: Any, sche
 def create_components(config: PipelineConfig) -> list[Any]:
     example_gen = _example_gen(config)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_uri)
+    schema_file, version = schema_source(config)
+    schema_gen = SchemaImport(schema_file=schema_file, version=version.properties()).with_id(SCHEMA_IMPORT_ID)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )

@@ -10,6 +10,7 @@ default drift policy (warn):
   span 7  trip_seconds in milliseconds                  -> blocked as a broken feed, under warn
   span 8  1,000 real trips, fare and trip_miles swapped -> `conveyor run` blocks it, naming both columns
 A fresh home whose first span is a 0-byte file goes through `.venv/bin/conveyor run` as a user's would.
+`conveyor schema diff` on spans 5 and 7 says no schema change fixes what blocked them.
 The rules themselves are unit-tested in tests/test_span_validation.py.
 """
 from __future__ import annotations
@@ -196,6 +197,20 @@ def test_fare_and_trip_miles_swapped_stop_conveyor_run_before_the_trainer(gate_r
     ) in done.stdout
     assert "pushed: nothing" in done.stdout and "Trainer" not in done.stdout and "Traceback" not in done.stderr
     assert sorted(p.name for p in config.serving_root.iterdir()) == pushed
+
+
+@pytest.mark.parametrize(("span", "cause"), [
+    (7, "trip_seconds: BROKEN_FEED: trip_seconds looks like a broken feed (a unit change?)"),
+    (5, "span: HEADER_REPEATED: line 1001 repeats the header"),
+])
+def test_schema_diff_says_a_span_blocked_by_something_else_is_not_a_schema_matter(gate_runs, span, cause):
+    config, _, _ = gate_runs
+    conveyor = Path(sys.executable).parent / "conveyor"
+    done = subprocess.run([str(conveyor), "schema", "diff", "--span", str(span), "--home", str(config.home)],
+                          capture_output=True, text=True, timeout=300)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith(f"conveyor schema diff: --span {span}: not blocked by the schema but by what no schema change fixes: {cause}")
+    assert len(done.stderr.splitlines()) == 1 and not (config.home / "schema").exists()
 
 
 def test_an_empty_first_span_is_blocked_by_the_installed_command(tmp_path):

@@ -23,6 +23,9 @@
     conveyor runs [--last N]            the pipeline runs: trigger, spans, hyperparameters, metrics, push
     conveyor runs compare RUN_A RUN_B   two runs side by side (--html FILE: as a page)
     conveyor card [--version V]         where a pushed version's model card is, and a summary of it
+    conveyor schema diff --span N       the smallest schema change that would accept blocked span N;
+                                        accept / reject --span N [--reason T] record it as the next
+                                        schema version (the next run imports it) or refuse it; log: the versions
     conveyor kubeflow [options]         compile for Kubeflow Pipelines v2 / Vertex AI (see kubeflow_runner.py);
                                         --check-locally executes the compiled spec here first
 
@@ -40,12 +43,12 @@ import sys
 from typing import Any, Sequence
 
 import speedups
-from conveyor.cli import card, common, ct, init, kubeflow, lineage, models, monitor, rollback, run, runs, serve, tune, viewers
+from conveyor.cli import card, common, ct, init, kubeflow, lineage, models, monitor, rollback, run, runs, schema, serve, tune, viewers
 from pipeline.home_lock import HomeBusy
 from speedups import switch
 
 # One module per command group, each with add_parser(commands); the order is the help's.
-GROUPS = (init, run, tune, ct, serve, models, rollback, monitor, viewers, lineage, card, runs, kubeflow)
+GROUPS = (init, run, tune, ct, serve, models, rollback, monitor, viewers, lineage, card, runs, schema, kubeflow)
 
 
 class ParseError(common.CommandError):

@@ -9,7 +9,9 @@ cluster needs (`cluster_config`):
   - user_code="installed": Transform and Trainer name functions of the package installed in the
     image (a module_file would be packaged into a wheel at a path of the build machine);
   - every location is a URI the cluster reads (pipeline root, data, serving root), and the
-    schema and setup.py are the copies inside the image (IMAGE_APP_DIR);
+    schema and setup.py are the copies inside the image (IMAGE_APP_DIR); a home that accepted a
+    schema version after the curated one (schema/versions.py) compiles only with --schema naming
+    that version's file in the bucket, and the import checks it holds that version (sha256);
   - for target "kfp", a span fixed at compile time, or caching off (`check_target`): open-source
     KFP runs no ExampleGen driver, so the newest span cannot be resolved before its cache check.
 
@@ -78,7 +80,20 @@ def location_problems(config: PipelineConfig) -> list[str]:
     for flag, value in (("--serving-root", config.remote_serving_root), ("--data-root", config.remote_spans_root)):
         if value is not None and not spans_io.is_uri(value):
             problems.append(f"{flag} {value}: expected a URI the cluster can read (default: under --pipeline-root)")
-    return problems
+    return problems + schema_problems(config)
+
+
+def schema_problems(config: PipelineConfig) -> list[str]:
+    """The image holds the curated schema (version 1); a home that accepted a later version must
+    name where the cluster reads that version's file (--schema), whose sha256 the import checks."""
+    from schema import versions
+
+    version = versions.current(config.home, config.schema_path)
+    if version.version == 1 or config.remote_schema:
+        return []
+    name = Path(version.file).name
+    return [f"--schema: this home imports schema {version.describe()}, not the image's curated version 1: "
+            f"copy {version.file} to the bucket and pass --schema gs://BUCKET/.../{name}"]
 
 
 def placeholders(config: PipelineConfig, image: str) -> list[str]:

@@ -12,6 +12,7 @@ from models import label_metrics
 from pipeline import blessing_checks, evaluation
 from pipeline.configs import PipelineConfig
 from pipeline.evaluation import Evaluation, Gate, shown, slice_order
+from schema import versions as schema_versions
 
 
 @dataclass
@@ -31,6 +32,7 @@ class RunSummary:
     window_feedback_spans: list[int] = field(default_factory=list)
     drift: dict | None = None  # DataGate's drift report (pipeline/drift.py to_json), if it ran
     validation: dict | None = None  # DataGate's validation.json (pipeline/validation.py report), if the span passed
+    schema_version: str | None = None  # the accepted schema version imported (None: the curated one)
     hyperparameters: hyperparameters_lib.Hyperparameters | None = None  # what the Trainer trained with, and whence
     evaluation: Evaluation | None = None
     baseline_version: str | None = None  # the pushed version the candidate was compared with
@@ -73,6 +75,9 @@ def read_back(config: PipelineConfig, summary: RunSummary) -> None:
     summary.span_source = run.span_namespace
     summary.window_spans = run.window_spans
     summary.window_feedback_spans = run.window_feedback_spans
+    schema = run.output("ImportSchemaGen", "schema")
+    if schema is not None and (runs.custom_property(schema, schema_versions.PROPERTY_PREFIX + "version") or 1) > 1:
+        summary.schema_version = schema_versions.described({k: runs.custom_property(schema, k) for k in schema.custom_properties})
     report = run.output("DataGate", "drift_report")
     if report is not None:
         summary.drift = json.loads(Path(report.uri, REPORT_FILE).read_text())
@@ -148,6 +153,8 @@ def format_summary(summary: RunSummary) -> str:
         lines.append(
             f"span ingested: {spans_io.label(summary.span, summary.span_source)}; training window: spans {summary.window_spans or '-'}{fed}"
         )
+    if summary.schema_version is not None:
+        lines.append(f"schema: {summary.schema_version}")
     if summary.validation is not None:
         lines.append(_format_validation(summary.validation))
     if summary.drift is not None:

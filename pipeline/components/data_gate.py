@@ -24,7 +24,8 @@ ExampleValidator only records anomalies. DataGate
 import io
 import json
 import os
-from typing import BinaryIO, List
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Dict, List, Optional
 
 import tensorflow_data_validation as tfdv
 from tfx import v1 as tfx
@@ -38,6 +39,7 @@ from pipeline import anomalies as anomalies_lib
 from pipeline import drift, statistics_layout, validation
 
 SPAN_KEYS = ("span", "version")
+SCHEMA_FILE = "schema.pbtxt"  # in a Schema artifact
 REPORT_FILE = "drift.json"
 VALIDATION_FILE = "validation.json"
 SPAN_PLACEHOLDER = "{SPAN}"
@@ -55,11 +57,11 @@ class DriftReport(tfx.dsl.Artifact):
     TYPE_NAME = "conveyor.DriftReport"
 
 
-def _load_stats(statistics: tfx.dsl.Artifact, split: str = statistics_layout.TRAIN_SPLIT):
+def _load_stats(statistics: "Stored | tfx.dsl.Artifact", split: str = statistics_layout.TRAIN_SPLIT):
     return tfdv.load_stats_binary(statistics_layout.split_file(statistics.uri, split))
 
 
-def _rows(statistics: tfx.dsl.Artifact) -> int:
+def _rows(statistics: "Stored | tfx.dsl.Artifact") -> int:
     """Examples in every split of a statistics artifact."""
     return sum(
         sum(d.num_examples for d in _load_stats(statistics, split).datasets)
@@ -110,6 +112,78 @@ def _copy_span(source: tfx.dsl.Artifact, target: tfx.dsl.Artifact, examples: tfx
     target.set_string_custom_property(spans_io.NAMESPACE_PROPERTY, namespace)
 
 
+@dataclass(frozen=True)
+class Stored:
+    """A statistics or anomalies artifact as stored: its URI and split names (a JSON list)."""
+
+    uri: str
+    split_names: str
+
+
+@dataclass(frozen=True)
+class Baseline(Stored):
+    """The previous validated span's statistics, and its plausibility measures (JSON) as DataGate recorded them."""
+
+    span: int
+    plausibility: str = "{}"
+
+
+@dataclass(frozen=True)
+class SpanCheck:
+    """What the span rules saw of a span, and the problems they found ([] = it passes them)."""
+
+    problems: List[validation.Problem]
+    audit: span_audit.SpanAudit
+    current: Any
+    previous: Optional[validation.Previous]
+    schema: Any
+    rules: Dict[str, Any]
+
+
+def check_span(
+    span: int,
+    input_pattern: str,
+    statistics: Stored,
+    anomalies: List[anomalies_lib.Anomaly],
+    schema_file: str,
+    previous_statistics: Optional[Baseline],
+    completeness: str,
+    min_rows_ratio: float,
+    broken_feed_factor: float,
+    broken_meaning_jsd: float,
+    drift_thresholds: str,
+) -> SpanCheck:
+    """The span rules of pipeline/validation.py on `span` with ExampleValidator's `anomalies`, as
+    DataGate applies them (and as `conveyor schema diff` re-applies them to a blocked span's
+    recorded inputs under another schema version); AuditError if a span file is not CSV."""
+    schema_proto = tfdv.load_schema_text(schema_file)
+    rules = json.loads(completeness)
+    audit = span_audit.audit(span_files(input_pattern, span), _open, validation.domains(schema_proto))
+    rows = _rows(statistics)
+    current = _load_stats(statistics) if rows else None
+    previous = None
+    if previous_statistics is not None:
+        previous = validation.Previous(
+            previous_statistics.span, _rows(previous_statistics), _load_stats(previous_statistics),
+            json.loads(previous_statistics.plausibility or "{}"),
+        )
+    problems = validation.check(
+        span,
+        audit,
+        examples_read=rows,
+        anomalies=anomalies,
+        completeness=rules,
+        schema=schema_proto,
+        current=current,
+        previous=previous,
+        min_rows_ratio=min_rows_ratio,
+        broken_feed_factor=broken_feed_factor,
+        broken_meaning_jsd=broken_meaning_jsd,
+        drift_features=json.loads(drift_thresholds),
+    )
+    return SpanCheck(problems, audit, current, previous, schema_proto, rules)
+
+
 @tfx.dsl.components.component
 def DataGate(
     examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
@@ -137,39 +211,24 @@ def DataGate(
     # (Kubeflow); carried as a parameter, an edited contract is a new cache key.
     features.activate_from(json.loads(contract or "{}"))
     span = examples.get_int_custom_property("span")
-    schema_proto = tfdv.load_schema_text(os.path.join(schema.uri, "schema.pbtxt"))
-    rules = json.loads(completeness)
-    try:
-        audit = span_audit.audit(span_files(input_pattern, span), _open, validation.domains(schema_proto))
-    except span_audit.AuditError as exc:
-        raise DataValidationError(f"span {span} blocked before training: {exc}") from exc
-    rows = _rows(statistics)
-    current = _load_stats(statistics) if rows else None
-    previous = None
+    baseline = None
     if _has_stats(previous_statistics):
         recorded = (previous_statistics.get_string_custom_property(PLAUSIBILITY_PROPERTY)
                     if previous_statistics.has_custom_property(PLAUSIBILITY_PROPERTY) else "")
-        previous = validation.Previous(
-            previous_statistics.get_int_custom_property("span"), _rows(previous_statistics), _load_stats(previous_statistics),
-            json.loads(recorded or "{}"),
+        baseline = Baseline(previous_statistics.uri, previous_statistics.split_names, previous_statistics.get_int_custom_property("span"),
+                            recorded or "{}")
+    try:
+        checked = check_span(
+            span, input_pattern, Stored(statistics.uri, statistics.split_names), anomalies_lib.read(anomalies.uri, anomalies.split_names),
+            os.path.join(schema.uri, SCHEMA_FILE), baseline, completeness, min_rows_ratio, broken_feed_factor,
+            broken_meaning_jsd, drift_thresholds,
         )
+    except span_audit.AuditError as exc:
+        raise DataValidationError(f"span {span} blocked before training: {exc}") from exc
+    if checked.problems:
+        raise DataValidationError(validation.blocked_message(span, checked.problems))
+    audit, current, previous, schema_proto, rules = checked.audit, checked.current, checked.previous, checked.schema, checked.rules
     thresholds = json.loads(drift_thresholds)
-    problems = validation.check(
-        span,
-        audit,
-        examples_read=rows,
-        anomalies=anomalies_lib.read(anomalies.uri, anomalies.split_names),
-        completeness=rules,
-        schema=schema_proto,
-        current=current,
-        previous=previous,
-        min_rows_ratio=min_rows_ratio,
-        broken_feed_factor=broken_feed_factor,
-        broken_meaning_jsd=broken_meaning_jsd,
-        drift_features=thresholds,
-    )
-    if problems:
-        raise DataValidationError(validation.blocked_message(span, problems))
 
     serving = None
     if serving_statistics_path and fileio.exists(serving_statistics_path):
