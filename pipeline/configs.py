@@ -41,6 +41,7 @@ HISTORY_SOURCES = ("mlmd", "stores")
 #                 two `setup.py bdist_wheel` and two `pip install` subprocesses, ~5 s of every run.
 USER_CODE_FORMS = ("installed", "module_file")
 DRIFT_POLICIES = ("block", "warn")
+ESTIMATE_ACTIONS = ("off", "warn", "trigger")  # ct_estimated_performance
 TUNE_OBJECTIVES = ("auc", "binary_accuracy")  # models/tuning.py OBJECTIVES
 # Span namespaces (data/spans_io.py): "upstream" spans under spans_root, "feedback" spans the CT
 # controller builds from labelled served traffic under <home>/feedback/spans.
@@ -187,6 +188,12 @@ class PipelineConfig:
     # retrain did not bring live accuracy back above the floor (retune_on_failed_recovery).
     retune_every_retrains: int = 10
     retune_on_failed_recovery: bool = True
+    # Before the labels arrive, the serving version's accuracy estimated from its calibrated
+    # probabilities (CBPE, monitoring/estimate.py), judged by the live rules above: "off" (not
+    # estimated on ticks), "warn" (an alert in the decision) or "trigger" (a run of the newest
+    # upstream span, recorded as acting on an estimate; once per version and evidence window).
+    # Enough labels, and the realized accuracy decides instead.
+    ct_estimated_performance: str = "warn"
 
     @property
     def ct_dir(self) -> Path:
@@ -262,6 +269,7 @@ class PipelineConfig:
             ("history", HISTORY_SOURCES),
             ("user_code", USER_CODE_FORMS),
             ("drift_policy", DRIFT_POLICIES),
+            ("ct_estimated_performance", ESTIMATE_ACTIONS),
             ("span_source", SPAN_SOURCES),
             ("tune_objective", TUNE_OBJECTIVES),
         ):
