@@ -4,7 +4,8 @@ The input is the version's answers on its own labelled eval examples (monitoring
 a binary model's probability of the positive class against the label, a multi-class model's top
 probability (its predicted class's) against whether that class was right ("top-label" calibration:
 the expected accuracy needs nothing else). The checks, every one from these rows alone:
-  - enough rows: each class needs MIN_CLASS_ROWS eval rows, or nothing is trusted;
+  - enough rows: each class needs `cbpe_min_class_rows` eval rows (pipeline/configs.py), or
+    nothing is trusted;
   - reliability: BINS equal-count bins of the score, each bin's mean score against its observed
     rate; ECE (expected calibration error) = the row-weighted mean gap. A perfectly calibrated model
     still shows a gap on a finite sample: each bin's observed rate is a mean of Bernoulli draws, so
@@ -32,7 +33,6 @@ import numpy as np
 
 FORMAT = 1
 BINS = 10
-MIN_CLASS_ROWS = 50  # below this, one bin of a class holds ~5 rows: no reliability curve to judge
 Z_CALIBRATED = 3.0  # an ECE this many sds above its noise mean is miscalibration, not sampling
 SUPPORT_BIN_WIDTH = 0.1  # score regions of this width where the eval split had SUPPORT_MIN_ROWS rows
 SUPPORT_MIN_ROWS = 10
@@ -138,6 +138,7 @@ class Calibration:
     support: list[int] = field(default_factory=list)  # eval rows per score region (see `support`)
     problems: list[str] = field(default_factory=list)  # why an estimate from it is not trusted
     source: str = ""  # where the eval rows came from
+    min_class_rows: int = 0  # the minimum it was checked with
     format: int = FORMAT
 
     @property
@@ -170,21 +171,22 @@ class Calibration:
 
 def calibrate(
     version: str, scores: Sequence[float], outcomes: Sequence[int], labels: Sequence[int],
-    class_names: Sequence[str], multiclass: bool, source: str = "",
+    class_names: Sequence[str], multiclass: bool, min_class_rows: int, source: str = "",
 ) -> Calibration:
     """Check and calibrate a version from its eval rows: `scores` and 0/1 `outcomes` as described
     above, `labels` the class index of each row (for the rows per class)."""
     class_rows = {name: sum(1 for label in labels if label == k) for k, name in enumerate(class_names)}
     rows = len(scores)
     accuracy = (sum(outcomes) if multiclass else sum((s > 0.5) == bool(o) for s, o in zip(scores, outcomes))) / rows if rows else 0.0
-    few = [f"{name} {n}" for name, n in class_rows.items() if n < MIN_CLASS_ROWS]
+    few = [f"class {name} has {n}" for name, n in class_rows.items() if n < min_class_rows]
     if few or not rows:
         return Calibration(
-            version, multiclass, rows, class_rows, accuracy, {"ece": None}, NONE, source=source,
-            problems=[f"too few eval rows to check calibration: {', '.join(few) or 'none'} (each class needs {MIN_CLASS_ROWS})"],
+            version, multiclass, rows, class_rows, accuracy, {"ece": None}, NONE, source=source, min_class_rows=min_class_rows,
+            problems=[f"too few eval rows to check calibration: {', '.join(few) or 'none'} (each class needs {min_class_rows})"],
         )
     raw = reliability(scores, outcomes)
-    cal = Calibration(version, multiclass, rows, class_rows, accuracy, asdict(raw), NONE, support=support(scores), source=source)
+    cal = Calibration(version, multiclass, rows, class_rows, accuracy, asdict(raw), NONE, support=support(scores), source=source,
+                      min_class_rows=min_class_rows)
     if raw.calibrated:
         return cal
     cal.method = ISOTONIC

@@ -88,11 +88,11 @@ def estimate(
     UNTRUSTED (reasons; the figures shown only as untrusted) or NOT_ESTIMATED (reason)."""
     base: dict[str, Any] = {"predictions": len(records), "accuracy": None, "auc": None, "sd": None, "reasons": [],
                             "offline_accuracy": offline_accuracy, "low": False, "assumption": ASSUMPTION}
-    if calibration is None:
-        return {**base, "state": NOT_ESTIMATED, "reasons": [why_not or "no calibration"]}
     if len(records) < config.monitor_min_predictions:
         return {**base, "state": NOT_ESTIMATED,
                 "reasons": [f"{len(records)} predictions (an estimate needs {config.monitor_min_predictions})"]}
+    if calibration is None:
+        return {**base, "state": NOT_ESTIMATED, "reasons": [why_not or "no calibration"]}
     multiclass = calibration.multiclass
     scores = _scores(records, multiclass)
     calibrated = calibration.apply(scores)

@@ -72,7 +72,7 @@ def compute(config: PipelineConfig, version: str) -> Calibration:
         scores = [float(a[PROBABILITY_KEY]) for a in answers]
         outcomes = labels
     source += f": {len(kept)} of {len(examples)} rows a client could send, with their label"
-    return calibrate(version, scores, outcomes, labels, label.class_names, label.multiclass, source)
+    return calibrate(version, scores, outcomes, labels, label.class_names, label.multiclass, config.cbpe_min_class_rows, source)
 
 
 def for_version(config: PipelineConfig, version: str | None) -> tuple[Calibration | None, str | None]:
@@ -83,10 +83,11 @@ def for_version(config: PipelineConfig, version: str | None) -> tuple[Calibratio
     if path.exists():
         try:
             data = json.loads(path.read_text())
-            if data.get("format") == FORMAT:
+            if data.get("format") == FORMAT and data.get("min_class_rows") == config.cbpe_min_class_rows:
                 return Calibration.from_json(data), None
         except (ValueError, TypeError):
             pass  # not one of ours (a torn write cannot happen: it is replaced atomically): computed again
+        # also computed again when checked with another cbpe_min_class_rows
     try:
         found = compute(config, version)
     except (LookupError, OSError) as exc:

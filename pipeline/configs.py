@@ -253,6 +253,11 @@ class PipelineConfig:
     live_min_class_labels: int = 20
     live_min_accuracy: float = 0.75
     live_max_accuracy_drop: float = 0.05
+    # Estimated performance before labels (CBPE, monitoring/estimate.py) on as many predictions as
+    # distances need (monitor_min_predictions): trusted only when the version's eval split holds at
+    # least cbpe_min_class_rows rows of each class (fewer leave ~5 rows of a class per reliability
+    # bin: its calibration cannot be checked).
+    cbpe_min_class_rows: int = 50
     # The fields above left empty and filled from the contract (replace() re-derives them).
     _from_contract: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
 

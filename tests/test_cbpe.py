@@ -44,7 +44,7 @@ def _hanley_mcneil(auc: float, positives: int, negatives: int) -> float:
 
 def _calibrated(eval_scores: list[float], truth: list[float], seed: int) -> calibration.Calibration:
     labels = _draw(truth, seed)
-    return calibration.calibrate("1", eval_scores, labels, labels, ("0", "1"), multiclass=False)
+    return calibration.calibrate("1", eval_scores, labels, labels, ("0", "1"), multiclass=False, min_class_rows=50)
 
 
 def test_the_estimate_of_a_calibrated_model_is_the_realized_accuracy_and_auc_within_chance():
@@ -100,9 +100,9 @@ def test_a_perfectly_calibrated_model_passes_the_ece_check_on_nearly_every_sampl
 def test_too_few_eval_rows_of_a_class_is_not_trusted_and_says_which():
     p = [0.9] * 300 + [0.1] * 30
     labels = [1] * 300 + [0] * 30
-    cal = calibration.calibrate("7", p, labels, labels, ("0", "1"), multiclass=False)
+    cal = calibration.calibrate("7", p, labels, labels, ("0", "1"), multiclass=False, min_class_rows=50)
     assert not cal.trusted and cal.ece is None
-    assert cal.problems == [f"too few eval rows to check calibration: 0 30 (each class needs {calibration.MIN_CLASS_ROWS})"]
+    assert cal.problems == ["too few eval rows to check calibration: class 0 has 30 (each class needs 50)"]
     found = estimate.estimate(_config(), _records([0.8] * 200), cal)
     assert found["state"] == estimate.UNTRUSTED and not found["low"]
     assert estimate.describe(found).startswith("estimated ") and "NOT TRUSTED (too few eval rows" in estimate.describe(found)
@@ -112,7 +112,7 @@ def test_a_calibrator_that_does_not_fix_the_error_is_said_and_not_trusted():
     rng = random.Random(8)
     served = [rng.random() for _ in range(N)]
     labels = [int(0.4 < s < 0.6) for s in served]  # right only in the middle: no monotone map fixes it
-    cal = calibration.calibrate("1", served, labels, labels, ("0", "1"), multiclass=False)
+    cal = calibration.calibrate("1", served, labels, labels, ("0", "1"), multiclass=False, min_class_rows=50)
     assert cal.method == calibration.ISOTONIC and not cal.trusted
     assert cal.problems[0].startswith("isotonic calibration does not fix the error: ECE ")
 
@@ -137,7 +137,7 @@ def test_a_multiclass_estimate_is_the_mean_calibrated_top_probability():
     top = [1 / 3 + 2 / 3 * rng.random() for _ in range(N)]
     right = _draw(top, 12)
     labels = [rng.randrange(3) for _ in range(N)]
-    cal = calibration.calibrate("1", top, right, labels, ("a", "b", "c"), multiclass=True)
+    cal = calibration.calibrate("1", top, right, labels, ("a", "b", "c"), multiclass=True, min_class_rows=50)
     assert cal.trusted and cal.multiclass
     records = [{"output": {"probabilities": [t, (1 - t) / 2, (1 - t) / 2], "predicted_class": 0}, "features": {}} for t in top]
     found = estimate.estimate(_config(), records, cal)
