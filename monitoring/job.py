@@ -186,7 +186,8 @@ def _estimate_line(d: dict[str, Any]) -> str:
         line += "; auc n/a (binary-only)"
     elif e["state"] != estimate_lib.NOT_ESTIMATED:
         auc = "n/a (one class expected)" if e["auc"] is None else f"{e['auc']:.3f}" + (" NOT TRUSTED" if e["state"] == estimate_lib.UNTRUSTED else "")
-        line += f"; auc estimated {auc}, realized " + ("n/a (too few labels of a class)" if m.get("auc") is None else f"{m['auc']:.3f}")
+        realized_auc = f"{m['auc']:.3f}" if m.get("auc") is not None else "n/a (too few labels of a class)" if m.get("labeled") else "n/a"
+        line += f"; auc estimated {auc}, realized {realized_auc}"
     if e["low"]:
         line += f": {'; '.join(e['reasons'])}"
     elif e.get("superseded"):

@@ -1,7 +1,7 @@
 """The calibration of a served version, from its own eval split, computed on first need and kept.
 
-The eval rows are the version's: ML Metadata's lineage of its push (metadata/lineage.py) names the
-examples of every span of its training window, and their `Split-eval` is what the Evaluator scored.
+The eval rows are the version's: ML Metadata's lineage of the Model its push record names
+(metadata/lineage.py `training_spans`) gives the examples of every span of its training window, and their `Split-eval` is what the Evaluator scored.
 The version's SavedModel answers them through the serving code (models/saved_model.py), on the
 examples a client could send (every feature a request must carry); each row's label is the
 contract's rule over its raw columns. monitoring/calibration.py checks and calibrates; the result is
@@ -36,15 +36,14 @@ def eval_examples(config: PipelineConfig, version: str) -> tuple[list[bytes], st
 
     from metadata import lineage
 
-    found = lineage.for_config(config, version)
+    spans = lineage.training_spans(config, version)
     files = []
-    for span in found.spans:
+    for span in spans:
         files += sorted(tf.io.gfile.glob(os.path.join(span.examples_uri, f"Split-{SPLIT}", "*")))
     if not files:
         raise LookupError(f"version {version}'s lineage names no {SPLIT} examples")
     examples = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
-    spans = ", ".join(s.label for s in found.spans)
-    return examples, f"{SPLIT} split of span(s) {spans} ({len(files)} files)"
+    return examples, f"{SPLIT} split of span(s) {', '.join(s.label for s in spans)} ({len(files)} files)"
 
 
 def compute(config: PipelineConfig, version: str) -> Calibration:
@@ -61,7 +60,7 @@ def compute(config: PipelineConfig, version: str) -> Calibration:
         if required <= row.keys() and all(row.get(c) is not None for c in label.reads):
             kept.append(serialized)
             labels.append(label.of_row(row))
-    model = LoadedModel.load(Path(os.path.join(config.serving_root_uri, version)), version)
+    model = LoadedModel.load(os.path.join(config.serving_root_uri, version), version)  # type: ignore[arg-type]  # a URI too
     answers = []
     for start in range(0, len(kept), BATCH):
         answers += model.predict([Instance(e, {}) for e in kept[start : start + BATCH]])
@@ -90,7 +89,7 @@ def for_version(config: PipelineConfig, version: str | None) -> tuple[Calibratio
         # also computed again when checked with another cbpe_min_class_rows
     try:
         found = compute(config, version)
-    except (LookupError, OSError) as exc:
+    except Exception as exc:  # lineage, the eval files or the model unreadable: the estimate says why, monitoring goes on
         return None, f"no calibration of version {version}: {exc}"
     spans_io.write_text(path, json.dumps(found.to_json(), indent=1) + "\n")
     return found, None

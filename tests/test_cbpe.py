@@ -11,6 +11,8 @@ import random
 
 import pytest
 
+from ct import signals
+from ct.decisions import OK, Decision
 from models import scores
 from monitoring import calibration, estimate
 from pipeline import configs
@@ -158,3 +160,18 @@ def test_ct_estimated_performance_takes_off_warn_or_trigger(monkeypatch):
     monkeypatch.setenv("CONVEYOR_CT_ESTIMATED_PERFORMANCE", "always")
     with pytest.raises(SettingError, match=r"^CONVEYOR_CT_ESTIMATED_PERFORMANCE=always: expected one of off, warn, trigger$"):
         configs.load()
+
+
+def test_an_estimated_drop_fires_once_per_evidence_window():
+    config = _config(ct_estimated_performance="trigger")
+    low = {"state": estimate.TRUSTED, "low": True, "accuracy": 0.7, "reasons": ["estimated accuracy 0.700 below the floor 0.75"]}
+    found = {"version": "7", "since": "2026-12-01T00:00:00+00:00", "estimated": {"version": "7", **low}}
+    assert signals.estimated_performance(config, found, [])["low"]
+    acted = Decision(time=1.0, fired=True, triggers=["estimated_performance"], reason="", outcome=OK,
+                     signals={"estimated_performance": {"version": "7", "since": found["since"]}}, on_estimate=True)
+    again = signals.estimated_performance(config, found, [acted])
+    assert not again["low"] and again["already_acted_on"]
+    later = {**found, "since": "2026-12-02T00:00:00+00:00"}  # a feedback span or a new version started a new window
+    assert signals.estimated_performance(config, later, [acted])["low"]
+    off = signals.estimated_performance(config.replace(ct_estimated_performance="off"), {k: v for k, v in found.items() if k != "estimated"}, [])
+    assert off == {"low": False, "state": "off", "action": "off"}
