@@ -218,7 +218,8 @@ def format_result(result: MonitoringResult) -> str:
             f"live metrics, version {version}: {m['labeled']} of {m['predictions']} labelled, accuracy {accuracy} "
             f"(offline {offline}, floor {m['floor']}), auc {auc}: {verdict}"
         )
-    lines.append(_estimate_line(d))
+    if w["predictions"]:
+        lines.append(_estimate_line(d))
     if d["labels"].get("outside_classes"):
         lines.append(f"labels: {d['labels']['outside_classes']} delivered values outside the label's classes, skipped")
     if not d["live_metrics"]:
