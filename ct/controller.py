@@ -15,11 +15,12 @@ Each tick evaluates every trigger, in priority order:
 and takes at most one action: the rollback, or one run of the crashed span, of the oldest pending
 span, for performance or drift of a new feedback span (the labelled predictions not yet trained on,
 ct/feedback.py), otherwise of the newest upstream span (fully cached if nothing changed, and the
-decision says so); a run on an estimate is such a run, and its decision says it acted on an estimate
-(`on_estimate`). Drift whose labelled predictions do not show it yet is an alert, not a run (a
-retrain learns only from labelled predictions); it acts once the labels arrive. The home's writer
-lock (pipeline/home_lock.py) makes concurrent ticks and runs safe: a tick that finds another
-writer records "busy", naming it. Runs start through a Launch the front door passes (ct/launcher.py).
+decision says so); a run launched for an estimated drop is such a run, and its decision says it
+acted on an estimate (`on_estimate`; another action answers the estimate too, and says why it ran).
+Drift whose labelled predictions do not show it yet is an alert, not a run (a retrain learns only
+from labelled predictions); it acts once the labels arrive. The home's writer lock
+(pipeline/home_lock.py) makes concurrent ticks and runs safe: a tick that finds another writer
+records "busy", naming it. Runs start through a Launch the front door passes (ct/launcher.py).
 """
 from __future__ import annotations
 
@@ -144,12 +145,12 @@ def evaluate(config: PipelineConfig, now: float, reason: str | None = None) -> D
             decision.alerts.append(f"{' and '.join(fired)} fired, but there is no span to run: {exc}")
             return decision
         acted = any_run
+        decision.on_estimate = hits["estimated_performance"]  # the estimate, not data or labels, launched it
     if hits["on_demand"] and "on_demand" in acted and not decision.reason.startswith("on demand"):
         decision.reason += f"; {_why('on_demand', found)}"
     waiting = [t for t in fired if t not in acted]
     if waiting:
         decision.reason += f" (also fired: {', '.join(waiting)}; judged again next tick)"
-    decision.on_estimate = "estimated_performance" in acted and hits["estimated_performance"]
     if not hits["guard"]:
         retune.apply(config, decision, history)
     return decision
