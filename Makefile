@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.conveyor-installed
 export GRPC_ENABLE_FORK_SUPPORT = false
 export TF_CPP_MIN_LOG_LEVEL = 2
 
-.PHONY: setup data run lint test test-fast test-slow bench bench-scale bench-serving bench-tuning serve monitor tensorboard notebooks lock clean
+.PHONY: setup data run lint test test-fast test-slow bench bench-scale bench-serving bench-tuning bench-cbpe serve monitor tensorboard notebooks lock clean
 
 ## setup: host prerequisites (glibc >= 2.39), .venv from requirements.lock, the project (editable)
 setup: $(STAMP) data
@@ -80,6 +80,11 @@ bench-tuning: setup
 ## bench-serving: server latency/throughput vs the in-process SavedModel call, and hot swaps under load
 bench-serving: setup
 	$(PY) -m benchmarks.serving_bench $(ARGS)
+
+## bench-cbpe: estimated (CBPE, before labels) against realized accuracy on shifted windows of held-out
+## trips: `conveyor run` on the two default spans, then the monitor's estimate per window (about 3 minutes)
+bench-cbpe: setup
+	$(PY) -m benchmarks.cbpe_check $(ARGS)
 
 ## serve: the model server on the models `make run` pushed (127.0.0.1:8501)
 serve: setup

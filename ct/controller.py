@@ -8,15 +8,19 @@ Each tick evaluates every trigger, in priority order:
   new_data     an upstream span newer than the newest ingested one (or a feedback span a tick built
                and did not get to launch)
   performance  the serving version's live accuracy is low (monitoring/live.py) on enough labels
+  estimated_performance  before enough labels, its CBPE-estimated accuracy is low by the same rules
+               (monitoring/estimate.py; ct_estimated_performance: off, warn = an alert, trigger)
   drift        the serving version's served features are skewed against its training statistics
   schedule     no launch for ct_schedule_hours
 and takes at most one action: the rollback, or one run of the crashed span, of the oldest pending
 span, for performance or drift of a new feedback span (the labelled predictions not yet trained on,
 ct/feedback.py), otherwise of the newest upstream span (fully cached if nothing changed, and the
-decision says so). Drift whose labelled predictions do not show it yet is an alert, not a run (a
-retrain learns only from labelled predictions); it acts once the labels arrive. The home's writer
-lock (pipeline/home_lock.py) makes concurrent ticks and runs safe: a tick that finds another
-writer records "busy", naming it. Runs start through a Launch the front door passes (ct/launcher.py).
+decision says so); a run launched for an estimated drop is such a run, and its decision says it
+acted on an estimate (`on_estimate`; another action answers the estimate too, and says why it ran).
+Drift whose labelled predictions do not show it yet is an alert, not a run (a retrain learns only
+from labelled predictions); it acts once the labels arrive. The home's writer lock
+(pipeline/home_lock.py) makes concurrent ticks and runs safe: a tick that finds another writer
+records "busy", naming it. Runs start through a Launch the front door passes (ct/launcher.py).
 """
 from __future__ import annotations
 
@@ -37,7 +41,7 @@ from pipeline.configs import PipelineConfig
 from serving import request_log
 
 MAX_ATTEMPTS = 2
-TRIGGERS = ("guard", "retry", "on_demand", "new_data", "performance", "drift", "schedule")
+TRIGGERS = ("guard", "retry", "on_demand", "new_data", "performance", "estimated_performance", "drift", "schedule")
 
 
 def _quarantined(history: list[Decision]) -> set[tuple[str, int]]:
@@ -82,6 +86,7 @@ def evaluate(config: PipelineConfig, now: float, reason: str | None = None) -> D
         "schedule": signals.schedule(config, now, history),
         "new_data": signals.new_data(config, _quarantined(history)),
         "performance": signals.performance(found_evidence),
+        "estimated_performance": signals.estimated_performance(config, found_evidence, history),
         "drift": signals.drift(found_evidence, history),
         "guard": guard.check(config, serving, _guard_pairs(config, found_evidence, now, labels), history),
         "feedback": {
@@ -100,6 +105,7 @@ def evaluate(config: PipelineConfig, now: float, reason: str | None = None) -> D
         "on_demand": bool(reason),
         "new_data": bool(new["pending_spans"] or new["pending_feedback_spans"]),
         "performance": found["performance"]["low"],
+        "estimated_performance": found["estimated_performance"]["low"] and config.ct_estimated_performance == "trigger",
         "drift": bool(found["drift"]["exceeded"]) and learnable,
         "schedule": found["schedule"]["due"],
     }
@@ -110,7 +116,7 @@ def evaluate(config: PipelineConfig, now: float, reason: str | None = None) -> D
         decision.reason = _nothing(found)
         return decision
     decision.attempt = 1
-    any_run = {"on_demand", "schedule"}  # answered by whichever run is launched
+    any_run = {"on_demand", "schedule", "estimated_performance"}  # answered by whichever run is launched
     if hits["guard"]:
         decision.reason, acted = guard.describe(found["guard"]), {"guard"}
     elif crashed:
@@ -139,6 +145,7 @@ def evaluate(config: PipelineConfig, now: float, reason: str | None = None) -> D
             decision.alerts.append(f"{' and '.join(fired)} fired, but there is no span to run: {exc}")
             return decision
         acted = any_run
+        decision.on_estimate = hits["estimated_performance"]  # the estimate, not data or labels, launched it
     if hits["on_demand"] and "on_demand" in acted and not decision.reason.startswith("on demand"):
         decision.reason += f"; {_why('on_demand', found)}"
     waiting = [t for t in fired if t not in acted]
@@ -154,6 +161,9 @@ def _alerts(found: dict, learnable: bool) -> list[str]:
     p, d, g = found["performance"], found["drift"], found["guard"]
     if p["low"]:
         alerts.append(f"version {p['version']}: {'; '.join(p['reasons'])}")
+    e = found["estimated_performance"]
+    if e["low"]:
+        alerts.append(f"version {e['version']}, before its labels: {'; '.join(e['reasons'])} ({e['calibration']}, {e['predictions']} predictions; CBPE)")
     if d["exceeded"]:
         alerts.append(
             f"version {d['version']}: served features skewed against its training data: {', '.join(d['exceeded'])}"
@@ -175,6 +185,12 @@ def _why(trigger: str, found: dict) -> str:
             f"performance of version {p['version']}: {'; '.join(p['reasons'])} ({p['labeled']} labelled predictions "
             f"since {p['since']}{'; ' + p['offline_unknown'] if p.get('offline_unknown') else ''})"
         )
+    if trigger == "estimated_performance":
+        e = found["estimated_performance"]
+        return (
+            f"estimated performance of version {e['version']} (CBPE, no labels yet): {'; '.join(e['reasons'])} "
+            f"({e['predictions']} predictions since {e['since']}, {e['calibration']})"
+        )
     if trigger == "drift":
         d = found["drift"]
         return f"drift: version {d['version']}'s traffic since {d['since']} skewed on {', '.join(d['exceeded'])}"
@@ -194,6 +210,13 @@ def _nothing(found: dict) -> str:
         parts.append(f"version {serving}: no traffic since {found['serving']['since']}")
     else:
         parts.append(f"version {serving}: {p['reasons'][0]}")
+    e = found["estimated_performance"]
+    if e.get("already_acted_on"):
+        parts.append("estimated drop already acted on")
+    elif e.get("state") == "trusted":
+        parts.append(f"estimated accuracy {e['accuracy']:.3f} " + (f"low: alert only (ct_estimated_performance={e['action']})" if e["low"] else "ok"))
+    elif e.get("reasons"):
+        parts.append(f"estimate not judged ({e['reasons'][0]})")
     if d["already_acted_on"]:
         parts.append("drift already acted on")
     elif d["exceeded"]:

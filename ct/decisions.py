@@ -51,6 +51,7 @@ class Decision:
     id: str | None = None  # names a fired decision in its journal (ct/journal.py) and its feedback span
     resumed: list[dict[str, Any]] = field(default_factory=list)  # each interruption and how a later tick went on
     tune: bool = False  # the launched run searched the hyperparameters first (ct/retune.py says why)
+    on_estimate: bool = False  # it acted on an estimated performance drop (CBPE, before the labels arrived)
 
     @property
     def launched(self) -> bool:
@@ -148,6 +149,8 @@ def format_decision(d: Decision) -> str:
         head += f"\n    span {label(d.span, d.span_source) if d.span is not None else '-'} -> {d.outcome} (run {d.run_id})"
         if d.detail:
             head += "".join(f"\n    {line}" for line in d.detail.splitlines())
+    if d.on_estimate:
+        head += "\n    acted on an ESTIMATE: the accuracy was estimated before its labels arrived (CBPE), not measured"
     for r in d.resumed:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["time"]))
         head += f"\n    RESUMED {when}: the tick (pid {r['interrupted_pid']}) was interrupted at {r['step']}; {r['how']}"

@@ -5,7 +5,8 @@ and thresholds as `conveyor monitor` and DataGate) on the serving version's own 
 evidence window: from when it went live (its push, or the rollback or cleared rollback that made it
 serve: serving/rollback.py `live_since`) or from the end of the newest feedback span, whichever is
 later. Predictions become a feedback span when a trigger acts on them, so each piece of evidence
-fires at most once, and a new version starts with an empty window.
+fires at most once, and a new version starts with an empty window. An estimated drop (no labels
+yet, so no feedback span) and drift are marked as acted on for their window in the decision log.
 """
 from __future__ import annotations
 
@@ -64,7 +65,8 @@ def serving_evidence(config: PipelineConfig, now: float, labels: labels_lib.Labe
     since = consumed if consumed is not None and consumed > went_live else went_live
     until = _utc(now)
     window = request_log.read(config.request_log_root, since, until)
-    found = evidence.for_version(config, version, window.records, labels, since, until)
+    estimate = config.ct_estimated_performance != "off"
+    found = evidence.for_version(config, version, window.records, labels, since, until, estimate=estimate)
     found["live_since"] = went_live.isoformat()
     return found
 
@@ -77,17 +79,34 @@ def performance(found: dict[str, Any] | None) -> dict[str, Any]:
     return {"version": found["version"], "since": found["since"], "low": p["state"] == live.LOW, **p}
 
 
+def _acted(trigger: str, found: dict[str, Any], history: list[Decision]) -> bool:
+    """A launched decision already acted on `trigger` for this version's evidence window."""
+    return any(
+        trigger in d.triggers and d.launched
+        and d.signals.get(trigger, {}).get("version") == found["version"]
+        and d.signals.get(trigger, {}).get("since") == found["since"]
+        for d in history
+    )
+
+
+def estimated_performance(config: PipelineConfig, found: dict[str, Any] | None, history: list[Decision]) -> dict[str, Any]:
+    """An estimated drop of the serving version's accuracy before its labels arrive (CBPE,
+    monitoring/estimate.py, judged by the live rules), once per evidence window: no feedback span is
+    built (there are no labels to build it from), so the window it acted on stays marked."""
+    action = config.ct_estimated_performance
+    if found is None or "estimated" not in found:
+        return {"low": False, "state": "nothing_serving" if found is None else "off", "action": action}
+    e = found["estimated"]
+    acted = _acted("estimated_performance", found, history)
+    return {**e, "since": found["since"], "action": action, "low": e["low"] and not acted, "already_acted_on": acted and e["low"]}
+
+
 def drift(found: dict[str, Any] | None, history: list[Decision]) -> dict[str, Any]:
     """Skew of the serving version's traffic against its training statistics, once per window."""
     if found is None:
         return {"exceeded": [], "state": "nothing_serving"}
     s = found["skew"]
-    acted = any(
-        "drift" in d.triggers and d.launched
-        and d.signals.get("drift", {}).get("version") == found["version"]
-        and d.signals.get("drift", {}).get("since") == found["since"]
-        for d in history
-    )
+    acted = _acted("drift", found, history)
     flagged = s.get("flagged", [])
     labelled = found.get("labelled_skew") or {}
     return {

@@ -38,6 +38,7 @@ from pipeline.artifact_properties import (
     CHECKED_KEY,
     FAILURE_KEY,
     FOLDED_KEY,
+    MODEL_ID_PROPERTY,
     WINDOW_SOURCES_PROPERTY,
 )
 from pipeline.configs import PipelineConfig
@@ -250,6 +251,23 @@ def trace(store: metadata_store.MetadataStore, serving_root: str, version: str) 
         infra=infra_verdict(pusher.inputs["infra_blessing"][0]) if pusher.inputs.get("infra_blessing") else None,
         schema_properties={key: runs.custom_property(schema, key) for key in schema.custom_properties},
     )
+
+
+def training_spans(config: PipelineConfig, version: str) -> list[SpanLineage]:
+    """The spans of `version`'s training window, from the Model its push record names (a home copied
+    elsewhere still finds them; without that id, from the push recorded to its folder)."""
+    if not connection.store_exists(config):
+        raise LineageError(f"no ML Metadata at {config.metadata_path}: no run of this home was recorded")
+    store = connection.open_store(connection.connection_config(config))
+    model_id = (versions.read_record(config.serving_root_uri, version) or {}).get(MODEL_ID_PROPERTY)
+    if not model_id:
+        return trace(store, config.serving_root_uri, version).spans
+    models = store.get_artifacts_by_id([int(model_id)])
+    if not models:
+        raise LineageError(f"the push record of version {version} names Model {model_id}, which ML Metadata does not hold")
+    trainer = _producer(store, models[0], "Trainer")
+    transform = _producer(store, _single(trainer, "inputs", "transform_graph"), "Transform")
+    return [span_lineage(store, a) for a in validated_spans(store, transform.inputs.get("examples", []))]
 
 
 def for_config(config: PipelineConfig, version: str | None = None) -> ModelLineage:

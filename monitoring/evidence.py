@@ -5,7 +5,10 @@ went live, so both judge with the same measures and thresholds:
   - live metrics and their verdict: monitoring/live.py, against the version's offline accuracy;
   - skew: TFDV statistics of the version's logged features against its training statistics
     (DataGate's statistics of the newest span it was trained on), scored by pipeline/drift.py with
-    the thresholds DataGate uses, on at least `monitor_min_predictions` predictions.
+    the thresholds DataGate uses, on at least `monitor_min_predictions` predictions;
+  - estimated performance before labels (monitoring/estimate.py, CBPE with the version's
+    calibration, monitoring/version_calibration.py), on as many predictions; judged (`low`) only
+    while the labels that arrived are too few for the live rules, which decide once they are enough.
 A version's offline metrics and training statistics are read from its push record in the serving
 root (pipeline/versions.py), the same way on a local home and from a cluster's bucket; for a version
 published before push records carried them, from its lineage in ML Metadata where this home has it.
@@ -17,8 +20,10 @@ from datetime import datetime
 from typing import Any
 
 from metadata import registry
+from models import label_metrics
+from monitoring import estimate as estimate_lib
 from monitoring import live as live_lib
-from monitoring import statistics
+from monitoring import statistics, version_calibration
 from monitoring.labels import Labels
 from pipeline import versions
 from pipeline.configs import PipelineConfig
@@ -68,6 +73,21 @@ def enough_predictions(config: PipelineConfig, count: int) -> str | None:
     return None
 
 
+def estimated(
+    config: PipelineConfig, version: str | None, records: list[Record], live: dict[str, Any], offline: dict[str, float] | None
+) -> dict[str, Any]:
+    """The CBPE estimate of `version` on its `records`, beside its `live` metrics (LiveMetrics JSON).
+    The version is calibrated (once, then cached) only when there are enough predictions to estimate."""
+    offline_accuracy = (offline or {}).get(label_metrics.active().accuracy)
+    calibration, why_not = None, None
+    if len(records) >= config.monitor_min_predictions:
+        calibration, why_not = version_calibration.for_version(config, version)
+    found = {"version": version, **estimate_lib.estimate(config, records, calibration, why_not, offline_accuracy)}
+    if found["low"] and live["state"] != live_lib.TOO_FEW_LABELS:  # the labels are in: the live rules decide
+        found["low"], found["superseded"] = False, f"{live['labeled']} labels: the realized accuracy is judged instead"
+    return found
+
+
 @dataclass
 class Skew:
     data: dict[str, Any]  # JSON: state, available, reason or baseline + features + flagged
@@ -93,9 +113,11 @@ def skew(config: PipelineConfig, version: str | None, records: list[Record], sch
 
 
 def for_version(
-    config: PipelineConfig, version: str, records: list[Record], labels: Labels, since: datetime, until: datetime
+    config: PipelineConfig, version: str, records: list[Record], labels: Labels, since: datetime, until: datetime,
+    estimate: bool = True,
 ) -> dict[str, Any]:
-    """The evidence about `version` in its `records` (the ones it answered in [since, until))."""
+    """The evidence about `version` in its `records` (the ones it answered in [since, until)), with
+    its CBPE estimate if `estimate`."""
     own = [r for r in records if r["model_version"] == version]
     offline = offline_metrics(config, [version]).get(version)
     pairs = live_lib.labelled(own, labels)
@@ -113,6 +135,8 @@ def for_version(
         "performance": performance,
         "skew": skew(config, version, own, schema).data,
     }
+    if estimate:
+        found["estimated"] = estimated(config, version, own, performance, offline)
     if found["skew"]["flagged"]:  # is the skew in the traffic whose labels arrived, what a retrain would learn from?
         found["labelled_skew"] = skew(config, version, [r for r, _ in pairs], schema).data
     return found

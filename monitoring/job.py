@@ -7,7 +7,10 @@ For the window [end - hours, end) and the one before it:
     lineage; monitoring/evidence.py, the same check the CT controller makes);
   - drift: distances to the previous window;
   - live metrics per model version from the labels that have arrived, against the version's own
-    offline accuracy and the floor (monitoring/live.py, the same rules the CT controller applies).
+    offline accuracy and the floor (monitoring/live.py, the same rules the CT controller applies);
+  - the estimated accuracy (and AUC of a binary label) of the model version's predictions before
+    their labels, CBPE with its calibration (monitoring/estimate.py; monitoring/evidence.py
+    `estimated`), beside the realized ones: an estimated drop is an alert while the labels are too few.
 Distances need `monitor_min_predictions` predictions and live accuracy `live_min_labels` labels:
 below that they are listed as not judged, never as OK. Status: "alert" (something flagged, exit 3),
 "no_traffic" (no predictions in the window: nothing to judge, exit 4) or "ok" (exit 0).
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from models import features, label_metrics
+from monitoring import estimate as estimate_lib
 from monitoring import evidence, statistics
 from monitoring import labels as labels_lib
 from monitoring import live as live_lib
@@ -126,17 +130,23 @@ def run(
         data["labels"]["outside_classes"] = labels.outside_classes
         data["binary_only"] = note
     data["live_metrics"] = {v: {**m.to_json(), "evaluation": offline.get(v, {})} for v, m in live.items()}
+    own = [r for r in current.records if r["model_version"] == model_version]
+    realized = data["live_metrics"].get(model_version) or live_lib.measure(0, [], config).to_json()
+    data["estimated"] = evidence.estimated(config, model_version, own, realized, offline.get(model_version))
 
     alerts = [name for name, hit in (
         ("anomalies", data["anomalies"]),
         ("skew", data["skew"]["flagged"]),
         ("drift", data["drift"]["flagged"]),
         ("performance", [v for v, m in live.items() if m.low]),
+        ("estimated_performance", data["estimated"]["low"]),
     ) if hit]
     data["alerts"] = alerts
     data["not_judged"] = [f"{name}: {data[name]['reason']}" for name in ("skew", "drift") if not data[name]["available"]] + [
         f"live accuracy of version {v}: {m.reasons[0]}" for v, m in live.items() if m.state == live_lib.TOO_FEW_LABELS
     ]
+    if current.records and data["estimated"]["state"] != estimate_lib.TRUSTED:
+        data["not_judged"].append(f"estimated accuracy of version {model_version}: {'; '.join(data['estimated']['reasons'])}")
     if not current.records:
         data["status"] = NO_TRAFFIC
     else:
@@ -163,6 +173,28 @@ def _write(result: MonitoringResult) -> None:
     os.replace(tmp, result.out_dir / RESULT_FILE)
 
 
+def _estimate_line(d: dict[str, Any]) -> str:
+    """"accuracy of version V before labels: estimated 0.871 +- 0.015 (...), realized 0.866 on 412 labels; auc ..."."""
+    e = d["estimated"]
+    m = d["live_metrics"].get(e["version"]) or {}
+    if m.get("accuracy") is not None:
+        realized = f"realized {m['accuracy']:.3f} on {m['labeled']} labels"
+    else:
+        realized = f"realized n/a ({(m.get('reasons') or ['no labelled predictions'])[0]})"
+    line = f"accuracy of version {e['version']}: {estimate_lib.describe(e)}, {realized}"
+    if "binary_only" in d:
+        line += "; auc n/a (binary-only)"
+    elif e["state"] != estimate_lib.NOT_ESTIMATED:
+        auc = "n/a (one class expected)" if e["auc"] is None else f"{e['auc']:.3f}" + (" NOT TRUSTED" if e["state"] == estimate_lib.UNTRUSTED else "")
+        realized_auc = f"{m['auc']:.3f}" if m.get("auc") is not None else "n/a (too few labels of a class)" if m.get("labeled") else "n/a"
+        line += f"; auc estimated {auc}, realized {realized_auc}"
+    if e["low"]:
+        line += f": {'; '.join(e['reasons'])}"
+    elif e.get("superseded"):
+        line += f" ({e['superseded']})"
+    return line
+
+
 def format_result(result: MonitoringResult) -> str:
     d = result.data
     w = d["window"]
@@ -186,6 +218,8 @@ def format_result(result: MonitoringResult) -> str:
             f"live metrics, version {version}: {m['labeled']} of {m['predictions']} labelled, accuracy {accuracy} "
             f"(offline {offline}, floor {m['floor']}), auc {auc}: {verdict}"
         )
+    if w["predictions"]:
+        lines.append(_estimate_line(d))
     if d["labels"].get("outside_classes"):
         lines.append(f"labels: {d['labels']['outside_classes']} delivered values outside the label's classes, skipped")
     if not d["live_metrics"]:

@@ -41,6 +41,7 @@ HISTORY_SOURCES = ("mlmd", "stores")
 #                 two `setup.py bdist_wheel` and two `pip install` subprocesses, ~5 s of every run.
 USER_CODE_FORMS = ("installed", "module_file")
 DRIFT_POLICIES = ("block", "warn")
+ESTIMATE_ACTIONS = ("off", "warn", "trigger")  # ct_estimated_performance
 TUNE_OBJECTIVES = ("auc", "binary_accuracy")  # models/tuning.py OBJECTIVES
 # Span namespaces (data/spans_io.py): "upstream" spans under spans_root, "feedback" spans the CT
 # controller builds from labelled served traffic under <home>/feedback/spans.
@@ -192,6 +193,12 @@ class PipelineConfig:
     # retrain did not bring live accuracy back above the floor (retune_on_failed_recovery).
     retune_every_retrains: int = 10
     retune_on_failed_recovery: bool = True
+    # Before the labels arrive, the serving version's accuracy estimated from its calibrated
+    # probabilities (CBPE, monitoring/estimate.py), judged by the live rules above: "off" (not
+    # estimated on ticks), "warn" (an alert in the decision) or "trigger" (a run of the newest
+    # upstream span, recorded as acting on an estimate; once per version and evidence window).
+    # Enough labels, and the realized accuracy decides instead.
+    ct_estimated_performance: str = "warn"
 
     @property
     def ct_dir(self) -> Path:
@@ -251,6 +258,11 @@ class PipelineConfig:
     live_min_class_labels: int = 20
     live_min_accuracy: float = 0.75
     live_max_accuracy_drop: float = 0.05
+    # Estimated performance before labels (CBPE, monitoring/estimate.py) on as many predictions as
+    # distances need (monitor_min_predictions): trusted only when the version's eval split holds at
+    # least cbpe_min_class_rows rows of each class (fewer leave ~5 rows of a class per reliability
+    # bin: its calibration cannot be checked).
+    cbpe_min_class_rows: int = 50
     # The fields above left empty and filled from the contract (replace() re-derives them).
     _from_contract: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
 
@@ -267,6 +279,7 @@ class PipelineConfig:
             ("history", HISTORY_SOURCES),
             ("user_code", USER_CODE_FORMS),
             ("drift_policy", DRIFT_POLICIES),
+            ("ct_estimated_performance", ESTIMATE_ACTIONS),
             ("span_source", SPAN_SOURCES),
             ("tune_objective", TUNE_OBJECTIVES),
         ):

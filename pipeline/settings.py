@@ -37,7 +37,7 @@ RANGES: dict[str, tuple[Any, str]] = {
         "window_spans", "train_buckets", "eval_buckets", "train_steps", "eval_steps", "infra_check_examples",
         "max_request_bytes", "max_batch_instances", "max_string_bytes", "max_connections", "guard_min_labels",
         "monitor_min_predictions", "live_min_labels", "live_min_class_labels", "mysql_port", "tune_max_trials",
-        "fairness_min_examples",
+        "fairness_min_examples", "cbpe_min_class_rows",
     )},
     **{name: _at_least(0) for name in (
         "span", "feedback_window_spans", "beam_workers", "serving_workers", "seed", "min_rows_ratio",

@@ -17,17 +17,19 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from conveyor import demo as ct_demo
 from conveyor.local import runner as local_run
 from ct import controller, decisions, feedback, guard, journal, signals
 from data import generator, spans_io
 from data.spans_io import FEEDBACK, UPSTREAM
 from metadata import ct_records, registry, spans
 from models import label_metrics
-from models.instances import FeatureRules, from_row, parse_instance
+from models.instances import FeatureRules, InstanceError, from_row, parse_instance
 from models.saved_model import LoadedModel
 from monitoring import evidence, labels, live
 from pipeline import configs, home_lock, versions
 from serving import request_log, rollback
+from tests.conftest import SMALL_SPAN_ROWS
 from tests.serving_helpers import CONVEYOR, copy_home
 
 
@@ -160,6 +162,64 @@ def test_evidence_fires_once_and_a_new_version_starts_a_new_window(home, referen
     fresh = _evaluate(home)
     assert fresh.signals["serving"]["version"] == newer and "performance" not in fresh.triggers
     assert fresh.signals["performance"]["state"] == live.NO_TRAFFIC
+
+
+# small_run's eval split holds 41 big tippers (204 rows): the estimate's minimum is lowered to 20 for it;
+# its steps, so that the run a tick launches on its span is cached up to the model card.
+ESTIMATING = {"CONVEYOR_CBPE_MIN_CLASS_ROWS": "20", "CONVEYOR_MONITOR_MIN_PREDICTIONS": "200",
+              "CONVEYOR_TRAIN_STEPS": "100", "CONVEYOR_EVAL_STEPS": "5"}
+SURE_TRIPS = 250
+
+
+def _conveyor(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(CONVEYOR), *args], capture_output=True, text=True, timeout=600, env={**os.environ, **ESTIMATING, **env})
+
+
+def test_an_estimated_drop_before_labels_is_shown_by_monitor_and_fires_ct_on_an_estimate(home, shipped_rows):
+    """Through the installed command and a real server: unseen trips the model calls big tippers with
+    more than 0.9, where its eval split shows it overconfident (the isotonic calibrator brings them
+    down). Before labels: the monitor's estimate, an alert, and a tick with ct_estimated_performance
+    =trigger fires, on an estimate (once per window: tests/test_cbpe.py); after labels: estimate and
+    realized side by side."""
+    version = _version(home)
+    model = LoadedModel.load(home.serving_root / version, version)
+    rules = FeatureRules.from_schema(home.schema_path)
+    pool = []
+    for row in shipped_rows[SMALL_SPAN_ROWS:]:
+        try:
+            pool.append((parse_instance(from_row(row), rules), row))
+        except InstanceError:
+            continue
+    answers = model.predict([instance for instance, _ in pool])
+    sure = [row for (_, row), out in zip(pool, answers) if out["probability"] > 0.9 and row["tips"] != ""][:SURE_TRIPS]
+    with ct_demo.ServerProcess(home.home, [str(CONVEYOR)]) as server:
+        sent = ct_demo.send_trips(server.url, home.model_name, sure, "sure")
+    assert len(sent) == SURE_TRIPS and {v for *_, v in sent} == {version}
+    where = ("--home", str(home.home))
+
+    before = _conveyor("monitor", *where, "--hours", "1")
+    line = next(x for x in before.stdout.splitlines() if x.startswith(f"accuracy of version {version}: "))
+    assert before.returncode == 3 and "estimated_performance" in before.stdout.splitlines()[-1], before.stdout + before.stderr
+    assert "isotonic-calibrated, ECE" in line and "realized n/a (0 labelled predictions (accuracy needs 200))" in line, line
+    estimated = float(line.split("estimated ")[1].split()[0])
+    assert estimated < 0.85 and f"estimated accuracy {estimated:.3f} more than 0.05 below its offline" in line
+
+    tick = _conveyor("ct", "tick", *where, "--spans-root", str(home.spans_root), CONVEYOR_CT_ESTIMATED_PERFORMANCE="trigger")
+    fired = decisions.history(home)[-1]
+    assert tick.returncode == 0, tick.stdout + tick.stderr
+    assert fired.triggers == ["estimated_performance"] and fired.on_estimate and fired.outcome == decisions.OK
+    assert fired.signals["estimated_performance"]["accuracy"] == pytest.approx(estimated, abs=5e-4)
+    assert fired.span == 1 and fired.reason.startswith(f"estimated performance of version {version} (CBPE, no labels yet)")
+    status = _conveyor("ct", "status", *where).stdout
+    assert "FIRED estimated_performance: estimated performance" in status and "acted on an ESTIMATE" in status
+
+    ct_demo.deliver_labels(home, "sure-labels", sent)
+    right = sum(live.truth({"features": from_row(row)}, float(row["tips"])) == 1 for row in sure) / SURE_TRIPS  # all predicted positive
+    after = _conveyor("monitor", *where, "--hours", "1")
+    line = next(x for x in after.stdout.splitlines() if x.startswith(f"accuracy of version {version}: "))
+    assert f"estimated {estimated:.3f} +- " in line and f"realized {right:.3f} on {SURE_TRIPS} labels" in line, line
+    assert f"({SURE_TRIPS} labels: the realized accuracy is judged instead)" in line
+    assert "estimated_performance" not in after.stdout.splitlines()[-1]  # the labels decide now
 
 
 # --- drift / skew of served features against the serving model's training statistics -------------
