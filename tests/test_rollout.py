@@ -115,3 +115,82 @@ def test_a_kill_at_the_rename_leaves_the_old_state_or_the_new_one(tmp_path, poin
     found = rollouts.read(root)
     assert found == (old if point == "before_rename" else old.decide(rollouts.PROMOTED, "killed test", 2000.0))
     assert versions.serving_version(root) == ("100" if point == "before_rename" else "200")
+
+
+# --- the rollout guard (ct/rollout_guard.py) on a small written request log and labels ---------------
+
+GUARD = {"guard_min_labels": 50, "guard_alpha": 0.01}
+
+
+def _served(config, rollout: rollouts.Rollout, answers: list[tuple[int, int | None, str | None]], canary: bool = False,
+            model_ms: tuple[float, float] = (1.0, 1.0)) -> None:
+    """Log one record per (truth, candidate's class or None, error) and label it: stable answers the
+    truth itself (always right); in a shadow rollout the candidate's class rides along, in a canary
+    every other request is the candidate's. A fare of 10 and tips of 3 (big tipper) or 0."""
+    from datetime import datetime, timezone
+
+    from monitoring import labels as labels_lib
+    from serving import request_log
+
+    when = datetime.fromtimestamp(rollout.started + 1, timezone.utc)
+    records = []
+    for i, (truth, theirs, error) in enumerate(answers):
+        to_candidate = canary and i % 2 == 1
+        answered = theirs if to_candidate and theirs is not None else truth
+        fields: dict = {"label": "canary" if to_candidate and not error else "stable",
+                        "model_ms": model_ms[1] if to_candidate else model_ms[0]}
+        if not canary:
+            fields.update({"shadow_version": rollout.candidate, "shadow_ms": model_ms[1]})
+            fields.update({"shadow_error": error} if error else {"shadow_output": {"probability": 0.5, "predicted_class": theirs}})
+        elif error:
+            fields["canary_error"] = error
+        version = rollout.candidate if fields["label"] == "canary" else rollout.stable
+        records.append(request_log.record(f"r-{i}", 0, when, "taxi", version, {"fare": 10.0},
+                                          {"probability": 0.5, "predicted_class": answered}, (), fields))
+    log = request_log.RequestLog(config.request_log_root)
+    log.append(records, when)
+    log.close()
+    labels_lib.write(config.labels_root / "labels.jsonl", [(f"r-{i}", 0, 3.0 if truth else 0.0) for i, (truth, _, _) in enumerate(answers)])
+
+
+def _judge(tmp_path, policy: str, answers, **kwargs):
+    from ct import rollout_guard
+
+    config = configs.load(home=tmp_path / "home", **GUARD)
+    rollout = rollouts.start("100", "200", rollouts.parse_policy(policy), now=1_800_000_000.0)
+    _served(config, rollout, answers, canary=policy.startswith("canary"), **kwargs)
+    return rollout_guard.check(config, rollout, rollout.started + 60)
+
+
+def test_two_proportions_one_sided():
+    from ct.rollout_guard import two_proportion_p
+
+    assert two_proportion_p(50, 100, 50, 100) == pytest.approx(0.5)
+    assert two_proportion_p(90, 100, 10, 100) < 1e-20  # the candidate far less accurate
+    assert two_proportion_p(10, 100, 90, 100) > 0.999
+    assert two_proportion_p(0, 0, 5, 10) == 1.0
+
+
+def test_a_shadow_wrong_where_stable_is_right_is_aborted_on_paired_answers(tmp_path):
+    answers = [(1, 0, None)] * 20 + [(1, 1, None)] * 20 + [(0, 0, None)] * 20
+    found = _judge(tmp_path, "shadow", answers)
+    assert (found["state"], found["stable_right_candidate_wrong"], found["candidate_right_stable_wrong"]) == ("abort", 20, 0)
+    assert found["p_value"] == pytest.approx(0.5**20)
+    assert "the candidate is less accurate: accuracy 0.667 vs stable's 1.000 on 60 and 60 labelled answers (McNemar" in found["why"]
+
+
+def test_a_rollout_waits_for_labels_and_says_for_what(tmp_path):
+    found = _judge(tmp_path, "shadow", [(1, 0, None)] * 10)
+    assert found["state"] == "wait"
+    assert found["why"] == "waiting for 10 of 50 labelled candidate answers and 10 of 50 labelled stable answers (10 requests to the candidate so far)"
+
+
+def test_a_canary_no_worse_is_promoted_and_one_that_fails_or_is_slow_is_aborted(tmp_path):
+    same = [(i % 2, None, None) for i in range(120)]
+    promoted = _judge(tmp_path / "a", "canary:50", same)
+    assert promoted["state"] == "promote" and promoted["labelled"] == 60 and promoted["labelled_stable"] == 60
+    failing = [(1, None, "PredictionError: boom" if i % 10 == 1 else None) for i in range(120)]
+    aborted = _judge(tmp_path / "b", "canary:50", failing)
+    assert aborted["state"] == "abort" and aborted["why"].startswith("the candidate failed on 12 of 60 requests (20.0% > 1.0%)")
+    slow = _judge(tmp_path / "c", "shadow", [(1, 1, None)] * 60, model_ms=(1.0, 2.5))
+    assert slow["state"] == "abort" and "median model call takes 2.50 ms, over 2x stable's 1.00 ms" in slow["why"]
