@@ -199,7 +199,8 @@ def run_demo(args: argparse.Namespace) -> int:
             raise common.CommandError(f"--home {home}: not a folder")
         if home.is_dir() and any(home.iterdir()):
             raise common.CommandError(f"--home {home}: not empty (the demo writes a scratch home: name a new or empty folder)")
-    config = common.writable_home(common.load_config(home=home, spans_root=home / "spans", train_steps=100, eval_steps=5), args)
+    config = common.writable_home(common.load_config(home=home, spans_root=home / "spans", train_steps=100, eval_steps=5,
+                                                     ct_rollout="canary:30"), args)
     from conveyor import demo
 
     with common.quiet(config, "ct demo"):
