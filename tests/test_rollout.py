@@ -194,3 +194,13 @@ def test_a_canary_no_worse_is_promoted_and_one_that_fails_or_is_slow_is_aborted(
     assert aborted["state"] == "abort" and aborted["why"].startswith("the candidate failed on 12 of 60 requests (20.0% > 1.0%)")
     slow = _judge(tmp_path / "c", "shadow", [(1, 1, None)] * 60, model_ms=(1.0, 2.5))
     assert slow["state"] == "abort" and "median model call takes 2.50 ms, over 2x stable's 1.00 ms" in slow["why"]
+
+
+def test_a_bad_rollout_flag_is_one_line_and_creates_nothing(tmp_path):
+    from tests.serving_helpers import CONVEYOR
+
+    home = tmp_path / "home"
+    done = subprocess.run([str(CONVEYOR), "run", "--home", str(home), "--rollout", "canary:0"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip() == "conveyor run: --rollout canary:0: expected direct, shadow or canary:P with P a whole percentage from 1 to 99"
+    assert not home.exists()
