@@ -4,7 +4,8 @@ class for every trip), one server for the whole story:
 
   1. the worse copy serves (pushed direct); the original is pushed again under canary:20: about
      20 % of requests (a binomial bound) are answered by it, X-Model-Version and the request log
-     say so; labels arrive; `conveyor ct tick` promotes it;
+     say so, REST's /labels/canary and gRPC's version_label reach it; labels arrive; `conveyor ct
+     tick` promotes it;
   2. the worse copy is pushed again under shadow: no client is ever answered by it, every record
      carries its answer; a worker killed mid-rollout comes back following it; labels arrive;
      `conveyor ct tick` aborts it and the promoted version keeps serving.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import subprocess
 from collections import Counter
@@ -72,6 +74,25 @@ def _tick(config) -> str:
     return done.stdout
 
 
+def _grpc_versions(first_line: str, row: dict) -> dict[str, str]:
+    """X-Model-Version of a gRPC Predict naming each label (ModelSpec.version_label)."""
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_service_pb2_grpc
+
+    from models.instances import to_example
+
+    found = {}
+    with grpc.insecure_channel(re.search(r"gRPC at (\S+)", first_line).group(1)) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        for label in ("stable", "canary"):
+            request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="taxi", version_label=label))
+            request.inputs["examples"].CopyFrom(tf.make_tensor_proto([to_example(from_row(row))]))
+            _, call = stub.Predict.with_call(request, timeout=60)
+            found[label] = dict(call.trailing_metadata())["x-model-version"]
+    return found
+
+
 @pytest.fixture(scope="module")
 def story(small_run, shipped_rows, tmp_path_factory):
     config = copy_home(small_run, tmp_path_factory.mktemp("rollout") / "home")
@@ -79,7 +100,7 @@ def story(small_run, shipped_rows, tmp_path_factory):
     worse = publish_inverted(config.serving_root, original, versions.new_version(config.serving_root)).name
     rows = shipped_rows[TRAFFIC]
     found: dict = {"config": config, "original": original, "worse": worse}
-    with Serve(config.home, SETTINGS, workers=2) as server, server.client() as client:
+    with Serve(config.home, SETTINGS, workers=2, args=("--grpc-port", "0")) as server, server.client() as client:
         # 1. canary: the original again, better than the worse copy serving
         better = versions.republish(config.serving_root, original, versions.new_version(config.serving_root), "canary:20").name
         wait_for(_following(config, better), 120, "both workers to load the canary")
@@ -87,6 +108,7 @@ def story(small_run, shipped_rows, tmp_path_factory):
         found["canary_sent"] = _send(client, rows, "canary")
         found["canary_records"] = _records(config, "canary")
         found["by_label"] = client.post("/v1/models/taxi/labels/canary:predict", json={"instances": [from_row(rows[0])]}).headers["X-Model-Version"]
+        found["grpc_labels"] = _grpc_versions(server.first_line, rows[0])
         found["metrics"] = client.get("/metrics").text
         demo.deliver_labels(config, "canary-labels", found["canary_sent"])
         found["canary_tick"] = _tick(config)
@@ -130,6 +152,7 @@ def test_a_canary_answers_its_share_and_says_so(story):
         assert record["model_version"] == version and record["label"] == ("canary" if version == better else "stable")
         assert record["model_ms"] > 0 and "shadow_version" not in record
     assert story["by_label"] == better
+    assert story["grpc_labels"] == {"stable": worse, "canary": better}
     scraped = story["metrics"]
     assert metric(scraped, "conveyor_rollout_predictions_total", label="canary", version=better) >= answered[better]
     assert metric(scraped, "conveyor_rollout_predictions_total", label="stable", version=worse) >= answered[worse]
