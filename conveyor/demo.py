@@ -7,10 +7,13 @@
   4. the world shifts: trips get 1.5 times longer (trip_miles) and credit-card riders stop tipping;
      a tick before the labels flags the skew and waits for labels to learn from;
   5. the labels arrive: a tick fires performance (and drift), turns the labelled traffic into a
-     feedback span, trains on it, pushes; the running server swaps to the new version;
-  6. a second tick on the same evidence does nothing;
-  7. the new version serves shifted traffic, labels arrive, and the post-push guard compares it with
-     the version it replaced on the same requests.
+     feedback span, trains on it and pushes it as a canary (ct_rollout canary:30): the running
+     server answers 30 % of requests with it;
+  6. a second tick on the same evidence does nothing; the rollout waits for labels;
+  7. more shifted trips, their labels in: the rollout guard finds the canary better than the first
+     model on the same traffic and a tick promotes it; the server answers every request with it;
+  8. the first model, worse in the shifted world, is pushed again under shadow: it answers a copy
+     of every request and no client ever gets its answer; labels in, a tick aborts it.
 Every decision is printed with its reasons. The client and the label feed stand in for the world:
 nothing else sits between the server, the labels and the controller.
 """
@@ -23,6 +26,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -32,10 +36,11 @@ from data import generator
 from models import features
 from models.instances import from_row
 from monitoring import labels as labels_lib
-from pipeline import configs
+from pipeline import configs, versions
 
 Row = dict[str, str]
 BATCH = 50
+CANARY_REQUEST = 5  # trips per request while a canary runs: the split is by request, so many small ones
 
 
 def shifted_trips(reference: list[Row], count: int, seed: int) -> list[Row]:
@@ -45,12 +50,12 @@ def shifted_trips(reference: list[Row], count: int, seed: int) -> list[Row]:
     return rows
 
 
-def send_trips(url: str, model: str, rows: list[Row], prefix: str) -> list[tuple[str, int, Row, str]]:
-    """POST `rows` to the server in batches; returns (request_id, index, row, answering version)."""
+def send_trips(url: str, model: str, rows: list[Row], prefix: str, size: int = BATCH) -> list[tuple[str, int, Row, str]]:
+    """POST `rows` to the server in requests of `size`; returns (request_id, index, row, answering version)."""
     sent = []
-    for start in range(0, len(rows), BATCH):
-        batch = rows[start : start + BATCH]
-        request_id = f"{prefix}-{start // BATCH}"
+    for start in range(0, len(rows), size):
+        batch = rows[start : start + size]
+        request_id = f"{prefix}-{start // size}"
         body = json.dumps({"instances": [from_row(r) for r in batch]}).encode()
         request = urllib.request.Request(
             f"{url}/v1/models/{model}:predict", data=body,
@@ -104,6 +109,17 @@ class ServerProcess:
                 return served
             time.sleep(0.5)
 
+    def wait_for_labels(self, model: str, rollout: dict[str, str], timeout: float = 60.0) -> None:
+        """Until the server's labels besides `stable` are `rollout` (every worker loads the candidate within poll_seconds)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"{self.url}/v1/models/{model}", timeout=30) as response:
+                labels = json.loads(response.read()).get("labels", {})
+            if {k: v for k, v in labels.items() if k != "stable"} == rollout:
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"the server's labels did not become {rollout} within {timeout:g} s")
+
     def __exit__(self, *exc: object) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
@@ -139,14 +155,27 @@ def play(config: configs.PipelineConfig, say: Callable[[str], None] = print, see
         tick("shifted traffic, labels not in yet")
         deliver_labels(config, "shifted", sent)
         say("[the labels of the shifted trips arrive]")
-        retrained = tick("labels in: retrain on served traffic")
-        if retrained.pushed_version:
-            served = server.wait_for_version(config.model_name, reference[0], retrained.pushed_version)
-            say(f"[the running server now answers with X-Model-Version {served}]")
+        retrained = tick("labels in: retrain on served traffic, push as a canary")
+        if not retrained.pushed_version:
+            return
+        server.wait_for_labels(config.model_name, {"canary": retrained.pushed_version})
+        answered = Counter(v for *_, v in send_trips(server.url, config.model_name, shifted_trips(reference, 200, seed + 5), "split", 1))
+        say(f"[the running server answers 200 one-trip requests: {answered[retrained.pushed_version]} by the canary "
+            f"{retrained.pushed_version}, {answered[first.pushed_version]} by stable {first.pushed_version}]")
         tick("same evidence, next tick")
 
-        sent = send_trips(server.url, config.model_name, shifted_trips(reference, 600, seed + 4), "after")
+        sent = send_trips(server.url, config.model_name, shifted_trips(reference, 1000, seed + 4), "after", CANARY_REQUEST)
         deliver_labels(config, "after", sent)
-        say(f"\n[{len(sent)} more shifted trips served by version {sent[0][3]}, labels in]")
-        tick("post-push guard")
+        say(f"\n[{len(sent)} more shifted trips in requests of {CANARY_REQUEST}, labels in]")
+        tick("the rollout guard judges the canary")
+        server.wait_for_labels(config.model_name, {})
+        say(f"[the running server answers with X-Model-Version {server.served_version(config.model_name, reference[0])}]")
 
+        worse = versions.republish(config.serving_root, first.pushed_version, versions.new_version(config.serving_root), "shadow").name
+        say(f"\n[version {first.pushed_version}, trained before the shift, is pushed again as {worse} under shadow]")
+        server.wait_for_labels(config.model_name, {"shadow": worse})
+        sent = send_trips(server.url, config.model_name, shifted_trips(reference, 400, seed + 6), "shadowed")
+        who = sorted({v for *_, v in sent})
+        say(f"[{len(sent)} shifted trips: answered by {', '.join(who)}; {worse} answered a copy of each, never returned]")
+        deliver_labels(config, "shadowed", sent)
+        tick("labels in: the rollout guard judges the shadow")

@@ -1,6 +1,7 @@
 """Carrying out a fired decision one journaled step at a time, and finishing one a killed tick left.
 
 A fired decision is journaled (ct/journal.py) before anything is done, and after each step:
+  rollout promote or abort the running rollout (serving/rollout_control.py)  -> rollout_decided
   guard   roll back to the version the serving one replaced (serving/rollback.py)  -> rolled_back
   a run   build the feedback span if the decision needs one (its manifest names the decision)
           -> feedback_built; -> launched; the Launch (ct/launcher.py) -> ran
@@ -16,7 +17,8 @@ from the step it reached:
   launched         the same span is launched again: a run is crash-safe, what finished is cached,
                    and Publish makes a recorded push visible once (docs/pipeline.md); a cluster
                    job already submitted (`submitted`) is followed instead (conveyor/kubeflow/cluster_ct.py)
-  ran, rolled_back the outcome is recorded
+                   A rollout decision: done again (deciding the same way twice changes nothing)
+  ran, rolled_back, rollout_decided  the outcome is recorded
 A decision already in the log only gets its ML Metadata record checked and its journal closed.
 One interrupted MAX_RESUMES times is not tried again: a run is recorded as crashed (the retry rule
 takes over), anything else with an alert. Every resumption is kept on the decision (`resumed`).
@@ -28,14 +30,14 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ct import decisions, feedback, guard, journal
-from ct.decisions import BLOCKED, CRASHED, OK, ROLLED_BACK, Decision
+from ct import decisions, feedback, guard, journal, rollout_guard
+from ct.decisions import ABORTED, BLOCKED, CRASHED, OK, PROMOTED, ROLLED_BACK, Decision
 from ct.launcher import Launch
 from data.spans_io import label
 from metadata import ct_records
 from pipeline import versions
 from pipeline.configs import PipelineConfig
-from serving import rollback
+from serving import rollback, rollout_control
 
 MAX_RESUMES = 2
 INTERRUPTED_AGAIN = "interrupted again before it was carried through"
@@ -65,7 +67,13 @@ def _proceed(config: PipelineConfig, launch: Launch, decision: Decision, intent:
         if note is not None:
             note["how"] = what
 
-    if decision.triggers[0] == "guard":
+    if decision.triggers[0] == "rollout":
+        did("the rollout decision was done before the kill; recorded it")
+        if intent.step == journal.DECIDED:
+            did(_decide_rollout(config, decision))
+            journal.kill_point("rollout_returned")
+            _step(config, intent, decision, journal.ROLLOUT_DECIDED)
+    elif decision.triggers[0] == "guard":
         did("the rollback was done before the kill; recorded it")
         if intent.step == journal.DECIDED:
             did(_resume_rollback(config, decision) if intent.resumes else _roll_back(config, decision))
@@ -135,14 +143,15 @@ def resume(config: PipelineConfig, launch: Launch, now: float, asked: str | None
 def _give_up(config: PipelineConfig, decision: Decision, intent: journal.Intent) -> str:
     """Record `decision` as not carried through after MAX_RESUMES interruptions; returns why."""
     why = f"interrupted {len(intent.resumes) + 1} times (last at {intent.step}): not carried through again"
-    built = feedback.built_for(config, intent.id) if decision.span is None and decision.triggers[0] != "guard" else None
+    acts = decision.triggers[0] in ("guard", "rollout")  # acts on serving, launches nothing
+    built = feedback.built_for(config, intent.id) if decision.span is None and not acts else None
     if built is not None:
         decision.span, decision.feedback = built["span"], built
-    if decision.triggers[0] != "guard" and decision.span is not None:
+    if not acts and decision.span is not None:
         decision.outcome, decision.detail = CRASHED, f"the tick was {why}; recorded as a crash (the retry rule follows)"
         return "recorded as a crash"
     decision.fired, decision.outcome = False, None
-    what = "the guard's rollback" if decision.triggers[0] == "guard" else "building the feedback span"
+    what = {"guard": "the guard's rollback", "rollout": "the rollout decision"}.get(decision.triggers[0], "building the feedback span")
     decision.alerts.append(f"{what} was {why}; the evidence is judged again next tick")
     return f"{what} given up"
 
@@ -200,9 +209,29 @@ def _resume_rollback(config: PipelineConfig, decision: Decision) -> str:
     return f"not rolled back: {why}"
 
 
+def _decide_rollout(config: PipelineConfig, decision: Decision) -> str:
+    """Promote or abort the rollout the rollout guard judged; idempotent, so a resumed tick does it again."""
+    found = decision.signals["rollout"]
+    outcome = PROMOTED if found["state"] == rollout_guard.PROMOTE else ABORTED
+    try:
+        done = rollout_control.decide(config, outcome, f"CT: {rollout_guard.describe(found)}")
+    except (LookupError, ValueError) as exc:
+        decision.fired, decision.outcome = False, None
+        decision.alerts.append(f"rollout guard could not {found['state']} the rollout of {found['candidate']}: {exc}")
+        decision.detail = str(exc)
+        return f"could not decide the rollout: {exc}"
+    decision.outcome = outcome
+    decision.detail = f"{rollout_control.describe(done.rollout)} (MLMD execution {done.rollout.execution_id})"
+    if outcome == ABORTED:
+        decision.alerts.append(decision.detail)
+    return f"{outcome} the rollout of {found['candidate']}"
+
+
 def _launch(config: PipelineConfig, launch: Launch, decision: Decision) -> None:
     """Run `decision.span` of `decision.span_source` and record the outcome on the decision."""
-    outcome = launch(config.replace(span=decision.span, span_source=decision.span_source, tune=decision.tune or None), "+".join(decision.triggers))
+    run_config = config.replace(span=decision.span, span_source=decision.span_source, tune=decision.tune or None,
+                                rollout=config.ct_rollout)  # CT's pushes take traffic under its own policy
+    outcome = launch(run_config, "+".join(decision.triggers))
     decision.run_id = outcome.run_id
     if outcome.ok:
         decision.outcome = OK

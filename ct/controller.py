@@ -1,6 +1,8 @@
 """The continuous-training controller: decide, act, record.
 
 Each tick evaluates every trigger, in priority order:
+  rollout      a shadow or canary rollout runs and its guard has a verdict (ct/rollout_guard.py):
+               promote the candidate or abort it
   guard        the serving version does significantly worse on live traffic than the version it
                replaced (ct/guard.py): roll back to that one
   retry        the last launch crashed: once more (a second crash quarantines the span)
@@ -12,7 +14,7 @@ Each tick evaluates every trigger, in priority order:
                (monitoring/estimate.py; ct_estimated_performance: off, warn = an alert, trigger)
   drift        the serving version's served features are skewed against its training statistics
   schedule     no launch for ct_schedule_hours
-and takes at most one action: the rollback, or one run of the crashed span, of the oldest pending
+and takes at most one action: the rollout's promotion or abort, the rollback, or one run of the crashed span, of the oldest pending
 span, for performance or drift of a new feedback span (the labelled predictions not yet trained on,
 ct/feedback.py), otherwise of the newest upstream span (fully cached if nothing changed, and the
 decision says so); a run launched for an estimated drop is such a run, and its decision says it
@@ -29,19 +31,19 @@ import uuid
 from datetime import datetime, timezone
 from typing import Callable
 
-from ct import actions, decisions, feedback, guard, retune, signals
+from ct import actions, decisions, feedback, guard, retune, rollout_guard, signals
 from ct.decisions import BUSY, CRASHED, Decision
 from ct.launcher import Launch
 from data.spans_io import FEEDBACK, label
 from metadata import spans
 from monitoring import labels as labels_lib
 from monitoring import live
-from pipeline import home_lock
+from pipeline import home_lock, versions
 from pipeline.configs import PipelineConfig
 from serving import request_log
 
 MAX_ATTEMPTS = 2
-TRIGGERS = ("guard", "retry", "on_demand", "new_data", "performance", "estimated_performance", "drift", "schedule")
+TRIGGERS = ("rollout", "guard", "retry", "on_demand", "new_data", "performance", "estimated_performance", "drift", "schedule")
 
 
 def _quarantined(history: list[Decision]) -> set[tuple[str, int]]:
@@ -94,12 +96,16 @@ def evaluate(config: PipelineConfig, now: float, reason: str | None = None) -> D
             "since": pending.start.isoformat(), "until": pending.end.isoformat(),
         },
     }
+    rollout = versions.serving_state(config.serving_root_uri).rollout
+    if rollout is not None and rollout.running:
+        found["rollout"] = rollout_guard.check(config, rollout, now, labels)
     if reason:
         found["on_demand"] = {"reason": reason}
     learnable = bool(found["drift"].get("learnable"))
     crashed = _retry(history)
     new = found["new_data"]
     hits = {
+        "rollout": found.get("rollout", {}).get("state") in (rollout_guard.PROMOTE, rollout_guard.ABORT),
         "guard": found["guard"]["state"] == guard.WORSE and not found["guard"].get("already_judged"),
         "retry": crashed is not None,
         "on_demand": bool(reason),
@@ -117,7 +123,9 @@ def evaluate(config: PipelineConfig, now: float, reason: str | None = None) -> D
         return decision
     decision.attempt = 1
     any_run = {"on_demand", "schedule", "estimated_performance"}  # answered by whichever run is launched
-    if hits["guard"]:
+    if hits["rollout"]:
+        decision.reason, acted = rollout_guard.describe(found["rollout"]), {"rollout"}
+    elif hits["guard"]:
         decision.reason, acted = guard.describe(found["guard"]), {"guard"}
     elif crashed:
         decision.span, decision.span_source, decision.attempt = crashed.span, crashed.span_source, crashed.attempt + 1
@@ -151,7 +159,7 @@ def evaluate(config: PipelineConfig, now: float, reason: str | None = None) -> D
     waiting = [t for t in fired if t not in acted]
     if waiting:
         decision.reason += f" (also fired: {', '.join(waiting)}; judged again next tick)"
-    if not hits["guard"]:
+    if not (hits["guard"] or hits["rollout"]):
         retune.apply(config, decision, history)
     return decision
 
@@ -226,6 +234,8 @@ def _nothing(found: dict) -> str:
     else:
         parts.append(f"drift not judged ({d['reason']})")
     parts.append(guard.describe(found["guard"]))
+    if "rollout" in found:
+        parts.append(rollout_guard.describe(found["rollout"]))
     parts.append("schedule not due")
     return "; ".join(parts)
 

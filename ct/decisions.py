@@ -24,8 +24,10 @@ from pipeline.configs import PipelineConfig
 LOG_FILE = "decisions.jsonl"
 
 # Outcomes: of a launched run (OK, BLOCKED, CRASHED), of a tick that found another writer (BUSY),
-# of a tick whose post-push guard put the previous version back (ROLLED_BACK).
+# of a tick whose post-push guard put the previous version back (ROLLED_BACK), of a tick whose
+# rollout guard promoted or aborted the running rollout (PROMOTED, ABORTED).
 OK, BLOCKED, CRASHED, BUSY, ROLLED_BACK = "ok", "blocked", "crashed", "busy", "rolled_back"
+PROMOTED, ABORTED = "promoted", "aborted"
 LAUNCHED = (OK, BLOCKED, CRASHED)
 
 
@@ -40,7 +42,7 @@ class Decision:
     span_source: str = UPSTREAM  # its namespace (data/spans_io.py)
     attempt: int = 0  # 1 for a first launch of a span, 2 for its retry
     run_id: str | None = None
-    outcome: str | None = None  # OK | BLOCKED | CRASHED | BUSY | ROLLED_BACK
+    outcome: str | None = None  # OK | BLOCKED | CRASHED | BUSY | ROLLED_BACK | PROMOTED | ABORTED
     detail: str | None = None  # run error, blessing, pushed path
     serving_before: str | None = None  # the version serving when the tick decided
     pushed_version: str | None = None  # what the launched run pushed
@@ -143,7 +145,7 @@ def format_decision(d: Decision) -> str:
     """A decision for a person: what fired and why, what was done, how an interruption was resumed, alerts."""
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d.time))
     head = f"{stamp}  {'FIRED ' + '+'.join(d.triggers) if d.fired else 'no run'}: {d.reason}"
-    if d.outcome == ROLLED_BACK:
+    if d.outcome in (ROLLED_BACK, PROMOTED, ABORTED) or (d.fired and d.triggers[0] == "rollout"):
         head += f"\n    {d.detail}"
     elif d.fired:
         head += f"\n    span {label(d.span, d.span_source) if d.span is not None else '-'} -> {d.outcome} (run {d.run_id})"

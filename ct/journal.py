@@ -8,7 +8,8 @@ never a torn file):
   feedback_built  the feedback span it built (its manifest names the decision too)
   launched        the run is about to start (on a cluster: `submitted` names the job once sent)
   ran             the run's outcome, or
-  rolled_back     the guard's rollback took effect
+  rolled_back     the guard's rollback took effect, or
+  rollout_decided the rollout guard's promotion or abort took effect
   done            the decision is in the decision log (ct/decisions.py)
 
 A tick that finds a journal not `done` (its tick was killed: the writer lock died with it) carries
@@ -20,7 +21,7 @@ run is sent (its name) and which versions were ready; then the run sent.
 
 CONVEYOR_CT_KILL_AT=<point> (tests only) makes the tick SIGKILL itself at that point: each step
 above once it is durable, and between steps: `feedback_written` (the span is on disk, the journal
-does not say so yet), `run_returned`, `rollback_returned` (the action is done, not journaled),
+does not say so yet), `run_returned`, `rollback_returned`, `rollout_returned` (the action is done, not journaled),
 `recorded` (in the decision log, the journal not yet `done`); on a cluster `submitting` (the run's
 name is in the bucket, nothing sent), `sent` (sent, the bucket does not know), `submitted` (the run
 sent is in the bucket).
@@ -41,6 +42,7 @@ from pipeline.configs import PipelineConfig
 INTENT_FILE = "intent.json"
 KILL_VARIABLE = "CONVEYOR_CT_KILL_AT"
 DECIDED, FEEDBACK_BUILT, LAUNCHED, RAN, ROLLED_BACK, DONE = "decided", "feedback_built", "launched", "ran", "rolled_back", "done"
+ROLLOUT_DECIDED = "rollout_decided"
 
 
 class JournalError(Exception):

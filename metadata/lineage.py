@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ml_metadata.metadata_store import metadata_store
@@ -32,7 +32,7 @@ from metadata import connection, runs
 from metadata import hyperparameters as hyperparameters_lib
 from models import label_metrics
 from pipeline import anomalies as anomalies_lib
-from pipeline import blessing_checks, evaluation, user_code, versions
+from pipeline import blessing_checks, evaluation, rollouts, user_code, versions
 from pipeline.artifact_properties import (
     BLESSED_KEY,
     CHECKED_KEY,
@@ -114,6 +114,7 @@ class ModelLineage:
     schema_properties: dict[str, Any]  # the Schema's custom properties: its version (schema/versions.py)
     schema_changes: list[str] | None = None  # each change up to that version, its span and reason (from the home)
     launched_by: dict[str, Any] | None = None  # the CT decision that launched the run (None: not CT)
+    rollout: list[str] = field(default_factory=list)  # how it took traffic: its policy and each rollout decision
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -285,7 +286,33 @@ def for_config(config: PipelineConfig, version: str | None = None) -> ModelLinea
     number = found.schema_properties.get(schema_versions.PROPERTY_PREFIX + "version")
     if isinstance(number, int):
         found.schema_changes = schema_versions.change_lines(config.home, config.schema_path, number)
+    found.rollout = rollout_steps(config, version)
     return found
+
+
+def rollout_steps(config: PipelineConfig, version: str) -> list[str]:
+    """How `version` took traffic: the policy it was pushed under, the rollout it ran as a candidate
+    and how that was decided (the recorded decisions that took effect; pipeline/rollouts.py)."""
+    from metadata import registry
+
+    def when(seconds: float) -> str:
+        return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+    policy = (versions.read_record(config.serving_root_uri, version) or {}).get(versions.ROLLOUT, rollouts.DIRECT)
+    steps = [f"pushed under {policy}"]
+    try:
+        state = rollouts.read(config.serving_root_uri)
+    except ValueError:
+        state = None
+    for execution in registry.rollout_decisions(config):
+        decided = registry.RecordedRolloutDecision.of(execution)
+        took = execution.last_known_state == metadata_store_pb2.Execution.COMPLETE or (
+            state is not None and state.execution_id == execution.id)
+        if decided.candidate == version and took:
+            steps.append(f"{decided.outcome} {when(decided.time)} against stable {decided.stable}: {decided.reason}")
+    if state is not None and state.candidate == version and state.running:
+        steps.append(f"running since {when(state.started)} against stable {state.stable}")
+    return steps
 
 
 def _metrics_line(metrics: dict[str, float], counts: dict[str, float]) -> str:
@@ -365,6 +392,7 @@ def format_lineage(lineage: ModelLineage) -> str:
         f"model version {lineage.version}{serving}",
         f"  pushed     {lineage.pushed_at:%Y-%m-%d %H:%M:%S} UTC to {lineage.pushed_path} (run {lineage.run_id})",
         f"  {_launched_by(lineage.launched_by)}",
+        *(f"  rollout    {step}" for step in lineage.rollout),
         f"data: training window spans {upstream}" + (f" + feedback spans {fed} (served traffic)" if fed else ""),
     ]
     for span in lineage.spans:

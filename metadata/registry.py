@@ -33,6 +33,7 @@ PUSHER = "Pusher"
 PUBLISHED, STAGED, INCOMPLETE, MISSING = "published", "staged", "incomplete", "missing"
 VALIDATED_EXAMPLES, VALIDATED_STATISTICS = "validated_examples", "validated_statistics"  # DataGate's outputs
 ROLLBACK_TYPE = "conveyor.Rollback"
+ROLLOUT_TYPE = "conveyor.RolloutDecision"  # a rollout promoted or aborted (serving/rollout_control.py)
 ROLLED_BACK_TO = "rolled_back_to"
 
 
@@ -185,3 +186,30 @@ def rollbacks(config: PipelineConfig) -> list[metadata_store_pb2.Execution]:
     store = connection.open_store(connection.connection_config(config))
     context = runs.pipeline_context(store, config.pipeline_name)
     return runs.executions_of_type(store, ROLLBACK_TYPE, context) if context else []
+
+
+@dataclass(frozen=True)
+class RecordedRolloutDecision:
+    candidate: str
+    stable: str
+    policy: str
+    outcome: str  # promoted / aborted
+    reason: str  # "operator: ..." for `conveyor rollout`, the rollout guard's verdict for CT
+    time: float
+    execution_id: int
+
+    @classmethod
+    def of(cls, execution: metadata_store_pb2.Execution) -> "RecordedRolloutDecision":
+        props = execution.properties
+        return cls(*(props[k].string_value for k in ("candidate", "stable", "policy", "outcome", "reason")),
+                   execution.create_time_since_epoch / 1000, execution.id)
+
+
+def rollout_decisions(config: PipelineConfig) -> list[metadata_store_pb2.Execution]:
+    """Recorded rollout decisions of this pipeline, oldest first, interrupted ones included
+    (serving/rollout_control.py `effective` keeps those that took effect)."""
+    if not connection.store_exists(config):
+        return []
+    store = connection.open_store(connection.connection_config(config))
+    context = runs.pipeline_context(store, config.pipeline_name)
+    return runs.executions_of_type(store, ROLLOUT_TYPE, context) if context else []

@@ -167,7 +167,6 @@ class PipelineConfig:
     mysql_port: int = 3306
     mysql_database: str = "conveyor_mlmd"
     mysql_user: str = "conveyor"
-
     history: str = "mlmd"  # see HISTORY_SOURCES
     user_code: str = "installed"  # see USER_CODE_FORMS
 
@@ -179,6 +178,12 @@ class PipelineConfig:
     remote_schema: str | None = None
 
     enable_cache: bool = True
+    # How a pushed version takes traffic (pipeline/rollouts.py: direct, shadow or canary:P; CT's runs use
+    # ct_rollout), and the limits of a candidate's errors and model-call time (ct/rollout_guard.py).
+    rollout: str = "direct"
+    ct_rollout: str = "direct"
+    rollout_max_error_rate: float = 0.01
+    rollout_max_latency_ratio: float = 2.0
 
     # Continuous training (ct/): besides new spans, on demand, performance and drift (the live
     # rules below), retrain at least every ct_schedule_hours. After a push, the guard rolls the new

@@ -313,6 +313,7 @@ def create_components(config: PipelineConfig) -> list[Any]:
         evaluation=evaluator.outputs["evaluation"],
         validated_statistics=data_gate.outputs["validated_statistics"],
         model_card=card.outputs["model_card"],
+        rollout=config.rollout,
     ).with_id("Publish")
     return [
         example_gen,

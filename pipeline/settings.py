@@ -1,13 +1,16 @@
 """How a setting's text becomes its value, and the values each setting may take (pipeline/configs.py).
 
-A value a setting cannot take is a SettingError naming the CONVEYOR_* variable it came from, or the
-setting, so the front door can name the flag.
+Numbers have ranges, rollout policies their form (pipeline/rollouts.py). A value a setting cannot
+take is a SettingError naming the CONVEYOR_* variable it came from, or the setting, so the front
+door can name the flag.
 """
 from __future__ import annotations
 
 import shlex
 from pathlib import Path
 from typing import Any, Callable
+
+from pipeline import rollouts
 
 ENV_PREFIX = "CONVEYOR_"
 
@@ -31,6 +34,17 @@ def _above(low: float) -> tuple[Any, str]:
 
 
 _FRACTION = ((lambda v: 0.0 <= v <= 1.0), "expected a number from 0 to 1")
+
+
+def _is_policy(text: str) -> bool:
+    try:
+        rollouts.parse_policy(text)
+    except ValueError:
+        return False
+    return True
+
+
+_POLICY = (_is_policy, rollouts.EXPECTED)
 # The range of every numeric setting that has one (None, where allowed, is not checked).
 RANGES: dict[str, tuple[Any, str]] = {
     **{name: _at_least(1) for name in (
@@ -57,6 +71,10 @@ RANGES: dict[str, tuple[Any, str]] = {
     "guard_alpha": ((lambda v: 0.0 < v < 1.0), "expected a number between 0 and 1"),
     "live_min_accuracy": _FRACTION,
     "live_max_accuracy_drop": _FRACTION,
+    "rollout_max_error_rate": _FRACTION,
+    "rollout_max_latency_ratio": _above(1),
+    "rollout": _POLICY,
+    "ct_rollout": _POLICY,
 }
 
 

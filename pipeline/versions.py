@@ -27,6 +27,9 @@ blessed a new model after the operator's decision). A rollback naming a version 
 disappeared is ignored. A pointer that is not valid JSON of that shape is reported and ignored
 (the newest version serves) until `conveyor rollback --clear` or `--to V` replaces it; one that
 cannot be read (an I/O error) raises OSError, so a server keeps what it serves rather than guess.
+A rollout (pipeline/rollouts.py: a version pushed under `shadow` or `canary:P`) in force makes its
+stable version the serving one until it is promoted; a rollback made after the rollout started
+overrides it.
 Reading works on local paths (os and pathlib: reading the serving root never imports TensorFlow) and
 on object storage (through TFX's fileio, data/files.py).
 """
@@ -42,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from data import files, spans_io
-from pipeline import statistics_layout
+from pipeline import rollouts, statistics_layout
 
 POINTER_FILE = "ROLLBACK.json"
 READY_FILE = "saved_model.pb"
@@ -52,6 +55,7 @@ STAGING_DIR = ".staging"
 CARD_DIR, CARD_JSON, CARD_HTML = "model_card", "model_card.json", "model_card.html"
 # Keys of the push record read outside the push (older records lack the last two).
 PUBLISHED, OFFLINE_METRICS, TRAINING_STATISTICS = "published", "offline_metrics", "training_statistics"
+ROLLOUT = "rollout"  # the push's rollout policy (pipeline/rollouts.py; older records lack it: direct)
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,7 @@ class ServingState:
     ready: list[str]
     rollback: Rollback | None  # the pointer, in force or not (None if absent or invalid)
     pointer_error: str | None = None  # the pointer is invalid and ignored: what is wrong, how to repair
+    rollout: rollouts.Rollout | None = None  # the rollout state, when it governs what serves (pipeline/rollouts.py)
 
     @property
     def rollback_in_force(self) -> bool:
@@ -158,8 +163,17 @@ def serving_state(serving_root: str | Path) -> ServingState:
     except ValueError as exc:
         rollback = None
         error = f"{exc}; ignored, the newest version serves (repair: conveyor rollback --clear, or --to VERSION)"
-    if rollback is not None and rollback.in_force(ready):
-        return ServingState(rollback.version, ready, rollback)
+    try:
+        rollout = rollouts.read(serving_root)
+    except ValueError as exc:
+        rollout = None
+        error = f"{exc}; ignored, the newest version serves (repair: conveyor rollout abort, or push again)"
+    if rollout is not None and not rollout.in_force(ready):
+        rollout = None
+    if rollback is not None and rollback.in_force(ready) and (rollout is None or rollback.time >= rollout.started):
+        return ServingState(rollback.version, ready, rollback)  # an operator's rollback overrides a rollout
+    if rollout is not None:
+        return ServingState(rollout.serving(), ready, rollback, error, rollout)
     return ServingState(ready[-1] if ready else None, ready, rollback, error)
 
 
@@ -297,8 +311,10 @@ def stage(model_dir: str, serving_root: str | Path, version: str) -> str:
     return target
 
 
-def publish(serving_root: str | Path, version: str, record: dict[str, Any]) -> str:
-    """Step 2 of a push: make staged `version` ready with its push record; idempotent."""
+def publish(serving_root: str | Path, version: str, record: dict[str, Any], rollout: str = rollouts.DIRECT) -> str:
+    """Step 2 of a push: make staged `version` ready with its push record; idempotent. Under a
+    `shadow` or `canary:P` policy the rollout state naming the version serving now as stable is
+    written first (pipeline/rollouts.py), so the version never serves ahead of its rollout."""
     from tfx.utils import io_utils
 
     root = str(serving_root)
@@ -307,7 +323,11 @@ def publish(serving_root: str | Path, version: str, record: dict[str, Any]) -> s
         return final  # published already (a re-run after a kill between the rename and the record)
     if not files.exists(os.path.join(staged, READY_FILE)):
         raise FileNotFoundError(f"version {version} is neither published under {root} nor staged in {staged}")
-    body = json.dumps({**record, "version": version, PUBLISHED: time.time()}, sort_keys=True)
+    policy = rollouts.parse_policy(rollout)
+    body = json.dumps({**record, "version": version, PUBLISHED: time.time(), ROLLOUT: str(policy)}, sort_keys=True)
+    stable = serving_version(root)
+    if policy.mode != rollouts.DIRECT and stable is not None and int(stable) < int(version):
+        rollouts.write(root, rollouts.start(stable, version, policy))
     if spans_io.is_uri(root):
         io_utils.copy_dir(staged, final, deny_regex_patterns=[RECORD_FILE.replace(".", r"\.")])
         io_utils.write_string_file(os.path.join(final, RECORD_FILE), body)  # last: the version is ready
@@ -333,7 +353,7 @@ def remove(serving_root: str | Path, version: str, staged: bool) -> None:
     files.rmtree(path)
 
 
-def republish(serving_root: Path, version: str, new_version: str) -> Path:
+def republish(serving_root: Path, version: str, new_version: str, rollout: str = rollouts.DIRECT) -> Path:
     """Publish a copy of published `version` as `new_version` through the same two steps (a push
     without a pipeline run: benchmarks and tests use it to make the server swap). The copy's record
     says what it copies; ML Metadata has no push of its own, so `conveyor models` says so and
@@ -341,5 +361,5 @@ def republish(serving_root: Path, version: str, new_version: str) -> Path:
     record = read_record(serving_root, version) or {}
     stage(str(Path(serving_root) / version), serving_root, new_version)
     (Path(staged_path(serving_root, new_version)) / RECORD_FILE).unlink(missing_ok=True)
-    publish(serving_root, new_version, {**record, "copy_of": version})
+    publish(serving_root, new_version, {**record, "copy_of": version}, rollout)
     return Path(serving_root) / new_version

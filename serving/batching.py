@@ -10,6 +10,10 @@ at most max_batch_instances instances, under load one call and one fsync serve m
 and at low load nothing waits: there is no timer.
 The serving version is taken once per batch, so a hot swap never splits a batch. If the model
 refuses a merged batch, each request is asked again alone, so only the faulty one gets the 400.
+During a shadow rollout the candidate's call for the batch runs on its own thread while the
+stable version answers (TensorFlow releases the GIL), so the client waits for the slower of the
+two calls, not their sum; its outputs (or its error) go into the same request-log records. A
+canary's candidate that fails (not the client's input) is replaced by stable for that request.
 A request is answered only after its records are on disk; if they cannot be written it gets 503
 and nothing is answered for it.
 """
@@ -19,6 +23,7 @@ import logging
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -26,6 +31,7 @@ from typing import Any, Callable
 from models.features import PROBABILITIES_KEY, PROBABILITY_KEY
 from models.instances import Instance
 from models.saved_model import LoadedModel, PredictionError, RejectedInput
+from pipeline import rollouts
 from serving import metrics, request_log
 from serving.host import ModelHost, NoModelError
 from serving.log_throttle import Throttled
@@ -48,6 +54,13 @@ class Job:
     error: tuple[int, str] | None = None  # (HTTP status, message)
     retry_after: float | None = None
     logged: bool = False  # its records are durable in the request log (or there is no log)
+    label: str = ""  # during a rollout, the route it took: stable, canary (shadow: asked by label)
+    shadow: LoadedModel | None = None  # a shadow rollout's candidate, which answers a copy of it
+    shadow_outputs: list[dict] = field(default_factory=list)
+    shadow_error: str | None = None
+    model_seconds: float = 0.0  # the answering model call (the batch's), for the rollout guard's latency
+    shadow_seconds: float = 0.0
+    canary_error: str | None = None  # the candidate failed: stable answered instead
 
     def fail(self, status: int, message: str, retry_after: float | None = None) -> None:
         self.error, self.retry_after = (status, message), retry_after
@@ -66,6 +79,7 @@ class Batcher:
         self.log_failed_at = float("-inf")
         self.log_error: str | None = None
         self.thread = threading.Thread(target=self._run, name="predict", daemon=True)
+        self._shadow_pool = ThreadPoolExecutor(1, thread_name_prefix="shadow")
 
     def start(self) -> None:
         self.thread.start()
@@ -94,6 +108,7 @@ class Batcher:
             self._stopped = True
             self._cond.notify()
         self.thread.join(timeout)
+        self._shadow_pool.shutdown(wait=False)
 
     def log_healthy(self) -> bool:
         return time.monotonic() - self.log_failed_at > LOG_ERROR_HOLD_SECONDS
@@ -158,16 +173,59 @@ class Batcher:
                     job.fail(503, str(exc))
                     continue
             groups.setdefault(id(model), (model, []))[1].append(job)
+        shadows = self._start_shadows(jobs)
         for model, group in groups.values():
             self._predict(model, group)
+        self._fall_back(jobs)
+        for model, group, call in shadows:
+            self._finish_shadow(model, group, call)
         answered = [job for job in jobs if job.error is None]
         commit = self._log(answered) if answered and self.requests is not None else None
         for job in answered:
             job.logged = job.error is None
         return commit
 
+    def _start_shadows(self, jobs: list[Job]) -> list[tuple[LoadedModel, list[Job], Future]]:
+        """The shadow calls of `jobs`, one per candidate, started on the shadow thread."""
+        groups: dict[int, tuple[LoadedModel, list[Job]]] = {}
+        for job in jobs:
+            if job.shadow is not None and job.error is None:
+                groups.setdefault(id(job.shadow), (job.shadow, []))[1].append(job)
+        return [(model, group, self._shadow_pool.submit(_timed, model, [i for job in group for i in job.instances]))
+                for model, group in groups.values()]
+
+    def _finish_shadow(self, model: LoadedModel, group: list[Job], call: Future) -> None:
+        try:
+            outputs, seconds = call.result()
+        except Exception as exc:  # the candidate's failure is evidence against it, never the client's problem
+            error = f"{type(exc).__name__}: {exc}"[:300]
+            for job in group:
+                job.shadow_error = error
+            metrics.rollout(rollouts.SHADOW, model.version, "error").inc(sum(len(job.instances) for job in group))
+            return
+        metrics.model_call(rollouts.SHADOW).observe(seconds)
+        start = 0
+        for job in group:
+            job.shadow_outputs, job.shadow_seconds = outputs[start : start + len(job.instances)], seconds
+            start += len(job.instances)
+
+    def _fall_back(self, jobs: list[Job]) -> None:
+        """A canary's candidate failed on a request (not its input's fault): stable answers it."""
+        failed = [job for job in jobs if job.label == rollouts.CANARY and job.error is not None and job.error[0] == 500]
+        if not failed:
+            return
+        try:
+            model = self.host.current()
+        except NoModelError:
+            return
+        for job in failed:
+            metrics.rollout(rollouts.CANARY, job.model.version if job.model else "", "error").inc(len(job.instances))
+            job.canary_error, job.error, job.label = job.error[1], None, rollouts.STABLE
+        self._predict(model, failed)
+
     def _predict(self, model: LoadedModel, group: list[Job]) -> None:
         instances = [instance for job in group for instance in job.instances]
+        started = time.perf_counter()
         try:
             outputs = model.predict(instances)
         except RejectedInput as exc:
@@ -181,17 +239,19 @@ class Batcher:
             for job in group:
                 job.fail(500, str(exc))
             return
+        seconds = time.perf_counter() - started
         metrics.BATCH.observe(len(instances))
         start = 0
         for job in group:
-            job.version = model.version
+            job.version, job.model_seconds = model.version, seconds
             job.outputs = outputs[start : start + len(job.instances)]
             start += len(job.instances)
 
     def _log(self, answered: list[Job]) -> tuple[int, float] | None:
         now = datetime.now(timezone.utc)
         records = [
-            request_log.record(job.request_id, i, now, self.model_name, job.version, inst.features, out, inst.out_of_domain)
+            request_log.record(job.request_id, i, now, self.model_name, job.version, inst.features, out, inst.out_of_domain,
+                               _rollout_fields(job, i) if job.label else None)
             for job in answered
             for i, (inst, out) in enumerate(zip(job.instances, job.outputs))
         ]
@@ -213,8 +273,34 @@ class Batcher:
             metrics.LOG_PENDING.dec(len(records))
 
     def _count(self, job: Job) -> None:
+        if job.label:
+            metrics.rollout(job.label, job.version, "ok").inc(len(job.instances))
+            metrics.model_call(job.label).observe(job.model_seconds)
+        if job.shadow_outputs:
+            metrics.rollout(rollouts.SHADOW, job.shadow.version, "ok").inc(len(job.instances))
         for instance, output in zip(job.instances, job.outputs):
             metrics.predictions(job.version, str(output["predicted_class"])).inc()
             metrics.probability(job.version).observe(output[PROBABILITY_KEY] if PROBABILITY_KEY in output else max(output[PROBABILITIES_KEY]))
             for feature in instance.out_of_domain:
                 metrics.out_of_domain(feature).inc()
+
+
+def _timed(model: LoadedModel, instances: list[Instance]) -> tuple[list[dict], float]:
+    started = time.perf_counter()
+    return model.predict(instances), time.perf_counter() - started
+
+
+def _rollout_fields(job: Job, index: int) -> dict[str, Any]:
+    """What a rollout adds to instance `index`'s record: the route's label and the model call's
+    time, and who shadowed it with what (or its error), or the canary's error stable answered for."""
+    found: dict[str, Any] = {"label": job.label, "model_ms": round(job.model_seconds * 1000, 3)}
+    if job.shadow is not None:
+        found["shadow_version"] = job.shadow.version
+        if job.shadow_outputs:
+            found["shadow_output"] = job.shadow_outputs[index]
+            found["shadow_ms"] = round(job.shadow_seconds * 1000, 3)
+        else:
+            found["shadow_error"] = job.shadow_error or "no answer"
+    if job.canary_error:
+        found["canary_error"] = job.canary_error
+    return found

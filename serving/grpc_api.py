@@ -5,7 +5,8 @@ batches, the request log) and metrics as REST.
     tensorflow.serving.PredictionService  Predict, Classify, Regress, GetModelMetadata (MultiInference: UNIMPLEMENTED)
     tensorflow.serving.ModelService       GetModelStatus (HandleReloadConfigRequest: UNIMPLEMENTED)
 
-A ModelSpec names the model (`model_name`), a version or a label (`stable`) and a signature
+A ModelSpec names the model (`model_name`), a version or a label (`stable`; during a rollout
+`canary` or `shadow`: serving/predictions.py) and a signature
 (models/signatures.py: as in REST, Classify and Regress without one use the classification and
 regression signatures). Predict takes the signature's one input, a DT_STRING tensor of serialized
 tf.Examples of shape [N]; Classify and Regress an example list, with or without context. The
@@ -91,13 +92,13 @@ class Api:
             metrics.grpc_latency(method).observe(time.perf_counter() - started)
         await context.abort(status, message, trailing_metadata=(("x-request-id", request_id),))
 
-    def target(self, spec: model_pb2.ModelSpec):
+    def target(self, spec: model_pb2.ModelSpec, request_id: str | None = None):
         if spec.name != self.model_name:
             raise ApiError(404, f"model {spec.name[:100]!r} not found (this server serves {self.model_name!r})")
         choice = spec.WhichOneof("version_choice")
         version = str(spec.version.value) if choice == "version" else None
         label = spec.version_label if choice == "version_label" else None
-        return self.predictions.target(version, label)
+        return self.predictions.target(version, label, request_id)
 
     async def model(self, spec: model_pb2.ModelSpec):
         """The loaded model `spec` names (waiting for its load), for metadata."""
@@ -109,7 +110,7 @@ class Api:
     async def infer(self, method: str, spec: model_pb2.ModelSpec, size: int, read: Callable[[], list[Instance]],
                     request_id: str, client_id: bool) -> Job:
         """The answered Job of a predict, classify or regress request whose instances `read` returns."""
-        target = self.target(spec)
+        target = self.target(spec, request_id)
         name = spec.signature_name or None
         if not isinstance(target, Loading):
             self.predictions.signature(method, name, target)

@@ -12,6 +12,11 @@ Faults never stop serving:
   (2 x poll_seconds, doubling, at most load_retry_max_seconds), its state END with the reason;
 - a corrupt rollback pointer is reported (`pointer_error`) and ignored: the newest version serves.
 
+While a rollout runs (pipeline/rollouts.py) the candidate is loaded after the serving (stable)
+version and held beside it, outside the LRU, until the rollout is decided or superseded: the
+requests it answers (canary) or shadows never wait for it to load. A promoted candidate is
+already loaded when the serving version swaps to it.
+
 Versions other than the serving one (`/versions/{v}` requests) are loaded by the same single
 loader thread, one at a time and never twice at once, and kept in an LRU of `max_extra_versions`.
 An entry used within the last EXTRA_MIN_IDLE_SECONDS is not evicted: a client cycling through
@@ -38,7 +43,7 @@ from pathlib import Path
 from typing import Callable
 
 from models.saved_model import LoadedModel
-from pipeline import versions
+from pipeline import rollouts, versions
 from serving import metrics
 from serving.log_throttle import Throttled
 
@@ -99,6 +104,7 @@ class ModelHost:
         self.last_error: str | None = None  # the last refresh's problem, None when it went well
         self.pointer_error: str | None = None
         self.watcher: threading.Thread | None = None
+        self._rollout: tuple[rollouts.Rollout, LoadedModel | None] | None = None  # running, and its loaded candidate
 
     # answering
     @property
@@ -111,6 +117,10 @@ class ModelHost:
             raise NoModelError(self.no_model_reason())
         return model
 
+    def rollout(self) -> tuple[rollouts.Rollout, LoadedModel | None] | None:
+        """The running rollout this process follows and its candidate (None until it is loaded)."""
+        return self._rollout
+
     def no_model_reason(self) -> str:
         return self.last_error or f"no servable version under {self.serving_root}"
 
@@ -121,6 +131,9 @@ class ModelHost:
             current = self._current
             if current is not None and current.version == version:
                 return current
+            candidate = self._rollout[1] if self._rollout else None
+            if candidate is not None and candidate.version == version:
+                return candidate
             if version in self._extra:
                 model, _ = self._extra[version]
                 self._extra[version] = (model, now)
@@ -199,8 +212,11 @@ class ModelHost:
             log.info("version %s answers through its folded graph (%.1f s to fold and check)", model.version, time.monotonic() - started)
 
     def _get_or_load(self, version: str) -> LoadedModel:
-        """Blocking (watcher thread): `version` from the extras, or loaded (sharing a load in flight)."""
+        """Blocking (watcher thread): `version` from the extras or the rollout, or loaded (sharing a load in flight)."""
         with self._lock:
+            candidate = self._rollout[1] if self._rollout else None
+            if candidate is not None and candidate.version == version:
+                return candidate
             if version in self._extra:
                 return self._extra.pop(version)[0]
             future = self._loading.get(version) or self._start_load(version)
@@ -208,38 +224,77 @@ class ModelHost:
 
     # watching
     def refresh(self) -> bool:
-        """Serve the version pipeline.versions names now; True if a swap happened."""
+        """Serve the version pipeline.versions names now, and hold the candidate of a running
+        rollout (pipeline/rollouts.py) beside it; True if a swap happened."""
         with self._refresh_lock:
             try:
                 state = versions.serving_state(self.serving_root)
-            except Exception as exc:  # I/O error reading the root or the pointer: keep what we serve
+            except Exception as exc:  # I/O error reading the root, the pointer or the rollout: keep what we serve
                 self._watch_error("serving_root", f"cannot read {self.serving_root}: {type(exc).__name__}: {exc}")
                 return False
-            self.ready = state.ready
-            if state.pointer_error != self.pointer_error and state.pointer_error:
-                metrics.WATCH_ERRORS.labels("rollback_pointer").inc()
-                log.error("%s", state.pointer_error)
-            self.pointer_error = state.pointer_error
-            if state.version is None:
-                self.last_error = None if self._current else f"no servable version under {self.serving_root}"
-                return False
-            current = self._current
-            if current is not None and current.version == state.version:
-                self.last_error = None
-                return False
-            for candidate in self._candidates(state, current):
-                if not self._due(candidate):
-                    continue
-                try:
-                    model = self._get_or_load(candidate)
-                except Exception:
-                    continue
-                self._swap(model)
-                return True
-            failure = self._failures.get(state.version)
-            if failure is not None:
-                self.last_error = f"version {state.version} failed to load: {failure.error}"
+            swapped = self._refresh_serving(state)
+            self._follow_rollout(state.rollout if state.rollout is not None and state.rollout.running else None)
+            return swapped
+
+    def _follow_rollout(self, rollout: rollouts.Rollout | None) -> None:
+        """Hold `rollout`'s candidate loaded (the serving version first: this runs after its swap);
+        a candidate that fails to load takes no traffic, and is retried as any failed version."""
+        held = self._rollout
+        if rollout is None:
+            if held is not None:
+                with self._lock:
+                    self._rollout = None
+                    if held[1] is not None and (self._current is None or self._current.version != held[1].version):
+                        self._add_extra(held[1], time.monotonic())  # promoted: the swap finds it loaded
+                log.info("rollout of version %s ended", held[0].candidate)
+            return
+        if held is not None and held[1] is not None and held[1].version == rollout.candidate:
+            self._rollout = (rollout, held[1])
+            return
+        self._rollout = (rollout, None)
+        if not self._due(rollout.candidate):
+            return
+        try:
+            model = self._get_or_load(rollout.candidate)
+        except Exception:
+            return
+        with self._lock:
+            self._extra.pop(model.version, None)
+            self._rollout = (rollout, model)
+        log.info("version %s loaded as the %s of a rollout (stable %s)", model.version, rollout.label, rollout.stable)
+        if self.fold and not model.folded:
+            try:
+                self._load_pool.submit(self._fold, model)
+            except RuntimeError:  # closed meanwhile
+                pass
+
+    def _refresh_serving(self, state: versions.ServingState) -> bool:
+        """Swap to the version `state` names (under the refresh lock); True if it swapped."""
+        self.ready = state.ready
+        if state.pointer_error != self.pointer_error and state.pointer_error:
+            metrics.WATCH_ERRORS.labels("rollback_pointer").inc()
+            log.error("%s", state.pointer_error)
+        self.pointer_error = state.pointer_error
+        if state.version is None:
+            self.last_error = None if self._current else f"no servable version under {self.serving_root}"
             return False
+        current = self._current
+        if current is not None and current.version == state.version:
+            self.last_error = None
+            return False
+        for candidate in self._candidates(state, current):
+            if not self._due(candidate):
+                continue
+            try:
+                model = self._get_or_load(candidate)
+            except Exception:
+                continue
+            self._swap(model)
+            return True
+        failure = self._failures.get(state.version)
+        if failure is not None:
+            self.last_error = f"version {state.version} failed to load: {failure.error}"
+        return False
 
     def _candidates(self, state: versions.ServingState, current: LoadedModel | None) -> list[str]:
         """The version to serve, then (only while nothing serves) older ones, newest first."""
@@ -299,7 +354,8 @@ class ModelHost:
         now = time.monotonic()
         with self._lock:
             current = self._current.version if self._current else None
-            loaded = {current, *self._extra}
+            candidate = self._rollout[1] if self._rollout else None
+            loaded = {current, *self._extra, candidate.version if candidate else None}
             loading = set(self._loading)
             failures = dict(self._failures)
             known = set(self.ready) | loaded | set(failures)
@@ -326,7 +382,16 @@ class ModelHost:
             "versions": [s.__dict__ for s in self.statuses()],
             "error": self.last_error,
             "pointer_error": self.pointer_error,
+            "rollout": self._described_rollout(),
         }
+
+    def _described_rollout(self) -> dict | None:
+        held = self._rollout
+        if held is None:
+            return None
+        rollout, model = held
+        return {"stable": rollout.stable, "candidate": rollout.candidate, "mode": rollout.mode,
+                "percent": rollout.percent, "candidate_loaded": model is not None}
 
     def close(self) -> None:
         self._load_pool.shutdown(wait=False, cancel_futures=True)

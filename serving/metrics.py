@@ -14,6 +14,9 @@ A server built in-process (tests, serving.server.build) reports its own values.
     conveyor_predictions_total{version, predicted_class}   instances predicted
     conveyor_prediction_probability{version}               distribution of the predicted probability (multi-class: the predicted class's)
     conveyor_model_batch_instances                         instances per model call (request batching)
+    conveyor_rollout_predictions_total{label, version, outcome}  during a rollout: instances by route (stable,
+                                                           canary, shadow) and outcome (ok, error)
+    conveyor_model_call_seconds{label}                     during a rollout: the model call of each route
     conveyor_out_of_domain_values_total{feature}           string values outside the schema domain (predicted, flagged)
     conveyor_model_loads_total{version, outcome}           loads: ok / failed
     conveyor_model_load_seconds                            time to load a version
@@ -62,6 +65,14 @@ GATHERS = Counter(
     "batch_gather_seconds ran out (window_expired)",
     ["outcome"], registry=_registry,
 )
+ROLLOUT = Counter(
+    "conveyor_rollout_predictions", "Instances answered during a rollout, by route label (stable, canary, shadow)",
+    ["label", "version", "outcome"], registry=_registry,
+)
+MODEL_CALL = Histogram(
+    "conveyor_model_call_seconds", "The model call of each rollout route", ["label"], buckets=_LATENCY_BUCKETS,
+    registry=_registry,
+)
 OUT_OF_DOMAIN = Counter("conveyor_out_of_domain_values", "String values outside the schema domain", ["feature"], registry=_registry)
 LOADS = Counter("conveyor_model_loads", "Model version loads", ["version", "outcome"], registry=_registry)
 LOAD_SECONDS = Histogram(
@@ -106,6 +117,8 @@ out_of_domain = Children(OUT_OF_DOMAIN)
 gathers = Children(GATHERS)
 grpc_requests = Children(GRPC_REQUESTS)
 grpc_latency = Children(GRPC_LATENCY)
+rollout = Children(ROLLOUT)
+model_call = Children(MODEL_CALL)
 
 
 def exposition() -> tuple[bytes, str]:

@@ -2,7 +2,11 @@
 names, its signature and request id, and the batch it joins.
 
 A request names the version serving now, a version (`/versions/N`) or a label (`/labels/L`):
-`stable` is the version serving now (`pipeline/versions.py` decides which; rollback included).
+`stable` is the version serving now (`pipeline/versions.py` decides which; rollback included),
+`canary` or `shadow` the candidate of a running rollout (pipeline/rollouts.py). During a canary
+rollout a request that names no version goes to the candidate when its request id hashes into the
+canary's share; during a shadow rollout it is answered by stable and copied to the candidate
+(serving/batching.py). Each Job carries its route's label for the request log and /metrics.
 A version not loaded is loaded by the host's single loader (serving/host.py), and the request
 waits for it up to VERSION_LOAD_WAIT_SECONDS.
 
@@ -26,6 +30,7 @@ from typing import Callable
 from models import signatures
 from models.instances import Instance
 from models.saved_model import LoadedModel
+from pipeline import rollouts
 from pipeline.configs import PipelineConfig
 from serving import metrics, request_log
 from serving.batching import Batcher, Job
@@ -38,7 +43,7 @@ from serving.request_ids import RequestIds
 RETURNING_WITHIN = 5
 AT_ONCE, ALL_ARRIVED, FULL, WINDOW_EXPIRED = "at_once", "all_arrived", "full", "window_expired"  # how a batch started
 VERSION_LOAD_WAIT_SECONDS = 10.0
-STABLE = "stable"
+STABLE = rollouts.STABLE
 REQUEST_ID_HEADER = "X-Request-Id"
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 
@@ -74,13 +79,17 @@ class Predictions:
         self.returning: Callable[[float], int] = lambda within: 0  # serving.http.HttpServer.returning
 
     # which model
-    def target(self, version: str | None, label: str | None) -> Target:
-        """The model a request names (ApiError 404/503 if none can answer)."""
+    def target(self, version: str | None, label: str | None, request_id: str | None = None) -> Target:
+        """The model a request names (ApiError 404/503 if none can answer); with `request_id`, a
+        request naming none goes to a canary's candidate if its id falls in the canary's share."""
         if label is not None:
             version = self.labelled(label)
         if version is None:
             if self.host.serving is None:
                 raise ApiError(503, self.host.no_model_reason(), retry_after=self.config.poll_seconds)
+            held = self.host.rollout()
+            if request_id is not None and held is not None and held[1] is not None and held[0].to_candidate(request_id):
+                return held[1]
             return None
         try:
             found = self.host.version(version)
@@ -90,10 +99,24 @@ class Predictions:
             raise ApiError(503, str(exc), retry_after=exc.retry_after) from None
         return Loading(version, found) if isinstance(found, Future) else found
 
+    def labels(self) -> dict[str, str]:
+        """The labels this worker answers now: stable, and the running rollout's canary or shadow."""
+        found = {STABLE: self.host.serving.version} if self.host.serving is not None else {}
+        held = self.host.rollout()
+        if held is not None and held[1] is not None:
+            found[held[0].label] = held[0].candidate
+        return found
+
     def labelled(self, label: str) -> str:
         """The version a label names now."""
+        held = self.host.rollout()
+        if held is not None and label == held[0].label:
+            if held[1] is None:
+                raise ApiError(503, f"the {label} version {held[0].candidate} is loading", retry_after=self.config.poll_seconds)
+            return held[0].candidate
         if label != STABLE:
-            raise ApiError(404, f"unknown version label {label[:60]!r} (labels: {STABLE!r}, the version serving now)")
+            named = ", ".join(repr(name) for name in self.labels()) or repr(STABLE)
+            raise ApiError(404, f"unknown version label {label[:60]!r} (labels now: {named})")
         serving = self.host.serving
         if serving is None:
             raise ApiError(503, self.host.no_model_reason(), retry_after=self.config.poll_seconds)
@@ -136,7 +159,8 @@ class Predictions:
         if client_id and not self.ids.reserve(request_id):
             raise ApiError(409, f"{REQUEST_ID_HEADER} {request_id!r} was already answered: labels are joined on it, use a new one")
         future = Reply() if inline else self.loop.create_future()
-        job = Job(instances, target, request_id, future, client_id, signature=chosen)
+        label, shadow = self._route(target)
+        job = Job(instances, target, request_id, future, client_id, signature=chosen, label=label, shadow=shadow)
         if inline:
             self._pending.append(job)
             self._pending_instances += len(instances)
@@ -144,6 +168,18 @@ class Predictions:
         else:
             self.batcher.submit(job)
         return future
+
+    def _route(self, target: LoadedModel | None) -> tuple[str, LoadedModel | None]:
+        """During a rollout: the label of the route a request took, and the candidate it is copied to (shadow)."""
+        held = self.host.rollout()
+        if held is None:
+            return "", None
+        rollout, candidate = held
+        if target is None or target is self.host.serving:
+            return STABLE, candidate if rollout.mode == rollouts.SHADOW else None
+        if candidate is not None and target is candidate:
+            return rollout.label, None
+        return "", None
 
     def signature(self, method: str, name: str | None, target: LoadedModel | None = None) -> str:
         """The signature `name` names for `method` on `target` (None: the serving version); ApiError 400 if none."""

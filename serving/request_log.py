@@ -12,7 +12,12 @@ Layout: `<root>/date=YYYY-MM-DD/hour=HH/<host>-<pid>.jsonl` (UTC). Each line is 
 serving_default answered, whichever method was asked),
 
 and, only when some string feature is outside its schema domain (predicted on and flagged,
-models/instances.py), `"out_of_domain": ["payment_type"]`. `request_id` names the HTTP request (the
+models/instances.py), `"out_of_domain": ["payment_type"]`. While a rollout runs
+(pipeline/rollouts.py) a record also says which route answered it and how long the model call
+took, `"label": "stable"` or `"canary"` and `"model_ms": 0.61`; during a shadow rollout, the
+candidate that shadowed it and its answer, `"shadow_version": "1795400000", "shadow_output":
+{...}, "shadow_ms": 0.58` (or `"shadow_error": "..."`); a canary request its candidate failed on
+and stable answered, `"canary_error": "..."`. `request_id` names the HTTP request (the
 client's `X-Request-Id` header, else a new UUID) and `index` the instance's position in it; labels
 that arrive later are keyed by the two.
 
@@ -178,6 +183,7 @@ def _make_dirs_durable(folder: Path) -> None:
 def record(
     request_id: str, index: int, when: datetime, model_name: str, version: str,
     features: Mapping[str, Any], output: Mapping[str, Any], out_of_domain: Iterable[str] = (),
+    rollout: Mapping[str, Any] | None = None,
 ) -> Record:
     item = {
         "request_id": request_id,
@@ -190,6 +196,8 @@ def record(
     }
     if out_of_domain:
         item["out_of_domain"] = list(out_of_domain)
+    if rollout:
+        item.update(rollout)
     return item
 
 

@@ -12,9 +12,10 @@
     GET  /metrics  Prometheus text format (serving/metrics.py)
 
 As in TF Serving, the fixed parts of a path match in any case and the model name and label are
-percent-decoded. Labels: `stable`, the version serving now (serving/predictions.py). Every answer
-carries `X-Request-Id` (the client's if it sent a valid one, else a new one); predictions also
-`X-Model-Version`. Every prediction is in the request log before its response is sent.
+percent-decoded. Labels: `stable`, the version serving now, and during a rollout `canary` or
+`shadow`, its candidate (serving/predictions.py); the model's status lists them (`"labels":
+{"stable": "V", "canary": "W"}`). Every answer carries `X-Request-Id` (the client's if it sent a
+valid one, else a new one); predictions also `X-Model-Version`, the version that answered. Every prediction is in the request log before its response is sent.
 Errors are `{"error": "<reason>", "request_id": "<id>"}`: 400 malformed JSON, body, instances,
 signature or X-Request-Id; 404 unknown route, model, version or label; 405 wrong method; 408
 request too slow; 409 an X-Request-Id already answered; 413 body or batch over the limits; 414/431
@@ -150,7 +151,7 @@ class App:
         """Answer a predict, classify or regress request. The model it names (a label, a missing
         version) and its signature are checked before its instances are read, as TF Serving does."""
         client_id = "x-request-id" in request.headers
-        target = self.predictions.target(version, label)
+        target = self.predictions.target(version, label, request_id)
         if len(request.body) > INLINE_PARSE_BYTES:
             return self.loop.create_task(self._infer_off_loop(request.body, request_id, method, target, client_id))
         asked = self._read(method, request.body, target)
@@ -230,6 +231,8 @@ class App:
              "status": {"error_code": "UNKNOWN" if s.state == END else "OK", "error_message": s.error}}
             for s in self.predictions.statuses(version)
         ]}
+        if version is None:
+            body["labels"] = self.predictions.labels()
         return self._json(200, body, request_id)
 
     def _metadata(self, request_id: str, version: str | None, label: str | None) -> Response | asyncio.Future:

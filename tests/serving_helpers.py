@@ -121,3 +121,33 @@ def publish_fake(serving_root: Path, version: str, record: dict | None = None) -
     versions.stage(str(model), serving_root, version)
     shutil.rmtree(model)
     return Path(versions.publish(serving_root, version, record or {}))
+
+
+def publish_inverted(serving_root: Path, version: str, new_version: str, rollout: str = "direct") -> Path:
+    """Publish a deliberately worse copy of published `version` as `new_version`: a SavedModel whose
+    serving_default calls the original's and answers the other class (probability 1 - p), so it is
+    wrong wherever the original is right. A real SavedModel the server loads like any other."""
+    import tensorflow as tf
+
+    from models.features import CLASS_KEY, PROBABILITY_KEY
+
+    source = Path(serving_root) / version
+    loaded = tf.saved_model.load(str(source))
+    signature = loaded.signatures["serving_default"]
+    (name, spec), = signature.structured_input_signature[1].items()
+    module = tf.Module()
+    module.inner = loaded
+
+    @tf.function(input_signature=[tf.TensorSpec(spec.shape, spec.dtype, name=name)])
+    def serve(examples):
+        out = signature(**{name: examples})
+        return {PROBABILITY_KEY: 1.0 - out[PROBABILITY_KEY], CLASS_KEY: 1 - out[CLASS_KEY]}
+
+    built = Path(serving_root).parent / f".inverted-{new_version}"
+    tf.saved_model.save(module, str(built), signatures={"serving_default": serve.get_concrete_function()})
+    if (source / "assets.extra").is_dir():  # the warmup requests, which folding probes with
+        shutil.copytree(source / "assets.extra", built / "assets.extra")
+    versions.stage(str(built), serving_root, new_version)
+    shutil.rmtree(built)
+    record = {**(versions.read_record(serving_root, version) or {}), "inverted_copy_of": version}
+    return Path(versions.publish(serving_root, new_version, record, rollout))

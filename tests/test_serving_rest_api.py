@@ -131,6 +131,7 @@ def test_versions_labels_metadata_and_status(served):
     version = served.version
     with served.client() as client:
         status = client.get(f"/v1/models/{MODEL}").json()
+        assert status.pop("labels") == {"stable": version}  # the model's own status names its labels (rollouts add one)
         assert status == {"model_version_status": [
             {"version": version, "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
         for path in (f"/v1/models/{MODEL}/versions/{version}", f"/v1/models/{MODEL}/labels/stable",

@@ -70,7 +70,7 @@ def ct(args: argparse.Namespace) -> int:
         return common.EXIT_BUSY
     if args.ct_command == "run" and not (decision.fired and "on_demand" in decision.triggers):
         return common.EXIT_FAILED  # asked to retrain, and nothing ran for it
-    return 0 if decision.outcome in (None, decisions.OK, decisions.ROLLED_BACK) else common.EXIT_FAILED
+    return 0 if decision.outcome in (None, decisions.OK, decisions.ROLLED_BACK, decisions.PROMOTED, decisions.ABORTED) else common.EXIT_FAILED
 
 
 def _status(config: configs.PipelineConfig, last: int) -> int:
@@ -82,6 +82,7 @@ def _status(config: configs.PipelineConfig, last: int) -> int:
             print(decisions.format_decision(decision))
         print(format_unfinished(config))
         print(format_rollbacks(config))
+        print(format_rollouts(config))
     return 0
 
 
@@ -120,6 +121,26 @@ def format_rollbacks(config: configs.PipelineConfig) -> str:
         when = datetime.datetime.fromtimestamp(r.time, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
         lines.append(f"  {when} UTC  {r.from_version or '-'} -> {r.to_version}: {r.reason}")
     return "\n".join(lines)
+
+
+def format_rollouts(config: configs.PipelineConfig) -> str:
+    """Every shadow or canary rollout: pushed under which policy, and its recorded promotion or abort."""
+    import datetime
+
+    from serving import rollout_control
+
+    def when(seconds: float) -> str:
+        return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+    decided = rollout_control.effective(config)
+    lines = [f"  {when(r.time)} UTC  {r.candidate} ({r.policy}, stable {r.stable}): {r.outcome}: {r.reason}" for r in decided]
+    try:
+        running = rollout_control.current(config)
+    except LookupError:
+        running = None
+    if running is not None and running.running:
+        lines.append(f"  {when(running.started)} UTC  {rollout_control.describe(running)}")
+    return "\n".join(["rollouts:", *lines]) if lines else "rollouts: none"
 
 
 def _on_cluster(args: argparse.Namespace) -> int:
@@ -178,7 +199,8 @@ def run_demo(args: argparse.Namespace) -> int:
             raise common.CommandError(f"--home {home}: not a folder")
         if home.is_dir() and any(home.iterdir()):
             raise common.CommandError(f"--home {home}: not empty (the demo writes a scratch home: name a new or empty folder)")
-    config = common.writable_home(common.load_config(home=home, spans_root=home / "spans", train_steps=100, eval_steps=5), args)
+    config = common.writable_home(common.load_config(home=home, spans_root=home / "spans", train_steps=100, eval_steps=5,
+                                                     ct_rollout="canary:30"), args)
     from conveyor import demo
 
     with common.quiet(config, "ct demo"):

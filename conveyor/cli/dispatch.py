@@ -16,6 +16,8 @@
     conveyor models [--clean]           list pushed versions, marking the one serving now (--clean:
                                         remove incomplete and unrecorded version folders)
     conveyor rollback [--to V]          serve an earlier blessed version, without retraining
+    conveyor rollout status|promote|abort [--reason TEXT]
+                                        the shadow or canary rollout of a version pushed with --rollout
     conveyor monitor [options]          statistics, skew, drift and live metrics of the request log
     conveyor tensorboard                TensorBoard on 127.0.0.1 for the newest trained model's logs
     conveyor notebooks                  JupyterLab on 127.0.0.1 for notebooks/, reading the same home
@@ -43,12 +45,12 @@ import sys
 from typing import Any, Sequence
 
 import speedups
-from conveyor.cli import card, common, ct, init, kubeflow, lineage, models, monitor, rollback, run, runs, schema, serve, tune, viewers
+from conveyor.cli import card, common, ct, init, kubeflow, lineage, models, monitor, rollback, rollout, run, runs, schema, serve, tune, viewers
 from pipeline.home_lock import HomeBusy
 from speedups import switch
 
 # One module per command group, each with add_parser(commands); the order is the help's.
-GROUPS = (init, run, tune, ct, serve, models, rollback, monitor, viewers, lineage, card, runs, schema, kubeflow)
+GROUPS = (init, run, tune, ct, serve, models, rollback, rollout, monitor, viewers, lineage, card, runs, schema, kubeflow)
 
 
 class ParseError(common.CommandError):

@@ -1,4 +1,4 @@
-"""`conveyor models [--clean]`: the pushed versions, which one serves, and the rollbacks.
+"""`conveyor models [--clean]`: the pushed versions, which one serves, the rollbacks and rollouts.
 
 Reads ML Metadata, the serving root and the servers' status files only: no TensorFlow, TFMA or
 Beam is imported (tests/test_read_only_commands.py), so it answers in a fraction of a second."""
@@ -9,7 +9,7 @@ import datetime
 from collections.abc import Set as AbstractSet
 
 from conveyor.cli import common
-from conveyor.cli.ct import format_rollbacks
+from conveyor.cli.ct import format_rollbacks, format_rollouts
 from pipeline.evaluation import shown
 
 
@@ -50,6 +50,7 @@ def models(args: argparse.Namespace) -> int:
         for version, (server, found) in sorted(failed.items()):
             print(f"version {version} failed to load in server pid {server['pid']}: {found['error']}")
         print(format_rollbacks(config))
+        print(format_rollouts(config))
     return 0
 
 

@@ -30,6 +30,7 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--window-spans", type=common.positive_int, help="train on the newest K validated spans")
     parser.add_argument("--drift-policy", choices=configs.DRIFT_POLICIES, help="drift over threshold: block the run or warn")
+    parser.add_argument("--rollout", help="how a pushed version takes traffic: direct (default), shadow or canary:P (docs/serving.md)")
     add_beam_args(parser)
     parser.add_argument("--no-cache", action="store_true", help="re-run every component")
     parser.add_argument("--verbose", action="store_true", help="full TFX logs on the console")
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         window_spans=args.window_spans,
         enable_cache=False if args.no_cache else None,
         drift_policy=args.drift_policy,
+        rollout=args.rollout,
         **beam_overrides(args),
     )
     check_spans_root(config, args)

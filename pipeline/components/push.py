@@ -66,9 +66,11 @@ def Publish(
     evaluation: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelEvaluation],
     validated_statistics: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleStatistics],
     model_card: tfx.dsl.components.InputArtifact[ModelCardArtifact],
+    rollout: tfx.dsl.components.Parameter[str] = "direct",
 ) -> None:
     """Rename the recorded, staged push into the serving root, its model card named after the
-    version (nothing to do when not pushed)."""
+    version (nothing to do when not pushed), under the rollout policy `rollout` (pipeline/rollouts.py:
+    shadow and canary:P write the rollout state first)."""
     if pushed_model.get_int_custom_property("pushed") != 1:
         return
     destination = pushed_model.get_string_custom_property("pushed_destination")
@@ -87,4 +89,5 @@ def Publish(
             versions.OFFLINE_METRICS: overall,
             versions.TRAINING_STATISTICS: versions.training_statistics_file(validated_statistics.uri),
         },
+        rollout,
     )
