@@ -13,41 +13,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from models import features
-from pipeline import project
+from pipeline import project, settings
 from pipeline.settings import ENV_PREFIX, PARSERS, RANGES, SettingError
 from pipeline.thresholds import FairnessThreshold, Threshold
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# Where Beam runs: on this machine (in_memory, or multi_processing with beam_workers processes),
-# Dataflow, or a Flink / Spark cluster through its Beam job server (PortableRunner). The local modes
-# name Beam's FnApiRunner, the runner the DirectRunner ends up on for these batch pipelines: since
-# Beam 2.68 the DirectRunner first tries the Prism runner, downloading its binary at run time (and
-# running on it if the download works), then falls back; the attempt converts each pipeline once
-# more and cost ~5 CPU s per run (docs/benchmarks.md).
-BEAM_MODES = ("in_memory", "multi_processing", "dataflow", "flink", "spark")
-LOCAL_BEAM_MODES = ("in_memory", "multi_processing")
-# Where the pipeline finds artifacts of earlier runs (the span window and the baseline model):
-#   "mlmd"   TFX resolvers querying ML Metadata (LocalDagRunner: the default);
-#   "stores" components reading the validated-span index under the pipeline root and the pushed
-#            models under the serving root, for orchestrators that compile no custom resolver
-#            (KubeflowV2DagRunner: Kubeflow Pipelines v2 and Vertex AI).
-HISTORY_SOURCES = ("mlmd", "stores")
-# How Transform and Trainer find the model code:
-#   "installed"   module paths of the installed `conveyor` package (`make setup` installs it in the
-#                 venv, the Dockerfile in the image), with a fingerprint of models/ in custom_config
-#                 so a code change invalidates the cache (the default: nothing is built per run);
-#   "module_file" TFX packages models/*.py into a wheel per run (its name carries a content hash):
-#                 two `setup.py bdist_wheel` and two `pip install` subprocesses, ~5 s of every run.
-USER_CODE_FORMS = ("installed", "module_file")
-DRIFT_POLICIES = ("block", "warn")
-ESTIMATE_ACTIONS = ("off", "warn", "trigger")  # ct_estimated_performance
-TUNE_OBJECTIVES = ("auc", "binary_accuracy")  # models/tuning.py OBJECTIVES
-# Span namespaces (data/spans_io.py): "upstream" spans under spans_root, "feedback" spans the CT
-# controller builds from labelled served traffic under <home>/feedback/spans.
-SPAN_SOURCES = ("upstream", "feedback")
-# The official TFX image of the locked TFX version: KubeflowV2DagRunner's default and the Dockerfile's base.
-TFX_IMAGE = "gcr.io/tfx-oss-public/tfx:1.21.0"
 
 
 @dataclass(frozen=True)
@@ -67,7 +38,7 @@ class PipelineConfig:
     model_module: Path = REPO_ROOT / "models" / "model.py"
 
     # Data: each run ingests one span N (the newest, or `span` if set) of one namespace
-    # (`span_source`, see SPAN_SOURCES) and trains on the validated spans of both namespaces: upstream
+    # (`span_source`, see settings.SPAN_SOURCES) and trains on the validated spans of both namespaces: upstream
     # spans K-window_spans+1..K and feedback spans M-feedback_window_spans+1..M, where K (or M) is this
     # run's span in its own namespace and the newest validated span in the other (a span blocked by
     # DataGate leaves a hole).
@@ -147,7 +118,7 @@ class PipelineConfig:
     card_limitations: tuple[str, ...] = ()
     trigger: str = "conveyor run (a person)"  # the CT controller names its triggers
 
-    # Beam (see BEAM_MODES), passed to every Beam-powered component. beam_workers: processes for
+    # Beam (see settings.BEAM_MODES), passed to every Beam-powered component. beam_workers: processes for
     # multi_processing (0 = one per core). Remote runners get --setup_file so workers install
     # this project (beam_setup_file; None = this checkout's setup.py).
     beam_mode: str = "in_memory"
@@ -167,8 +138,8 @@ class PipelineConfig:
     mysql_port: int = 3306
     mysql_database: str = "conveyor_mlmd"
     mysql_user: str = "conveyor"
-    history: str = "mlmd"  # see HISTORY_SOURCES
-    user_code: str = "installed"  # see USER_CODE_FORMS
+    history: str = "mlmd"  # see settings.HISTORY_SOURCES
+    user_code: str = "installed"  # see settings.USER_CODE_FORMS
 
     # Production locations (URIs such as gs://bucket/conveyor/...); None = the local paths above.
     remote_pipeline_root: str | None = None
@@ -280,13 +251,13 @@ class PipelineConfig:
             object.__setattr__(self, name, defaults[name])
         object.__setattr__(self, "_from_contract", frozenset(unset))
         for name, allowed in (
-            ("beam_mode", BEAM_MODES),
-            ("history", HISTORY_SOURCES),
-            ("user_code", USER_CODE_FORMS),
-            ("drift_policy", DRIFT_POLICIES),
-            ("ct_estimated_performance", ESTIMATE_ACTIONS),
-            ("span_source", SPAN_SOURCES),
-            ("tune_objective", TUNE_OBJECTIVES),
+            ("beam_mode", settings.BEAM_MODES),
+            ("history", settings.HISTORY_SOURCES),
+            ("user_code", settings.USER_CODE_FORMS),
+            ("drift_policy", settings.DRIFT_POLICIES),
+            ("ct_estimated_performance", settings.ESTIMATE_ACTIONS),
+            ("span_source", settings.SPAN_SOURCES),
+            ("tune_objective", settings.TUNE_OBJECTIVES),
         ):
             if getattr(self, name) not in allowed:
                 raise SettingError(name, getattr(self, name), f"expected one of {', '.join(allowed)}")
@@ -365,7 +336,7 @@ class PipelineConfig:
 
     def beam_args(self) -> list[str]:
         """Beam pipeline args for every Beam-powered component."""
-        if self.beam_mode in LOCAL_BEAM_MODES:
+        if self.beam_mode in settings.LOCAL_BEAM_MODES:
             workers = self.beam_workers or (os.cpu_count() or 1)
             args = [
                 "--runner=FnApiRunner",
@@ -387,12 +358,12 @@ class PipelineConfig:
             ]
             if self.beam_environment_config:
                 args.append(f"--environment_config={self.beam_environment_config}")
-        if self.beam_mode in LOCAL_BEAM_MODES:
+        if self.beam_mode in settings.LOCAL_BEAM_MODES:
             # TFX builds a throwaway sdist of itself per Beam component and run (~52 MB, ~1 s) unless
             # a dependency flag says the workers have their packages. The local runner's workers run
             # in this venv and never pull an image; naming the image whose packages match the lock
             # tells TFX so (a --setup_file would make Beam build an sdist of Conveyor instead).
-            args.append(f"--sdk_container_image={TFX_IMAGE}")
+            args.append(f"--sdk_container_image={settings.TFX_IMAGE}")
         else:  # remote workers install Conveyor from setup.py
             args.append(f"--setup_file={self.beam_setup_file or REPO_ROOT / 'setup.py'}")
         return args + list(self.beam_extra_args)

@@ -14,6 +14,36 @@ from pipeline import rollouts
 
 ENV_PREFIX = "CONVEYOR_"
 
+# Where Beam runs: on this machine (in_memory, or multi_processing with beam_workers processes),
+# Dataflow, or a Flink / Spark cluster through its Beam job server (PortableRunner). The local modes
+# name Beam's FnApiRunner, the runner the DirectRunner ends up on for these batch pipelines: since
+# Beam 2.68 the DirectRunner first tries the Prism runner, downloading its binary at run time (and
+# running on it if the download works), then falls back; the attempt converts each pipeline once
+# more and cost ~5 CPU s per run (docs/benchmarks.md).
+BEAM_MODES = ("in_memory", "multi_processing", "dataflow", "flink", "spark")
+LOCAL_BEAM_MODES = ("in_memory", "multi_processing")
+# Where the pipeline finds artifacts of earlier runs (the span window and the baseline model):
+#   "mlmd"   TFX resolvers querying ML Metadata (LocalDagRunner: the default);
+#   "stores" components reading the validated-span index under the pipeline root and the pushed
+#            models under the serving root, for orchestrators that compile no custom resolver
+#            (KubeflowV2DagRunner: Kubeflow Pipelines v2 and Vertex AI).
+HISTORY_SOURCES = ("mlmd", "stores")
+# How Transform and Trainer find the model code:
+#   "installed"   module paths of the installed `conveyor` package (`make setup` installs it in the
+#                 venv, the Dockerfile in the image), with a fingerprint of models/ in custom_config
+#                 so a code change invalidates the cache (the default: nothing is built per run);
+#   "module_file" TFX packages models/*.py into a wheel per run (its name carries a content hash):
+#                 two `setup.py bdist_wheel` and two `pip install` subprocesses, ~5 s of every run.
+USER_CODE_FORMS = ("installed", "module_file")
+DRIFT_POLICIES = ("block", "warn")
+ESTIMATE_ACTIONS = ("off", "warn", "trigger")  # ct_estimated_performance
+TUNE_OBJECTIVES = ("auc", "binary_accuracy")  # models/tuning.py OBJECTIVES
+# Span namespaces (data/spans_io.py): "upstream" spans under spans_root, "feedback" spans the CT
+# controller builds from labelled served traffic under <home>/feedback/spans.
+SPAN_SOURCES = ("upstream", "feedback")
+# The official TFX image of the locked TFX version: KubeflowV2DagRunner's default and the Dockerfile's base.
+TFX_IMAGE = "gcr.io/tfx-oss-public/tfx:1.21.0"
+
 
 class SettingError(ValueError):
     """A setting with a value it cannot take. `source`: "env" (a CONVEYOR_* variable), "override"

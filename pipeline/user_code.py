@@ -1,4 +1,4 @@
-"""How Transform and Trainer reach the model code (see configs.USER_CODE_FORMS).
+"""How Transform and Trainer reach the model code (see settings.USER_CODE_FORMS).
 
 Conveyor is installed (editable by `make setup`, into the container image), so the components name
 functions by module path; a fingerprint of the code is put into their custom_config, so changed

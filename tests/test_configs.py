@@ -4,13 +4,13 @@ from __future__ import annotations
 import pytest
 
 from metadata import connection
-from pipeline import configs
+from pipeline import configs, settings
 from pipeline.configs import PipelineConfig
 
 
 def test_local_beam_modes_run_the_fn_api_runner_and_build_no_package():
     # FnApiRunner, not DirectRunner: the DirectRunner first tries Prism, downloading it at run time.
-    image = f"--sdk_container_image={configs.TFX_IMAGE}"  # a dependency flag: TFX builds no throwaway sdist
+    image = f"--sdk_container_image={settings.TFX_IMAGE}"  # a dependency flag: TFX builds no throwaway sdist
     assert PipelineConfig().beam_args() == [
         "--runner=FnApiRunner",
         "--direct_running_mode=in_memory",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 from conveyor.kubeflow import compiler as kubeflow
-from pipeline import configs
+from pipeline import configs, settings
 
 DOCKERFILE = (configs.REPO_ROOT / "Dockerfile").read_text()
 LOCK = dict(
@@ -19,7 +19,7 @@ def _instructions(name: str) -> list[str]:
 
 def test_the_base_is_the_official_tfx_image_of_the_locked_tfx_version():
     (base,) = _instructions("FROM")
-    assert base == f"gcr.io/tfx-oss-public/tfx:{LOCK['tfx']}" == configs.TFX_IMAGE  # KubeflowV2DagRunner's default image
+    assert base == f"gcr.io/tfx-oss-public/tfx:{LOCK['tfx']}" == settings.TFX_IMAGE  # KubeflowV2DagRunner's default image
 
 
 def test_the_image_installs_exactly_the_lock_then_conveyor_without_resolving():

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from conveyor.cli import common
-from pipeline import configs
+from pipeline import configs, settings
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -26,7 +26,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
             sub.add_argument("--last", type=common.positive_int, default=20, help="how many decisions (default 20)")
             continue
         sub.add_argument("--spans-root", type=Path)
-        sub.add_argument("--drift-policy", choices=configs.DRIFT_POLICIES)
+        sub.add_argument("--drift-policy", choices=settings.DRIFT_POLICIES)
         if name == "run":
             sub.add_argument("--reason", required=True, help="why, recorded in the decision log")
         if name == "watch":

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from conveyor.cli import common
-from pipeline import configs
+from pipeline import configs, settings
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -29,7 +29,7 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
         help="ingest only the newest span, even if older spans were never ingested",
     )
     parser.add_argument("--window-spans", type=common.positive_int, help="train on the newest K validated spans")
-    parser.add_argument("--drift-policy", choices=configs.DRIFT_POLICIES, help="drift over threshold: block the run or warn")
+    parser.add_argument("--drift-policy", choices=settings.DRIFT_POLICIES, help="drift over threshold: block the run or warn")
     parser.add_argument("--rollout", help="how a pushed version takes traffic: direct (default), shadow or canary:P (docs/serving.md)")
     add_beam_args(parser)
     parser.add_argument("--no-cache", action="store_true", help="re-run every component")
@@ -38,7 +38,7 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
 
 def add_beam_args(parser: argparse.ArgumentParser) -> None:
     beam = parser.add_argument_group("Beam (every Beam-powered component)")
-    beam.add_argument("--beam-mode", choices=configs.BEAM_MODES)
+    beam.add_argument("--beam-mode", choices=settings.BEAM_MODES)
     beam.add_argument("--beam-workers", type=common.non_negative_int, help="processes for multi_processing (0 = one per core)")
     beam.add_argument("--gcp-project", help="dataflow (and Vertex AI): the Google Cloud project")
     beam.add_argument("--gcp-region", help="dataflow (and Vertex AI): the region")

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from conveyor.cli import common, run
-from pipeline import configs
+from pipeline import settings
 
 FLAGS = {"tune_objective": "--objective", "tune_max_trials": "--max-trials", "tune_max_seconds": "--max-seconds"}
 
@@ -22,7 +22,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--spans-root", type=Path, help="folder of span-N/ data folders")
     common.add_home(parser, "output root: pipeline_root, metadata, serving_model, logs (default outputs/)")
     parser.add_argument("--span", type=common.non_negative_int, help="tune on the window of this span (default: the newest span ingested)")
-    parser.add_argument("--objective", choices=configs.TUNE_OBJECTIVES, help="validation metric to maximise (default auc)")
+    parser.add_argument("--objective", choices=settings.TUNE_OBJECTIVES, help="validation metric to maximise (default auc)")
     parser.add_argument("--max-trials", type=common.positive_int, help="trials at most, the first with the default hyperparameters (default 10)")
     parser.add_argument("--max-seconds", type=common.positive_float, help="start no trial after this many seconds (default 180)")
     parser.add_argument("--train-steps", type=common.positive_int, help="steps of each trial and of the Trainer")
