@@ -13,6 +13,7 @@ refuses a merged batch, each request is asked again alone, so only the faulty on
 During a shadow rollout the candidate's call for the batch runs on its own thread while the
 stable version answers (TensorFlow releases the GIL), so the client waits for the slower of the
 two calls, not their sum; its outputs (or its error) go into the same request-log records. A
+server without a request log does not ask the shadow: nothing would record what it answered. A
 canary's candidate that fails (not the client's input) is replaced by stable for that request.
 A request is answered only after its records are on disk; if they cannot be written it gets 503
 and nothing is answered for it.
@@ -186,7 +187,10 @@ class Batcher:
         return commit
 
     def _start_shadows(self, jobs: list[Job]) -> list[tuple[LoadedModel, list[Job], Future]]:
-        """The shadow calls of `jobs`, one per candidate, started on the shadow thread."""
+        """The shadow calls of `jobs`, one per candidate, started on the shadow thread; none without
+        a request log (its records are the shadow's only evidence: nothing could judge its answers)."""
+        if self.requests is None:
+            return []
         groups: dict[int, tuple[LoadedModel, list[Job]]] = {}
         for job in jobs:
             if job.shadow is not None and job.error is None:

@@ -349,3 +349,24 @@ def test_an_unexpected_error_before_the_records_are_durable_answers_nothing(smal
     # The model answered every job, but no record reached the disk: none may be answered 200.
     assert all(job.outputs for job in delivered)
     assert [job.error for job in delivered] == [(500, "internal error")] * 3
+
+
+def test_a_shadow_is_asked_only_where_its_answers_are_recorded(small_run, shipped_rows, tmp_path):
+    """A shadow's answers exist for the rollout guard, which reads them in the request log: a server
+    without the log does not spend a model call on them."""
+    from models.instances import Instance, to_example
+    from serving.batching import Batcher, Job
+    from serving.request_log import RequestLog
+
+    config, _ = small_run
+    host = ModelHost(config.serving_root)
+    host.refresh()
+    candidate = host.current()  # the serving model as its own shadow: a real model that answers
+    row = from_row(shipped_rows[0])
+    for log, asked in ((None, False), (RequestLog(tmp_path / "request_log"), True)):
+        delivered: list = []
+        batcher = Batcher(host, log, MODEL, 64, lambda jobs, inline: delivered.extend(jobs))
+        batcher.answer_now([Job([Instance(to_example(row), row)], None, "r1", None, label="stable", shadow=candidate)])
+        [job] = delivered
+        assert job.error is None and job.outputs
+        assert bool(job.shadow_outputs) is asked, log
