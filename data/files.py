@@ -20,6 +20,15 @@ def _fileio() -> Any:
     return fileio
 
 
+def fsync(path: PathLike) -> None:
+    """Flush a local file or folder (a folder: the names created or renamed in it) to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def exists(path: PathLike) -> bool:
     return _fileio().exists(str(path)) if is_uri(path) else os.path.exists(path)
 

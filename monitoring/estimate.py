@@ -29,6 +29,7 @@ from typing import Any, Sequence
 
 from models.features import CLASS_KEY, PROBABILITIES_KEY, PROBABILITY_KEY
 from monitoring.calibration import SUPPORT_BIN_WIDTH, SUPPORT_MIN_ROWS, Calibration
+from monitoring.live import low_accuracy
 from pipeline.configs import PipelineConfig
 from serving.request_log import Record
 
@@ -120,13 +121,7 @@ def estimate(
 
 def judge(config: PipelineConfig, accuracy: float, offline_accuracy: float | None) -> dict[str, Any]:
     """The live rules on an estimated accuracy: {low, reasons}."""
-    reasons = []
-    if accuracy < config.live_min_accuracy:
-        reasons.append(f"estimated accuracy {accuracy:.3f} below the floor {config.live_min_accuracy}")
-    if offline_accuracy is not None and accuracy < offline_accuracy - config.live_max_accuracy_drop:
-        reasons.append(
-            f"estimated accuracy {accuracy:.3f} more than {config.live_max_accuracy_drop} below its offline {offline_accuracy:.3f}"
-        )
+    reasons = low_accuracy(config, accuracy, offline_accuracy, "estimated")
     return {"low": bool(reasons), "reasons": reasons}
 
 

@@ -94,13 +94,7 @@ def measure(
         why = f"{n} labelled predictions (accuracy needs {config.live_min_labels})"
         return LiveMetrics(predictions, n, None, auc_value, rate, mean_probability, TOO_FEW_LABELS, [why], **common)
     accuracy = sum(int(r["output"][CLASS_KEY]) == t for (r, _), t in zip(pairs, labels)) / n
-    reasons = []
-    if accuracy < config.live_min_accuracy:
-        reasons.append(f"live accuracy {accuracy:.3f} below the floor {config.live_min_accuracy}")
-    if offline_accuracy is not None and accuracy < offline_accuracy - config.live_max_accuracy_drop:
-        reasons.append(
-            f"live accuracy {accuracy:.3f} more than {config.live_max_accuracy_drop} below its offline {offline_accuracy:.3f}"
-        )
+    reasons = low_accuracy(config, accuracy, offline_accuracy, "live")
     return LiveMetrics(predictions, n, accuracy, auc_value, rate, mean_probability, LOW if reasons else OK, reasons, **common)
 
 
@@ -117,3 +111,12 @@ def by_version(
         for version, count in sorted(counts.items())
     }
 
+
+def low_accuracy(config: PipelineConfig, accuracy: float, offline_accuracy: float | None, kind: str) -> list[str]:
+    """Why an accuracy (`kind`: "live", or "estimated" before the labels) is low by the live rules ([]: it is not)."""
+    reasons = []
+    if accuracy < config.live_min_accuracy:
+        reasons.append(f"{kind} accuracy {accuracy:.3f} below the floor {config.live_min_accuracy}")
+    if offline_accuracy is not None and accuracy < offline_accuracy - config.live_max_accuracy_drop:
+        reasons.append(f"{kind} accuracy {accuracy:.3f} more than {config.live_max_accuracy_drop} below its offline {offline_accuracy:.3f}")
+    return reasons

@@ -154,7 +154,7 @@ def write(serving_root: str | Path, rollout: Rollout) -> None:
         kill_point("before_rename")
         os.replace(tmp, _path(root))
         kill_point("after_rename")
-        _fsync_dir(root)
+        files.fsync(root)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -165,10 +165,3 @@ def kill_point(name: str) -> None:
     if os.environ.get(KILL_VARIABLE) == name:
         os.kill(os.getpid(), signal.SIGKILL)
 
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

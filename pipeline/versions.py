@@ -209,7 +209,7 @@ def stage_file(serving_root: str | Path, version: str, relative: str, data: byte
         out.write(data)
         out.flush()
         os.fsync(out.fileno())
-    _fsync(Path(path).parent)
+    files.fsync(Path(path).parent)
 
 
 def live_since(serving_root: str | Path, version: str) -> float:
@@ -251,7 +251,7 @@ def write_rollback(serving_root: Path, version: str, execution_id: int | None = 
             os.fchmod(out.fileno(), 0o644)  # mkstemp makes it 0600: a server of another user must read it
             os.fsync(out.fileno())
         os.replace(tmp, root / POINTER_FILE)
-        _fsync(root)
+        files.fsync(root)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -265,7 +265,7 @@ def clear_rollback(serving_root: Path) -> bool:
         path.unlink()
     except FileNotFoundError:
         return False
-    _fsync(path.parent)
+    files.fsync(path.parent)
     return True
 
 
@@ -275,26 +275,19 @@ def new_version(serving_root: str | Path) -> str:
     return str(max([int(time.time())] + [int(v) + 1 for v in taken]))
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
 
 def _copy_synced(source: Path, target: Path) -> None:
     """Copy the folder `source` to `target`, every file and folder fsync'ed, saved_model.pb last."""
-    files = sorted(p for p in source.rglob("*") if p.is_file())
-    files.sort(key=lambda p: p.name == READY_FILE and p.parent == source)
+    copied = sorted(p for p in source.rglob("*") if p.is_file())
+    copied.sort(key=lambda p: p.name == READY_FILE and p.parent == source)
     target.mkdir(parents=True)
-    for path in files:
+    for path in copied:
         destination = target / path.relative_to(source)
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, destination)
-        _fsync(destination)
+        files.fsync(destination)
     for folder in sorted({p.parent for p in target.rglob("*")} | {target}, key=lambda p: len(p.parts), reverse=True):
-        _fsync(folder)
+        files.fsync(folder)
 
 
 def stage(model_dir: str, serving_root: str | Path, version: str) -> str:
@@ -339,9 +332,9 @@ def publish(serving_root: str | Path, version: str, record: dict[str, Any], roll
         out.write(body)
         out.flush()
         os.fsync(out.fileno())
-    _fsync(Path(staged))
+    files.fsync(Path(staged))
     os.rename(staged, final)
-    _fsync(Path(root))
+    files.fsync(Path(root))
     return final
 
 

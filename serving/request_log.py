@@ -46,7 +46,7 @@ from typing import Any, Iterable, Mapping
 
 import orjson
 
-from data import spans_io
+from data import files, spans_io
 
 Record = dict[str, Any]
 
@@ -136,7 +136,7 @@ class RequestLog:
         existed = path.exists()
         handle = open(path, "ab")
         if not existed:
-            _fsync_dir(path.parent)
+            files.fsync(path.parent)
         elif handle.tell() > 0:  # a previous writer may have died mid-line
             with open(path, "rb") as existing:
                 existing.seek(-1, os.SEEK_END)
@@ -158,13 +158,6 @@ class RequestLog:
             self._close()
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
 
 def _make_dirs_durable(folder: Path) -> None:
     """mkdir -p, fsync'ing the parent of every folder created."""
@@ -177,7 +170,7 @@ def _make_dirs_durable(folder: Path) -> None:
             path.mkdir()
         except FileExistsError:  # another worker created it
             continue
-        _fsync_dir(path.parent)
+        files.fsync(path.parent)
 
 
 def record(

@@ -365,7 +365,7 @@ def test_a_shadow_is_asked_only_where_its_answers_are_recorded(small_run, shippe
     row = from_row(shipped_rows[0])
     for log, asked in ((None, False), (RequestLog(tmp_path / "request_log"), True)):
         delivered: list = []
-        batcher = Batcher(host, log, MODEL, 64, lambda jobs, inline: delivered.extend(jobs))
+        batcher = Batcher(host, log, MODEL, 64, lambda jobs, inline, into=delivered: into.extend(jobs))
         batcher.answer_now([Job([Instance(to_example(row), row)], None, "r1", None, label="stable", shadow=candidate)])
         [job] = delivered
         assert job.error is None and job.outputs
