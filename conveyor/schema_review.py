@@ -64,7 +64,7 @@ class Review:
             r = self.rejection
             out.append(f"rejected by {r.by} at {r.at} (against version {r.version}): {r.reason!r}; the span keeps blocking")
         elif self.changes and not self.not_schema:
-            out.append(f"accept: conveyor schema accept --span {self.span} --reason TEXT (then conveyor run --span {self.span})")
+            out.append(f"accept: conveyor schema accept --span {self.span} --reason TEXT (the next conveyor run or ct tick takes span {self.span} again)")
         return out
 
 

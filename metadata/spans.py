@@ -55,10 +55,33 @@ def _recorded(config: PipelineConfig, namespace: str) -> set[int]:
 
 
 def pending(config: PipelineConfig, namespace: str = UPSTREAM) -> list[int]:
-    """Spans of `namespace` on disk newer than the newest one ingested, oldest first. Feedback span
-    N being ingested says nothing about upstream span N: each namespace is counted alone."""
+    """Spans of `namespace` on disk newer than the newest one ingested, and upstream spans a schema
+    change reopened (`reopened`), oldest first. Feedback span N being ingested says nothing about
+    upstream span N: each namespace is counted alone."""
     newest = max(ingested(config, namespace), default=0)
-    return [s for s in spans_io.existing_spans(root(config, namespace), namespace) if s > newest]
+    again = set(reopened(config)) if namespace == UPSTREAM else set()
+    return [s for s in spans_io.existing_spans(root(config, namespace), namespace) if s > newest or s in again]
+
+
+def reopened(config: PipelineConfig) -> list[int]:
+    """Upstream spans DataGate blocked under an older schema version than the one `conveyor schema
+    accept --span N` recorded for them: the next `conveyor run` and CT tick take them again. A span
+    blocked again under its accepted version stays blocked (something else blocks it)."""
+    from schema import versions as schema_versions
+
+    accepted = {v.span: v.version for v in schema_versions.accepted(config.home) if v.span is not None}
+    if not accepted:
+        return []
+    found = []
+    for span, gate in gate_executions(config).items():
+        if span not in accepted or gate.state in ("COMPLETE", "CACHED"):
+            continue
+        schema = gate.inputs.get("schema", [])
+        key = schema_versions.PROPERTY_PREFIX + "version"
+        used = schema[0].custom_properties[key].int_value if schema and key in schema[0].custom_properties else 1
+        if used < accepted[span]:
+            found.append(span)
+    return sorted(found)
 
 
 def newest(config: PipelineConfig) -> int:

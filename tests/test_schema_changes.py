@@ -54,7 +54,7 @@ def workflow(small_run, shipped_rows, tmp_path_factory):
         "blocked": conveyor(*run, "--span", "2", home=home),
         "diff": conveyor("schema", "diff", "--span", "2", home=home),
         "accept": conveyor("schema", "accept", "--span", "2", "--reason", REASON, "--by", "ana", home=home),
-        "accepted_run": conveyor(*run, "--span", "2", home=home),
+        "accepted_run": conveyor(*run, home=home),  # no --span: the accepted span is pending again
         "lineage": conveyor("lineage", home=home),
     }
     return config, steps
@@ -98,7 +98,7 @@ def test_accept_records_version_2_and_the_next_run_trains_on_the_span_and_pushes
     assert '  value: "Venmo"' in (config.home / "schema/versions/0002.pbtxt").read_text()
     accepted = steps["accepted_run"]
     assert accepted.returncode == 0, accepted.stdout[-2000:]
-    assert "span ingested: 2; training window: spans [1, 2]" in accepted.stdout
+    assert "span ingested: 2; training window: spans [1, 2]" in accepted.stdout  # the reopened span, found by itself
     assert f"\nschema: version 2 (span 2, accepted by ana at {record['at']}: {REASON!r})\n" in accepted.stdout
     assert "pushed: " + str(config.serving_root) in accepted.stdout
 

@@ -81,7 +81,7 @@ def schema(args: argparse.Namespace) -> int:
         print(f"accepted: schema {made.describe()}, parent version {made.parent}")
         print("\n".join(c.line() for c in found.changes))
         print(f"  file {made.file}")
-        print(f"the next run imports it: conveyor run --span {args.span}")
+        print(f"the next run imports it and takes span {args.span} again: conveyor run (or conveyor ct tick)")
     return 0
 
 
