@@ -27,6 +27,7 @@ from monitoring import statistics, version_calibration
 from monitoring.labels import Labels
 from pipeline import versions
 from pipeline.configs import PipelineConfig
+from schema import versions as schema_versions
 from serving.request_log import Record
 
 NO_TRAFFIC, TOO_FEW, NO_BASELINE, SCORED = "no_traffic", "too_few_predictions", "no_baseline", "scored"
@@ -126,7 +127,7 @@ def for_version(
         performance["offline_unknown"] = (
             f"no offline accuracy for version {version} in its push record or ML Metadata: judged against the floor only"
         )
-    schema = statistics.load_schema(config.schema_path)
+    schema = statistics.load_schema(schema_versions.in_force(config.home, config.schema_path))
     found = {
         "version": version,
         "since": since.isoformat(),

@@ -35,6 +35,7 @@ from monitoring import labels as labels_lib
 from monitoring import live as live_lib
 from pipeline import versions
 from pipeline.configs import PipelineConfig
+from schema import versions as schema_versions
 from serving import request_log
 
 RESULT_FORMAT = 2
@@ -85,7 +86,7 @@ def run(
     log_root = log_root or config.request_log_root
     current = request_log.read(log_root, end - length, end)
     previous = request_log.read(log_root, end - 2 * length, end - length)
-    schema = statistics.load_schema(config.schema_path)
+    schema = statistics.load_schema(schema_versions.in_force(config.home, config.schema_path))
     serving_now = versions.serving_version(config.serving_root)
     counts = Counter(r["model_version"] for r in current.records)
     model_version = counts.most_common(1)[0][0] if counts else serving_now

@@ -20,6 +20,7 @@ from models import features
 from models.features import CLASS_KEY, PROBABILITIES_KEY, PROBABILITY_KEY
 from monitoring.calibration import FORMAT, Calibration, calibrate
 from pipeline.configs import PipelineConfig
+from schema import versions as schema_versions
 
 SPLIT = "eval"
 BATCH = 1024
@@ -53,7 +54,7 @@ def compute(config: PipelineConfig, version: str) -> Calibration:
 
     examples, source = eval_examples(config, version)
     label = features.active().label
-    required = FeatureRules.from_schema(config.schema_path).required
+    required = FeatureRules.from_schema(schema_versions.in_force(config.home, config.schema_path)).required
     kept, labels = [], []
     for serialized in examples:
         row = from_example(serialized)

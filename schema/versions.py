@@ -124,6 +124,12 @@ def current(home: Path, curated_file: Path) -> SchemaVersion:
     return history(home, curated_file)[-1]
 
 
+def in_force(home: Path, curated_file: Path) -> Path:
+    """The schema file in force in a home: what its runs import, and whose domains and required
+    features its server and monitoring apply (an accepted "Venmo" is no longer out of domain)."""
+    return Path(current(home, curated_file).file)
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(temporary, "wb") as handle:

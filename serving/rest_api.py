@@ -38,6 +38,7 @@ import orjson
 from models.instances import FeatureRules, InstanceError
 from models.saved_model import LoadedModel
 from pipeline.configs import PipelineConfig
+from schema import versions as schema_versions
 from serving import explain, metrics, request_log, rest_formats
 from serving.batching import Job
 from serving.host import END, ModelHost, NoModelError
@@ -63,7 +64,7 @@ class App:
                  ids: RequestIds | None = None):
         self.config, self.host, self.loop = config, host, loop
         self.model_name = config.model_name
-        self.rules = FeatureRules.from_schema(config.schema_path, config.max_string_bytes)
+        self.rules = FeatureRules.from_schema(schema_versions.in_force(config.home, config.schema_path), config.max_string_bytes)
         self.predictions = Predictions(config, host, requests, loop, ids or RequestIds())
         self.batcher = self.predictions.batcher
         self.parse_pool = ThreadPoolExecutor(1, thread_name_prefix="parse")

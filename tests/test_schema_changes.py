@@ -149,3 +149,22 @@ def test_a_home_without_runs_is_one_line_and_gets_no_schema_folder(tmp_path):
     done = conveyor("schema", "accept", "--span", "2", home=home)
     assert (done.returncode, done.stderr) == (2, f"conveyor schema accept: {home}: no run is recorded in this home yet (`conveyor run` first)\n")
     assert not (home / "schema").exists()
+
+
+def test_the_server_applies_the_accepted_schema_venmo_is_no_longer_out_of_domain(workflow, shipped_rows):
+    """`conveyor serve` reads the domains of the schema in force: the accepted "Venmo" is a known
+    payment type, a payment type nobody accepted is still flagged."""
+    import httpx
+
+    from models.instances import from_row
+    from tests.serving_helpers import Serve, metric
+
+    config, _ = workflow
+    row = from_row(shipped_rows[0])  # a trip's serving features
+    with Serve(config.home, {"CONVEYOR_MIN_SLICE_EXAMPLES": "100000"}) as server:
+        for payment in ("Venmo", "Bitcoin"):
+            reply = httpx.post(f"{server.url}/v1/models/{config.model_name}:predict",
+                               json={"instances": [{**row, "payment_type": payment}]}, timeout=30)
+            assert reply.status_code == 200, reply.text
+        scraped = httpx.get(f"{server.url}/metrics", timeout=30).text
+    assert metric(scraped, "conveyor_out_of_domain_values_total", feature="payment_type") == 1.0  # Bitcoin only

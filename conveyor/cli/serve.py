@@ -23,6 +23,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def serve(args: argparse.Namespace) -> int:
     config = common.load_config({"serving_workers": "--workers"}, home=common.local_home_arg(args), serving_workers=args.workers)
     common.existing_home(config, args, written=False)
+    from schema import versions as schema_versions
+
+    try:  # the domains the server applies: a tampered schema version is one line, before any worker starts
+        schema_versions.in_force(config.home, config.schema_path)
+    except schema_versions.VersionError as exc:
+        raise common.CommandError(str(exc)) from None
     with common.quiet(config, "serve"):
         from serving import supervisor
 
