@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,19 +241,7 @@ def write_rollback(serving_root: Path, version: str, execution_id: int | None = 
     if version not in ready:
         raise ValueError(f"version {version} is not a pushed version under {serving_root} (have: {ready or 'none'})")
     rollback = Rollback(version=version, newest_at_rollback=ready[-1], time=time.time(), execution_id=execution_id)
-    root = Path(serving_root)
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=".rollback-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as out:
-            json.dump(rollback.__dict__, out)
-            out.flush()
-            os.fchmod(out.fileno(), 0o644)  # mkstemp makes it 0600: a server of another user must read it
-            os.fsync(out.fileno())
-        os.replace(tmp, root / POINTER_FILE)
-        files.fsync(root)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    spans_io.write_text(Path(serving_root) / POINTER_FILE, json.dumps(rollback.__dict__))  # 0644: a server of another user reads it
     return rollback
 
 

@@ -17,10 +17,11 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+
+from data import spans_io
 
 VERSIONS_DIR = "schema/versions"
 REJECTIONS_DIR = "schema/rejections"
@@ -130,15 +131,6 @@ def in_force(home: Path, curated_file: Path) -> Path:
     return Path(current(home, curated_file).file)
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
 def accept(home: Path, curated_file: Path, span: int, schema_text: str, changes: list[dict[str, Any]], reason: str, by: str) -> SchemaVersion:
     """Record `schema_text` as the next version, accepted for `span` (the caller holds the writer lock)."""
     parent = current(home, curated_file)
@@ -146,9 +138,9 @@ def accept(home: Path, curated_file: Path, span: int, schema_text: str, changes:
     folder = _versions_dir(home)
     folder.mkdir(parents=True, exist_ok=True)
     schema_file = folder / f"{number:04d}.pbtxt"
-    _write_atomically(schema_file, schema_text.encode())
+    spans_io.write_text(schema_file, schema_text)
     version = SchemaVersion(number, str(schema_file), digest(schema_file), reason, span, parent.version, by, now(), changes)
-    _write_atomically(folder / f"{number:04d}.json", (version.to_json() + "\n").encode())
+    spans_io.write_text(folder / f"{number:04d}.json", version.to_json() + "\n")
     return version
 
 
@@ -171,7 +163,7 @@ def reject(home: Path, span: int, version: int, changes: list[dict[str, Any]], r
     rejection = Rejection(span, version, reason, by, now(), changes)
     path = _rejection_file(home, span)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(path, (json.dumps(asdict(rejection), sort_keys=True) + "\n").encode())
+    spans_io.write_text(path, json.dumps(asdict(rejection), sort_keys=True) + "\n")
     return rejection
 
 
